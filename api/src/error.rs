@@ -1,0 +1,276 @@
+//! The ONE place where errors become HTTP answers: RFC 9457 `application/problem+json`.
+//!
+//! Components return their own error enums; the `From` impls here decide status and `code`.
+//! A 5xx is opaque to the client and logged with its whole `source()` chain.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpResponse, ResponseError};
+use depot_core::error::FieldError;
+use depot_core::principal::Forbidden;
+use depot_core::{RepoError, ValidationError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document, with Depot's `code` and `errors` extensions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "https://depot.dev/problems/validation_failed",
+    "title": "Unprocessable Content",
+    "status": 422,
+    "detail": "the request has invalid fields",
+    "instance": "/api/v1/passwords",
+    "code": "validation_failed",
+    "errors": [{"field": "password_length", "message": "must be between 6 and 200"}]
+}))]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request path the problem occurred on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// A stable machine-readable code.
+    pub code: String,
+    /// Every failing field, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProblemField {
+    pub field: String,
+    pub message: String,
+}
+
+impl From<FieldError> for ProblemField {
+    fn from(e: FieldError) -> Self {
+        Self {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Validation(#[from] ValidationError),
+    /// Syntactically broken input (malformed JSON, wrong content type).
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("{detail}")]
+    UnsupportedMediaType { detail: String },
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{detail}")]
+    NotFound { detail: String },
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Unauthorized {
+        code: &'static str,
+        detail: String,
+        /// The `WWW-Authenticate` challenge.
+        challenge: &'static str,
+    },
+    #[error("{0}")]
+    Forbidden(#[from] Forbidden),
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
+    #[error("{detail}")]
+    ServiceUnavailable { detail: String },
+    /// Anything else: logged in full, answered as an opaque 500.
+    #[error("unexpected error")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::NotFound {
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unexpected(e: impl Into<anyhow::Error>) -> Self {
+        Self::Unexpected(e.into())
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::Unauthorized { code, .. } => code,
+            ApiError::Forbidden(_) => "insufficient_scope",
+            ApiError::TooManyRequests { .. } => "rate_limited",
+            ApiError::ServiceUnavailable { .. } => "service_unavailable",
+            ApiError::Unexpected(_) => "internal_error",
+        }
+    }
+
+    /// The problem document for this error (without `instance`, which the request adds).
+    pub fn problem(&self) -> Problem {
+        let status = self.status_code();
+        let (detail, errors) = match self {
+            ApiError::Validation(v) => (
+                Some(if v.errors.len() == 1 {
+                    format!("{}: {}", v.errors[0].field, v.errors[0].message)
+                } else {
+                    "the request has invalid fields".to_owned()
+                }),
+                v.errors.iter().cloned().map(ProblemField::from).collect(),
+            ),
+            ApiError::Unexpected(_) => (
+                Some("the server could not complete the request".to_owned()),
+                vec![],
+            ),
+            other => (Some(other.to_string()), vec![]),
+        };
+        problem(status, self.code(), detail, errors)
+    }
+}
+
+/// Builds a problem document for a status and code.
+pub fn problem(
+    status: StatusCode,
+    code: &str,
+    detail: Option<String>,
+    errors: Vec<ProblemField>,
+) -> Problem {
+    Problem {
+        type_uri: format!("https://depot.dev/problems/{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        instance: crate::middleware::current_path(),
+        code: code.to_owned(),
+        errors,
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Unexpected(e) = self {
+            tracing::error!(error = %format!("{e:#}"), "request failed unexpectedly");
+        }
+        let mut res = problem_response(&self.problem());
+        match self {
+            ApiError::Unauthorized { challenge, .. } => {
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+/// Serialises a problem with its content type.
+pub fn problem_response(p: &Problem) -> HttpResponse {
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status)
+        .content_type(PROBLEM_JSON)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(p)
+}
+
+impl From<RepoError> for ApiError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::NotFound => ApiError::not_found("the resource does not exist"),
+            RepoError::Conflict(detail) => ApiError::Conflict {
+                code: "conflict",
+                detail,
+            },
+            RepoError::Unavailable(source) => {
+                tracing::error!(error = %source, "the store is unavailable");
+                ApiError::ServiceUnavailable {
+                    detail: "the service is temporarily unavailable".into(),
+                }
+            }
+            RepoError::Unexpected(source) => ApiError::Unexpected(anyhow::anyhow!(source)),
+        }
+    }
+}
+
+/// Responses that already carry a JSON document (a problem, or a deliberate body such as the
+/// readiness report) are left alone.
+fn has_json_body(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"))
+}
+
+/// `ErrorHandlers` default handler: every 4xx/5xx that is not already JSON (actix's own
+/// 404 and 405, a 413 from a payload limit, …) is rewritten as problem+json.
+pub fn problem_for_any_error<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let status = res.status();
+    let path = res.request().path().to_owned();
+    if has_json_body(res.headers()) {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::BAD_REQUEST => "bad_request",
+        s if s.is_server_error() => "internal_error",
+        _ => "error",
+    };
+    let detail = match status {
+        StatusCode::NOT_FOUND => format!("no resource at {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this resource".into(),
+        s if s.is_server_error() => "the server could not complete the request".into(),
+        s => s.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let mut p = problem(status, code, Some(detail), vec![]);
+    p.instance = Some(path);
+    let allow = res.headers().get(header::ALLOW).cloned();
+    let (req, _) = res.into_parts();
+    let mut new = problem_response(&p);
+    if let Some(allow) = allow {
+        new.headers_mut().insert(header::ALLOW, allow);
+    }
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, new).map_into_right_body::<B>(),
+    ))
+}

@@ -1,0 +1,13 @@
+//! Depot's HTTP container: configuration, adapters wiring, routes, error mapping, docs.
+
+pub mod bootstrap;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod worker;

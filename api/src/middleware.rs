@@ -1,0 +1,123 @@
+//! Request ids and the per-request context used by logs and problem documents.
+//!
+//! `X-Request-Id` is taken from the request when it is a sane token (1–128 characters of
+//! `[A-Za-z0-9._:-]`), generated (UUIDv7) otherwise, echoed on the response and recorded on the
+//! request span, so every log line of the request carries it.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+use std::time::Instant;
+use tracing::Span;
+use tracing_actix_web::RootSpanBuilder;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+#[derive(Debug, Clone, Copy)]
+struct RequestStart(Instant);
+
+tokio::task_local! {
+    static REQUEST_PATH: String;
+}
+
+/// The path of the request being handled on this task, for problem documents' `instance`.
+pub fn current_path() -> Option<String> {
+    REQUEST_PATH.try_with(Clone::clone).ok()
+}
+
+fn acceptable(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// The outermost middleware: assigns the request id and the start time.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(RequestStart(Instant::now()));
+    let path = req.path().to_owned();
+    let mut res = REQUEST_PATH.scope(path, next.call(req)).await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    Ok(res)
+}
+
+/// Builds the request span. Deliberately records the path without the query string: a query may
+/// carry an API key (`?api_key=`), and nothing secret goes into logs.
+pub struct DepotRootSpan;
+
+impl RootSpanBuilder for DepotRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            route = %route,
+            path = %request.path(),
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        let _entered = span.enter();
+        match outcome {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                span.record("status", status);
+                let elapsed_ms = res
+                    .request()
+                    .extensions()
+                    .get::<RequestStart>()
+                    .map(|s| s.0.elapsed().as_secs_f64() * 1000.0)
+                    .unwrap_or_default();
+                if res.status().is_server_error() {
+                    tracing::warn!(status, elapsed_ms, "request finished");
+                } else {
+                    tracing::info!(status, elapsed_ms, "request finished");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "request failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable;
+
+    #[test]
+    fn request_ids_are_filtered() {
+        assert!(acceptable("abc-123_x.y:z"));
+        assert!(!acceptable(""));
+        assert!(!acceptable("has space"));
+        assert!(!acceptable("line\nbreak"));
+        assert!(!acceptable(&"a".repeat(129)));
+    }
+}

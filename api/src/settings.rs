@@ -1,0 +1,426 @@
+//! Typed configuration, layered as described in `config/default.toml`, validated at start-up.
+//!
+//! A bad value stops the process with one line naming the key ([`SettingsError`]); it never
+//! becomes a 500 later.
+
+use config::{Config, Environment, File, FileFormat};
+use depot_store::Backend;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const BUILT_IN: &str = include_str!("../../config/default.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub queue: QueueSettings,
+    pub worker: WorkerSettings,
+    pub log: LogSettings,
+    pub docs: DocsSettings,
+    pub secrets: SecretsSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_seconds: u64,
+    pub cors_allowed_origins: Vec<String>,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub connect_timeout_seconds: u64,
+    pub acquire_timeout_seconds: u64,
+    pub auto_migrate: Option<bool>,
+    pub log_statements: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    InProcess,
+    Rabbitmq,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub kind: Option<QueueKind>,
+    pub amqp_url: Option<String>,
+    pub prefetch: u16,
+    pub queue_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub embedded: bool,
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocsSettings {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    pub dir: Option<PathBuf>,
+}
+
+/// A configuration problem, printed as one line: `configuration error: <key>: <problem>`.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {key}: {problem}")]
+pub struct SettingsError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl SettingsError {
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Aliases kept for compatibility with conventional and legacy variable names.
+const ALIASES: &[(&str, &str)] = &[
+    ("PORT", "server.port"),
+    ("DATABASE_URL", "database.url"),
+    ("AMQP_URL", "queue.amqp_url"),
+];
+
+impl Settings {
+    /// Loads the layers from the process environment and the working directory.
+    pub fn load() -> Result<Self, SettingsError> {
+        let env_name = std::env::var("DEPOT_ENV").unwrap_or_else(|_| "local".into());
+        let dir = std::env::var("DEPOT_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        let mut builder = Config::builder()
+            .add_source(File::from_str(BUILT_IN, FileFormat::Toml))
+            .add_source(File::with_name(&format!("{dir}/default")).required(false))
+            .add_source(File::with_name(&format!("{dir}/{env_name}")).required(false))
+            .add_source(
+                Environment::with_prefix("DEPOT")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("server.cors_allowed_origins"),
+            );
+        for (var, key) in ALIASES {
+            if let Ok(value) = std::env::var(var) {
+                builder = builder
+                    .set_override(*key, value)
+                    .map_err(|e| SettingsError::new(*key, e.to_string()))?;
+            }
+        }
+        Self::from_config(builder.build().map_err(config_error)?)
+    }
+
+    /// The built-in defaults only, ignoring files and the environment (used by tests).
+    pub fn defaults() -> Self {
+        let config = Config::builder()
+            .add_source(File::from_str(BUILT_IN, FileFormat::Toml))
+            .build()
+            .expect("the built-in defaults parse");
+        Self::from_config(config).expect("the built-in defaults are valid")
+    }
+
+    fn from_config(config: Config) -> Result<Self, SettingsError> {
+        let settings: Settings = config.try_deserialize().map_err(config_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let s = &self.server;
+        if s.host.trim().is_empty() {
+            return Err(SettingsError::new("server.host", "must not be empty"));
+        }
+        if s.body_limit_bytes < 1024 {
+            return Err(SettingsError::new(
+                "server.body_limit_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if s.shutdown_grace_seconds > 3600 {
+            return Err(SettingsError::new(
+                "server.shutdown_grace_seconds",
+                "must be at most 3600",
+            ));
+        }
+        for origin in &s.cors_allowed_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(SettingsError::new(
+                    "server.cors_allowed_origins",
+                    format!("`{origin}` is not an origin (scheme://host[:port]) or \"*\""),
+                ));
+            }
+        }
+        let d = &self.database;
+        match Backend::of_url(&d.url) {
+            None => {
+                return Err(SettingsError::new(
+                    "database.url",
+                    "must start with sqlite:, postgres:// or postgresql://",
+                ));
+            }
+            Some(Backend::Sqlite) if !depot_store::database::is_valid_sqlite_url(&d.url) => {
+                return Err(SettingsError::new(
+                    "database.url",
+                    "is not a valid SQLite URL",
+                ));
+            }
+            _ => {}
+        }
+        if d.max_connections == 0 {
+            return Err(SettingsError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if d.min_connections > d.max_connections {
+            return Err(SettingsError::new(
+                "database.min_connections",
+                "must not exceed database.max_connections",
+            ));
+        }
+        if d.connect_timeout_seconds == 0 || d.acquire_timeout_seconds == 0 {
+            return Err(SettingsError::new(
+                "database.connect_timeout_seconds",
+                "timeouts must be at least 1 second",
+            ));
+        }
+        if self.queue_kind() == QueueKind::Rabbitmq {
+            match self.queue.amqp_url.as_deref() {
+                Some(u) if u.starts_with("amqp://") || u.starts_with("amqps://") => {}
+                Some(_) => {
+                    return Err(SettingsError::new(
+                        "queue.amqp_url",
+                        "must start with amqp:// or amqps://",
+                    ));
+                }
+                None => {
+                    return Err(SettingsError::new(
+                        "queue.amqp_url",
+                        "is required when queue.kind = \"rabbitmq\"",
+                    ));
+                }
+            }
+        }
+        if self.queue.prefetch == 0 {
+            return Err(SettingsError::new("queue.prefetch", "must be at least 1"));
+        }
+        if self.worker.concurrency == 0 {
+            return Err(SettingsError::new(
+                "worker.concurrency",
+                "must be at least 1",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(SettingsError::new("log.level", e.to_string()));
+        }
+        if let Some(dir) = &self.secrets.dir
+            && !dir.is_dir()
+        {
+            return Err(SettingsError::new(
+                "secrets.dir",
+                format!("{} is not a readable directory", dir.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn queue_kind(&self) -> QueueKind {
+        self.queue.kind.unwrap_or(if self.queue.amqp_url.is_some() {
+            QueueKind::Rabbitmq
+        } else {
+            QueueKind::InProcess
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        Backend::of_url(&self.database.url).expect("validated")
+    }
+
+    pub fn auto_migrate(&self) -> bool {
+        self.database
+            .auto_migrate
+            .unwrap_or(self.backend() == Backend::Sqlite)
+    }
+
+    pub fn database_options(&self) -> depot_store::DatabaseOptions {
+        let d = &self.database;
+        depot_store::DatabaseOptions {
+            url: d.url.clone(),
+            max_connections: d.max_connections,
+            min_connections: d.min_connections,
+            connect_timeout: Duration::from_secs(d.connect_timeout_seconds),
+            acquire_timeout: Duration::from_secs(d.acquire_timeout_seconds),
+            log_statements: d.log_statements,
+        }
+    }
+
+    /// The effective settings as TOML, with passwords in URLs redacted (for `depot config show`).
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = redact_url(&shown.database.url);
+        shown.queue.amqp_url = shown.queue.amqp_url.as_deref().map(redact_url);
+        let value = serde_json::to_value(&shown).expect("settings serialise");
+        let mut out = String::new();
+        if let serde_json::Value::Object(sections) = value {
+            for (name, section) in sections {
+                out.push_str(&format!("[{name}]\n"));
+                if let serde_json::Value::Object(fields) = section {
+                    for (k, v) in fields {
+                        if v.is_null() {
+                            out.push_str(&format!("# {k} = (unset)\n"));
+                        } else {
+                            out.push_str(&format!("{k} = {v}\n"));
+                        }
+                    }
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                url.to_owned()
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Turns the config crate's error into `key: problem`.
+fn config_error(e: config::ConfigError) -> SettingsError {
+    let text = e.to_string();
+    // The config crate phrases these as `<problem> for key `<key>`` (sometimes with a source).
+    if let Some(idx) = text.find(" for key `") {
+        let problem = &text[..idx];
+        let rest = &text[idx + " for key `".len()..];
+        let key = rest.split('`').next().unwrap_or(rest);
+        return SettingsError::new(key, problem);
+    }
+    if let Some(field) = text
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
+        return SettingsError::new(field, text.clone());
+    }
+    SettingsError::new("(settings)", text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_defaults_are_valid_and_embedded() {
+        let s = Settings::defaults();
+        assert_eq!(s.server.port, 8000);
+        assert_eq!(s.queue_kind(), QueueKind::InProcess);
+        assert!(s.auto_migrate());
+        assert_eq!(s.backend(), Backend::Sqlite);
+    }
+
+    #[test]
+    fn amqp_url_selects_rabbitmq_and_postgres_disables_auto_migrate() {
+        let mut s = Settings::defaults();
+        s.queue.amqp_url = Some("amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        s.database.url = "postgres://postgres@127.0.0.1/test".into();
+        s.validate().unwrap();
+        assert_eq!(s.queue_kind(), QueueKind::Rabbitmq);
+        assert!(!s.auto_migrate());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut s = Settings::defaults();
+        s.queue.kind = Some(QueueKind::Rabbitmq);
+        assert_eq!(s.validate().unwrap_err().key, "queue.amqp_url");
+        let mut s = Settings::defaults();
+        s.database.url = "mysql://x".into();
+        assert_eq!(s.validate().unwrap_err().key, "database.url");
+        let mut s = Settings::defaults();
+        s.log.level = "info,[[[".into();
+        assert_eq!(s.validate().unwrap_err().key, "log.level");
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let bad = |toml: &str| {
+            let c = Config::builder()
+                .add_source(File::from_str(BUILT_IN, FileFormat::Toml))
+                .add_source(File::from_str(toml, FileFormat::Toml))
+                .build()
+                .unwrap();
+            Settings::from_config(c).unwrap_err()
+        };
+        let e = bad("[server]\nport = 99999");
+        assert_eq!(e.key, "server.port", "{e}");
+        let e = bad("[queue]\nkind = \"kafka\"");
+        assert_eq!(e.key, "queue.kind", "{e}");
+        let e = bad("[server]\nprot = 1");
+        assert!(e.to_string().contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://user:pw@host:5432/db"),
+            "postgres://user:***@host:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+        let mut s = Settings::defaults();
+        s.queue.amqp_url = Some("amqp://guest:hunter2@h/%2f".into());
+        assert!(!s.to_redacted_toml().contains("hunter2"));
+    }
+}

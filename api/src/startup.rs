@@ -1,0 +1,167 @@
+//! Building and running the HTTP application. `Application::build` binds first, so a caller
+//! (the tests) can ask for port 0 and learn the real port.
+
+use crate::bootstrap::{self, Adapters, StartupError};
+use crate::error::{ApiError, problem_for_any_error};
+use crate::extract::BodyLimit;
+use crate::middleware::{DepotRootSpan, request_context};
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::worker::{Worker, WorkerHandle};
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, HttpRequest, HttpServer, web};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing_actix_web::TracingLogger;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    adapters: Adapters,
+    worker: Option<WorkerHandle>,
+    grace: Duration,
+}
+
+impl Application {
+    /// Connects the adapters, migrates (when configured), binds the listener and starts the
+    /// embedded worker (when configured). The server runs once [`run_until_stopped`] is awaited.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let adapters = bootstrap::build(&settings).await?;
+        Self::build_with(settings, adapters).await
+    }
+
+    pub async fn build_with(settings: Settings, adapters: Adapters) -> Result<Self, StartupError> {
+        let address = (settings.server.host.as_str(), settings.server.port);
+        let listener = TcpListener::bind(address).map_err(|e| StartupError {
+            key: "server.port",
+            message: format!(
+                "cannot listen on {}:{}: {e}",
+                settings.server.host, settings.server.port
+            ),
+        })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let worker = if settings.worker.embedded {
+            Some(start_worker(&settings, &adapters).await?)
+        } else {
+            None
+        };
+        let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
+        let server = run(listener, &settings, &adapters).map_err(|e| StartupError {
+            key: "server.port",
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            port,
+            server,
+            adapters,
+            worker,
+            grace,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT (or the server handle stops it), then drains: in-flight
+    /// requests get the grace period, the embedded worker likewise.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        tracing::info!("HTTP server stopped; stopping the worker");
+        if let Some(worker) = self.worker {
+            worker.shutdown(self.grace).await;
+        }
+        if let Some(q) = &self.adapters.in_process_queue {
+            q.close();
+        }
+        result
+    }
+
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+/// The job handlers every worker runs. Components add theirs here.
+pub fn worker_for(settings: &Settings, adapters: &Adapters) -> Worker {
+    Worker::new(
+        adapters.consumer.clone(),
+        settings.worker.concurrency,
+        settings.queue.prefetch,
+    )
+}
+
+pub async fn start_worker(
+    settings: &Settings,
+    adapters: &Adapters,
+) -> Result<WorkerHandle, StartupError> {
+    let worker = worker_for(settings, adapters);
+    tracing::info!(handlers = worker.handler_count(), "starting the worker");
+    worker.start().await.map_err(|e| StartupError {
+        key: "queue",
+        message: format!("cannot start consuming: {e}"),
+    })
+}
+
+fn cors(settings: &Settings) -> Cors {
+    let origins = &settings.server.cors_allowed_origins;
+    let mut cors = Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .expose_headers(["x-request-id", "etag", "location", "retry-after"])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        cors = cors.allow_any_origin();
+    } else {
+        for origin in origins {
+            cors = cors.allowed_origin(origin);
+        }
+    }
+    cors
+}
+
+fn run(listener: TcpListener, settings: &Settings, adapters: &Adapters) -> std::io::Result<Server> {
+    let state = web::Data::new(AppState {
+        db: adapters.db.clone(),
+        queue_health: adapters.queue_health.clone(),
+    });
+    let settings = Arc::new(settings.clone());
+    let body_limit = settings.server.body_limit_bytes;
+    let docs_enabled = settings.docs.enabled;
+    let app_settings = settings.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(ErrorHandlers::new().default_handler(problem_for_any_error))
+            .wrap(cors(&app_settings))
+            .wrap(TracingLogger::<DepotRootSpan>::new())
+            .wrap(from_fn(request_context))
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(BodyLimit(body_limit))
+            .app_data(web::PathConfig::default().error_handler(|e, _req| {
+                ApiError::from(depot_core::ValidationError::field("path", e.to_string())).into()
+            }))
+            .service(web::resource("/health/live").route(web::get().to(routes::health::live)))
+            .service(web::resource("/health/ready").route(web::get().to(routes::health::ready)))
+            .configure(crate::docs::configure(docs_enabled))
+            .service(web::scope("/api/v1").configure(routes::configure_v1))
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(settings.server.shutdown_grace_seconds);
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    Ok(server.run())
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no resource at {}",
+        req.path()
+    )))
+}

@@ -1,0 +1,190 @@
+//! The worker runtime: consumes queues and hands each delivery to its job handler, with bounded
+//! concurrency, until told to stop. Runs inside `depot serve` (embedded mode) or as
+//! `depot worker` processes (scaled mode, RabbitMQ).
+//!
+//! Components register [`JobHandler`]s; the runtime owns settlement: `Ok` acks, a retryable error
+//! nacks with requeue, a permanent error nacks without.
+
+use async_trait::async_trait;
+use depot_core::queue::{Delivery, Message, MessageConsumer};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another try (the database was busy, the broker blinked).
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Will never succeed (a malformed message).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+#[async_trait]
+pub trait JobHandler: Send + Sync {
+    /// The queue this handler consumes.
+    fn queue(&self) -> &'static str;
+    async fn handle(&self, message: &Message, attempt: u32) -> Result<(), JobError>;
+}
+
+pub struct Worker {
+    consumer: Arc<dyn MessageConsumer>,
+    handlers: Vec<Arc<dyn JobHandler>>,
+    concurrency: u16,
+    prefetch: u16,
+}
+
+/// Stops a running worker and waits for its in-flight jobs.
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl WorkerHandle {
+    /// Stops taking new deliveries and waits up to `grace` for in-flight jobs; unfinished ones
+    /// are handed back to the queue (their deliveries are dropped unsettled).
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!("worker jobs still running after the grace period; handing them back");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+impl Worker {
+    pub fn new(consumer: Arc<dyn MessageConsumer>, concurrency: u16, prefetch: u16) -> Self {
+        Self {
+            consumer,
+            handlers: Vec::new(),
+            concurrency: concurrency.max(1),
+            prefetch: prefetch.max(1),
+        }
+    }
+
+    pub fn register(mut self, handler: Arc<dyn JobHandler>) -> Self {
+        self.handlers.push(handler);
+        self
+    }
+
+    pub fn handler_count(&self) -> usize {
+        self.handlers.len()
+    }
+
+    /// Subscribes every handler's queue and starts consuming in the background.
+    pub async fn start(self) -> Result<WorkerHandle, depot_core::queue::QueueError> {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for handler in self.handlers {
+            let mut subscription = self
+                .consumer
+                .subscribe(handler.queue(), self.prefetch)
+                .await?;
+            let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
+            let mut stopped = stopped.clone();
+            tasks.spawn(async move {
+                let mut jobs = JoinSet::new();
+                loop {
+                    let permit = tokio::select! {
+                        _ = stopped.wait_for(|s| *s) => break,
+                        p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    };
+                    let delivery = tokio::select! {
+                        _ = stopped.wait_for(|s| *s) => break,
+                        d = subscription.next() => d,
+                    };
+                    let delivery = match delivery {
+                        None => break,
+                        Some(Ok(d)) => d,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, queue = handler.queue(), "receiving failed; retrying shortly");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    };
+                    let handler = handler.clone();
+                    jobs.spawn(async move {
+                        run_one(handler.as_ref(), delivery).await;
+                        drop(permit);
+                    });
+                    while jobs.try_join_next().is_some() {}
+                }
+                // Let in-flight jobs finish; the handle's grace period bounds this.
+                while jobs.join_next().await.is_some() {}
+            });
+        }
+        Ok(WorkerHandle { stop, tasks })
+    }
+}
+
+async fn run_one(handler: &dyn JobHandler, delivery: Box<dyn Delivery>) {
+    let attempt = delivery.attempt();
+    let outcome = handler.handle(delivery.message(), attempt).await;
+    let settled = match outcome {
+        Ok(()) => delivery.ack().await,
+        Err(JobError::Retryable(e)) => {
+            tracing::warn!(error = %e, attempt, queue = handler.queue(), "job failed; it will be retried");
+            delivery.nack(true).await
+        }
+        Err(JobError::Permanent(e)) => {
+            tracing::error!(error = %e, attempt, queue = handler.queue(), "job failed permanently");
+            delivery.nack(false).await
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(error = %e, "settling a delivery failed; the broker will redeliver it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use depot_core::queue::MessagePublisher;
+    use depot_queue::InProcessQueue;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct Flaky {
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl JobHandler for Flaky {
+        fn queue(&self) -> &'static str {
+            "test.jobs"
+        }
+        async fn handle(&self, message: &Message, attempt: u32) -> Result<(), JobError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            match (message.body.as_slice(), attempt) {
+                (b"retry", 1) => Err(JobError::Retryable("first try fails".into())),
+                (b"bad", _) => Err(JobError::Permanent("never".into())),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn acks_retries_and_drops() {
+        let q = InProcessQueue::new();
+        let handler = Arc::new(Flaky {
+            calls: AtomicU32::new(0),
+        });
+        let worker = Worker::new(Arc::new(q.clone()), 2, 4).register(handler.clone());
+        let handle = worker.start().await.unwrap();
+        for body in ["ok", "retry", "bad"] {
+            q.publish("test.jobs", Message::new(body)).await.unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while handler.calls.load(Ordering::SeqCst) < 4 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("ok once, retry twice, bad once");
+        handle.shutdown(Duration::from_secs(2)).await;
+        assert!(q.is_empty("test.jobs"));
+        assert_eq!(handler.calls.load(Ordering::SeqCst), 4);
+    }
+}

@@ -1,0 +1,18 @@
+//! Depot's schema, as sea-orm migrations. Every migration has a working `down`; the tests run
+//! up → down → up on SQLite and PostgreSQL.
+
+pub use sea_orm_migration::MigrationStatus;
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_idempotency_keys;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261122_000001_create_idempotency_keys::Migration,
+        )]
+    }
+}
