@@ -51,6 +51,10 @@ impl LapinQueue {
         })
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn full_name(&self, queue: &str) -> String {
         format!("{}{}", self.prefix, queue)
     }

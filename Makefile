@@ -1,0 +1,30 @@
+# Depot developer targets. `make run` and `make test` are the README's two commands.
+.PHONY: run test lint fmt migrate bench build release clean
+
+run:            ## Start Depot with no external services (SQLite file, in-process queue)
+	cargo run --release --locked -p depot-api --bin depot -- serve
+
+test:           ## Every test, on SQLite and on PostgreSQL + RabbitMQ
+	bash scripts/test.sh
+
+lint:           ## Formatting and clippy, warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+migrate:        ## Apply migrations to the configured database (DATABASE_URL or config)
+	cargo run --locked -p depot-api --bin depot -- migrate up
+
+bench:          ## Release build driven by wrk: requests/s and p50/p99 per endpoint vs /health/live
+	bash scripts/bench.sh
+
+build:
+	cargo build --workspace --locked
+
+release:
+	cargo build --release --locked -p depot-api --bin depot
+
+clean:
+	cargo clean

@@ -1,0 +1,84 @@
+//! The `depot` binary's start-up behaviour: bad settings stop it with one line naming the key.
+
+use std::process::Command;
+
+fn depot(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    depot_in(&tempfile::tempdir().unwrap(), env, args)
+}
+
+/// Runs `depot` in `dir` (where its default SQLite file lives).
+fn depot_in(dir: &tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_depot"));
+    cmd.current_dir(dir.path()).args(args);
+    for var in ["DATABASE_URL", "AMQP_URL", "PORT", "DEPOT_ENV", "RUST_LOG"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn assert_config_error(env: &[(&str, &str)], key: &str) {
+    let out = depot(env, &["config", "check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(key), "names {key}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_settings_stop_with_one_line_naming_the_key() {
+    assert_config_error(&[("DEPOT__SERVER__PORT", "99999")], "server.port");
+    assert_config_error(&[("PORT", "http")], "server.port");
+    assert_config_error(&[("DEPOT__QUEUE__KIND", "kafka")], "queue.kind");
+    assert_config_error(&[("DATABASE_URL", "mysql://x")], "database.url");
+    assert_config_error(&[("DEPOT__QUEUE__KIND", "rabbitmq")], "queue.amqp_url");
+}
+
+#[test]
+fn config_check_and_show() {
+    let out = depot(&[], &["config", "check"]);
+    assert!(out.status.success());
+    let out = depot(
+        &[("AMQP_URL", "amqp://guest:topsecret@127.0.0.1:5672/%2f")],
+        &["config", "show"],
+    );
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("port = 8000"), "{shown}");
+    assert!(shown.contains("amqp://guest:***@"), "{shown}");
+    assert!(!shown.contains("topsecret"), "{shown}");
+}
+
+#[test]
+fn an_unwritable_database_path_stops_the_service_with_the_key() {
+    let out = depot(
+        &[
+            ("DATABASE_URL", "sqlite:///proc/depot/depot.db"),
+            ("DEPOT__SERVER__PORT", "0"),
+        ],
+        &["serve"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("database.url"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn migrate_status_runs_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = depot_in(&dir, &[], &["migrate", "status"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("pending m20261122_000001"), "{stdout}");
+    let out = depot_in(&dir, &[], &["migrate", "up"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = depot_in(&dir, &[], &["migrate", "status"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("applied m20261122_000001"), "{stdout}");
+    let out = depot_in(&dir, &[], &["migrate", "down"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pending m20261122_000001"));
+}
