@@ -146,6 +146,52 @@ mod tests {
         assert!(Query::<Q>::parse("limit=5&name=x").is_ok());
     }
 
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        scopes: Vec<String>,
+    }
+
+    async fn json(content_type: &str, body: &'static str) -> Result<Json<Body>, ApiError> {
+        let (req, mut payload) = actix_web::test::TestRequest::post()
+            .insert_header(("content-type", content_type))
+            .set_payload(body)
+            .to_http_parts();
+        Json::<Body>::from_request(&req, &mut payload).await
+    }
+
+    #[actix_web::test]
+    async fn json_errors_name_the_field_or_say_malformed() {
+        assert!(
+            json("application/json", r#"{"name":"a","scopes":["x"]}"#)
+                .await
+                .is_ok()
+        );
+        match json("application/json", r#"{"name":"a","scopes":[1]}"#).await {
+            Err(ApiError::Validation(v)) => assert_eq!(v.errors[0].field, "scopes[0]"),
+            other => panic!("{other:?}"),
+        }
+        match json("application/json", r#"{"scopes":[]}"#).await {
+            Err(ApiError::Validation(v)) => {
+                assert_eq!(v.errors[0].field, "body");
+                assert!(v.errors[0].message.contains("name"), "{:?}", v.errors);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            json("application/json", r#"{"name":"#).await,
+            Err(ApiError::BadRequest {
+                code: "malformed_json",
+                ..
+            })
+        ));
+        assert!(matches!(
+            json("text/plain", r#"{}"#).await,
+            Err(ApiError::UnsupportedMediaType { .. })
+        ));
+    }
+
     #[test]
     fn serde_json_positions_are_removed() {
         assert_eq!(

@@ -74,11 +74,63 @@ fn migrate_status_runs_from_the_cli() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("pending m20261122_000001"), "{stdout}");
     let out = depot_in(&dir, &[], &["migrate", "up"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = depot_in(&dir, &[], &["migrate", "status"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("applied m20261122_000001"), "{stdout}");
     let out = depot_in(&dir, &[], &["migrate", "down"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("pending m20261122_000001"));
+}
+
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_depot"))
+        .current_dir(dir.path())
+        .env("DEPOT__SERVER__HOST", "127.0.0.1")
+        .env("DEPOT__SERVER__PORT", port.to_string())
+        .env("DEPOT__SERVER__SHUTDOWN_GRACE_SECONDS", "2")
+        .env_remove("DATABASE_URL")
+        .env_remove("AMQP_URL")
+        .env_remove("PORT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "the server did not start listening");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
 }

@@ -13,7 +13,12 @@ async fn root_redirects_to_swagger_ui_which_renders_offline() {
     // The assets are served by us (vendored), not from a CDN.
     let res = app.get("/docs/swagger-ui-bundle.js").await;
     assert_eq!(res.status(), 200);
-    let init = app.get("/docs/swagger-initializer.js").await.text().await.unwrap();
+    let init = app
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(init.contains("/api/v1/openapi.json"), "{init}");
 }
 
@@ -23,7 +28,11 @@ async fn openapi_document_is_3_1_and_lists_the_endpoints() {
     let res = app.get("/api/v1/openapi.json").await;
     assert_eq!(res.status(), 200);
     let doc: serde_json::Value = res.json().await.unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     for path in ["/health/live", "/health/ready"] {
         assert!(doc["paths"][path]["get"].is_object(), "{path} missing");
     }

@@ -107,9 +107,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 /// Starts the app with adapters the test built itself (e.g. a queue it will close).
-pub async fn spawn_app_with_adapters(
-    build: impl AsyncFnOnce(&Settings) -> Adapters,
-) -> TestApp {
+pub async fn spawn_app_with_adapters(build: impl AsyncFnOnce(&Settings) -> Adapters) -> TestApp {
     let (settings, resources) = test_settings().await;
     let adapters = build(&settings).await;
     let app = Application::build_with(settings.clone(), adapters)
@@ -137,7 +135,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 }
 
@@ -174,10 +176,16 @@ pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> 
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(ct.starts_with("application/problem+json"), "content-type {ct}");
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type {ct}"
+    );
     let body: serde_json::Value = res.json().await.expect("a JSON problem");
     assert_eq!(body["status"], status, "{body}");
     assert_eq!(body["code"], code, "{body}");
-    assert!(body["type"].is_string() && body["title"].is_string(), "{body}");
+    assert!(
+        body["type"].is_string() && body["title"].is_string(),
+        "{body}"
+    );
     body
 }

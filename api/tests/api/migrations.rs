@@ -5,13 +5,17 @@ use depot_store::{MigrateCommand, migrate, migration_status};
 #[tokio::test]
 async fn migrations_go_up_down_and_up_again() {
     let (settings, _resources) = test_settings().await;
-    let db = depot_store::connect(&settings.database_options()).await.unwrap();
+    let db = depot_store::connect(&settings.database_options())
+        .await
+        .unwrap();
     migrate(&db, MigrateCommand::Up).await.unwrap();
     let status = migration_status(&db).await.unwrap();
     assert!(!status.is_empty());
     assert!(status.iter().all(|(_, applied)| *applied), "{status:?}");
 
-    migrate(&db, MigrateCommand::Down { steps: None }).await.unwrap();
+    migrate(&db, MigrateCommand::Down { steps: None })
+        .await
+        .unwrap();
     let status = migration_status(&db).await.unwrap();
     assert!(status.iter().all(|(_, applied)| !*applied), "{status:?}");
 

@@ -24,21 +24,36 @@ async fn queue() -> LapinQueue {
 async fn publishes_with_confirms_and_consumes_with_acks() {
     let q = queue().await;
     q.check().await.unwrap();
-    q.publish("jobs", Message::new("one").with_header("traceparent", "00-abc-def-01"))
-        .await
-        .unwrap();
+    q.publish(
+        "jobs",
+        Message::new("one").with_header("traceparent", "00-abc-def-01"),
+    )
+    .await
+    .unwrap();
     q.publish("jobs", Message::new("two")).await.unwrap();
     let mut sub = q.subscribe("jobs", 5).await.unwrap();
-    let d = timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap().unwrap();
+    let d = timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(d.message().body, b"one");
     assert_eq!(d.message().headers["traceparent"], "00-abc-def-01");
     assert_eq!(d.attempt(), 1);
     d.ack().await.unwrap();
-    let d = timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap().unwrap();
+    let d = timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(d.message().body, b"two");
     // A negative acknowledgement with requeue brings it back, marked as a redelivery.
     d.nack(true).await.unwrap();
-    let d = timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap().unwrap();
+    let d = timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(d.message().body, b"two");
     assert_eq!(d.attempt(), 2);
     d.ack().await.unwrap();
@@ -53,14 +68,22 @@ async fn unsettled_deliveries_return_when_the_consumer_goes_away() {
     {
         let other = LapinQueue::connect(&url(), q_prefix(&q)).await.unwrap();
         let mut sub = other.subscribe("jobs", 1).await.unwrap();
-        let d = timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap().unwrap();
+        let d = timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(d.message().body, b"survivor");
         // The consumer "crashes": its connection closes without an ack.
         std::mem::forget(d);
         other.close().await;
     }
     let mut sub = q.subscribe("jobs", 1).await.unwrap();
-    let d = timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap().unwrap();
+    let d = timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(d.message().body, b"survivor");
     assert!(d.attempt() >= 2);
     d.ack().await.unwrap();
