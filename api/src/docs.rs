@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document (generated from the code by utoipa) and the vendored Swagger UI.
 
 use crate::error::{Problem, ProblemField};
-use crate::routes::health;
+use crate::routes::{health, passwords};
 use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -14,9 +14,12 @@ use utoipa_swagger_ui::SwaggerUi;
                        API-key and user authentication, and a password generator.",
         license(name = "MIT OR Apache-2.0")
     ),
-    paths(health::live, health::ready),
-    components(schemas(Problem, ProblemField)),
-    tags((name = "health", description = "Liveness and readiness"))
+    paths(health::live, health::ready, passwords::generate),
+    components(schemas(Problem, ProblemField, passwords::PasswordResponse)),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "passwords", description = "Password and passphrase generation")
+    )
 )]
 pub struct ApiDoc;
 

@@ -21,6 +21,31 @@ pub struct Settings {
     pub log: LogSettings,
     pub docs: DocsSettings,
     pub secrets: SecretsSettings,
+    pub password: PasswordSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSettings {
+    pub default_length: usize,
+    pub numbers: bool,
+    pub lower_case_chars: bool,
+    pub upper_case_chars: bool,
+    pub special_symbols: bool,
+    pub symbols: Option<String>,
+}
+
+impl PasswordSettings {
+    pub fn defaults(&self) -> depot_password::Defaults {
+        depot_password::Defaults {
+            length: self.default_length,
+            numbers: self.numbers,
+            lower: self.lower_case_chars,
+            upper: self.upper_case_chars,
+            symbols: self.special_symbols,
+            symbol_set: self.symbols.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +142,12 @@ const ALIASES: &[(&str, &str)] = &[
     ("PORT", "server.port"),
     ("DATABASE_URL", "database.url"),
     ("AMQP_URL", "queue.amqp_url"),
+    // The password generator's original variables.
+    ("DEFAULT_PASSWORD_LENGTH", "password.default_length"),
+    ("PASSWORD_NUMBERS", "password.numbers"),
+    ("PASSWORD_LOWER_CASE_CHARS", "password.lower_case_chars"),
+    ("PASSWORD_UPPER_CASE_CHARS", "password.upper_case_chars"),
+    ("PASSWORD_SPECIAL_SYMBOLS", "password.special_symbols"),
 ];
 
 impl Settings {
@@ -257,6 +288,22 @@ impl Settings {
                 "secrets.dir",
                 format!("{} is not a readable directory", dir.display()),
             ));
+        }
+        if let Err(e) = self.password.defaults().validate() {
+            let key = |field: &str| match field {
+                "password_length" => "password.default_length",
+                "symbols" => "password.symbols",
+                _ => "password",
+            };
+            let first = &e.errors[0];
+            let problem = if e.errors.len() > 1 && key(&first.field) == "password" {
+                "every character class is disabled (password.numbers, password.lower_case_chars, \
+                 password.upper_case_chars, password.special_symbols)"
+                    .to_owned()
+            } else {
+                first.message.clone()
+            };
+            return Err(SettingsError::new(key(&first.field), problem));
         }
         Ok(())
     }
@@ -410,6 +457,21 @@ mod tests {
         assert_eq!(e.key, "queue.kind", "{e}");
         let e = bad("[server]\nprot = 1");
         assert!(e.to_string().contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn invalid_password_defaults_stop_the_service() {
+        let mut s = Settings::defaults();
+        s.password.default_length = 3;
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "password.default_length", "{e}");
+        let mut s = Settings::defaults();
+        s.password.numbers = false;
+        s.password.lower_case_chars = false;
+        s.password.upper_case_chars = false;
+        s.password.special_symbols = false;
+        let e = s.validate().unwrap_err();
+        assert!(e.to_string().contains("every character class"), "{e}");
     }
 
     #[test]

@@ -128,6 +128,7 @@ fn run(listener: TcpListener, settings: &Settings, adapters: &Adapters) -> std::
     let state = web::Data::new(AppState {
         db: adapters.db.clone(),
         queue_health: adapters.queue_health.clone(),
+        password_defaults: settings.password.defaults(),
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;

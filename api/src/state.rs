@@ -7,4 +7,5 @@ use std::sync::Arc;
 pub struct AppState {
     pub db: DatabaseConnection,
     pub queue_health: Arc<dyn QueueHealth>,
+    pub password_defaults: depot_password::Defaults,
 }

@@ -1,8 +1,11 @@
 //! Thin handlers: extract → call a service → map to a DTO.
 
 pub mod health;
+pub mod passwords;
 
 use actix_web::web;
 
 /// Business routes under `/api/v1`.
-pub fn configure_v1(_cfg: &mut web::ServiceConfig) {}
+pub fn configure_v1(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/passwords").route(web::get().to(passwords::generate)));
+}

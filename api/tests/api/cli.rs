@@ -134,3 +134,116 @@ fn sigterm_stops_the_server_gracefully() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+#[test]
+fn password_command_uses_the_original_variables() {
+    let out = depot(
+        &[
+            ("DEFAULT_PASSWORD_LENGTH", "20"),
+            ("PASSWORD_SPECIAL_SYMBOLS", "0"),
+        ],
+        &["password", "-n", "3"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3);
+    for p in lines {
+        assert_eq!(p.len(), 20);
+        assert!(p.chars().all(|c| c.is_ascii_alphanumeric()), "{p}");
+    }
+    let out = depot(
+        &[],
+        &[
+            "password",
+            "--mode",
+            "passphrase",
+            "--words",
+            "4",
+            "--entropy",
+        ],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entropy: 51.70 bits"));
+    let out = depot(&[], &["password", "--password-length", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password-length"));
+}
+
+#[test]
+fn invalid_password_defaults_stop_the_service_at_start_up() {
+    assert_config_error(
+        &[("DEFAULT_PASSWORD_LENGTH", "3")],
+        "password.default_length",
+    );
+    assert_config_error(
+        &[
+            ("PASSWORD_NUMBERS", "0"),
+            ("PASSWORD_LOWER_CASE_CHARS", "0"),
+            ("PASSWORD_UPPER_CASE_CHARS", "0"),
+            ("PASSWORD_SPECIAL_SYMBOLS", "0"),
+        ],
+        "password",
+    );
+}
+
+/// Nothing generated is logged, even at the most verbose level.
+#[test]
+fn generated_passwords_never_reach_the_logs() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log_path = dir.path().join("depot.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_depot"))
+        .current_dir(dir.path())
+        .env("DEPOT__SERVER__HOST", "127.0.0.1")
+        .env("DEPOT__SERVER__PORT", port.to_string())
+        .env("DEPOT__LOG__FORMAT", "json")
+        .env("RUST_LOG", "trace")
+        .env_remove("DATABASE_URL")
+        .env_remove("AMQP_URL")
+        .env_remove("PORT")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let up = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /api/v1/passwords?password_length=32&count=3 HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.contains("/api/v1/passwords"),
+        "the request was logged at all"
+    );
+    for p in json["passwords"].as_array().unwrap() {
+        assert!(
+            !logs.contains(p.as_str().unwrap()),
+            "a password is in the logs"
+        );
+    }
+}
