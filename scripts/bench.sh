@@ -35,6 +35,7 @@ BIN="$PWD/target/release/depot"
   exec env -u DATABASE_URL -u AMQP_URL -u PORT \
     DEPOT__SERVER__HOST=127.0.0.1 DEPOT__SERVER__PORT="$PORT" DEPOT__LOG__LEVEL=warn \
     DEPOT_ADMIN_SECRET="${DEPOT_ADMIN_SECRET:-bench-admin-secret-0123456789abcdef}" \
+    DEPOT__API_KEYS__USAGE_RETENTION_DAYS=1 \
     "$BIN" serve >"$LOG" 2>&1
 ) &
 PID=$!
@@ -44,6 +45,13 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 curl -fsS "$BASE/health/live" >/dev/null || { echo "depot did not start:"; cat "$LOG"; exit 1; }
+
+ADMIN_SECRET=${DEPOT_ADMIN_SECRET:-bench-admin-secret-0123456789abcdef}
+BENCH_API_KEY=$(curl -fsS -X POST "$BASE/api/v1/api-keys" -H "X-Admin-Secret: $ADMIN_SECRET" \
+  -H 'Content-Type: application/json' \
+  -d '{"name":"bench","scopes":["packages:read","packages:write","operations:read","passwords:generate"]}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+export BENCH_API_KEY
 
 # Endpoints: "name|path|extra wrk args". Later components add theirs to bench/endpoints.sh.
 ENDPOINTS=("health_live|/health/live|" "health_ready|/health/ready|")

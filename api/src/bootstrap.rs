@@ -3,10 +3,15 @@
 
 use crate::settings::{QueueKind, Settings};
 use anyhow::Context;
+use depot_api_keys::{ApiKeyService, Verifier};
 use depot_core::queue::{MessageConsumer, MessagePublisher, QueueHealth};
-use depot_core::secrets::{ChainSecretStore, EnvSecretStore, FileSecretStore, SecretStore};
+use depot_core::secrets::{
+    ChainSecretStore, EnvSecretStore, FileSecretStore, SecretStore, SecretString,
+};
+use depot_core::{Clock, SystemClock};
 use depot_queue::{InProcessQueue, LapinQueue};
 use depot_store::DatabaseConnection;
+use depot_store::SeaOrmApiKeyRepository;
 use std::sync::Arc;
 
 /// The concrete adapters behind the ports.
@@ -17,6 +22,7 @@ pub struct Adapters {
     pub consumer: Arc<dyn MessageConsumer>,
     pub queue_health: Arc<dyn QueueHealth>,
     pub secrets: Arc<dyn SecretStore>,
+    pub clock: Arc<dyn Clock>,
     /// Set in embedded mode, so shutdown can close it.
     pub in_process_queue: Option<InProcessQueue>,
 }
@@ -106,7 +112,57 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
         consumer: queue.consumer,
         queue_health: queue.health,
         secrets: secret_store(settings),
+        clock: Arc::new(SystemClock),
         in_process_queue: queue.in_process,
+    })
+}
+
+/// The components' services, wired to the adapters.
+pub struct Services {
+    pub api_keys: Arc<ApiKeyService>,
+    pub verifier: Arc<Verifier>,
+    pub admin_secret: SecretString,
+}
+
+/// The admin secret from the secret store; when none is configured, a strong one is generated
+/// and printed once to standard error (never to the structured log).
+pub async fn admin_secret(secrets: &dyn SecretStore) -> Result<SecretString, StartupError> {
+    match secrets.get("admin_secret").await {
+        Ok(Some(secret)) => Ok(secret),
+        Ok(None) => {
+            let generated = depot_api_keys::generate_secret();
+            eprintln!(
+                "WARNING: no admin secret is configured (DEPOT_ADMIN_SECRET, or the file admin_secret \
+                 in secrets.dir). Generated one for this process only:\n\n    {generated}\n\n\
+                 Configure a permanent one before relying on it."
+            );
+            Ok(SecretString::from(generated))
+        }
+        Err(e) => Err(StartupError {
+            key: "secrets",
+            message: e.to_string(),
+        }),
+    }
+}
+
+pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Services, StartupError> {
+    let repo = Arc::new(SeaOrmApiKeyRepository::new(adapters.db.clone()));
+    let verifier = Arc::new(Verifier::new(
+        repo.clone(),
+        adapters.clock.clone(),
+        settings.api_keys.verifier(),
+    ));
+    let api_keys = Arc::new(ApiKeyService::new(
+        repo.clone(),
+        repo,
+        adapters.clock.clone(),
+        verifier.clone(),
+        settings.api_keys.default_lifetime_days,
+    ));
+    Ok(Services {
+        api_keys,
+        verifier,
+        admin_secret: admin_secret(adapters.secrets.as_ref()).await?,
     })
 }
 

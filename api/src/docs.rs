@@ -1,9 +1,10 @@
 //! The OpenAPI 3.1 document (generated from the code by utoipa) and the vendored Swagger UI.
 
 use crate::error::{Problem, ProblemField};
-use crate::routes::{health, passwords};
+use crate::routes::{api_keys, health, passwords, whoami};
 use actix_web::{HttpResponse, web};
-use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 #[derive(OpenApi)]
@@ -14,14 +15,67 @@ use utoipa_swagger_ui::SwaggerUi;
                        API-key and user authentication, and a password generator.",
         license(name = "MIT OR Apache-2.0")
     ),
-    paths(health::live, health::ready, passwords::generate),
-    components(schemas(Problem, ProblemField, passwords::PasswordResponse)),
+    paths(
+        health::live,
+        health::ready,
+        passwords::generate,
+        whoami::whoami,
+        api_keys::create,
+        api_keys::list,
+        api_keys::get,
+        api_keys::revoke,
+        api_keys::reactivate,
+        api_keys::renew,
+        api_keys::rotate,
+        api_keys::delete,
+        api_keys::usage,
+        api_keys::audit_events
+    ),
+    components(schemas(
+        Problem,
+        ProblemField,
+        passwords::PasswordResponse,
+        whoami::WhoAmI,
+        api_keys::ApiKeyView,
+        api_keys::ApiKeyCreated,
+        api_keys::CreateApiKeyRequest,
+        api_keys::RenewRequest,
+        api_keys::RotateRequest,
+        api_keys::UsageView,
+        api_keys::AuditEventView
+    )),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "health", description = "Liveness and readiness"),
-        (name = "passwords", description = "Password and passphrase generation")
+        (name = "passwords", description = "Password and passphrase generation"),
+        (name = "auth", description = "Credentials"),
+        (name = "api-keys", description = "API-key management and the audit log (administrators)")
     )
 )]
 pub struct ApiDoc;
+
+/// The credentials Depot accepts, as OpenAPI security schemes.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An API key (dpk_…). Also accepted: header api-key; query api_key when enabled.",
+            ))),
+        );
+        components.add_security_scheme(
+            "admin_secret",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Admin-Secret",
+                "The operator's admin secret, for key management.",
+            ))),
+        );
+    }
+}
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 

@@ -16,6 +16,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+pub const RATELIMIT_LIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: header::HeaderName =
+    header::HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: header::HeaderName = header::HeaderName::from_static("ratelimit-reset");
+/// The `WWW-Authenticate` challenge of every 401.
+pub const CHALLENGE: &str = "ApiKey realm=\"depot\", Bearer realm=\"depot\"";
 
 /// An RFC 9457 problem document, with Depot's `code` and `errors` extensions.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -87,7 +93,13 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(#[from] Forbidden),
     #[error("{detail}")]
-    TooManyRequests { detail: String, retry_after: u64 },
+    PreconditionFailed { detail: String },
+    #[error("{detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after: u64,
+        limit: u32,
+    },
     #[error("{detail}")]
     ServiceUnavailable { detail: String },
     /// Anything else: logged in full, answered as an opaque 500.
@@ -116,6 +128,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized { code, .. } => code,
             ApiError::Forbidden(_) => "insufficient_scope",
+            ApiError::PreconditionFailed { .. } => "precondition_failed",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::ServiceUnavailable { .. } => "service_unavailable",
             ApiError::Unexpected(_) => "internal_error",
@@ -173,6 +186,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -191,9 +205,14 @@ impl ResponseError for ApiError {
                     HeaderValue::from_static(challenge),
                 );
             }
-            ApiError::TooManyRequests { retry_after, .. } => {
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            ApiError::TooManyRequests {
+                retry_after, limit, ..
+            } => {
+                let h = res.headers_mut();
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+                h.insert(RATELIMIT_LIMIT, HeaderValue::from(*limit));
+                h.insert(RATELIMIT_REMAINING, HeaderValue::from(0u32));
+                h.insert(RATELIMIT_RESET, HeaderValue::from(*retry_after));
             }
             _ => {}
         }
@@ -231,6 +250,48 @@ impl From<RepoError> for ApiError {
 
 /// Responses that already carry a JSON document (a problem, or a deliberate body such as the
 /// readiness report) are left alone.
+impl From<depot_api_keys::ApiKeyError> for ApiError {
+    fn from(e: depot_api_keys::ApiKeyError) -> Self {
+        use depot_api_keys::ApiKeyError as E;
+        match e {
+            E::Validation(v) => ApiError::Validation(v),
+            E::NotFound => ApiError::not_found("no API key with this id"),
+            E::Conflict(detail) => ApiError::Conflict {
+                code: "invalid_state",
+                detail,
+            },
+            E::PreconditionFailed => ApiError::PreconditionFailed {
+                detail: "the resource has changed since it was read (If-Match)".into(),
+            },
+            E::Repo(r) => r.into(),
+        }
+    }
+}
+
+impl From<depot_api_keys::VerifyError> for ApiError {
+    fn from(e: depot_api_keys::VerifyError) -> Self {
+        use depot_api_keys::VerifyError as E;
+        let unauthorized = |code: &'static str, detail: &str| ApiError::Unauthorized {
+            code,
+            detail: detail.to_owned(),
+            challenge: CHALLENGE,
+        };
+        match e {
+            E::Malformed | E::Unknown => {
+                unauthorized("credentials_invalid", "the API key is not valid")
+            }
+            E::Revoked => unauthorized("key_revoked", "the API key has been revoked"),
+            E::Expired => unauthorized("key_expired", "the API key has expired"),
+            E::RateLimited { limit, retry_after } => ApiError::TooManyRequests {
+                detail: format!("the key's limit of {limit} requests per minute is exhausted"),
+                retry_after,
+                limit,
+            },
+            E::Unavailable(r) => r.into(),
+        }
+    }
+}
+
 fn has_json_body(headers: &header::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)

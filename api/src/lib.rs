@@ -1,9 +1,11 @@
 //! Depot's HTTP container: configuration, adapters wiring, routes, error mapping, docs.
 
+pub mod auth;
 pub mod bootstrap;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod http;
 pub mod middleware;
 pub mod routes;
 pub mod settings;

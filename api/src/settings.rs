@@ -22,6 +22,35 @@ pub struct Settings {
     pub docs: DocsSettings,
     pub secrets: SecretsSettings,
     pub password: PasswordSettings,
+    pub auth: AuthSettings,
+    pub api_keys: ApiKeySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub allow_query_keys: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    pub default_lifetime_days: i64,
+    pub usage_retention_days: i64,
+    pub cache_ttl_seconds: u64,
+    pub change_poll_milliseconds: u64,
+    pub usage_flush_milliseconds: u64,
+}
+
+impl ApiKeySettings {
+    pub fn verifier(&self) -> depot_api_keys::VerifierSettings {
+        depot_api_keys::VerifierSettings {
+            cache_ttl: Duration::from_secs(self.cache_ttl_seconds),
+            poll_interval: Duration::from_millis(self.change_poll_milliseconds),
+            flush_interval: Duration::from_millis(self.usage_flush_milliseconds),
+            usage_retention_days: self.usage_retention_days,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +62,7 @@ pub struct PasswordSettings {
     pub upper_case_chars: bool,
     pub special_symbols: bool,
     pub symbols: Option<String>,
+    pub require_scope: bool,
 }
 
 impl PasswordSettings {
@@ -287,6 +317,37 @@ impl Settings {
             return Err(SettingsError::new(
                 "secrets.dir",
                 format!("{} is not a readable directory", dir.display()),
+            ));
+        }
+        let k = &self.api_keys;
+        if !(1..=3650).contains(&k.default_lifetime_days) {
+            return Err(SettingsError::new(
+                "api_keys.default_lifetime_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if !(1..=3650).contains(&k.usage_retention_days) {
+            return Err(SettingsError::new(
+                "api_keys.usage_retention_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if !(1..=3600).contains(&k.cache_ttl_seconds) {
+            return Err(SettingsError::new(
+                "api_keys.cache_ttl_seconds",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(50..=1000).contains(&k.change_poll_milliseconds) {
+            return Err(SettingsError::new(
+                "api_keys.change_poll_milliseconds",
+                "must be between 50 and 1000 (revocations must reach every replica within 1 s)",
+            ));
+        }
+        if !(100..=60_000).contains(&k.usage_flush_milliseconds) {
+            return Err(SettingsError::new(
+                "api_keys.usage_flush_milliseconds",
+                "must be between 100 and 60000",
             ));
         }
         if let Err(e) = self.password.defaults().validate() {

@@ -24,6 +24,9 @@ pub struct Application {
     adapters: Adapters,
     worker: Option<WorkerHandle>,
     grace: Duration,
+    /// Stops the API-key verifier's background loop (which flushes usage on the way out).
+    verifier_stop: tokio::sync::watch::Sender<bool>,
+    verifier_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -50,7 +53,10 @@ impl Application {
             None
         };
         let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
-        let server = run(listener, &settings, &adapters).map_err(|e| StartupError {
+        let services = bootstrap::services(&settings, &adapters).await?;
+        let (verifier_stop, stopped) = tokio::sync::watch::channel(false);
+        let verifier_task = tokio::spawn(services.verifier.clone().run(stopped));
+        let server = run(listener, &settings, &adapters, services).map_err(|e| StartupError {
             key: "server.port",
             message: e.to_string(),
         })?;
@@ -60,6 +66,8 @@ impl Application {
             adapters,
             worker,
             grace,
+            verifier_stop,
+            verifier_task,
         })
     }
 
@@ -71,7 +79,9 @@ impl Application {
     /// requests get the grace period, the embedded worker likewise.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        tracing::info!("HTTP server stopped; stopping the worker");
+        tracing::info!("HTTP server stopped; flushing usage and stopping the worker");
+        let _ = self.verifier_stop.send(true);
+        let _ = self.verifier_task.await;
         if let Some(worker) = self.worker {
             worker.shutdown(self.grace).await;
         }
@@ -124,11 +134,21 @@ fn cors(settings: &Settings) -> Cors {
     cors
 }
 
-fn run(listener: TcpListener, settings: &Settings, adapters: &Adapters) -> std::io::Result<Server> {
+fn run(
+    listener: TcpListener,
+    settings: &Settings,
+    adapters: &Adapters,
+    services: bootstrap::Services,
+) -> std::io::Result<Server> {
     let state = web::Data::new(AppState {
         db: adapters.db.clone(),
         queue_health: adapters.queue_health.clone(),
         password_defaults: settings.password.defaults(),
+        password_require_scope: settings.password.require_scope,
+        api_keys: services.api_keys,
+        verifier: services.verifier,
+        admin_secret: services.admin_secret,
+        allow_query_keys: settings.auth.allow_query_keys,
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;
@@ -149,7 +169,11 @@ fn run(listener: TcpListener, settings: &Settings, adapters: &Adapters) -> std::
             .service(web::resource("/health/live").route(web::get().to(routes::health::live)))
             .service(web::resource("/health/ready").route(web::get().to(routes::health::ready)))
             .configure(crate::docs::configure(docs_enabled))
-            .service(web::scope("/api/v1").configure(routes::configure_v1))
+            .service(
+                web::scope("/api/v1")
+                    .wrap(from_fn(crate::auth::record_key_use))
+                    .configure(routes::configure_v1),
+            )
             .default_service(web::to(not_found))
     })
     .listen(listener)?

@@ -1,6 +1,8 @@
 //! What handlers share: the services and the adapters' health, wired by `bootstrap`.
 
+use depot_api_keys::{ApiKeyService, Verifier};
 use depot_core::queue::QueueHealth;
+use depot_core::secrets::SecretString;
 use depot_store::DatabaseConnection;
 use std::sync::Arc;
 
@@ -8,4 +10,9 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub queue_health: Arc<dyn QueueHealth>,
     pub password_defaults: depot_password::Defaults,
+    pub password_require_scope: bool,
+    pub api_keys: Arc<ApiKeyService>,
+    pub verifier: Arc<Verifier>,
+    pub admin_secret: SecretString,
+    pub allow_query_keys: bool,
 }

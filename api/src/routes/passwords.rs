@@ -1,5 +1,6 @@
 //! `GET /api/v1/passwords`: the password generator, compatible with the original service.
 
+use crate::auth::MaybeAuth;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use actix_web::http::header;
@@ -73,6 +74,10 @@ pub struct PasswordResponse {
     responses(
         (status = 200, description = "Generated secrets (never cached, never logged)", body = PasswordResponse,
          headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 401, description = "Only with `password.require_scope`: missing or bad credentials", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 403, description = "Only with `password.require_scope`: the credentials lack passwords:generate", body = Problem,
+         content_type = "application/problem+json"),
         (status = 422, description = "A parameter is invalid; `errors` names each one", body = Problem,
          content_type = "application/problem+json")
     )
@@ -80,7 +85,17 @@ pub struct PasswordResponse {
 pub async fn generate(
     req: HttpRequest,
     state: web::Data<AppState>,
+    auth: MaybeAuth,
 ) -> Result<HttpResponse, ApiError> {
+    if state.password_require_scope {
+        let principal = auth.0.ok_or_else(|| ApiError::Unauthorized {
+            code: "credentials_missing",
+            detail: "password generation needs a key or token with the passwords:generate scope"
+                .into(),
+            challenge: crate::error::CHALLENGE,
+        })?;
+        principal.require(depot_core::Permission::PasswordsGenerate)?;
+    }
     let pairs = form_urlencoded::parse(req.query_string().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()));
     let generation = Generation::from_pairs(pairs, &state.password_defaults)?;

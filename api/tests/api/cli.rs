@@ -88,7 +88,12 @@ fn migrate_status_runs_from_the_cli() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pending m20261122_000001"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("applied m20261122_000001"), "{stdout}");
+    assert!(
+        stdout.contains("pending m20261122_000002"),
+        "down rolls back only the newest: {stdout}"
+    );
 }
 
 #[test]

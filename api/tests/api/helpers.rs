@@ -2,20 +2,24 @@ use depot_api::bootstrap::Adapters;
 use depot_api::settings::{QueueKind, Settings};
 use depot_api::startup::Application;
 use sea_orm::{ConnectionTrait, Database};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use uuid::Uuid;
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    _resources: TestResources,
+    pub admin_secret: String,
+    pub settings: Settings,
+    server: actix_web::dev::ServerHandle,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    resources: Arc<TestResources>,
 }
 
-/// What a test's settings point at: a temp SQLite directory or a PostgreSQL database created
-/// for the test. Dropping it removes them.
+/// What a test's settings point at: a temp directory (the SQLite file, the secrets directory)
+/// and, on PostgreSQL, a database created for the test. Dropping it removes them.
 pub struct TestResources {
     pg_database: Option<(String, String)>,
-    _sqlite_dir: Option<tempfile::TempDir>,
+    _dir: tempfile::TempDir,
 }
 
 /// Which backends this run targets, for tests that report it.
@@ -60,7 +64,12 @@ pub async fn test_settings() -> (Settings, TestResources) {
     settings.server.shutdown_grace_seconds = 1;
     settings.database.max_connections = 5;
     let mut pg = None;
-    let mut dir = None;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    // The admin secret comes through the real file secret store.
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("admin_secret"), ADMIN_SECRET).unwrap();
+    settings.secrets.dir = Some(secrets);
     if let Some(base) = postgres_url() {
         let name = format!("depot_test_{}", Uuid::new_v4().simple());
         let admin = Database::connect(&base).await.unwrap_or_else(|e| {
@@ -75,9 +84,7 @@ pub async fn test_settings() -> (Settings, TestResources) {
         settings.database.auto_migrate = Some(true);
         pg = Some((base, name));
     } else {
-        let tmp = tempfile::tempdir().expect("a temp dir");
-        settings.database.url = format!("sqlite://{}", tmp.path().join("depot.db").display());
-        dir = Some(tmp);
+        settings.database.url = format!("sqlite://{}", dir.path().join("depot.db").display());
     }
     if let Some(amqp) = amqp_url() {
         settings.queue.kind = Some(QueueKind::Rabbitmq);
@@ -88,7 +95,7 @@ pub async fn test_settings() -> (Settings, TestResources) {
         settings,
         TestResources {
             pg_database: pg,
-            _sqlite_dir: dir,
+            _dir: dir,
         },
     )
 }
@@ -103,7 +110,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let app = Application::build(settings.clone())
         .await
         .unwrap_or_else(|e| panic!("the app failed to start: {e}"));
-    launch(app, resources)
+    launch(app, settings, Arc::new(resources))
 }
 
 /// Starts the app with adapters the test built itself (e.g. a queue it will close).
@@ -113,25 +120,88 @@ pub async fn spawn_app_with_adapters(build: impl AsyncFnOnce(&Settings) -> Adapt
     let app = Application::build_with(settings.clone(), adapters)
         .await
         .unwrap_or_else(|e| panic!("the app failed to start: {e}"));
-    launch(app, resources)
+    launch(app, settings, Arc::new(resources))
 }
 
-fn launch(app: Application, resources: TestResources) -> TestApp {
+pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789abcdefghijklmnop";
+
+fn launch(app: Application, settings: Settings, resources: Arc<TestResources>) -> TestApp {
     let port = app.port();
-    tokio::spawn(app.run_until_stopped());
+    let server = app.server_handle();
+    let task = Some(tokio::spawn(app.run_until_stopped()));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(64)
             .build()
             .unwrap(),
-        _resources: resources,
+        admin_secret: ADMIN_SECRET.to_owned(),
+        settings,
+        server,
+        task,
+        resources,
     }
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// Stops the server gracefully (as SIGTERM does) and waits for the shutdown to finish.
+    pub async fn stop(&mut self) {
+        self.server.stop(true).await;
+        if let Some(task) = self.task.take() {
+            task.await.expect("the app task").expect("a clean shutdown");
+        }
+    }
+
+    /// Another replica on the same database (and broker): a second process in production.
+    pub async fn spawn_replica(&self) -> TestApp {
+        let mut settings = self.settings.clone();
+        settings.server.port = 0;
+        let app = Application::build(settings.clone())
+            .await
+            .unwrap_or_else(|e| panic!("the replica failed to start: {e}"));
+        launch(app, settings, self.resources.clone())
+    }
+
+    /// A request authenticated with the admin secret.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("X-Admin-Secret", &self.admin_secret)
+    }
+
+    /// Creates a key with these scopes (and extra JSON fields); returns (id, plaintext key).
+    pub async fn create_key(&self, scopes: &[&str], extra: serde_json::Value) -> (String, String) {
+        let mut body = serde_json::json!({"name": "test key", "scopes": scopes});
+        if let serde_json::Value::Object(extra) = extra {
+            body.as_object_mut().unwrap().extend(extra);
+        }
+        let res = self
+            .admin(reqwest::Method::POST, "/api/v1/api-keys")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        let v: serde_json::Value = res.json().await.unwrap();
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// GET with an API key.
+    pub async fn get_with_key(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

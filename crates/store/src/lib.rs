@@ -1,8 +1,12 @@
 //! Depot's database adapters (sea-orm): connection set-up for SQLite and PostgreSQL, migrations,
 //! and the repository implementations of the components' ports.
 
+pub mod api_keys;
 pub mod database;
+pub mod entities;
+pub mod error;
 
+pub use api_keys::SeaOrmApiKeyRepository;
 pub use database::{
     Backend, DatabaseOptions, MigrateCommand, connect, migrate, migrate_up, migration_status, ping,
 };

@@ -1,0 +1,164 @@
+//! Credentials → `depot_core::Principal`. Every protected route takes an [`Auth`] and checks the
+//! scope it needs; handlers never look at headers themselves.
+//!
+//! Accepted, in this order: `X-Admin-Secret` (the operator; constant-time comparison), an API key
+//! in `X-API-Key` or `api-key` (or `?api_key=` / `?api-key=` when `auth.allow_query_keys`).
+//! `Authorization: Bearer` is reserved for user tokens (accounts).
+
+use crate::error::{ApiError, CHALLENGE, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET};
+use crate::state::AppState;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderValue;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use depot_api_keys::{RateState, UsageRecord};
+use depot_core::Principal;
+use depot_core::secrets::{ExposeSecret, constant_time_eq};
+use futures::future::LocalBoxFuture;
+use uuid::Uuid;
+
+pub const ADMIN_SECRET_HEADER: &str = "x-admin-secret";
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+/// Set on requests authenticated with an API key, for usage recording and rate-limit headers.
+#[derive(Debug, Clone, Copy)]
+struct KeyUse {
+    key_id: Uuid,
+    rate: Option<RateState>,
+}
+
+fn unauthorized(code: &'static str, detail: &str) -> ApiError {
+    ApiError::Unauthorized {
+        code,
+        detail: detail.to_owned(),
+        challenge: CHALLENGE,
+    }
+}
+
+fn presented_key(req: &HttpRequest, allow_query: bool) -> Option<String> {
+    for name in ["x-api-key", "api-key"] {
+        if let Some(v) = req.headers().get(name) {
+            return Some(v.to_str().unwrap_or_default().to_owned());
+        }
+    }
+    if allow_query {
+        for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+            if k == "api_key" || k == "api-key" {
+                return Some(v.into_owned());
+            }
+        }
+    }
+    None
+}
+
+impl Auth {
+    async fn authenticate(req: HttpRequest) -> Result<Self, ApiError> {
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .ok_or_else(|| ApiError::unexpected(anyhow::anyhow!("application state missing")))?
+            .clone();
+        if let Some(given) = req.headers().get(ADMIN_SECRET_HEADER) {
+            let expected = state.admin_secret.expose_secret().as_bytes();
+            return if constant_time_eq(given.as_bytes(), expected) {
+                Ok(Auth(Principal::admin()))
+            } else {
+                Err(unauthorized(
+                    "credentials_invalid",
+                    "the admin secret is not valid",
+                ))
+            };
+        }
+        if let Some(raw) = presented_key(&req, state.allow_query_keys) {
+            let verified = state.verifier.verify(&raw).await?;
+            req.extensions_mut().insert(KeyUse {
+                key_id: verified.key_id,
+                rate: verified.rate,
+            });
+            return Ok(Auth(verified.principal));
+        }
+        if req.headers().contains_key("authorization") {
+            return Err(unauthorized(
+                "credentials_invalid",
+                "the bearer token is not valid",
+            ));
+        }
+        Err(unauthorized(
+            "credentials_missing",
+            "this endpoint needs credentials: X-API-Key, or X-Admin-Secret for administration",
+        ))
+    }
+}
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        Box::pin(Self::authenticate(req.clone()))
+    }
+}
+
+/// Optional credentials: `None` when the request carries none, an error when it carries bad ones.
+#[derive(Debug, Clone)]
+pub struct MaybeAuth(pub Option<Principal>);
+
+impl FromRequest for MaybeAuth {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match Auth::authenticate(req).await {
+                Ok(Auth(p)) => Ok(MaybeAuth(Some(p))),
+                Err(ApiError::Unauthorized {
+                    code: "credentials_missing",
+                    ..
+                }) => Ok(MaybeAuth(None)),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// After the response: records the request in the key's usage log (asynchronously batched) and
+/// adds the `RateLimit-*` headers.
+pub async fn record_key_use(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let key_use = res.request().extensions().get::<KeyUse>().copied();
+    if let Some(KeyUse { key_id, rate }) = key_use {
+        let request = res.request();
+        if let Some(state) = request.app_data::<web::Data<AppState>>() {
+            state.verifier.record_use(UsageRecord {
+                id: Uuid::now_v7(),
+                key_id,
+                at: chrono::Utc::now(),
+                method: request.method().to_string(),
+                route: request
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".into()),
+                status: res.status().as_u16(),
+                client_ip: request.peer_addr().map(|a| a.ip().to_string()),
+                user_agent: request
+                    .headers()
+                    .get("user-agent")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            });
+        }
+        if let Some(rate) = rate {
+            let h = res.headers_mut();
+            h.insert(RATELIMIT_LIMIT, HeaderValue::from(rate.limit));
+            h.insert(RATELIMIT_REMAINING, HeaderValue::from(rate.remaining));
+            h.insert(RATELIMIT_RESET, HeaderValue::from(rate.reset_seconds));
+        }
+    }
+    Ok(res)
+}

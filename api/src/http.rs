@@ -1,0 +1,83 @@
+//! Shared HTTP contract helpers: collections with `Link`, ETags and `If-Match`.
+
+use crate::error::ApiError;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use depot_core::{Cursor, Page, PageRequest};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// `{"items": [...], "next_cursor": "..."}`; `next_cursor` is absent on the last page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Collection<T: ToSchema> {
+    pub items: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+pub fn page_request(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+    Ok(PageRequest::parse(limit, cursor)?)
+}
+
+/// Answers a page, with `Link: <…>; rel="next"` when there is more.
+pub fn collection<T, U>(req: &HttpRequest, page: Page<T>, map: impl FnMut(T) -> U) -> HttpResponse
+where
+    U: Serialize + ToSchema,
+{
+    let next_cursor = page.next_cursor.as_ref().map(Cursor::encode);
+    let body = Collection {
+        items: page.items.into_iter().map(map).collect(),
+        next_cursor: next_cursor.clone(),
+    };
+    let mut res = HttpResponse::Ok();
+    if let Some(cursor) = next_cursor {
+        let mut query: Vec<(String, String)> =
+            form_urlencoded::parse(req.query_string().as_bytes())
+                .filter(|(k, _)| k != "cursor")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        query.push(("cursor".into(), cursor));
+        let qs = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query)
+            .finish();
+        res.insert_header((
+            header::LINK,
+            format!("<{}?{}>; rel=\"next\"", req.path(), qs),
+        ));
+    }
+    res.json(body)
+}
+
+pub fn etag(revision: i64) -> String {
+    format!("\"{revision}\"")
+}
+
+/// The revision an `If-Match` header names: `None` when absent or `*`; 412 when unparsable.
+pub fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or_default().trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    v.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| ApiError::PreconditionFailed {
+            detail: "If-Match does not name a current ETag".into(),
+        })
+}
+
+/// True when `If-None-Match` names this revision (answer 304).
+pub fn not_modified(req: &HttpRequest, revision: i64) -> bool {
+    let tag = etag(revision);
+    req.headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == tag || t.trim() == "*")
+        })
+}

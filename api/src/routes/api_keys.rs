@@ -1,0 +1,464 @@
+//! `/api/v1/api-keys` and `/api/v1/audit-events`: key management for administrators (the admin
+//! secret, or a key with the `api_keys:admin` scope).
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Query};
+use crate::http::{collection, etag, if_match, not_modified, page_request};
+use crate::state::AppState;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use depot_api_keys::{
+    Actor, ApiKey, AuditEvent, CreateKey, KeyFilter, KeyStatus, PlainKey, Renewal, UsageRecord,
+};
+use depot_core::Permission;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api-keys")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(
+        web::resource("/api-keys/{id}")
+            .route(web::get().to(get))
+            .route(web::delete().to(delete)),
+    )
+    .service(web::resource("/api-keys/{id}/revoke").route(web::post().to(revoke)))
+    .service(web::resource("/api-keys/{id}/reactivate").route(web::post().to(reactivate)))
+    .service(web::resource("/api-keys/{id}/renew").route(web::post().to(renew)))
+    .service(web::resource("/api-keys/{id}/rotate").route(web::post().to(rotate)))
+    .service(web::resource("/api-keys/{id}/usage").route(web::get().to(usage)))
+    .service(web::resource("/audit-events").route(web::get().to(audit_events)));
+}
+
+fn admin(auth: &Auth, req: &HttpRequest) -> Result<Actor, ApiError> {
+    auth.0.require(Permission::ApiKeysAdmin)?;
+    Ok(Actor {
+        principal: auth.0.clone(),
+        client_ip: req.peer_addr().map(|a| a.ip().to_string()),
+    })
+}
+
+/// A key as listings show it: never the key itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    /// The key's visible start, e.g. `dpk_Ab3x…`.
+    #[schema(example = "dpk_Ab3x…")]
+    pub key_prefix: String,
+    #[schema(example = json!(["packages:read"]))]
+    pub scopes: Vec<String>,
+    /// `active`, `revoked` or `expired`.
+    #[schema(example = "active")]
+    pub status: &'static str,
+    pub rate_limit_per_minute: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// `null`: never expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub total_uses: i64,
+    /// The key this one replaced by rotation.
+    pub rotated_from: Option<Uuid>,
+}
+
+impl ApiKeyView {
+    fn of(k: ApiKey, now: DateTime<Utc>) -> Self {
+        Self {
+            status: k.status(now).as_str(),
+            id: k.id,
+            name: k.name,
+            key_prefix: format!("{}…", k.prefix),
+            scopes: k.scopes.iter().map(|p| p.as_str().to_owned()).collect(),
+            rate_limit_per_minute: k.rate_limit_per_minute,
+            created_at: k.created_at,
+            updated_at: k.updated_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
+            total_uses: k.total_uses,
+            rotated_from: k.rotated_from,
+        }
+    }
+}
+
+/// A new key: the only time the plaintext `key` is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyCreated {
+    /// The key itself. Store it now: it is not stored in Depot and cannot be shown again.
+    #[schema(example = "dpk_Ab3xQ9…")]
+    pub key: String,
+    #[serde(flatten)]
+    pub api_key: ApiKeyView,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    /// 1–100 characters (trimmed).
+    #[schema(example = "ci-pipeline")]
+    pub name: String,
+    /// At least one of packages:read, packages:write, operations:read, passwords:generate,
+    /// api_keys:admin, users:admin.
+    #[schema(example = json!(["packages:read", "packages:write"]))]
+    pub scopes: Vec<String>,
+    /// Give at most one of `expires_at`, `expires_in_days`, `never_expires`; none = the default
+    /// lifetime (15 days unless configured).
+    pub expires_at: Option<DateTime<Utc>>,
+    pub expires_in_days: Option<i64>,
+    pub never_expires: Option<bool>,
+    /// Requests per minute allowed with this key (per replica); none = unlimited.
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// Give one of `expires_at`, `days`, `never_expires`; none = the default lifetime from now.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub days: Option<i64>,
+    pub never_expires: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old key keeps working (0–604800 seconds; default 0: it stops now).
+    #[serde(default)]
+    pub grace_seconds: u64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `active`, `revoked` or `expired`.
+    pub status: Option<String>,
+    /// Exact name.
+    pub name: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// e.g. `api_key.revoke`.
+    pub action: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageView {
+    pub at: DateTime<Utc>,
+    pub method: String,
+    /// The route template, e.g. `/api/v1/packages/{id}`.
+    pub route: String,
+    pub status: u16,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl From<UsageRecord> for UsageView {
+    fn from(r: UsageRecord) -> Self {
+        Self {
+            at: r.at,
+            method: r.method,
+            route: r.route,
+            status: r.status,
+            client_ip: r.client_ip,
+            user_agent: r.user_agent,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventView {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    /// `admin`, `api_key:<id>` or `user:<id>`.
+    pub actor: String,
+    #[schema(example = "api_key.revoke")]
+    pub action: String,
+    pub target_id: Option<Uuid>,
+    pub client_ip: Option<String>,
+    pub details: Option<serde_json::Value>,
+}
+
+impl From<AuditEvent> for AuditEventView {
+    fn from(e: AuditEvent) -> Self {
+        Self {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target_id: e.target_id,
+            client_ip: e.client_ip,
+            details: e.details,
+        }
+    }
+}
+
+fn single(key: ApiKey, now: DateTime<Utc>) -> HttpResponse {
+    let tag = etag(key.revision);
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, tag))
+        .json(ApiKeyView::of(key, now))
+}
+
+fn created(key: ApiKey, plain: PlainKey, now: DateTime<Utc>) -> HttpResponse {
+    let location = format!("/api/v1/api-keys/{}", key.id);
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::ETAG, etag(key.revision)))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(ApiKeyCreated {
+            key: plain.expose().to_owned(),
+            api_key: ApiKeyView::of(key, now),
+        })
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys",
+    request_body = CreateApiKeyRequest,
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Created; `key` is shown this once", body = ApiKeyCreated),
+        (status = 401, description = "Missing or bad credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: Json<CreateApiKeyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = admin(&auth, &req)?;
+    let b = body.0;
+    let (key, plain) = state
+        .api_keys
+        .create(
+            &actor,
+            CreateKey {
+                name: b.name,
+                scopes: b.scopes,
+                expires_at: b.expires_at,
+                expires_in_days: b.expires_in_days,
+                never_expires: b.never_expires,
+                rate_limit_per_minute: b.rate_limit_per_minute,
+            },
+        )
+        .await?;
+    Ok(created(key, plain, state.api_keys.now()))
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListQuery),
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Newest first; follow `next_cursor` or the `Link` header", body = inline(crate::http::Collection<ApiKeyView>)),
+        (status = 422, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    query: Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    admin(&auth, &req)?;
+    let q = query.0;
+    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let filter = KeyFilter {
+        status: q.status.as_deref().map(KeyStatus::parse).transpose()?,
+        name: q.name,
+    };
+    let keys = state.api_keys.list(&filter, &page).await?;
+    let now = state.api_keys.now();
+    Ok(collection(&req, keys, |k| ApiKeyView::of(k, now)))
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = Uuid, Path)),
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The key (never its secret), with an ETag", body = ApiKeyView),
+        (status = 304, description = "If-None-Match matched"),
+        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    admin(&auth, &req)?;
+    let key = state.api_keys.get(*id).await?;
+    if not_modified(&req, key.revision) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag(key.revision)))
+            .finish());
+    }
+    Ok(single(key, state.api_keys.now()))
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys/{id}/revoke", tag = "api-keys",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The ETag last read")),
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Revoked: the key stops working at once on every replica", body = ApiKeyView),
+        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = admin(&auth, &req)?;
+    let key = state.api_keys.revoke(&actor, *id, if_match(&req)?).await?;
+    Ok(single(key, state.api_keys.now()))
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys/{id}/reactivate", tag = "api-keys",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "No longer revoked (an expired key stays expired until renewed)", body = ApiKeyView),
+        (status = 409, description = "Not revoked", body = Problem, content_type = "application/problem+json")))]
+pub async fn reactivate(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = admin(&auth, &req)?;
+    let key = state
+        .api_keys
+        .reactivate(&actor, *id, if_match(&req)?)
+        .await?;
+    Ok(single(key, state.api_keys.now()))
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys/{id}/renew", tag = "api-keys",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    request_body = RenewRequest,
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The new expiry applies", body = ApiKeyView),
+        (status = 409, description = "Revoked keys are reactivated first", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad expiry", body = Problem, content_type = "application/problem+json")))]
+pub async fn renew(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: Json<RenewRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = admin(&auth, &req)?;
+    let b = body.0;
+    let key = state
+        .api_keys
+        .renew(
+            &actor,
+            *id,
+            Renewal {
+                expires_at: b.expires_at,
+                days: b.days,
+                never_expires: b.never_expires,
+            },
+            if_match(&req)?,
+        )
+        .await?;
+    Ok(single(key, state.api_keys.now()))
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys/{id}/rotate", tag = "api-keys",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    request_body = RotateRequest,
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "The new key (shown once); the old one stops after the grace period", body = ApiKeyCreated),
+        (status = 409, description = "Only active keys rotate", body = Problem, content_type = "application/problem+json")))]
+pub async fn rotate(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: Json<RotateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = admin(&auth, &req)?;
+    let (key, plain) = state
+        .api_keys
+        .rotate(&actor, *id, body.0.grace_seconds, if_match(&req)?)
+        .await?;
+    Ok(created(key, plain, state.api_keys.now()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted, with its usage log"),
+        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = admin(&auth, &req)?;
+    state.api_keys.delete(&actor, *id, if_match(&req)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys/{id}/usage", tag = "api-keys",
+    params(("id" = Uuid, Path), PageQuery),
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The key's requests, newest first", body = inline(crate::http::Collection<UsageView>)),
+        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json")))]
+pub async fn usage(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    query: Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    admin(&auth, &req)?;
+    let page = page_request(query.0.limit, query.0.cursor.as_deref())?;
+    let records = state.api_keys.usage(*id, &page).await?;
+    Ok(collection(&req, records, UsageView::from))
+}
+
+#[utoipa::path(get, path = "/api/v1/audit-events", tag = "api-keys", params(AuditQuery),
+    security(("admin_secret" = []), ("api_key" = [])),
+    responses((status = 200, description = "Administrative actions, newest first", body = inline(crate::http::Collection<AuditEventView>))))]
+pub async fn audit_events(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    query: Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    admin(&auth, &req)?;
+    let q = query.0;
+    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let events = state
+        .api_keys
+        .audit_events(q.action.as_deref(), &page)
+        .await?;
+    Ok(collection(&req, events, AuditEventView::from))
+}

@@ -1,0 +1,45 @@
+//! `GET /api/v1/auth/whoami`: who the presented credentials say the caller is.
+
+use crate::auth::Auth;
+use crate::error::Problem;
+use actix_web::HttpResponse;
+use depot_core::PrincipalKind;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// `admin`, `api_key` or `user`.
+    pub kind: &'static str,
+    /// The key's or user's id.
+    pub id: Option<Uuid>,
+    pub scopes: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth",
+    security(("api_key" = []), ("admin_secret" = [])),
+    responses(
+        (status = 200, description = "The authenticated caller", body = WhoAmI),
+        (status = 401, description = "Missing, malformed, unknown, revoked or expired credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The key's rate limit is exhausted", body = Problem, content_type = "application/problem+json")))]
+pub async fn whoami(auth: Auth) -> HttpResponse {
+    let (kind, id) = match auth.0.kind {
+        PrincipalKind::Admin => ("admin", None),
+        PrincipalKind::ApiKey { key_id } => ("api_key", Some(key_id)),
+        PrincipalKind::User { user_id } => ("user", Some(user_id)),
+        PrincipalKind::Anonymous => ("anonymous", None),
+    };
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(WhoAmI {
+            kind,
+            id,
+            scopes: auth
+                .0
+                .scopes
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        })
+}

@@ -1,0 +1,108 @@
+//! What the API-key component needs from storage.
+
+use crate::key::KeyHash;
+use crate::model::{ApiKey, AuditEvent, KeyStatus, UsageRecord};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use depot_core::{Page, PageRequest, RepoError};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// A key to insert: everything but the usage counters.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub key: ApiKey,
+    pub hash: KeyHash,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub status: Option<KeyStatus>,
+    pub name: Option<String>,
+}
+
+/// Usage accumulated in memory and written in one batch.
+#[derive(Debug, Clone, Default)]
+pub struct UsageBatch {
+    /// Per key: how many uses to add and the latest use.
+    pub counts: HashMap<Uuid, (i64, DateTime<Utc>)>,
+    pub records: Vec<UsageRecord>,
+}
+
+impl UsageBatch {
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.records.is_empty()
+    }
+}
+
+/// A change to a key, written with its audit event and a change-log row in one transaction.
+#[derive(Debug, Clone)]
+pub enum KeyChange {
+    Revoke { at: DateTime<Utc> },
+    Reactivate,
+    Renew { expires_at: Option<DateTime<Utc>> },
+}
+
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync {
+    /// Inserts a key and its audit event atomically.
+    async fn insert(&self, new: &NewApiKey, audit: &AuditEvent) -> Result<(), RepoError>;
+    async fn get(&self, id: Uuid) -> Result<ApiKey, RepoError>;
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKey>, RepoError>;
+    /// Newest first; `now` decides which keys count as expired.
+    async fn list(
+        &self,
+        filter: &KeyFilter,
+        page: &PageRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Page<ApiKey>, RepoError>;
+    /// Applies a change if the key is still at `expected_revision` (when given): `Conflict`
+    /// otherwise. Returns the updated key.
+    async fn change(
+        &self,
+        id: Uuid,
+        change: &KeyChange,
+        expected_revision: Option<i64>,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<ApiKey, RepoError>;
+    /// Inserts `new` and sets the old key's expiry to `old_expires_at`, atomically.
+    async fn rotate(
+        &self,
+        old_id: Uuid,
+        old_expires_at: Option<DateTime<Utc>>,
+        new: &NewApiKey,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<(), RepoError>;
+    async fn delete(
+        &self,
+        id: Uuid,
+        expected_revision: Option<i64>,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<(), RepoError>;
+    /// Adds the batch's counts atomically (`total_uses = total_uses + n`) and stores its records.
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), RepoError>;
+    /// A key's usage log, newest first.
+    async fn usage(&self, key_id: Uuid, page: &PageRequest)
+    -> Result<Page<UsageRecord>, RepoError>;
+    /// Keys changed at or after `since` (revoked, renewed, rotated, deleted…).
+    async fn changed_since(&self, since: DateTime<Utc>) -> Result<Vec<Uuid>, RepoError>;
+    /// Deletes usage records and change-log rows older than the cut-offs; returns rows removed.
+    async fn purge(
+        &self,
+        usage_before: DateTime<Utc>,
+        changes_before: DateTime<Utc>,
+    ) -> Result<u64, RepoError>;
+}
+
+#[async_trait]
+pub trait AuditRepository: Send + Sync {
+    /// Newest first.
+    async fn list(
+        &self,
+        action: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>, RepoError>;
+}

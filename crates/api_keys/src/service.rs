@@ -1,0 +1,415 @@
+//! Key management: create, list, revoke, reactivate, renew, rotate, delete, usage, audit.
+
+use crate::key::PlainKey;
+use crate::model::{
+    ApiKey, AuditEvent, KeyName, KeyStatus, Lifetime, MAX_GRACE_SECONDS, MAX_RATE_LIMIT,
+    UsageRecord, parse_scopes,
+};
+use crate::ports::{ApiKeyRepository, AuditRepository, KeyChange, KeyFilter, NewApiKey};
+use crate::verifier::Verifier;
+use chrono::{DateTime, Duration, Utc};
+use depot_core::{Clock, Page, PageRequest, Principal, RepoError, ValidationError};
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("no API key with this id")]
+    NotFound,
+    /// The key's state forbids the action; the message names the current status.
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` names a revision that is no longer current.
+    #[error("the key has changed since it was read")]
+    PreconditionFailed,
+    #[error("storage failed")]
+    Repo(#[source] RepoError),
+}
+
+impl From<RepoError> for ApiKeyError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::NotFound => ApiKeyError::NotFound,
+            other => ApiKeyError::Repo(other),
+        }
+    }
+}
+
+/// Who acts, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub principal: Principal,
+    pub client_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateKey {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub expires_in_days: Option<i64>,
+    pub never_expires: Option<bool>,
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Renewal {
+    pub expires_at: Option<DateTime<Utc>>,
+    pub days: Option<i64>,
+    pub never_expires: Option<bool>,
+}
+
+pub struct ApiKeyService {
+    repo: Arc<dyn ApiKeyRepository>,
+    audit: Arc<dyn AuditRepository>,
+    clock: Arc<dyn Clock>,
+    verifier: Arc<Verifier>,
+    default_lifetime_days: i64,
+}
+
+impl ApiKeyService {
+    pub fn new(
+        repo: Arc<dyn ApiKeyRepository>,
+        audit: Arc<dyn AuditRepository>,
+        clock: Arc<dyn Clock>,
+        verifier: Arc<Verifier>,
+        default_lifetime_days: i64,
+    ) -> Self {
+        Self {
+            repo,
+            audit,
+            clock,
+            verifier,
+            default_lifetime_days,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn event(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: Option<Uuid>,
+        details: serde_json::Value,
+    ) -> AuditEvent {
+        AuditEvent {
+            id: Uuid::now_v7(),
+            at: self.clock.now(),
+            actor: actor.principal.actor(),
+            action: action.to_owned(),
+            target_id: target,
+            client_ip: actor.client_ip.clone(),
+            details: Some(details),
+        }
+    }
+
+    fn new_key(
+        &self,
+        name: String,
+        scopes: std::collections::BTreeSet<depot_core::Permission>,
+        rate_limit_per_minute: Option<u32>,
+        expires_at: Option<DateTime<Utc>>,
+        rotated_from: Option<Uuid>,
+    ) -> (NewApiKey, PlainKey) {
+        let plain = PlainKey::generate(&mut rand::rng());
+        let now = self.clock.now();
+        let key = ApiKey {
+            id: Uuid::now_v7(),
+            name,
+            prefix: plain.visible_prefix(),
+            scopes,
+            rate_limit_per_minute,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            total_uses: 0,
+            rotated_from,
+            revision: 1,
+        };
+        (
+            NewApiKey {
+                hash: plain.hash(),
+                key,
+            },
+            plain,
+        )
+    }
+
+    /// Creates a key; the plaintext is returned this once and never stored.
+    #[tracing::instrument(skip_all)]
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        req: CreateKey,
+    ) -> Result<(ApiKey, PlainKey), ApiKeyError> {
+        let now = self.clock.now();
+        let name = KeyName::parse(&req.name);
+        let scopes = parse_scopes(&req.scopes);
+        let expiry = Lifetime::from_fields(
+            req.expires_at,
+            req.expires_in_days,
+            req.never_expires,
+            "expires_in_days",
+        )
+        .and_then(|l| l.resolve(now, self.default_lifetime_days, "expires_in_days"));
+        let rate = match req.rate_limit_per_minute {
+            Some(n) if !(1..=MAX_RATE_LIMIT).contains(&n) => Err(ValidationError::field(
+                "rate_limit_per_minute",
+                format!("must be between 1 and {MAX_RATE_LIMIT}"),
+            )),
+            other => Ok(other),
+        };
+        let errors: Vec<_> = [
+            name.as_ref().err(),
+            scopes.as_ref().err(),
+            expiry.as_ref().err(),
+            rate.as_ref().err(),
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e.errors.clone())
+        .collect();
+        if let Some(e) = ValidationError::from_errors(errors) {
+            return Err(e.into());
+        }
+        let (new, plain) = self.new_key(
+            name.expect("checked").into_string(),
+            scopes.expect("checked"),
+            rate.expect("checked"),
+            expiry.expect("checked"),
+            None,
+        );
+        let audit = self.event(
+            actor,
+            "api_key.create",
+            Some(new.key.id),
+            serde_json::json!({"name": new.key.name, "scopes": crate::model::scopes_to_string(&new.key.scopes)}),
+        );
+        self.repo.insert(&new, &audit).await?;
+        Ok((new.key, plain))
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<ApiKey, ApiKeyError> {
+        Ok(self.repo.get(id).await?)
+    }
+
+    pub async fn list(
+        &self,
+        filter: &KeyFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>, ApiKeyError> {
+        Ok(self.repo.list(filter, page, self.clock.now()).await?)
+    }
+
+    async fn apply(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        expected_revision: Option<i64>,
+        change: KeyChange,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<ApiKey, ApiKeyError> {
+        let audit = self.event(actor, action, Some(id), details);
+        let updated = self
+            .repo
+            .change(id, &change, expected_revision, self.clock.now(), &audit)
+            .await
+            .map_err(|e| match e {
+                RepoError::Conflict(_) => ApiKeyError::PreconditionFailed,
+                other => other.into(),
+            })?;
+        self.verifier.invalidate(id);
+        Ok(updated)
+    }
+
+    fn check_revision(key: &ApiKey, expected: Option<i64>) -> Result<(), ApiKeyError> {
+        match expected {
+            Some(rev) if rev != key.revision => Err(ApiKeyError::PreconditionFailed),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn revoke(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        if_match: Option<i64>,
+    ) -> Result<ApiKey, ApiKeyError> {
+        let key = self.repo.get(id).await?;
+        Self::check_revision(&key, if_match)?;
+        if key.revoked_at.is_some() {
+            return Err(ApiKeyError::Conflict("the key is already revoked".into()));
+        }
+        let now = self.clock.now();
+        self.apply(
+            actor,
+            id,
+            Some(key.revision),
+            KeyChange::Revoke { at: now },
+            "api_key.revoke",
+            serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn reactivate(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        if_match: Option<i64>,
+    ) -> Result<ApiKey, ApiKeyError> {
+        let key = self.repo.get(id).await?;
+        Self::check_revision(&key, if_match)?;
+        let now = self.clock.now();
+        if key.revoked_at.is_none() {
+            return Err(ApiKeyError::Conflict(format!(
+                "the key is {}, not revoked",
+                key.status(now).as_str()
+            )));
+        }
+        self.apply(
+            actor,
+            id,
+            Some(key.revision),
+            KeyChange::Reactivate,
+            "api_key.reactivate",
+            serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn renew(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        renewal: Renewal,
+        if_match: Option<i64>,
+    ) -> Result<ApiKey, ApiKeyError> {
+        let key = self.repo.get(id).await?;
+        Self::check_revision(&key, if_match)?;
+        let now = self.clock.now();
+        let expires_at = Lifetime::from_fields(
+            renewal.expires_at,
+            renewal.days,
+            renewal.never_expires,
+            "days",
+        )?
+        .resolve(now, self.default_lifetime_days, "days")?;
+        if key.revoked_at.is_some() {
+            return Err(ApiKeyError::Conflict(
+                "the key is revoked; reactivate it first".into(),
+            ));
+        }
+        self.apply(
+            actor,
+            id,
+            Some(key.revision),
+            KeyChange::Renew { expires_at },
+            "api_key.renew",
+            serde_json::json!({"expires_at": expires_at}),
+        )
+        .await
+    }
+
+    /// A new key with the same name, scopes, rate limit and lifetime; the old one keeps working
+    /// for `grace_seconds` (0 = stops now).
+    pub async fn rotate(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        grace_seconds: u64,
+        if_match: Option<i64>,
+    ) -> Result<(ApiKey, PlainKey), ApiKeyError> {
+        if grace_seconds > MAX_GRACE_SECONDS {
+            return Err(ValidationError::field(
+                "grace_seconds",
+                format!("must be between 0 and {MAX_GRACE_SECONDS}"),
+            )
+            .into());
+        }
+        let old = self.repo.get(id).await?;
+        Self::check_revision(&old, if_match)?;
+        let now = self.clock.now();
+        match old.status(now) {
+            KeyStatus::Active => {}
+            other => {
+                return Err(ApiKeyError::Conflict(format!(
+                    "the key is {}; only active keys rotate",
+                    other.as_str()
+                )));
+            }
+        }
+        // Keep the remaining lifetime: a key rotated 10 days before expiry expires then too.
+        let new_expiry = old.expires_at;
+        let (new, plain) = self.new_key(
+            old.name.clone(),
+            old.scopes.clone(),
+            old.rate_limit_per_minute,
+            new_expiry,
+            Some(old.id),
+        );
+        let grace_end = now + Duration::seconds(grace_seconds as i64);
+        let old_expires_at = Some(old.expires_at.map_or(grace_end, |e| e.min(grace_end)));
+        let audit = self.event(
+            actor,
+            "api_key.rotate",
+            Some(old.id),
+            serde_json::json!({"new_key_id": new.key.id, "grace_seconds": grace_seconds}),
+        );
+        self.repo
+            .rotate(old.id, old_expires_at, &new, now, &audit)
+            .await?;
+        self.verifier.invalidate(old.id);
+        Ok((new.key, plain))
+    }
+
+    pub async fn delete(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        if_match: Option<i64>,
+    ) -> Result<(), ApiKeyError> {
+        let key = self.repo.get(id).await?;
+        Self::check_revision(&key, if_match)?;
+        let audit = self.event(
+            actor,
+            "api_key.delete",
+            Some(id),
+            serde_json::json!({"name": key.name}),
+        );
+        self.repo
+            .delete(id, Some(key.revision), self.clock.now(), &audit)
+            .await
+            .map_err(|e| match e {
+                RepoError::Conflict(_) => ApiKeyError::PreconditionFailed,
+                other => other.into(),
+            })?;
+        self.verifier.invalidate(id);
+        Ok(())
+    }
+
+    pub async fn usage(
+        &self,
+        id: Uuid,
+        page: &PageRequest,
+    ) -> Result<Page<UsageRecord>, ApiKeyError> {
+        self.repo.get(id).await?;
+        Ok(self.repo.usage(id, page).await?)
+    }
+
+    pub async fn audit_events(
+        &self,
+        action: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>, ApiKeyError> {
+        Ok(self.audit.list(action, page).await?)
+    }
+}

@@ -1,0 +1,323 @@
+//! The hot path: verifying a presented key without touching the database on every request.
+//!
+//! * Verified keys are cached in memory (by hash) for `cache_ttl`; unknown hashes for a few
+//!   seconds, so a flood of well-formed garbage does not become a flood of queries.
+//! * A revoke/delete/rotate evicts the key at once in the process that did it, and every replica
+//!   polls the change log every `poll_interval` (default 250 ms) and evicts what changed: the
+//!   change reaches every replica in well under a second, whatever the queue or database.
+//! * Usage (counts and request records) accumulates in memory and is written in one batch every
+//!   `flush_interval`, with atomic increments; a failed flush is merged back, and shutdown
+//!   flushes what is left.
+//! * The per-key rate limit is a fixed one-minute window per replica.
+
+use crate::key::{KeyHash, PlainKey};
+use crate::model::{ApiKey, KeyStatus, UsageRecord};
+use crate::ports::{ApiKeyRepository, UsageBatch};
+use chrono::{DateTime, Duration, Utc};
+use depot_core::{Clock, Principal, PrincipalKind, RepoError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+use uuid::Uuid;
+
+/// Records kept in memory while the database cannot take them; beyond this the oldest records
+/// are dropped (counts are never dropped).
+const MAX_PENDING_RECORDS: usize = 100_000;
+const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Overlap when polling the change log, for transactions that commit late.
+const POLL_OVERLAP: Duration = Duration::seconds(2);
+
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    pub cache_ttl: std::time::Duration,
+    pub poll_interval: std::time::Duration,
+    pub flush_interval: std::time::Duration,
+    pub usage_retention_days: i64,
+}
+
+impl Default for VerifierSettings {
+    fn default() -> Self {
+        Self {
+            cache_ttl: std::time::Duration::from_secs(60),
+            poll_interval: std::time::Duration::from_millis(250),
+            flush_interval: std::time::Duration::from_secs(1),
+            usage_retention_days: 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the key is not a well-formed Depot API key")]
+    Malformed,
+    #[error("the key is not valid")]
+    Unknown,
+    #[error("the key has been revoked")]
+    Revoked,
+    #[error("the key has expired")]
+    Expired,
+    #[error("the key's rate limit of {limit} requests per minute is exhausted")]
+    RateLimited { limit: u32, retry_after: u64 },
+    #[error("keys cannot be verified right now")]
+    Unavailable(#[source] RepoError),
+}
+
+/// Rate-limit state after a request, for the `RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateState {
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset_seconds: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub key_id: Uuid,
+    pub principal: Principal,
+    pub rate: Option<RateState>,
+}
+
+#[derive(Clone)]
+struct CacheEntry {
+    key: Option<ApiKey>,
+    loaded: Instant,
+}
+
+struct Window {
+    minute: i64,
+    count: u32,
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct VerifierStats {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+}
+
+pub struct Verifier {
+    repo: Arc<dyn ApiKeyRepository>,
+    clock: Arc<dyn Clock>,
+    settings: VerifierSettings,
+    cache: RwLock<HashMap<KeyHash, CacheEntry>>,
+    windows: Mutex<HashMap<Uuid, Window>>,
+    pending: Mutex<UsageBatch>,
+    /// Serialises flushes (background loop and shutdown).
+    flushing: tokio::sync::Mutex<()>,
+    last_poll: Mutex<DateTime<Utc>>,
+    pub stats: VerifierStats,
+}
+
+impl Verifier {
+    pub fn new(
+        repo: Arc<dyn ApiKeyRepository>,
+        clock: Arc<dyn Clock>,
+        settings: VerifierSettings,
+    ) -> Self {
+        let now = clock.now();
+        Self {
+            repo,
+            clock,
+            settings,
+            cache: RwLock::new(HashMap::new()),
+            windows: Mutex::new(HashMap::new()),
+            pending: Mutex::new(UsageBatch::default()),
+            flushing: tokio::sync::Mutex::new(()),
+            last_poll: Mutex::new(now),
+            stats: VerifierStats::default(),
+        }
+    }
+
+    fn cached(&self, hash: &KeyHash) -> Option<Option<ApiKey>> {
+        let cache = self.cache.read().expect("cache lock");
+        let entry = cache.get(hash)?;
+        let ttl = if entry.key.is_some() {
+            self.settings.cache_ttl
+        } else {
+            NEGATIVE_TTL
+        };
+        (entry.loaded.elapsed() < ttl).then(|| entry.key.clone())
+    }
+
+    /// Checks a presented key: format and checksum first, then the cache, then the database.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify(&self, raw: &str) -> Result<Verified, VerifyError> {
+        let plain = PlainKey::parse(raw).map_err(|_| VerifyError::Malformed)?;
+        let hash = plain.hash();
+        let key = match self.cached(&hash) {
+            Some(k) => {
+                self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                k
+            }
+            None => {
+                self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+                let loaded = self
+                    .repo
+                    .find_by_hash(&hash)
+                    .await
+                    .map_err(VerifyError::Unavailable)?;
+                self.cache.write().expect("cache lock").insert(
+                    hash,
+                    CacheEntry {
+                        key: loaded.clone(),
+                        loaded: Instant::now(),
+                    },
+                );
+                loaded
+            }
+        };
+        let key = key.ok_or(VerifyError::Unknown)?;
+        let now = self.clock.now();
+        match key.status(now) {
+            KeyStatus::Revoked => return Err(VerifyError::Revoked),
+            KeyStatus::Expired => return Err(VerifyError::Expired),
+            KeyStatus::Active => {}
+        }
+        let rate = match key.rate_limit_per_minute {
+            None => None,
+            Some(limit) => Some(self.take_rate(key.id, limit, now)?),
+        };
+        Ok(Verified {
+            key_id: key.id,
+            principal: Principal {
+                kind: PrincipalKind::ApiKey { key_id: key.id },
+                scopes: key.scopes.clone(),
+            },
+            rate,
+        })
+    }
+
+    fn take_rate(
+        &self,
+        id: Uuid,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RateState, VerifyError> {
+        let ts = now.timestamp();
+        let minute = ts.div_euclid(60);
+        let reset_seconds = (60 - ts.rem_euclid(60)) as u64;
+        let mut windows = self.windows.lock().expect("windows lock");
+        let w = windows.entry(id).or_insert(Window { minute, count: 0 });
+        if w.minute != minute {
+            w.minute = minute;
+            w.count = 0;
+        }
+        if w.count >= limit {
+            return Err(VerifyError::RateLimited {
+                limit,
+                retry_after: reset_seconds,
+            });
+        }
+        w.count += 1;
+        Ok(RateState {
+            limit,
+            remaining: limit - w.count,
+            reset_seconds,
+        })
+    }
+
+    /// Records one request made with a key (written at the next flush).
+    pub fn record_use(&self, record: UsageRecord) {
+        let mut pending = self.pending.lock().expect("usage lock");
+        let entry = pending
+            .counts
+            .entry(record.key_id)
+            .or_insert((0, record.at));
+        entry.0 += 1;
+        entry.1 = entry.1.max(record.at);
+        if pending.records.len() >= MAX_PENDING_RECORDS {
+            pending.records.remove(0);
+        }
+        pending.records.push(record);
+    }
+
+    /// Writes pending usage. On failure the batch is merged back, so nothing is lost.
+    pub async fn flush(&self) -> Result<(), RepoError> {
+        let _guard = self.flushing.lock().await;
+        let batch = std::mem::take(&mut *self.pending.lock().expect("usage lock"));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.repo.record_usage(&batch).await {
+            let mut pending = self.pending.lock().expect("usage lock");
+            for (id, (n, at)) in batch.counts {
+                let entry = pending.counts.entry(id).or_insert((0, at));
+                entry.0 += n;
+                entry.1 = entry.1.max(at);
+            }
+            let mut records = batch.records;
+            records.append(&mut pending.records);
+            let excess = records.len().saturating_sub(MAX_PENDING_RECORDS);
+            records.drain(..excess);
+            pending.records = records;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Evicts a key from this process's cache (after a change made here).
+    pub fn invalidate(&self, key_id: Uuid) {
+        self.cache
+            .write()
+            .expect("cache lock")
+            .retain(|_, e| e.key.as_ref().is_none_or(|k| k.id != key_id));
+    }
+
+    /// Evicts every key the change log says changed since the last poll.
+    pub async fn poll_changes(&self) -> Result<usize, RepoError> {
+        let started = self.clock.now();
+        let since = *self.last_poll.lock().expect("poll lock") - POLL_OVERLAP;
+        let changed = self.repo.changed_since(since).await?;
+        for id in &changed {
+            self.invalidate(*id);
+        }
+        *self.last_poll.lock().expect("poll lock") = started;
+        Ok(changed.len())
+    }
+
+    /// Deletes usage older than the retention and change-log rows older than an hour.
+    pub async fn purge(&self) -> Result<u64, RepoError> {
+        let now = self.clock.now();
+        self.repo
+            .purge(
+                now - Duration::days(self.settings.usage_retention_days),
+                now - Duration::hours(1),
+            )
+            .await
+    }
+
+    /// Runs polling, flushing and hourly purging until `stop` turns true, then flushes.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut poll = tokio::time::interval(self.settings.poll_interval);
+        let mut flush = tokio::time::interval(self.settings.flush_interval);
+        let mut purge = tokio::time::interval(std::time::Duration::from_secs(3600));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = poll.tick() => {
+                    if let Err(e) = self.poll_changes().await {
+                        tracing::warn!(error = %e, "polling API-key changes failed");
+                    }
+                }
+                _ = flush.tick() => {
+                    if let Err(e) = self.flush().await {
+                        tracing::warn!(error = %e, "writing API-key usage failed; kept for the next try");
+                    }
+                }
+                _ = purge.tick() => {
+                    match self.purge().await {
+                        Ok(n) if n > 0 => tracing::info!(rows = n, "purged old API-key usage"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "purging API-key usage failed"),
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.flush().await {
+            tracing::error!(error = %e, "the final API-key usage flush failed");
+        }
+    }
+}

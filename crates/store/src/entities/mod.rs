@@ -1,0 +1,6 @@
+//! sea-orm entities, one module per table. Hand-written behaviour lives in the repositories.
+
+pub mod api_key;
+pub mod api_key_change;
+pub mod api_key_usage;
+pub mod audit_event;
