@@ -20,3 +20,22 @@ class Prober(HttpUser):
     @task(1)
     def ready(self):
         self.client.get("/health/ready")
+
+
+class PasswordClient(HttpUser):
+    """A client of the original password service: the same query, many times."""
+
+    wait_time = between(0.1, 0.5)
+
+    @task(5)
+    def password(self):
+        self.client.get(
+            "/api/v1/passwords?password_length=16&password_numbers=true"
+            "&password_lower_case_chars=true&password_upper_case_chars=true"
+            "&password_special_symbols=true",
+            name="/api/v1/passwords",
+        )
+
+    @task(1)
+    def passphrase(self):
+        self.client.get("/api/v1/passwords?mode=passphrase&words=6", name="/api/v1/passwords (passphrase)")

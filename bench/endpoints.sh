@@ -1,4 +1,4 @@
-# Endpoints `make bench` drives, sourced by scripts/bench.sh ("name|path|extra wrk args").
+# Endpoints `make bench` drives, sourced by scripts/bench.sh ("name|path|header").
 # Each component appends its own.
 ENDPOINTS+=(
   "password_16_all_classes|/api/v1/passwords?password_length=16&password_numbers=true&password_lower_case_chars=true&password_upper_case_chars=true&password_special_symbols=true|"
@@ -8,5 +8,5 @@ ENDPOINTS+=(
 # An authenticated GET of a small resource (API key on the cached hot path). The key is made by
 # scripts/bench.sh with the admin secret and exported as BENCH_API_KEY.
 if [ -n "${BENCH_API_KEY:-}" ]; then
-  ENDPOINTS+=("whoami_with_api_key|/api/v1/auth/whoami|-H X-API-Key:${BENCH_API_KEY}")
+  ENDPOINTS+=("whoami_with_api_key|/api/v1/auth/whoami|X-API-Key: ${BENCH_API_KEY}")
 fi

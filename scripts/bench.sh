@@ -53,7 +53,8 @@ BENCH_API_KEY=$(curl -fsS -X POST "$BASE/api/v1/api-keys" -H "X-Admin-Secret: $A
   python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 export BENCH_API_KEY
 
-# Endpoints: "name|path|extra wrk args". Later components add theirs to bench/endpoints.sh.
+# Endpoints: "name|path|header" (header optional, e.g. "X-API-Key: dpk_…"). Components add
+# theirs in bench/endpoints.sh.
 ENDPOINTS=("health_live|/health/live|" "health_ready|/health/ready|")
 if [ -f bench/endpoints.sh ]; then
   # shellcheck source=/dev/null
@@ -68,10 +69,12 @@ to_ms() { # wrk prints 812.00us, 1.23ms or 1.02s
     else print v }'
 }
 
-run_one() { # name path args...
-  local name=$1 path=$2; shift 2
+run_one() { # name path [header]
+  local name=$1 path=$2 header=${3:-}
   local out rps p50 p99 non2xx
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECONDS_PER}s" --latency "$@" "$BASE$path")
+  local args=(-t"$THREADS" -c"$CONNS" -d"${SECONDS_PER}s" --latency)
+  [ -n "$header" ] && args+=(-H "$header")
+  out=$(wrk "${args[@]}" "$BASE$path")
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
@@ -84,9 +87,8 @@ echo "Depot bench: wrk -t$THREADS -c$CONNS -d${SECONDS_PER}s per endpoint, relea
 RESULTS=()
 LIVE_RPS=
 for spec in "${ENDPOINTS[@]}"; do
-  IFS='|' read -r name path extra <<<"$spec"
-  # shellcheck disable=SC2086
-  line=$(run_one "$name" "$path" $extra)
+  IFS='|' read -r name path header <<<"$spec"
+  line=$(run_one "$name" "$path" "$header")
   RESULTS+=("$line")
   [ "$name" = health_live ] && LIVE_RPS=$(awk '{print $2}' <<<"$line")
 done
@@ -97,3 +99,7 @@ for line in "${RESULTS[@]}"; do
   printf '%-28s %12.0f %10s %10s %10s %8s\n' "$name" "$rps" "$p50" "$p99" "$ratio" "$bad"
 done
 if grep -q "panicked" "$LOG"; then echo "the server panicked during the bench:"; cat "$LOG"; exit 1; fi
+for line in "${RESULTS[@]}"; do
+  read -r name _ _ _ bad <<<"$line"
+  if [ "${bad:-0}" != 0 ]; then echo "FAIL: $name answered $bad non-2xx responses"; exit 1; fi
+done

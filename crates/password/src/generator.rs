@@ -218,8 +218,37 @@ impl ExactTable {
 }
 
 /// The probability that `L` characters drawn uniformly from the union alphabet meet every
-/// minimum: the same recurrence as the exact counts, in f64 and scaled by the alphabet size.
+/// minimum. When every minimum is 1 (the usual request) this is inclusion–exclusion over the
+/// classes that could be missing, `Σ_S (−1)^|S| ((N − Σ_{i∈S} s_i)/N)^L` (2^k terms); otherwise,
+/// or when that sum is too small to trust in f64, the counting recurrence scaled by N^L.
 fn acceptance_probability(policy: &PasswordPolicy) -> f64 {
+    let classes = policy.classes();
+    if classes.iter().all(|c| c.min == 1) {
+        let total = policy.alphabet_size() as f64;
+        let l = policy.length() as i32;
+        let mut p = 0.0;
+        for subset in 0u32..(1 << classes.len()) {
+            let missing: usize = classes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| subset & (1 << i) != 0)
+                .map(|(_, c)| c.chars.len())
+                .sum();
+            let term = ((total - missing as f64) / total).powi(l);
+            p += if subset.count_ones() % 2 == 0 {
+                term
+            } else {
+                -term
+            };
+        }
+        if p > 1e-9 {
+            return p;
+        }
+    }
+    acceptance_by_recurrence(policy)
+}
+
+fn acceptance_by_recurrence(policy: &PasswordPolicy) -> f64 {
     let l = policy.length();
     let total = policy.alphabet_size() as f64;
     let classes = policy.classes();
@@ -516,6 +545,32 @@ mod tests {
             );
         }
         assert_eq!(DIGITS.len(), 10);
+    }
+
+    #[test]
+    fn both_acceptance_formulas_agree() {
+        for req in [
+            PasswordRequest::default(),
+            PasswordRequest {
+                length: 6,
+                ..Default::default()
+            },
+            PasswordRequest {
+                length: 200,
+                ..Default::default()
+            },
+            tiny(),
+            PasswordRequest {
+                symbols: false,
+                upper: false,
+                ..Default::default()
+            },
+        ] {
+            let policy = PasswordPolicy::new(&req).unwrap();
+            let a = acceptance_probability(&policy);
+            let b = acceptance_by_recurrence(&policy);
+            assert!((a - b).abs() < 1e-12 * b.max(1e-300), "{req:?}: {a} vs {b}");
+        }
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! What a password request allows, validated: the parse-don't-validate step.
 
 use depot_core::ValidationError;
-use std::collections::BTreeSet;
 
 pub const MIN_LENGTH: usize = 6;
 pub const MAX_LENGTH: usize = 200;
@@ -166,9 +165,14 @@ impl PasswordPolicy {
                 "requires password_special_symbols to be enabled".into(),
             );
         }
-        let mut excluded: BTreeSet<char> = req.exclude.chars().collect();
-        if req.exclude_ambiguous {
-            excluded.extend(AMBIGUOUS.chars());
+        // Every class is ASCII (custom symbols are checked above), so an ASCII table is enough;
+        // excluding a non-ASCII character changes nothing.
+        let mut excluded = [false; 128];
+        let ambiguous = if req.exclude_ambiguous { AMBIGUOUS } else { "" };
+        for c in req.exclude.chars().chain(ambiguous.chars()) {
+            if c.is_ascii() {
+                excluded[c as usize] = true;
+            }
         }
         let mut classes = Vec::new();
         for class in CharClass::ALL.into_iter().filter(|c| req.enabled(*c)) {
@@ -178,12 +182,16 @@ impl PasswordPolicy {
                 CharClass::Upper => UPPER,
                 CharClass::Symbols => symbols.as_str(),
             };
-            let chars: Vec<char> = source
+            let mut seen = [false; 128];
+            let mut chars: Vec<char> = source
                 .chars()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .filter(|c| !excluded.contains(c))
+                .filter(|c| {
+                    c.is_ascii()
+                        && !excluded[*c as usize]
+                        && !std::mem::replace(&mut seen[*c as usize], true)
+                })
                 .collect();
+            chars.sort_unstable();
             if chars.is_empty() {
                 fail(
                     if req.exclude.is_empty() {

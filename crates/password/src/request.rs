@@ -8,7 +8,6 @@ use crate::{MAX_COUNT, parse_flag};
 use depot_core::ValidationError;
 use depot_core::error::FieldError;
 use rand::{CryptoRng, Rng};
-use std::collections::HashMap;
 
 /// Defaults for parameters a request leaves out (from the service's settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +82,22 @@ pub struct Generation {
     pub count: Option<usize>,
 }
 
+/// Request parameters; a repeated key's last value wins. A short list beats a map here: requests
+/// carry a handful of parameters.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn get(&self, key: &str) -> Option<&String> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+}
+
 struct Parser<'a> {
-    params: &'a HashMap<String, String>,
+    params: &'a Params,
     errors: Vec<FieldError>,
 }
 
@@ -137,10 +150,12 @@ impl Generation {
         K: Into<String>,
         V: Into<String>,
     {
-        let params: HashMap<String, String> = pairs
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
+        let params = Params(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
         let mut p = Parser {
             params: &params,
             errors: Vec::new(),
