@@ -29,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BIN="$PWD/target/release/depot"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/depot"
 (
   cd "$WORK"
   exec env -u DATABASE_URL -u AMQP_URL -u PORT \

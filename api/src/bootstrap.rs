@@ -9,10 +9,15 @@ use depot_core::secrets::{
     ChainSecretStore, EnvSecretStore, FileSecretStore, SecretStore, SecretString,
 };
 use depot_core::{Clock, SystemClock};
+use depot_packages::PackageService;
+use depot_packages::executor::{Executor, SimulatedExecutor};
+use depot_packages::relay::OutboxRelay;
+use depot_packages::runner::OperationRunner;
 use depot_queue::{InProcessQueue, LapinQueue};
 use depot_store::DatabaseConnection;
-use depot_store::SeaOrmApiKeyRepository;
+use depot_store::{SeaOrmApiKeyRepository, SeaOrmPackageRepository};
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// The concrete adapters behind the ports.
 #[derive(Clone)]
@@ -122,6 +127,45 @@ pub struct Services {
     pub api_keys: Arc<ApiKeyService>,
     pub verifier: Arc<Verifier>,
     pub admin_secret: SecretString,
+    pub packages: Arc<PackageService>,
+    pub relay: Arc<OutboxRelay>,
+}
+
+/// The executor the configuration names.
+pub fn executor(settings: &Settings) -> Result<Arc<dyn Executor>, StartupError> {
+    let x = &settings.executor;
+    Ok(match x.kind {
+        crate::settings::ExecutorKind::Simulated => Arc::new(SimulatedExecutor {
+            duration: std::time::Duration::from_millis(x.simulated_duration_ms),
+            steps: x.simulated_steps,
+            failure_rate: x.simulated_failure_rate,
+        }),
+        crate::settings::ExecutorKind::Http => Arc::new(
+            crate::http_executor::HttpExecutor::new(
+                x.storage_dir.clone(),
+                std::time::Duration::from_secs(x.http_timeout_seconds),
+            )
+            .map_err(|e| StartupError {
+                key: "executor.storage_dir",
+                message: e,
+            })?,
+        ),
+    })
+}
+
+/// What a worker runs: operations, through the configured executor.
+pub fn operation_runner(
+    settings: &Settings,
+    adapters: &Adapters,
+) -> Result<Arc<OperationRunner>, StartupError> {
+    let repo = Arc::new(SeaOrmPackageRepository::new(adapters.db.clone()));
+    Ok(Arc::new(OperationRunner::new(
+        repo.clone(),
+        repo,
+        executor(settings)?,
+        adapters.clock.clone(),
+        settings.operations.max_attempts,
+    )))
 }
 
 /// The admin secret from the secret store; when none is configured, a strong one is generated
@@ -159,10 +203,27 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
         verifier.clone(),
         settings.api_keys.default_lifetime_days,
     ));
+    let packages_repo = Arc::new(SeaOrmPackageRepository::new(adapters.db.clone()));
+    let wakeup = Arc::new(Notify::new());
+    let packages = Arc::new(PackageService::new(
+        packages_repo.clone(),
+        packages_repo.clone(),
+        adapters.clock.clone(),
+        wakeup.clone(),
+    ));
+    let relay = Arc::new(OutboxRelay::new(
+        packages_repo,
+        adapters.publisher.clone(),
+        adapters.clock.clone(),
+        wakeup,
+        std::time::Duration::from_millis(settings.operations.relay_interval_ms),
+    ));
     Ok(Services {
         api_keys,
         verifier,
         admin_secret: admin_secret(adapters.secrets.as_ref()).await?,
+        packages,
+        relay,
     })
 }
 

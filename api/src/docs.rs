@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document (generated from the code by utoipa) and the vendored Swagger UI.
 
 use crate::error::{Problem, ProblemField};
-use crate::routes::{api_keys, health, passwords, whoami};
+use crate::routes::{api_keys, health, packages, passwords, whoami};
 use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -29,7 +29,19 @@ use utoipa_swagger_ui::SwaggerUi;
         api_keys::rotate,
         api_keys::delete,
         api_keys::usage,
-        api_keys::audit_events
+        api_keys::audit_events,
+        packages::create,
+        packages::list,
+        packages::get,
+        packages::patch,
+        packages::delete,
+        packages::download,
+        packages::activate,
+        packages::deactivate,
+        packages::get_operation,
+        packages::list_operations,
+        packages::cancel,
+        packages::events
     ),
     components(schemas(
         Problem,
@@ -42,14 +54,21 @@ use utoipa_swagger_ui::SwaggerUi;
         api_keys::RenewRequest,
         api_keys::RotateRequest,
         api_keys::UsageView,
-        api_keys::AuditEventView
+        api_keys::AuditEventView,
+        packages::PackageView,
+        packages::OperationView,
+        packages::OperationProblem,
+        packages::CreatePackageRequest,
+        packages::PatchPackageRequest
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "passwords", description = "Password and passphrase generation"),
         (name = "auth", description = "Credentials"),
-        (name = "api-keys", description = "API-key management and the audit log (administrators)")
+        (name = "api-keys", description = "API-key management and the audit log (administrators)"),
+        (name = "packages", description = "The package registry and its lifecycle"),
+        (name = "operations", description = "Long-running operations: poll, list, cancel, stream")
     )
 )]
 pub struct ApiDoc;

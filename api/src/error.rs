@@ -268,6 +268,21 @@ impl From<depot_api_keys::ApiKeyError> for ApiError {
     }
 }
 
+impl From<depot_packages::PackageError> for ApiError {
+    fn from(e: depot_packages::PackageError) -> Self {
+        use depot_packages::PackageError as E;
+        match e {
+            E::Validation(v) => ApiError::Validation(v),
+            E::NotFound(detail) => ApiError::not_found(detail),
+            E::Conflict { code, detail } => ApiError::Conflict { code, detail },
+            E::PreconditionFailed => ApiError::PreconditionFailed {
+                detail: "the resource has changed since it was read (If-Match)".into(),
+            },
+            E::Repo(r) => r.into(),
+        }
+    }
+}
+
 impl From<depot_api_keys::VerifyError> for ApiError {
     fn from(e: depot_api_keys::VerifyError) -> Self {
         use depot_api_keys::VerifyError as E;

@@ -6,6 +6,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod http_executor;
 pub mod middleware;
 pub mod routes;
 pub mod settings;

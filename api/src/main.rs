@@ -175,7 +175,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    telemetry::init(&settings.log);
+    telemetry::init_to(&settings.log, matches!(command, Command::Migrate { .. }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -24,6 +24,34 @@ pub struct Settings {
     pub password: PasswordSettings,
     pub auth: AuthSettings,
     pub api_keys: ApiKeySettings,
+    pub executor: ExecutorSettings,
+    pub operations: OperationSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    Simulated,
+    Http,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSettings {
+    pub kind: ExecutorKind,
+    pub simulated_duration_ms: u64,
+    pub simulated_steps: u32,
+    pub simulated_failure_rate: f64,
+    pub storage_dir: PathBuf,
+    pub http_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationSettings {
+    pub max_attempts: i32,
+    pub relay_interval_ms: u64,
+    pub retention_hours: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -348,6 +376,44 @@ impl Settings {
             return Err(SettingsError::new(
                 "api_keys.usage_flush_milliseconds",
                 "must be between 100 and 60000",
+            ));
+        }
+        let x = &self.executor;
+        if !(0.0..=1.0).contains(&x.simulated_failure_rate) {
+            return Err(SettingsError::new(
+                "executor.simulated_failure_rate",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if x.simulated_steps == 0 {
+            return Err(SettingsError::new(
+                "executor.simulated_steps",
+                "must be at least 1",
+            ));
+        }
+        if x.http_timeout_seconds == 0 {
+            return Err(SettingsError::new(
+                "executor.http_timeout_seconds",
+                "must be at least 1",
+            ));
+        }
+        let o = &self.operations;
+        if !(1..=100).contains(&o.max_attempts) {
+            return Err(SettingsError::new(
+                "operations.max_attempts",
+                "must be between 1 and 100",
+            ));
+        }
+        if !(10..=60_000).contains(&o.relay_interval_ms) {
+            return Err(SettingsError::new(
+                "operations.relay_interval_ms",
+                "must be between 10 and 60000",
+            ));
+        }
+        if o.retention_hours < 24 {
+            return Err(SettingsError::new(
+                "operations.retention_hours",
+                "must be at least 24 (operations are kept at least a day)",
             ));
         }
         if let Err(e) = self.password.defaults().validate() {

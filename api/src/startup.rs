@@ -24,9 +24,10 @@ pub struct Application {
     adapters: Adapters,
     worker: Option<WorkerHandle>,
     grace: Duration,
-    /// Stops the API-key verifier's background loop (which flushes usage on the way out).
-    verifier_stop: tokio::sync::watch::Sender<bool>,
-    verifier_task: tokio::task::JoinHandle<()>,
+    /// Stops the background loops: the API-key verifier (which flushes usage on the way out) and
+    /// the outbox relay.
+    background_stop: tokio::sync::watch::Sender<bool>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -54,8 +55,14 @@ impl Application {
         };
         let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
         let services = bootstrap::services(&settings, &adapters).await?;
-        let (verifier_stop, stopped) = tokio::sync::watch::channel(false);
-        let verifier_task = tokio::spawn(services.verifier.clone().run(stopped));
+        if adapters.in_process_queue.is_some() {
+            recover_unfinished(&settings, &adapters).await?;
+        }
+        let (background_stop, stopped) = tokio::sync::watch::channel(false);
+        let background = vec![
+            tokio::spawn(services.verifier.clone().run(stopped.clone())),
+            tokio::spawn(services.relay.clone().run(stopped)),
+        ];
         let server = run(listener, &settings, &adapters, services).map_err(|e| StartupError {
             key: "server.port",
             message: e.to_string(),
@@ -66,8 +73,8 @@ impl Application {
             adapters,
             worker,
             grace,
-            verifier_stop,
-            verifier_task,
+            background_stop,
+            background,
         })
     }
 
@@ -80,8 +87,10 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         tracing::info!("HTTP server stopped; flushing usage and stopping the worker");
-        let _ = self.verifier_stop.send(true);
-        let _ = self.verifier_task.await;
+        let _ = self.background_stop.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
         if let Some(worker) = self.worker {
             worker.shutdown(self.grace).await;
         }
@@ -97,19 +106,47 @@ impl Application {
 }
 
 /// The job handlers every worker runs. Components add theirs here.
-pub fn worker_for(settings: &Settings, adapters: &Adapters) -> Worker {
-    Worker::new(
+pub fn worker_for(settings: &Settings, adapters: &Adapters) -> Result<Worker, StartupError> {
+    let runner = bootstrap::operation_runner(settings, adapters)?;
+    Ok(Worker::new(
         adapters.consumer.clone(),
         settings.worker.concurrency,
         settings.queue.prefetch,
     )
+    .register(Arc::new(crate::worker::OperationJob(runner))))
+}
+
+/// Embedded mode: the in-process queue did not survive a restart, so unfinished operations are
+/// queued again (the runner is idempotent, so a duplicate is harmless).
+async fn recover_unfinished(settings: &Settings, adapters: &Adapters) -> Result<(), StartupError> {
+    let runner = bootstrap::operation_runner(settings, adapters)?;
+    let ids = runner.unfinished().await.map_err(|e| StartupError {
+        key: "database.url",
+        message: format!("reading unfinished operations failed: {e}"),
+    })?;
+    for id in &ids {
+        let body =
+            serde_json::to_vec(&depot_packages::runner::OperationMessage { operation_id: *id })
+                .expect("serialisable");
+        let _ = adapters
+            .publisher
+            .publish(
+                depot_packages::OPERATIONS_QUEUE,
+                depot_core::queue::Message::new(body),
+            )
+            .await;
+    }
+    if !ids.is_empty() {
+        tracing::info!(operations = ids.len(), "re-queued unfinished operations");
+    }
+    Ok(())
 }
 
 pub async fn start_worker(
     settings: &Settings,
     adapters: &Adapters,
 ) -> Result<WorkerHandle, StartupError> {
-    let worker = worker_for(settings, adapters);
+    let worker = worker_for(settings, adapters)?;
     tracing::info!(handlers = worker.handler_count(), "starting the worker");
     worker.start().await.map_err(|e| StartupError {
         key: "queue",
@@ -149,6 +186,7 @@ fn run(
         verifier: services.verifier,
         admin_secret: services.admin_secret,
         allow_query_keys: settings.auth.allow_query_keys,
+        packages: services.packages,
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;

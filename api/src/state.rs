@@ -15,4 +15,5 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub admin_secret: SecretString,
     pub allow_query_keys: bool,
+    pub packages: Arc<depot_packages::PackageService>,
 }

@@ -120,13 +120,39 @@ impl Worker {
     }
 }
 
+/// Runs package operations from the `operations` queue.
+pub struct OperationJob(pub Arc<depot_packages::runner::OperationRunner>);
+
+#[async_trait]
+impl JobHandler for OperationJob {
+    fn queue(&self) -> &'static str {
+        depot_packages::OPERATIONS_QUEUE
+    }
+
+    async fn handle(&self, message: &Message, _attempt: u32) -> Result<(), JobError> {
+        use depot_packages::runner::RunError;
+        self.0.handle(&message.body).await.map_err(|e| match e {
+            RunError::Retryable(e) => JobError::Retryable(e),
+            RunError::Permanent(e) => JobError::Permanent(e),
+        })
+    }
+}
+
+/// Delay before a failed job goes back to the queue: 200 ms, doubling per attempt, at most 10 s.
+fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)))
+        .min(Duration::from_secs(10))
+}
+
 async fn run_one(handler: &dyn JobHandler, delivery: Box<dyn Delivery>) {
     let attempt = delivery.attempt();
     let outcome = handler.handle(delivery.message(), attempt).await;
     let settled = match outcome {
         Ok(()) => delivery.ack().await,
         Err(JobError::Retryable(e)) => {
-            tracing::warn!(error = %e, attempt, queue = handler.queue(), "job failed; it will be retried");
+            let wait = retry_backoff(attempt);
+            tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, queue = handler.queue(), "job failed; it will be retried");
+            tokio::time::sleep(wait).await;
             delivery.nack(true).await
         }
         Err(JobError::Permanent(e)) => {

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_idempotency_keys;
 mod m20261122_000002_create_api_keys;
+mod m20261122_000003_create_packages;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_idempotency_keys::Migration),
             Box::new(m20261122_000002_create_api_keys::Migration),
+            Box::new(m20261122_000003_create_packages::Migration),
         ]
     }
 }

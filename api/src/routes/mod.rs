@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod health;
+pub mod packages;
 pub mod passwords;
 pub mod whoami;
 
@@ -11,5 +12,6 @@ use actix_web::web;
 pub fn configure_v1(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/passwords").route(web::get().to(passwords::generate)))
         .service(web::resource("/auth/whoami").route(web::get().to(whoami::whoami)))
-        .configure(api_keys::configure);
+        .configure(api_keys::configure)
+        .configure(packages::configure);
 }

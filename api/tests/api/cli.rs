@@ -19,6 +19,24 @@ fn depot_in(dir: &tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> std
     cmd.output().unwrap()
 }
 
+/// Waits until `/health/live` answers 200 (the server runs and handles signals).
+fn wait_live(port: u16) -> bool {
+    use std::io::{Read, Write};
+    (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        if s.write_all(b"GET /health/live HTTP/1.0\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+    })
+}
+
 fn assert_config_error(env: &[(&str, &str)], key: &str) {
     let out = depot(env, &["config", "check"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -70,29 +88,46 @@ fn an_unwritable_database_path_stops_the_service_with_the_key() {
 #[test]
 fn migrate_status_runs_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let out = depot_in(&dir, &[], &["migrate", "status"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("pending m20261122_000001"), "{stdout}");
+    let status = |dir: &tempfile::TempDir| {
+        let out = depot_in(dir, &[], &["migrate", "status"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let before = status(&dir);
+    assert!(before.len() >= 3, "{before:?}");
+    assert!(
+        before.iter().all(|l| l.starts_with("pending m2026")),
+        "{before:?}"
+    );
+
     let out = depot_in(&dir, &[], &["migrate", "up"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = depot_in(&dir, &[], &["migrate", "status"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("applied m20261122_000001"), "{stdout}");
+    assert!(status(&dir).iter().all(|l| l.starts_with("applied ")));
+
+    // `down` rolls back only the newest migration.
     let out = depot_in(&dir, &[], &["migrate", "down"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("applied m20261122_000001"), "{stdout}");
+    let after = status(&dir);
+    let (last, earlier) = after.split_last().unwrap();
+    assert!(last.starts_with("pending "), "{after:?}");
     assert!(
-        stdout.contains("pending m20261122_000002"),
-        "down rolls back only the newest: {stdout}"
+        earlier.iter().all(|l| l.starts_with("applied ")),
+        "{after:?}"
     );
 }
 
@@ -116,11 +151,7 @@ fn sigterm_stops_the_server_gracefully() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let up = (0..100).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(up, "the server did not start listening");
+    assert!(wait_live(port), "the server did not start");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -221,11 +252,7 @@ fn generated_passwords_never_reach_the_logs() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let up = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(up);
+    assert!(wait_live(port), "the server did not start");
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .write_all(b"GET /api/v1/passwords?password_length=32&count=3 HTTP/1.0\r\nHost: x\r\n\r\n")

@@ -19,6 +19,8 @@ pub struct TestApp {
 /// and, on PostgreSQL, a database created for the test. Dropping it removes them.
 pub struct TestResources {
     pg_database: Option<(String, String)>,
+    /// (AMQP URL, queue prefix) of this test's queues on the real broker.
+    amqp_queues: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -63,6 +65,10 @@ pub async fn test_settings() -> (Settings, TestResources) {
     settings.server.workers = 1;
     settings.server.shutdown_grace_seconds = 1;
     settings.database.max_connections = 5;
+    // Operations finish quickly in tests unless a test asks for slow ones.
+    settings.executor.simulated_duration_ms = 100;
+    settings.executor.simulated_steps = 4;
+    settings.api_keys.usage_flush_milliseconds = 200;
     let mut pg = None;
     let dir = tempfile::tempdir().expect("a temp dir");
     // The admin secret comes through the real file secret store.
@@ -86,15 +92,19 @@ pub async fn test_settings() -> (Settings, TestResources) {
     } else {
         settings.database.url = format!("sqlite://{}", dir.path().join("depot.db").display());
     }
+    let mut amqp_queues = None;
     if let Some(amqp) = amqp_url() {
+        let prefix = format!("depot-test-{}.", Uuid::new_v4().simple());
         settings.queue.kind = Some(QueueKind::Rabbitmq);
-        settings.queue.amqp_url = Some(amqp);
-        settings.queue.queue_prefix = format!("depot-test-{}.", Uuid::new_v4().simple());
+        settings.queue.amqp_url = Some(amqp.clone());
+        settings.queue.queue_prefix = prefix.clone();
+        amqp_queues = Some((amqp, prefix));
     }
     (
         settings,
         TestResources {
             pg_database: pg,
+            amqp_queues,
             _dir: dir,
         },
     )
@@ -194,6 +204,28 @@ impl TestApp {
         )
     }
 
+    /// A key holding every package and operation scope.
+    pub async fn writer_key(&self) -> String {
+        self.create_key(
+            &["packages:read", "packages:write", "operations:read"],
+            serde_json::json!({}),
+        )
+        .await
+        .1
+    }
+
+    /// A request with an API key.
+    pub fn with_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("X-API-Key", key)
+    }
+
     /// GET with an API key.
     pub async fn get_with_key(&self, path: &str, key: &str) -> reqwest::Response {
         self.client
@@ -215,6 +247,21 @@ impl TestApp {
 
 impl Drop for TestResources {
     fn drop(&mut self) {
+        if let Some((url, prefix)) = self.amqp_queues.take() {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    if let Ok(q) = depot_queue::LapinQueue::connect(&url, prefix).await {
+                        let _ = q.delete_queue(depot_packages::OPERATIONS_QUEUE).await;
+                        q.close().await;
+                    }
+                });
+            })
+            .join();
+        }
         if let Some((base, name)) = self.pg_database.take() {
             // Drop the test's database from a fresh runtime (Drop cannot await).
             let _ = std::thread::spawn(move || {

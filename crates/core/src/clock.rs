@@ -7,13 +7,15 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
 
-/// The wall clock.
+/// The wall clock, at microsecond precision: what PostgreSQL stores, so a value written and read
+/// back compares equal (a create's response equals the following GET).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        use chrono::SubsecRound;
+        Utc::now().trunc_subsecs(6)
     }
 }
 
@@ -41,6 +43,12 @@ impl Clock for FixedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_clock_has_microsecond_precision() {
+        let now = SystemClock.now();
+        assert_eq!(now.timestamp_subsec_nanos() % 1000, 0);
+    }
 
     #[test]
     fn fixed_clock_moves_only_when_advanced() {

@@ -178,7 +178,7 @@ impl Generation {
             PASSPHRASE_ONLY
         };
         for key in other_mode {
-            if params.contains_key(*key) {
+            if params.contains_key(key) {
                 p.fail(
                     key,
                     format!(

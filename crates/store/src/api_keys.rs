@@ -2,7 +2,7 @@
 //! audit event and a change-log row (which other replicas poll to evict their caches).
 
 use crate::entities::{api_key, api_key_change, api_key_usage, audit_event};
-use crate::error::repo_err;
+use crate::error::{begin_write, repo_err};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_api_keys::model::{scopes_from_string, scopes_to_string};
@@ -14,7 +14,7 @@ use depot_core::{Cursor, Page, PageRequest, RepoError};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -115,7 +115,7 @@ fn page_of<T>(rows: Vec<T>, page: &PageRequest, id_of: impl Fn(&T) -> Uuid) -> P
 impl ApiKeyRepository for SeaOrmApiKeyRepository {
     #[tracing::instrument(skip_all)]
     async fn insert(&self, new: &NewApiKey, audit: &AuditEvent) -> Result<(), RepoError> {
-        let txn = self.db.begin().await.map_err(repo_err)?;
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
         api_key::Entity::insert(to_active(new))
             .exec_without_returning(&txn)
             .await
@@ -193,7 +193,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         now: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<ApiKey, RepoError> {
-        let txn = self.db.begin().await.map_err(repo_err)?;
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let mut update = api_key::Entity::update_many()
             .col_expr(
                 api_key::Column::Revision,
@@ -243,7 +243,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         now: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<(), RepoError> {
-        let txn = self.db.begin().await.map_err(repo_err)?;
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let result = api_key::Entity::update_many()
             .col_expr(api_key::Column::ExpiresAt, Expr::value(old_expires_at))
             .col_expr(
@@ -279,7 +279,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         now: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<(), RepoError> {
-        let txn = self.db.begin().await.map_err(repo_err)?;
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let mut q = api_key::Entity::delete_many().filter(api_key::Column::Id.eq(id));
         if let Some(rev) = expected_revision {
             q = q.filter(api_key::Column::Revision.eq(rev));
@@ -298,7 +298,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
 
     #[tracing::instrument(skip_all, fields(keys = batch.counts.len(), records = batch.records.len()))]
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), RepoError> {
-        let txn = self.db.begin().await.map_err(repo_err)?;
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
         for (id, (n, at)) in &batch.counts {
             api_key::Entity::update_many()
                 .col_expr(

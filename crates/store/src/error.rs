@@ -14,3 +14,18 @@ pub fn repo_err(e: DbErr) -> RepoError {
         other => RepoError::Unexpected(Box::new(other)),
     }
 }
+
+/// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that
+/// reads first cannot upgrade to a write once another connection has written (SQLITE_BUSY_SNAPSHOT,
+/// which no busy timeout waits out); taking the write lock up front makes writers queue instead.
+/// PostgreSQL ignores the option.
+pub async fn begin_write(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

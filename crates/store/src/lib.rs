@@ -5,9 +5,11 @@ pub mod api_keys;
 pub mod database;
 pub mod entities;
 pub mod error;
+pub mod packages;
 
 pub use api_keys::SeaOrmApiKeyRepository;
 pub use database::{
     Backend, DatabaseOptions, MigrateCommand, connect, migrate, migrate_up, migration_status, ping,
 };
+pub use packages::SeaOrmPackageRepository;
 pub use sea_orm::DatabaseConnection;

@@ -4,3 +4,6 @@ pub mod api_key;
 pub mod api_key_change;
 pub mod api_key_usage;
 pub mod audit_event;
+pub mod operation;
+pub mod outbox;
+pub mod package;

@@ -1,0 +1,249 @@
+//! The `http` executor: downloads a package's `source_url` into the storage directory, streaming,
+//! verifying `size_bytes` and `sha256`; activation points `active/<name>` at the version's
+//! directory and deactivation removes that link. Every step is idempotent, so a worker that
+//! crashed mid-way can simply run it again.
+//!
+//! Layout: `<storage>/packages/<package id>/artifact` and `<storage>/active/<escaped name>`.
+
+use async_trait::async_trait;
+use depot_packages::executor::{ExecError, Executor, Progress};
+use depot_packages::{OperationKind, Package};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+pub struct HttpExecutor {
+    client: reqwest::Client,
+    storage: PathBuf,
+}
+
+fn failed(code: &str, detail: impl Into<String>) -> ExecError {
+    ExecError::Failed {
+        code: code.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+fn io_retryable(what: &str, e: std::io::Error) -> ExecError {
+    ExecError::Retryable(format!("{what}: {e}"))
+}
+
+/// A file-name-safe form of a package name: `[A-Za-z0-9._-]` kept, other bytes as `%XX`.
+pub fn escape_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.starts_with('.') {
+        out.replace_range(0..1, "%2E");
+    }
+    out
+}
+
+impl HttpExecutor {
+    pub fn new(storage: PathBuf, timeout: Duration) -> Result<Self, String> {
+        for dir in [storage.join("packages"), storage.join("active")] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("depot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { client, storage })
+    }
+
+    fn package_dir(&self, p: &Package) -> PathBuf {
+        self.storage.join("packages").join(p.id.to_string())
+    }
+
+    fn active_link(&self, p: &Package) -> PathBuf {
+        self.storage.join("active").join(escape_name(&p.name))
+    }
+
+    async fn verified(path: &Path, p: &Package) -> Result<bool, ExecError> {
+        let Ok(bytes) = tokio::fs::read(path).await else {
+            return Ok(false);
+        };
+        let size_ok = p.size_bytes.is_none_or(|s| s == bytes.len() as i64);
+        let sha_ok = p
+            .sha256
+            .as_deref()
+            .is_none_or(|h| hex(&Sha256::digest(&bytes)) == h);
+        Ok(size_ok && sha_ok)
+    }
+
+    async fn download(&self, p: &Package, progress: &dyn Progress) -> Result<(), ExecError> {
+        let url = p
+            .source_url
+            .as_deref()
+            .ok_or_else(|| failed("no_source_url", "the package has no source_url to download"))?;
+        let dir = self.package_dir(p);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_retryable("creating the package directory", e))?;
+        let target = dir.join("artifact");
+        if Self::verified(&target, p).await? {
+            return Ok(());
+        }
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| ExecError::Retryable(format!("requesting {url}: {e}")))?;
+        let status = response.status();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(ExecError::Retryable(format!("{url} answered {status}")));
+        }
+        if !status.is_success() {
+            return Err(failed(
+                "download_failed",
+                format!("{url} answered {status}"),
+            ));
+        }
+        let expected = p.size_bytes.map(|s| s as u64).or(response.content_length());
+        let partial = dir.join("artifact.part");
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| io_retryable("creating the download file", e))?;
+        let mut hasher = Sha256::new();
+        let mut received: u64 = 0;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ExecError::Retryable(format!("reading {url}: {e}")))?;
+            received += chunk.len() as u64;
+            if let Some(size) = p.size_bytes
+                && received > size as u64
+            {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(failed(
+                    "size_mismatch",
+                    format!("more than the declared {size} bytes"),
+                ));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| io_retryable("writing the download", e))?;
+            if let Some(total) = expected.filter(|t| *t > 0)
+                && progress
+                    .report((received * 100 / total).min(99) as u8)
+                    .await
+            {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(ExecError::Cancelled);
+            }
+        }
+        file.flush()
+            .await
+            .map_err(|e| io_retryable("writing the download", e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| io_retryable("syncing the download", e))?;
+        drop(file);
+        if let Some(size) = p.size_bytes
+            && received != size as u64
+        {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(failed(
+                "size_mismatch",
+                format!("got {received} bytes, expected {size}"),
+            ));
+        }
+        let digest = hex(&hasher.finalize());
+        if let Some(want) = p.sha256.as_deref()
+            && digest != want
+        {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(failed(
+                "checksum_mismatch",
+                format!("sha256 is {digest}, expected {want}"),
+            ));
+        }
+        tokio::fs::rename(&partial, &target)
+            .await
+            .map_err(|e| io_retryable("storing the artifact", e))?;
+        Ok(())
+    }
+
+    async fn activate(&self, p: &Package) -> Result<(), ExecError> {
+        let dir = self.package_dir(p);
+        if !tokio::fs::try_exists(dir.join("artifact"))
+            .await
+            .unwrap_or(false)
+        {
+            return Err(failed(
+                "artifact_missing",
+                "the downloaded artifact is not in storage; download it again",
+            ));
+        }
+        let link = self.active_link(p);
+        let tmp = link.with_extension(format!("tmp-{}", uuid::Uuid::now_v7()));
+        tokio::fs::symlink(&dir, &tmp)
+            .await
+            .map_err(|e| io_retryable("creating the active link", e))?;
+        // rename() replaces an existing link atomically: readers see the old or the new target.
+        tokio::fs::rename(&tmp, &link)
+            .await
+            .map_err(|e| io_retryable("switching the active link", e))?;
+        Ok(())
+    }
+
+    async fn deactivate(&self, p: &Package) -> Result<(), ExecError> {
+        let link = self.active_link(p);
+        match tokio::fs::read_link(&link).await {
+            Ok(target) if target == self.package_dir(p) => tokio::fs::remove_file(&link)
+                .await
+                .map_err(|e| io_retryable("removing the active link", e)),
+            // Another version is the active one now, or there is no link: nothing to undo.
+            _ => Ok(()),
+        }
+    }
+
+    /// Where the active version of `p`'s name points (for tests and operators).
+    pub fn active_target(&self, p: &Package) -> Option<PathBuf> {
+        std::fs::read_link(self.active_link(p)).ok()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[async_trait]
+impl Executor for HttpExecutor {
+    async fn execute(
+        &self,
+        kind: OperationKind,
+        package: &Package,
+        progress: &dyn Progress,
+    ) -> Result<(), ExecError> {
+        match kind {
+            OperationKind::Download => self.download(package, progress).await,
+            OperationKind::Activate => self.activate(package).await,
+            OperationKind::Deactivate => self.deactivate(package).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_name;
+
+    #[test]
+    fn names_become_safe_file_names() {
+        assert_eq!(escape_name("left-pad"), "left-pad");
+        assert_eq!(escape_name("@scope/pkg"), "%40scope%2Fpkg");
+        assert_eq!(escape_name("../etc"), "%2E.%2Fetc");
+        assert_eq!(escape_name("a b"), "a%20b");
+    }
+}

@@ -1,0 +1,535 @@
+//! `/api/v1/packages` and `/api/v1/operations`: the registry and its long-running operations.
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Query};
+use crate::http::{collection, etag, if_match, not_modified, page_request};
+use crate::state::AppState;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use depot_core::{Permission, Principal, ValidationError};
+use depot_packages::model::PackageInput;
+use depot_packages::ports::{OperationFilter, PackageFilter, PackageSort};
+use depot_packages::{Operation, OperationKind, OperationStatus, Package, PackageStatus};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/packages")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(
+        web::resource("/packages/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
+    )
+    .service(web::resource("/packages/{id}/download").route(web::post().to(download)))
+    .service(web::resource("/packages/{id}/activate").route(web::post().to(activate)))
+    .service(web::resource("/packages/{id}/deactivate").route(web::post().to(deactivate)))
+    .service(web::resource("/operations").route(web::get().to(list_operations)))
+    .service(web::resource("/operations/{id}").route(web::get().to(get_operation)))
+    .service(web::resource("/operations/{id}/cancel").route(web::post().to(cancel)))
+    .service(web::resource("/operations/{id}/events").route(web::get().to(events)));
+}
+
+/// Reading operations: `operations:read`, or `packages:read`.
+fn can_read_operations(p: &Principal) -> Result<(), ApiError> {
+    if p.has(Permission::OperationsRead) {
+        Ok(())
+    } else {
+        Ok(p.require(Permission::PackagesRead)?)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PackageView {
+    pub id: Uuid,
+    #[schema(example = "left-pad")]
+    pub name: String,
+    #[schema(example = "1.3.0")]
+    pub version: String,
+    /// `created`, `downloaded` or `active`.
+    #[schema(example = "created")]
+    pub status: &'static str,
+    pub description: Option<String>,
+    pub source_url: Option<String>,
+    pub sha256: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Package> for PackageView {
+    fn from(p: Package) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            version: p.version,
+            status: p.status.as_str(),
+            description: p.description,
+            source_url: p.source_url,
+            sha256: p.sha256,
+            size_bytes: p.size_bytes,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperationProblem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: &'static str,
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperationView {
+    pub id: Uuid,
+    /// `download`, `activate` or `deactivate`.
+    pub kind: &'static str,
+    pub package_id: Uuid,
+    /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: &'static str,
+    /// 0–100.
+    pub progress: u8,
+    /// The problem, when the operation failed.
+    pub error: Option<OperationProblem>,
+    /// Cancellation was asked for and the worker has not stopped yet.
+    pub cancel_requested: bool,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<Operation> for OperationView {
+    fn from(o: Operation) -> Self {
+        Self {
+            id: o.id,
+            kind: o.kind.as_str(),
+            package_id: o.package_id,
+            status: o.status.as_str(),
+            progress: o.progress,
+            error: o.error.map(|e| OperationProblem {
+                type_uri: format!("https://depot.dev/problems/{}", e.code),
+                title: "Operation failed",
+                code: e.code,
+                detail: e.detail,
+            }),
+            cancel_requested: o.cancel_requested && !o.status.is_final(),
+            attempts: o.attempts,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            finished_at: o.finished_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePackageRequest {
+    /// 1–200 printable characters (trimmed).
+    #[schema(example = "left-pad")]
+    pub name: String,
+    /// 1–50 printable characters (trimmed).
+    #[schema(example = "1.3.0")]
+    pub version: String,
+    pub description: Option<String>,
+    /// http or https; what the `http` executor downloads.
+    pub source_url: Option<String>,
+    /// 64 hexadecimal characters; verified after download.
+    pub sha256: Option<String>,
+    /// Verified after download.
+    pub size_bytes: Option<i64>,
+}
+
+/// `Some(None)` for an explicit `null` (clear the field), `None` when absent.
+fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+/// Any field but `status`, which only operations change. `null` clears an optional field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchPackageRequest {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub source_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub sha256: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub size_bytes: Option<Option<i64>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PackageQuery {
+    /// `created`, `downloaded` or `active`.
+    pub status: Option<String>,
+    /// Names starting with this.
+    pub name: Option<String>,
+    /// `created_at` (newest first, the default) or `name`.
+    pub sort: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OperationQuery {
+    pub package_id: Option<Uuid>,
+    /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+fn package_response(p: Package) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(p.revision)))
+        .json(PackageView::from(p))
+}
+
+#[utoipa::path(post, path = "/api/v1/packages", tag = "packages", request_body = CreatePackageRequest,
+    security(("api_key" = ["packages:write"])),
+    responses(
+        (status = 201, description = "Registered (status `created`); the body equals what a GET returns", body = PackageView),
+        (status = 409, description = "This name and version exist", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named (an attempt to set `status` included)", body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: Json<CreatePackageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::PackagesWrite)?;
+    let b = body.0;
+    let p = state
+        .packages
+        .create(PackageInput {
+            name: Some(b.name),
+            version: Some(b.version),
+            description: Some(b.description),
+            source_url: Some(b.source_url),
+            sha256: Some(b.sha256),
+            size_bytes: Some(b.size_bytes),
+        })
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/packages/{}", p.id)))
+        .insert_header((header::ETAG, etag(p.revision)))
+        .json(PackageView::from(p)))
+}
+
+#[utoipa::path(get, path = "/api/v1/packages", tag = "packages", params(PackageQuery),
+    security(("api_key" = ["packages:read"])),
+    responses((status = 200, description = "A page of packages", body = inline(crate::http::Collection<PackageView>)),
+        (status = 422, description = "Bad filter, sort or cursor", body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    query: Query<PackageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::PackagesRead)?;
+    let q = query.0;
+    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(PackageStatus::parse(s).ok_or_else(|| {
+            ValidationError::field("status", "must be created, downloaded or active")
+        })?),
+    };
+    let sort = match q.sort.as_deref() {
+        None | Some("created_at") => PackageSort::CreatedAt,
+        Some("name") => PackageSort::Name,
+        Some(_) => return Err(ValidationError::field("sort", "must be created_at or name").into()),
+    };
+    let filter = PackageFilter {
+        status,
+        name_prefix: q.name.filter(|n| !n.is_empty()),
+    };
+    let packages = state.packages.list(&filter, sort, &page).await?;
+    Ok(collection(&req, packages, PackageView::from))
+}
+
+#[utoipa::path(get, path = "/api/v1/packages/{id}", tag = "packages", params(("id" = Uuid, Path)),
+    security(("api_key" = ["packages:read"])),
+    responses((status = 200, description = "The package, with an ETag", body = PackageView),
+        (status = 304, description = "If-None-Match matched"),
+        (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::PackagesRead)?;
+    let p = state.packages.get(*id).await?;
+    if not_modified(&req, p.revision) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag(p.revision)))
+            .finish());
+    }
+    Ok(package_response(p))
+}
+
+#[utoipa::path(patch, path = "/api/v1/packages/{id}", tag = "packages",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), request_body = PatchPackageRequest,
+    security(("api_key" = ["packages:write"])),
+    responses((status = 200, description = "Updated", body = PackageView),
+        (status = 409, description = "Another package has this name and version", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (status cannot be set)", body = Problem, content_type = "application/problem+json")))]
+pub async fn patch(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: Json<PatchPackageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::PackagesWrite)?;
+    let b = body.0;
+    let p = state
+        .packages
+        .patch(
+            *id,
+            PackageInput {
+                name: b.name,
+                version: b.version,
+                description: b.description,
+                source_url: b.source_url,
+                sha256: b.sha256,
+                size_bytes: b.size_bytes,
+            },
+            if_match(&req)?,
+        )
+        .await?;
+    Ok(package_response(p))
+}
+
+#[utoipa::path(delete, path = "/api/v1/packages/{id}", tag = "packages",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    security(("api_key" = ["packages:write"])),
+    responses((status = 204, description = "Deleted with its finished operations"),
+        (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An operation is pending or running on it", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::PackagesWrite)?;
+    state.packages.delete(*id, if_match(&req)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn start(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: Uuid,
+    kind: OperationKind,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::PackagesWrite)?;
+    let op = state.packages.start(id, kind).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/v1/operations/{}", op.id)))
+        .insert_header((header::RETRY_AFTER, "1"))
+        .json(OperationView::from(op)))
+}
+
+#[utoipa::path(post, path = "/api/v1/packages/{id}/download", tag = "packages", params(("id" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "A UUID; a retry with the same key and body replays the first answer")),
+    security(("api_key" = ["packages:write"])),
+    responses((status = 202, description = "Accepted: poll Location (the operation) or stream its /events", body = OperationView,
+            headers(("Location" = String), ("Retry-After" = String))),
+        (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not `created`, or another operation is in progress; the detail names the current state", body = Problem, content_type = "application/problem+json")))]
+pub async fn download(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    start(auth, state, *id, OperationKind::Download).await
+}
+
+#[utoipa::path(post, path = "/api/v1/packages/{id}/activate", tag = "packages", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("api_key" = ["packages:write"])),
+    responses((status = 202, description = "Accepted (downloaded → active)", body = OperationView),
+        (status = 409, description = "Not `downloaded`, or busy", body = Problem, content_type = "application/problem+json")))]
+pub async fn activate(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    start(auth, state, *id, OperationKind::Activate).await
+}
+
+#[utoipa::path(post, path = "/api/v1/packages/{id}/deactivate", tag = "packages", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("api_key" = ["packages:write"])),
+    responses((status = 202, description = "Accepted (active → downloaded)", body = OperationView),
+        (status = 409, description = "Not `active`, or busy", body = Problem, content_type = "application/problem+json")))]
+pub async fn deactivate(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    start(auth, state, *id, OperationKind::Deactivate).await
+}
+
+#[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)),
+    security(("api_key" = ["operations:read"])),
+    responses((status = 200, description = "The operation", body = OperationView),
+        (status = 404, description = "No such operation", body = Problem, content_type = "application/problem+json")))]
+pub async fn get_operation(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    can_read_operations(&auth.0)?;
+    let op = state.packages.operation(*id).await?;
+    let mut res = HttpResponse::Ok();
+    if !op.status.is_final() {
+        res.insert_header((header::RETRY_AFTER, "1"));
+    }
+    Ok(res.json(OperationView::from(op)))
+}
+
+#[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(OperationQuery),
+    security(("api_key" = ["operations:read"])),
+    responses((status = 200, description = "Operations, newest first", body = inline(crate::http::Collection<OperationView>))))]
+pub async fn list_operations(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    query: Query<OperationQuery>,
+) -> Result<HttpResponse, ApiError> {
+    can_read_operations(&auth.0)?;
+    let q = query.0;
+    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(OperationStatus::parse(s).ok_or_else(|| {
+            ValidationError::field(
+                "status",
+                "must be pending, running, succeeded, failed or cancelled",
+            )
+        })?),
+    };
+    let ops = state
+        .packages
+        .operations(
+            &OperationFilter {
+                package_id: q.package_id,
+                status,
+            },
+            &page,
+        )
+        .await?;
+    Ok(collection(&req, ops, OperationView::from))
+}
+
+#[utoipa::path(post, path = "/api/v1/operations/{id}/cancel", tag = "operations", params(("id" = Uuid, Path)),
+    security(("api_key" = ["packages:write"])),
+    responses((status = 202, description = "Cancelled (pending) or asked to stop (running)", body = OperationView),
+        (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::PackagesWrite)?;
+    let op = state.packages.cancel(*id).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/v1/operations/{}", op.id)))
+        .json(OperationView::from(op)))
+}
+
+#[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations", params(("id" = Uuid, Path)),
+    security(("api_key" = ["operations:read"])),
+    responses((status = 200, description = "Server-Sent Events: one `operation` event (the operation as JSON) per status or progress change; the stream closes after the final state", content_type = "text/event-stream"),
+        (status = 404, description = "No such operation", body = Problem, content_type = "application/problem+json")))]
+pub async fn events(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    can_read_operations(&auth.0)?;
+    let id = *id;
+    let first = state.packages.operation(id).await?;
+    struct S {
+        state: web::Data<AppState>,
+        id: Uuid,
+        last: Option<(OperationStatus, u8)>,
+        pending: Option<Operation>,
+        done: bool,
+        idle_ticks: u32,
+    }
+    let init = S {
+        state,
+        id,
+        last: None,
+        pending: Some(first),
+        done: false,
+        idle_ticks: 0,
+    };
+    let stream = futures::stream::unfold(init, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            let op = match s.pending.take() {
+                Some(op) => op,
+                None => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    match s.state.packages.operation(s.id).await {
+                        Ok(op) => op,
+                        Err(_) => return None,
+                    }
+                }
+            };
+            let key = (op.status, op.progress);
+            if s.last != Some(key) {
+                s.last = Some(key);
+                s.idle_ticks = 0;
+                s.done = op.status.is_final();
+                let json = serde_json::to_string(&OperationView::from(op)).unwrap_or_default();
+                let frame = format!("event: operation\ndata: {json}\n\n");
+                return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), s));
+            }
+            s.idle_ticks += 1;
+            if s.idle_ticks >= 75 {
+                // A comment every ~15 s keeps proxies from closing an idle stream.
+                s.idle_ticks = 0;
+                return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), s));
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}

@@ -1,0 +1,585 @@
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn create(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
+    app.with_key(Method::POST, "/api/v1/packages", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn create_ok(app: &TestApp, key: &str, name: &str, version: &str) -> Value {
+    let res = create(app, key, json!({"name": name, "version": version})).await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    res.json().await.unwrap()
+}
+
+async fn start(app: &TestApp, key: &str, id: &str, kind: &str) -> reqwest::Response {
+    app.with_key(Method::POST, &format!("/api/v1/packages/{id}/{kind}"), key)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_json(app: &TestApp, key: &str, path: &str) -> Value {
+    let res = app.get_with_key(path, key).await;
+    assert_eq!(res.status(), 200, "{path}");
+    res.json().await.unwrap()
+}
+
+/// Polls an operation until it is final.
+pub async fn wait_final(app: &TestApp, key: &str, op_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let op = get_json(app, key, &format!("/api/v1/operations/{op_id}")).await;
+        if ["succeeded", "failed", "cancelled"].contains(&op["status"].as_str().unwrap()) {
+            return op;
+        }
+        assert!(Instant::now() < deadline, "operation still {op}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn run_op(app: &TestApp, key: &str, id: &str, kind: &str) -> Value {
+    let res = start(app, key, id, kind).await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    let op: Value = res.json().await.unwrap();
+    wait_final(app, key, op["id"].as_str().unwrap()).await
+}
+
+#[tokio::test]
+async fn create_normalises_and_the_body_equals_a_get() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    let res = create(
+        &app,
+        &key,
+        json!({"name": "  left-pad ", "version": " 1.3.0 ", "description": "  pads  ",
+               "sha256": "AB".repeat(32), "size_bytes": 12, "source_url": "https://example.com/a.tgz"}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(created["name"], "left-pad");
+    assert_eq!(created["version"], "1.3.0");
+    assert_eq!(created["description"], "pads");
+    assert_eq!(created["status"], "created");
+    assert_eq!(created["sha256"], "ab".repeat(32));
+    assert_eq!(get_json(&app, &key, &location).await, created);
+
+    let p = assert_problem(
+        create(&app, &key, json!({"name": "left-pad", "version": "1.3.0"})).await,
+        409,
+        "duplicate_package",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("left-pad 1.3.0"));
+    // A missing package is a 404 problem, never `200 null`.
+    let missing = uuid::Uuid::now_v7();
+    assert_problem(
+        app.get_with_key(&format!("/api/v1/packages/{missing}"), &key)
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_names_every_field_and_status_cannot_be_set() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    let p = assert_problem(
+        create(
+            &app,
+            &key,
+            json!({"name": " ", "version": "x".repeat(51), "source_url": "ftp://x/y",
+                                  "sha256": "nothex", "size_bytes": -5}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["name", "version", "source_url", "sha256", "size_bytes"]
+    );
+    let p = assert_problem(
+        create(
+            &app,
+            &key,
+            json!({"name": "a", "version": "1", "status": "active"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("status"),
+        "{p}"
+    );
+    let p = assert_problem(
+        create(&app, &key, json!({"version": "1"})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        p["errors"][0]["message"].as_str().unwrap().contains("name"),
+        "{p}"
+    );
+}
+
+#[tokio::test]
+async fn scopes_guard_reads_and_writes() {
+    let app = spawn_app().await;
+    let (_, reader) = app.create_key(&["packages:read"], json!({})).await;
+    assert_problem(
+        create(&app, &reader, json!({"name": "a", "version": "1"})).await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    assert_eq!(
+        app.get_with_key("/api/v1/packages", &reader).await.status(),
+        200
+    );
+    let (_, other) = app.create_key(&["passwords:generate"], json!({})).await;
+    assert_problem(
+        app.get_with_key("/api/v1/packages", &other).await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/packages").await,
+        401,
+        "credentials_missing",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn list_filters_sorts_and_paginates() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    for (name, version) in [("zeta", "1"), ("alpha", "1"), ("alpha", "2"), ("beta", "1")] {
+        create_ok(&app, &key, name, version).await;
+    }
+    let page = get_json(&app, &key, "/api/v1/packages?limit=3").await;
+    let names: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["beta", "alpha", "alpha"], "newest first");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest = get_json(
+        &app,
+        &key,
+        &format!("/api/v1/packages?limit=3&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(rest["items"][0]["name"], "zeta");
+    assert!(rest.get("next_cursor").is_none());
+
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/packages?sort=name&limit=1".to_owned();
+    loop {
+        let res = app.get_with_key(&path, &key).await;
+        let link = res
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_owned());
+        let page: Value = res.json().await.unwrap();
+        seen.push(format!(
+            "{} {}",
+            page["items"][0]["name"].as_str().unwrap(),
+            page["items"][0]["version"].as_str().unwrap()
+        ));
+        match link {
+            Some(l) => {
+                path = l
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 4);
+    assert_eq!(
+        &seen[..2].iter().map(|s| &s[..5]).collect::<Vec<_>>(),
+        &["alpha", "alpha"]
+    );
+    assert_eq!(seen[3], "zeta 1");
+    let prefixed = get_json(&app, &key, "/api/v1/packages?name=al").await;
+    assert_eq!(prefixed["items"].as_array().unwrap().len(), 2);
+    let created = get_json(&app, &key, "/api/v1/packages?status=created").await;
+    assert_eq!(created["items"].as_array().unwrap().len(), 4);
+    let active = get_json(&app, &key, "/api/v1/packages?status=active").await;
+    assert!(active["items"].as_array().unwrap().is_empty());
+    for bad in ["?status=gone", "?sort=size", "?limit=500"] {
+        assert_problem(
+            app.get_with_key(&format!("/api/v1/packages{bad}"), &key)
+                .await,
+            422,
+            "validation_failed",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn patch_and_delete_honour_if_match() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    let p = create_ok(&app, &key, "pkg", "1").await;
+    let path = format!("/api/v1/packages/{}", p["id"].as_str().unwrap());
+    let res = app.get_with_key(&path, &key).await;
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    let res = app
+        .with_key(Method::GET, &path, &key)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+
+    let res = app
+        .with_key(Method::PATCH, &path, &key)
+        .header("If-Match", &etag)
+        .json(&json!({"description": "  new  ", "version": " 1.0.1 "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let new_etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    let patched: Value = res.json().await.unwrap();
+    assert_eq!(patched["description"], "new");
+    assert_eq!(patched["version"], "1.0.1");
+    let res = app
+        .with_key(Method::PATCH, &path, &key)
+        .header("If-Match", &etag)
+        .json(&json!({"description": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 412, "precondition_failed").await;
+    let res = app
+        .with_key(Method::PATCH, &path, &key)
+        .json(&json!({"status": "active"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 422, "validation_failed").await;
+    let res = app
+        .with_key(Method::PATCH, &path, &key)
+        .json(&json!({"description": null}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.json::<Value>().await.unwrap()["description"].is_null());
+    create_ok(&app, &key, "pkg", "2").await;
+    let res = app
+        .with_key(Method::PATCH, &path, &key)
+        .json(&json!({"version": "2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 409, "duplicate_package").await;
+
+    let res = app
+        .with_key(Method::DELETE, &path, &key)
+        .header("If-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 412, "precondition_failed").await;
+    let _ = new_etag;
+    assert_eq!(
+        app.with_key(Method::DELETE, &path, &key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_problem(app.get_with_key(&path, &key).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn the_lifecycle_runs_as_operations() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    let p = create_ok(&app, &key, "lib", "1.0").await;
+    let id = p["id"].as_str().unwrap();
+
+    // The state machine refuses what it forbids, naming the current status.
+    let problem = assert_problem(
+        start(&app, &key, id, "activate").await,
+        409,
+        "invalid_transition",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("created"),
+        "{problem}"
+    );
+    assert_problem(
+        start(&app, &key, id, "deactivate").await,
+        409,
+        "invalid_transition",
+    )
+    .await;
+
+    let res = start(&app, &key, id, "download").await;
+    assert_eq!(res.status(), 202);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(res.headers()["retry-after"], "1");
+    let op: Value = res.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/v1/operations/{}", op["id"].as_str().unwrap())
+    );
+    assert_eq!(op["kind"], "download");
+    assert_eq!(op["status"], "pending");
+    assert_eq!(op["package_id"], id);
+    // A second operation while one is pending or running is refused.
+    let busy = assert_problem(
+        start(&app, &key, id, "download").await,
+        409,
+        "operation_in_progress",
+    )
+    .await;
+    assert!(
+        busy["detail"]
+            .as_str()
+            .unwrap()
+            .contains(op["id"].as_str().unwrap()),
+        "{busy}"
+    );
+    // So is deleting the package.
+    let res = app
+        .with_key(Method::DELETE, &format!("/api/v1/packages/{id}"), &key)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 409, "operation_in_progress").await;
+
+    let done = wait_final(&app, &key, op["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["progress"], 100);
+    assert!(done["finished_at"].is_string());
+    assert!(done["error"].is_null());
+    assert_eq!(
+        get_json(&app, &key, &format!("/api/v1/packages/{id}")).await["status"],
+        "downloaded"
+    );
+
+    assert_eq!(
+        run_op(&app, &key, id, "activate").await["status"],
+        "succeeded"
+    );
+    assert_eq!(
+        get_json(&app, &key, &format!("/api/v1/packages/{id}")).await["status"],
+        "active"
+    );
+    assert_problem(
+        start(&app, &key, id, "download").await,
+        409,
+        "invalid_transition",
+    )
+    .await;
+    assert_eq!(
+        run_op(&app, &key, id, "deactivate").await["status"],
+        "succeeded"
+    );
+    assert_eq!(
+        get_json(&app, &key, &format!("/api/v1/packages/{id}")).await["status"],
+        "downloaded"
+    );
+
+    let ops = get_json(&app, &key, &format!("/api/v1/operations?package_id={id}")).await;
+    let kinds: Vec<&str> = ops["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["deactivate", "activate", "download"]);
+    let succeeded = get_json(&app, &key, "/api/v1/operations?status=succeeded&limit=2").await;
+    assert_eq!(succeeded["items"].as_array().unwrap().len(), 2);
+    assert!(succeeded["next_cursor"].is_string());
+    assert_eq!(
+        app.with_key(Method::DELETE, &format!("/api/v1/packages/{id}"), &key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn a_failed_operation_keeps_the_status_and_records_the_problem() {
+    let app = spawn_app_with(|s| s.executor.simulated_failure_rate = 1.0).await;
+    let key = app.writer_key().await;
+    let p = create_ok(&app, &key, "doomed", "1").await;
+    let id = p["id"].as_str().unwrap();
+    let op = run_op(&app, &key, id, "download").await;
+    assert_eq!(op["status"], "failed");
+    assert_eq!(op["error"]["code"], "simulated_failure");
+    assert!(
+        op["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("simulated")
+    );
+    assert_eq!(
+        get_json(&app, &key, &format!("/api/v1/packages/{id}")).await["status"],
+        "created"
+    );
+    // The package is free for another try.
+    assert_eq!(start(&app, &key, id, "download").await.status(), 202);
+}
+
+#[tokio::test]
+async fn operations_can_be_cancelled() {
+    let app = spawn_app_with(|s| {
+        s.executor.simulated_duration_ms = 3000;
+        s.executor.simulated_steps = 30;
+    })
+    .await;
+    let key = app.writer_key().await;
+    let p = create_ok(&app, &key, "slow", "1").await;
+    let id = p["id"].as_str().unwrap();
+    let op: Value = start(&app, &key, id, "download")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let op_id = op["id"].as_str().unwrap();
+    // Wait until it runs, then cancel.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_json(&app, &key, &format!("/api/v1/operations/{op_id}")).await["status"] != "running"
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let res = app
+        .with_key(
+            Method::POST,
+            &format!("/api/v1/operations/{op_id}/cancel"),
+            &key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let done = wait_final(&app, &key, op_id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(
+        get_json(&app, &key, &format!("/api/v1/packages/{id}")).await["status"],
+        "created"
+    );
+    let res = app
+        .with_key(
+            Method::POST,
+            &format!("/api/v1/operations/{op_id}/cancel"),
+            &key,
+        )
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(res, 409, "operation_finished").await;
+    assert!(p["detail"].as_str().unwrap().contains("cancelled"));
+}
+
+#[tokio::test]
+async fn events_stream_progress_and_close_after_the_final_state() {
+    let app = spawn_app_with(|s| {
+        s.executor.simulated_duration_ms = 1000;
+        s.executor.simulated_steps = 5;
+    })
+    .await;
+    let key = app.writer_key().await;
+    let p = create_ok(&app, &key, "streamed", "1").await;
+    let op: Value = start(&app, &key, p["id"].as_str().unwrap(), "download")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .get_with_key(
+            &format!("/api/v1/operations/{}/events", op["id"].as_str().unwrap()),
+            &key,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let body = tokio::time::timeout(Duration::from_secs(15), res.text())
+        .await
+        .expect("the stream closes")
+        .unwrap();
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(events.len() >= 3, "{body}");
+    assert_eq!(events.last().unwrap()["status"], "succeeded");
+    let progress: Vec<u64> = events
+        .iter()
+        .map(|e| e["progress"].as_u64().unwrap())
+        .collect();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert!(
+        progress.iter().any(|p| (1..100).contains(p)),
+        "intermediate progress: {progress:?}"
+    );
+    assert!(body.contains("event: operation"));
+}
+
+#[tokio::test]
+async fn packages_are_documented() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    for (path, method) in [
+        ("/api/v1/packages", "post"),
+        ("/api/v1/packages", "get"),
+        ("/api/v1/packages/{id}", "get"),
+        ("/api/v1/packages/{id}", "patch"),
+        ("/api/v1/packages/{id}", "delete"),
+        ("/api/v1/packages/{id}/download", "post"),
+        ("/api/v1/packages/{id}/activate", "post"),
+        ("/api/v1/packages/{id}/deactivate", "post"),
+        ("/api/v1/operations", "get"),
+        ("/api/v1/operations/{id}", "get"),
+        ("/api/v1/operations/{id}/cancel", "post"),
+        ("/api/v1/operations/{id}/events", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+}

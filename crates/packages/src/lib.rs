@@ -1,0 +1,19 @@
+//! The package registry. A package moves Created → Downloaded → Active (and back to Downloaded)
+//! only through long-running operations: the API records the operation and an outbox message in
+//! one transaction, a relay publishes the message, and a worker runs the operation through an
+//! [`executor::Executor`] and applies the status change exactly once.
+
+pub mod executor;
+pub mod model;
+pub mod ports;
+pub mod relay;
+pub mod runner;
+pub mod service;
+
+pub use model::{
+    Operation, OperationError, OperationKind, OperationStatus, Package, PackageStatus,
+};
+pub use service::{PackageError, PackageService};
+
+/// The queue operations travel on.
+pub const OPERATIONS_QUEUE: &str = "operations";

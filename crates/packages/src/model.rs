@@ -1,0 +1,395 @@
+//! Packages, their status state machine, and operations.
+
+use chrono::{DateTime, Utc};
+use depot_core::ValidationError;
+use depot_core::error::FieldError;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_VERSION_CHARS: usize = 50;
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+pub const MAX_URL_CHARS: usize = 2000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageStatus {
+    Created,
+    Downloaded,
+    Active,
+}
+
+impl PackageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Downloaded => "downloaded",
+            Self::Active => "active",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "created" => Some(Self::Created),
+            "downloaded" => Some(Self::Downloaded),
+            "active" => Some(Self::Active),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    Download,
+    Activate,
+    Deactivate,
+}
+
+/// A transition the state machine forbids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {kind} a package that is {}", .from.as_str())]
+pub struct InvalidTransition {
+    pub from: PackageStatus,
+    pub kind: &'static str,
+}
+
+impl OperationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Download => "download",
+            Self::Activate => "activate",
+            Self::Deactivate => "deactivate",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "download" => Some(Self::Download),
+            "activate" => Some(Self::Activate),
+            "deactivate" => Some(Self::Deactivate),
+            _ => None,
+        }
+    }
+
+    /// The status a package must have for this operation, and the one it gets on success.
+    pub fn transition(self) -> (PackageStatus, PackageStatus) {
+        match self {
+            Self::Download => (PackageStatus::Created, PackageStatus::Downloaded),
+            Self::Activate => (PackageStatus::Downloaded, PackageStatus::Active),
+            Self::Deactivate => (PackageStatus::Active, PackageStatus::Downloaded),
+        }
+    }
+
+    /// The state machine: may a package in `current` undergo this operation?
+    pub fn check(self, current: PackageStatus) -> Result<PackageStatus, InvalidTransition> {
+        let (from, to) = self.transition();
+        if current == from {
+            Ok(to)
+        } else {
+            Err(InvalidTransition {
+                from: current,
+                kind: self.as_str(),
+            })
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl OperationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "pending" => Some(Self::Pending),
+            "running" => Some(Self::Running),
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            "cancelled" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// Why an operation failed, as a problem document (code + detail).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationError {
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub id: Uuid,
+    pub name: String,
+    pub version: String,
+    pub status: PackageStatus,
+    pub description: Option<String>,
+    pub source_url: Option<String>,
+    pub sha256: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub revision: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub id: Uuid,
+    pub kind: OperationKind,
+    pub package_id: Uuid,
+    pub status: OperationStatus,
+    pub progress: u8,
+    pub error: Option<OperationError>,
+    pub cancel_requested: bool,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Validated package fields (parse, don't validate).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PackageFields {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// `Some(None)` clears the field.
+    pub description: Option<Option<String>>,
+    pub source_url: Option<Option<String>>,
+    pub sha256: Option<Option<String>>,
+    pub size_bytes: Option<Option<i64>>,
+}
+
+fn printable(raw: &str, field: &str, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {
+    let v = raw.trim();
+    if v.is_empty() || v.chars().count() > max {
+        errors.push(FieldError {
+            field: field.into(),
+            message: format!("must have 1 to {max} characters"),
+        });
+        None
+    } else if v.chars().any(char::is_control) {
+        errors.push(FieldError {
+            field: field.into(),
+            message: "must contain printable characters only".into(),
+        });
+        None
+    } else {
+        Some(v.to_owned())
+    }
+}
+
+/// Raw input for create/patch, as a client sends it.
+#[derive(Debug, Clone, Default)]
+pub struct PackageInput {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub description: Option<Option<String>>,
+    pub source_url: Option<Option<String>>,
+    pub sha256: Option<Option<String>>,
+    pub size_bytes: Option<Option<i64>>,
+}
+
+impl PackageInput {
+    /// Validates every given field, naming each failing one. `require_identity` makes `name`
+    /// and `version` mandatory (creation).
+    pub fn validate(self, require_identity: bool) -> Result<PackageFields, ValidationError> {
+        let mut errors = Vec::new();
+        let mut out = PackageFields::default();
+        match self.name {
+            Some(n) => out.name = printable(&n, "name", MAX_NAME_CHARS, &mut errors),
+            None if require_identity => errors.push(FieldError {
+                field: "name".into(),
+                message: "is required".into(),
+            }),
+            None => {}
+        }
+        match self.version {
+            Some(v) => out.version = printable(&v, "version", MAX_VERSION_CHARS, &mut errors),
+            None if require_identity => errors.push(FieldError {
+                field: "version".into(),
+                message: "is required".into(),
+            }),
+            None => {}
+        }
+        out.description = self.description.map(|d| {
+            d.and_then(|d| {
+                let d = d.trim().to_owned();
+                if d.chars().count() > MAX_DESCRIPTION_CHARS {
+                    errors.push(FieldError {
+                        field: "description".into(),
+                        message: format!("must have at most {MAX_DESCRIPTION_CHARS} characters"),
+                    });
+                }
+                (!d.is_empty()).then_some(d)
+            })
+        });
+        out.source_url = self.source_url.map(|u| {
+            u.and_then(|u| {
+                let u = u.trim().to_owned();
+                match url::Url::parse(&u) {
+                    Ok(parsed)
+                        if matches!(parsed.scheme(), "http" | "https")
+                            && parsed.host().is_some()
+                            && u.len() <= MAX_URL_CHARS =>
+                    {
+                        Some(parsed.to_string())
+                    }
+                    _ => {
+                        errors.push(FieldError {
+                            field: "source_url".into(),
+                            message: "must be an http or https URL".into(),
+                        });
+                        None
+                    }
+                }
+            })
+        });
+        out.sha256 = self.sha256.map(|h| {
+            h.and_then(|h| {
+                let h = h.trim().to_ascii_lowercase();
+                if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Some(h)
+                } else {
+                    errors.push(FieldError {
+                        field: "sha256".into(),
+                        message: "must be 64 hexadecimal characters".into(),
+                    });
+                    None
+                }
+            })
+        });
+        out.size_bytes = self.size_bytes.map(|s| {
+            s.and_then(|s| {
+                if s < 0 {
+                    errors.push(FieldError {
+                        field: "size_bytes".into(),
+                        message: "must not be negative".into(),
+                    });
+                    None
+                } else {
+                    Some(s)
+                }
+            })
+        });
+        match ValidationError::from_errors(errors) {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_transition_allowed_and_forbidden() {
+        use OperationKind::*;
+        use PackageStatus::*;
+        let cases = [
+            (Download, Created, Some(Downloaded)),
+            (Download, Downloaded, None),
+            (Download, Active, None),
+            (Activate, Created, None),
+            (Activate, Downloaded, Some(Active)),
+            (Activate, Active, None),
+            (Deactivate, Created, None),
+            (Deactivate, Downloaded, None),
+            (Deactivate, Active, Some(Downloaded)),
+        ];
+        for (kind, from, to) in cases {
+            match (kind.check(from), to) {
+                (Ok(got), Some(want)) => assert_eq!(got, want, "{kind:?} from {from:?}"),
+                (Err(e), None) => {
+                    assert_eq!(e.from, from);
+                    assert!(e.to_string().contains(from.as_str()), "{e}");
+                }
+                (got, want) => panic!("{kind:?} from {from:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn final_statuses() {
+        assert!(!OperationStatus::Pending.is_final());
+        assert!(!OperationStatus::Running.is_final());
+        for s in [
+            OperationStatus::Succeeded,
+            OperationStatus::Failed,
+            OperationStatus::Cancelled,
+        ] {
+            assert!(s.is_final());
+            assert_eq!(OperationStatus::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn input_is_trimmed_and_checked() {
+        let f = PackageInput {
+            name: Some("  left-pad ".into()),
+            version: Some(" 1.0.0 ".into()),
+            sha256: Some(Some("AB".repeat(32))),
+            source_url: Some(Some("https://example.com/x.tgz".into())),
+            ..Default::default()
+        }
+        .validate(true)
+        .unwrap();
+        assert_eq!(f.name.as_deref(), Some("left-pad"));
+        assert_eq!(f.version.as_deref(), Some("1.0.0"));
+        assert_eq!(f.sha256, Some(Some("ab".repeat(32))));
+        let e = PackageInput {
+            name: Some("  ".into()),
+            version: Some("x".repeat(51)),
+            source_url: Some(Some("ftp://example.com/x".into())),
+            sha256: Some(Some("xyz".into())),
+            size_bytes: Some(Some(-1)),
+            ..Default::default()
+        }
+        .validate(true)
+        .unwrap_err();
+        let fields: Vec<_> = e.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["name", "version", "source_url", "sha256", "size_bytes"]
+        );
+        let e = PackageInput::default().validate(true).unwrap_err();
+        assert_eq!(e.errors.len(), 2);
+        assert!(PackageInput::default().validate(false).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn validation_never_panics(name in ".{0,300}", version in ".{0,80}", url in ".{0,100}") {
+            let _ = PackageInput {
+                name: Some(name),
+                version: Some(version),
+                source_url: Some(Some(url)),
+                ..Default::default()
+            }
+            .validate(true);
+        }
+    }
+}

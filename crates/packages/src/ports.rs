@@ -1,0 +1,149 @@
+//! What the package component needs from storage.
+
+use crate::model::{
+    Operation, OperationError, OperationKind, OperationStatus, Package, PackageFields,
+    PackageStatus,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use depot_core::{Page, PageRequest, RepoError};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PackageSort {
+    /// Newest first (the default).
+    #[default]
+    CreatedAt,
+    /// By name, then version, ascending.
+    Name,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PackageFilter {
+    pub status: Option<PackageStatus>,
+    pub name_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OperationFilter {
+    pub package_id: Option<Uuid>,
+    pub status: Option<OperationStatus>,
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: Uuid,
+    pub queue: String,
+    pub payload: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why starting an operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no such package")]
+    NotFound,
+    /// The package's status is not the one the operation starts from.
+    #[error("the package is {}", .0.as_str())]
+    WrongStatus(PackageStatus),
+    /// Another operation on the package is pending or running.
+    #[error("operation {0} is already in progress on this package")]
+    Busy(Uuid),
+    #[error(transparent)]
+    Repo(RepoError),
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Apply the kind's transition to the package.
+    Succeeded,
+    Failed(OperationError),
+    Cancelled,
+}
+
+#[async_trait]
+pub trait PackageRepository: Send + Sync {
+    /// `Conflict` when (name, version) exists.
+    async fn insert(&self, package: &Package) -> Result<(), RepoError>;
+    async fn get(&self, id: Uuid) -> Result<Package, RepoError>;
+    async fn list(
+        &self,
+        filter: &PackageFilter,
+        sort: PackageSort,
+        page: &PageRequest,
+    ) -> Result<Page<Package>, RepoError>;
+    /// Applies the given fields if the package is at `expected_revision` (when given).
+    /// `Conflict` for a stale revision or a duplicate (name, version).
+    async fn update(
+        &self,
+        id: Uuid,
+        fields: &PackageFields,
+        expected_revision: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Package, RepoError>;
+    /// Deletes the package with its finished operations. Refused (`Conflict`) while an operation
+    /// is pending or running, or for a stale revision.
+    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), RepoError>;
+}
+
+#[async_trait]
+pub trait OperationRepository: Send + Sync {
+    /// In one transaction: checks the package's status and that no other operation is in
+    /// progress, inserts the operation and its outbox message.
+    async fn start(
+        &self,
+        operation: &Operation,
+        from: PackageStatus,
+        message: &OutboxMessage,
+    ) -> Result<(), StartError>;
+    async fn get(&self, id: Uuid) -> Result<Operation, RepoError>;
+    /// Newest first.
+    async fn list(
+        &self,
+        filter: &OperationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Operation>, RepoError>;
+    /// Marks a pending (or abandoned running) operation running and counts the attempt.
+    /// Returns the operation as it now is; a final one is returned unchanged.
+    async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError>;
+    /// Records progress of a running operation; returns whether cancellation was requested.
+    async fn progress(&self, id: Uuid, progress: u8, now: DateTime<Utc>)
+    -> Result<bool, RepoError>;
+    /// Ends a running operation exactly once: in one transaction the operation becomes final and,
+    /// on success, the package moves `kind`'s transition (conditional on its current status).
+    /// Returns `None` when the operation was no longer running (someone else finished it).
+    async fn finish(
+        &self,
+        id: Uuid,
+        kind: OperationKind,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Operation>, RepoError>;
+    /// Pending → cancelled at once; running → cancellation requested. `Conflict` when final.
+    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError>;
+    /// Operations not yet final (for recovery after a restart in embedded mode).
+    async fn unfinished(&self) -> Result<Vec<Operation>, RepoError>;
+    /// Deletes operations that finished before `before`; returns how many.
+    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
+}
+
+#[async_trait]
+pub trait OutboxRepository: Send + Sync {
+    /// Leases up to `limit` unsent messages whose lease is free (`FOR UPDATE SKIP LOCKED` where
+    /// supported, so several relays never lease the same row). A relay that dies mid-batch leaves
+    /// its leases to expire; the messages are then sent again (at-least-once).
+    async fn lease(
+        &self,
+        limit: u64,
+        now: DateTime<Utc>,
+        lease_for: chrono::Duration,
+    ) -> Result<Vec<OutboxMessage>, RepoError>;
+    /// Marks messages sent (after the broker confirmed them).
+    async fn mark_sent(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<(), RepoError>;
+    /// Unsent messages.
+    async fn backlog(&self) -> Result<u64, RepoError>;
+    /// Deletes messages sent before `before`.
+    async fn purge_sent(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
+}

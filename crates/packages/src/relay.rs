@@ -1,0 +1,93 @@
+//! The outbox relay: publishes operation messages recorded by the API and marks them sent only
+//! after the queue confirmed them. Any number of replicas may run it (leases keep them apart).
+
+use crate::ports::OutboxRepository;
+use depot_core::queue::{Message, MessagePublisher};
+use depot_core::{Clock, RepoError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+pub struct OutboxRelay {
+    outbox: Arc<dyn OutboxRepository>,
+    publisher: Arc<dyn MessagePublisher>,
+    clock: Arc<dyn Clock>,
+    wakeup: Arc<Notify>,
+    interval: Duration,
+    batch: u64,
+}
+
+impl OutboxRelay {
+    pub fn new(
+        outbox: Arc<dyn OutboxRepository>,
+        publisher: Arc<dyn MessagePublisher>,
+        clock: Arc<dyn Clock>,
+        wakeup: Arc<Notify>,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            outbox,
+            publisher,
+            clock,
+            wakeup,
+            interval,
+            batch: 200,
+        }
+    }
+
+    /// Publishes one batch; returns how many messages were sent. Stops at the first publish that
+    /// fails (the broker is down): the rest stay in the outbox for the next round.
+    pub async fn relay_once(&self) -> Result<usize, RepoError> {
+        let leased = self
+            .outbox
+            .lease(self.batch, self.clock.now(), chrono::Duration::seconds(30))
+            .await?;
+        if leased.is_empty() {
+            return Ok(0);
+        }
+        let results = futures::future::join_all(leased.iter().map(|m| {
+            let message =
+                Message::new(m.payload.clone()).with_header("message_id", m.id.to_string());
+            self.publisher.publish(&m.queue, message)
+        }))
+        .await;
+        let mut sent = Vec::with_capacity(leased.len());
+        let mut failure = None;
+        for (m, r) in leased.iter().zip(results) {
+            match r {
+                Ok(()) => sent.push(m.id),
+                Err(e) => failure = Some(e),
+            }
+        }
+        self.outbox.mark_sent(&sent, self.clock.now()).await?;
+        if let Some(e) = failure {
+            tracing::warn!(error = %e, unsent = leased.len() - sent.len(), "publishing from the outbox failed; will retry");
+        }
+        Ok(sent.len())
+    }
+
+    /// Relays until `stop`, waking on new operations and every `interval` (other replicas'
+    /// messages, messages left by a failed publish).
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = self.interval;
+        loop {
+            match self.relay_once().await {
+                Ok(n) if n as u64 >= self.batch => continue,
+                Ok(_) => backoff = self.interval,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the outbox relay could not read the outbox");
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = self.wakeup.notified() => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+        }
+    }
+
+    pub async fn backlog(&self) -> Result<u64, RepoError> {
+        self.outbox.backlog().await
+    }
+}

@@ -1,0 +1,205 @@
+//! The worker side: runs one operation per message. Delivery is at-least-once; the state change
+//! happens exactly once because finishing is a conditional update on a running operation.
+
+use crate::executor::{ExecError, Executor, Progress};
+use crate::model::OperationError;
+use crate::ports::{OperationRepository, Outcome, PackageRepository};
+use async_trait::async_trait;
+use depot_core::{Clock, RepoError};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// The queue message: which operation to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperationMessage {
+    pub operation_id: Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Try the message again later.
+    #[error("{0}")]
+    Retryable(String),
+    /// The message can never be processed (malformed).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+fn retryable(e: RepoError) -> RunError {
+    RunError::Retryable(e.to_string())
+}
+
+pub struct OperationRunner {
+    packages: Arc<dyn PackageRepository>,
+    operations: Arc<dyn OperationRepository>,
+    executor: Arc<dyn Executor>,
+    clock: Arc<dyn Clock>,
+    max_attempts: i32,
+}
+
+/// Writes progress to the operation, at most every 100 ms (and always the first report).
+struct DbProgress<'a> {
+    runner: &'a OperationRunner,
+    id: Uuid,
+    last: Mutex<Option<(u8, Instant)>>,
+}
+
+#[async_trait]
+impl Progress for DbProgress<'_> {
+    async fn report(&self, percent: u8) -> bool {
+        let percent = percent.min(99);
+        {
+            let mut last = self.last.lock().expect("progress lock");
+            if let Some((p, at)) = *last
+                && (p == percent || at.elapsed() < Duration::from_millis(100))
+            {
+                return false;
+            }
+            *last = Some((percent, Instant::now()));
+        }
+        match self
+            .runner
+            .operations
+            .progress(self.id, percent, self.runner.clock.now())
+            .await
+        {
+            Ok(cancel) => cancel,
+            Err(e) => {
+                tracing::warn!(error = %e, "recording progress failed");
+                false
+            }
+        }
+    }
+}
+
+impl OperationRunner {
+    pub fn new(
+        packages: Arc<dyn PackageRepository>,
+        operations: Arc<dyn OperationRepository>,
+        executor: Arc<dyn Executor>,
+        clock: Arc<dyn Clock>,
+        max_attempts: i32,
+    ) -> Self {
+        Self {
+            packages,
+            operations,
+            executor,
+            clock,
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    async fn finish(
+        &self,
+        id: Uuid,
+        kind: crate::OperationKind,
+        outcome: Outcome,
+    ) -> Result<(), RunError> {
+        match self
+            .operations
+            .finish(id, kind, &outcome, self.clock.now())
+            .await
+        {
+            Ok(Some(op)) => {
+                tracing::info!(operation_id = %id, status = op.status.as_str(), "operation finished");
+                Ok(())
+            }
+            Ok(None) => {
+                tracing::info!(operation_id = %id, "operation already finished elsewhere");
+                Ok(())
+            }
+            Err(e) => Err(retryable(e)),
+        }
+    }
+
+    /// Handles one delivery of an operation message.
+    #[tracing::instrument(skip_all, fields(operation_id))]
+    pub async fn handle(&self, payload: &[u8]) -> Result<(), RunError> {
+        let msg: OperationMessage = serde_json::from_slice(payload)
+            .map_err(|e| RunError::Permanent(format!("not an operation message: {e}")))?;
+        let id = msg.operation_id;
+        tracing::Span::current().record("operation_id", tracing::field::display(id));
+        let op = match self.operations.get(id).await {
+            Ok(op) => op,
+            // Deleted with its package: nothing to do.
+            Err(RepoError::NotFound) => return Ok(()),
+            Err(e) => return Err(retryable(e)),
+        };
+        if op.status.is_final() {
+            return Ok(());
+        }
+        let op = self
+            .operations
+            .claim(id, self.clock.now())
+            .await
+            .map_err(retryable)?;
+        if op.status.is_final() {
+            return Ok(());
+        }
+        if op.cancel_requested {
+            return self.finish(id, op.kind, Outcome::Cancelled).await;
+        }
+        if op.attempts > self.max_attempts {
+            return self
+                .finish(
+                    id,
+                    op.kind,
+                    Outcome::Failed(OperationError {
+                        code: "attempts_exhausted".into(),
+                        detail: format!("gave up after {} attempts", self.max_attempts),
+                    }),
+                )
+                .await;
+        }
+        let package = match self.packages.get(op.package_id).await {
+            Ok(p) => p,
+            Err(RepoError::NotFound) => {
+                return self
+                    .finish(
+                        id,
+                        op.kind,
+                        Outcome::Failed(OperationError {
+                            code: "package_deleted".into(),
+                            detail: "the package no longer exists".into(),
+                        }),
+                    )
+                    .await;
+            }
+            Err(e) => return Err(retryable(e)),
+        };
+        let progress = DbProgress {
+            runner: self,
+            id,
+            last: Mutex::new(None),
+        };
+        let outcome = match self.executor.execute(op.kind, &package, &progress).await {
+            Ok(()) => Outcome::Succeeded,
+            Err(ExecError::Cancelled) => Outcome::Cancelled,
+            Err(ExecError::Failed { code, detail }) => {
+                Outcome::Failed(OperationError { code, detail })
+            }
+            Err(ExecError::Retryable(e)) if op.attempts >= self.max_attempts => {
+                Outcome::Failed(OperationError {
+                    code: "attempts_exhausted".into(),
+                    detail: format!("gave up after {} attempts: {e}", op.attempts),
+                })
+            }
+            Err(ExecError::Retryable(e)) => return Err(RunError::Retryable(e)),
+        };
+        self.finish(id, op.kind, outcome).await
+    }
+
+    /// Re-publishes messages for operations left unfinished (embedded mode after a restart,
+    /// where the in-process queue did not survive).
+    pub async fn unfinished(&self) -> Result<Vec<Uuid>, RepoError> {
+        Ok(self
+            .operations
+            .unfinished()
+            .await?
+            .into_iter()
+            .map(|o| o.id)
+            .collect())
+    }
+}

@@ -1,0 +1,244 @@
+//! The registry and the starting, reading and cancelling of operations.
+
+use crate::OPERATIONS_QUEUE;
+use crate::model::{
+    Operation, OperationKind, OperationStatus, Package, PackageInput, PackageStatus,
+};
+use crate::ports::{
+    OperationFilter, OperationRepository, OutboxMessage, PackageFilter, PackageRepository,
+    PackageSort, StartError,
+};
+use crate::runner::OperationMessage;
+use depot_core::{Clock, Page, PageRequest, RepoError, ValidationError};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// A state conflict; `code` is stable (`duplicate_package`, `invalid_transition`,
+    /// `operation_in_progress`, `operation_finished`) and the detail names the current state.
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("the resource has changed since it was read")]
+    PreconditionFailed,
+    #[error("storage failed")]
+    Repo(#[source] RepoError),
+}
+
+fn repo(e: RepoError, what: &'static str) -> PackageError {
+    match e {
+        RepoError::NotFound => PackageError::NotFound(what),
+        other => PackageError::Repo(other),
+    }
+}
+
+pub struct PackageService {
+    packages: Arc<dyn PackageRepository>,
+    operations: Arc<dyn OperationRepository>,
+    clock: Arc<dyn Clock>,
+    /// Wakes the outbox relay as soon as an operation is recorded.
+    relay_wakeup: Arc<Notify>,
+}
+
+impl PackageService {
+    pub fn new(
+        packages: Arc<dyn PackageRepository>,
+        operations: Arc<dyn OperationRepository>,
+        clock: Arc<dyn Clock>,
+        relay_wakeup: Arc<Notify>,
+    ) -> Self {
+        Self {
+            packages,
+            operations,
+            clock,
+            relay_wakeup,
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, input: PackageInput) -> Result<Package, PackageError> {
+        let fields = input.validate(true)?;
+        let now = self.clock.now();
+        let package = Package {
+            id: Uuid::now_v7(),
+            name: fields.name.expect("required"),
+            version: fields.version.expect("required"),
+            status: PackageStatus::Created,
+            description: fields.description.flatten(),
+            source_url: fields.source_url.flatten(),
+            sha256: fields.sha256.flatten(),
+            size_bytes: fields.size_bytes.flatten(),
+            created_at: now,
+            updated_at: now,
+            revision: 1,
+        };
+        self.packages.insert(&package).await.map_err(|e| match e {
+            RepoError::Conflict(_) => PackageError::Conflict {
+                code: "duplicate_package",
+                detail: format!("{} {} is already registered", package.name, package.version),
+            },
+            other => repo(other, "no such package"),
+        })?;
+        Ok(package)
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Package, PackageError> {
+        self.packages
+            .get(id)
+            .await
+            .map_err(|e| repo(e, "no package with this id"))
+    }
+
+    pub async fn list(
+        &self,
+        filter: &PackageFilter,
+        sort: PackageSort,
+        page: &PageRequest,
+    ) -> Result<Page<Package>, PackageError> {
+        self.packages
+            .list(filter, sort, page)
+            .await
+            .map_err(|e| repo(e, "no such package"))
+    }
+
+    /// Changes any field but `status` (which only operations change).
+    pub async fn patch(
+        &self,
+        id: Uuid,
+        input: PackageInput,
+        if_match: Option<i64>,
+    ) -> Result<Package, PackageError> {
+        let fields = input.validate(false)?;
+        let current = self.get(id).await?;
+        if if_match.is_some_and(|rev| rev != current.revision) {
+            return Err(PackageError::PreconditionFailed);
+        }
+        self.packages
+            .update(id, &fields, Some(current.revision), self.clock.now())
+            .await
+            .map_err(|e| match e {
+                RepoError::Conflict(msg) if msg.contains("unique") => PackageError::Conflict {
+                    code: "duplicate_package",
+                    detail: "another package has this name and version".into(),
+                },
+                RepoError::Conflict(_) => PackageError::PreconditionFailed,
+                other => repo(other, "no package with this id"),
+            })
+    }
+
+    pub async fn delete(&self, id: Uuid, if_match: Option<i64>) -> Result<(), PackageError> {
+        let current = self.get(id).await?;
+        if if_match.is_some_and(|rev| rev != current.revision) {
+            return Err(PackageError::PreconditionFailed);
+        }
+        self.packages
+            .delete(id, if_match)
+            .await
+            .map_err(|e| match e {
+                RepoError::Conflict(detail) if detail.contains("operation") => {
+                    PackageError::Conflict {
+                        code: "operation_in_progress",
+                        detail,
+                    }
+                }
+                RepoError::Conflict(_) => PackageError::PreconditionFailed,
+                other => repo(other, "no package with this id"),
+            })
+    }
+
+    /// Records a download/activate/deactivate and its queue message in one transaction; the
+    /// status changes only when a worker completes it.
+    #[tracing::instrument(skip_all, fields(package_id = %package_id, kind = kind.as_str()))]
+    pub async fn start(
+        &self,
+        package_id: Uuid,
+        kind: OperationKind,
+    ) -> Result<Operation, PackageError> {
+        let package = self.get(package_id).await?;
+        let (from, _) = kind.transition();
+        kind.check(package.status)
+            .map_err(|e| PackageError::Conflict {
+                code: "invalid_transition",
+                detail: e.to_string(),
+            })?;
+        let now = self.clock.now();
+        let operation = Operation {
+            id: Uuid::now_v7(),
+            kind,
+            package_id,
+            status: OperationStatus::Pending,
+            progress: 0,
+            error: None,
+            cancel_requested: false,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        let message = OutboxMessage {
+            id: Uuid::now_v7(),
+            queue: OPERATIONS_QUEUE.to_owned(),
+            payload: serde_json::to_vec(&OperationMessage {
+                operation_id: operation.id,
+            })
+            .expect("serialisable"),
+            created_at: now,
+        };
+        self.operations
+            .start(&operation, from, &message)
+            .await
+            .map_err(|e| match e {
+                StartError::NotFound => PackageError::NotFound("no package with this id"),
+                StartError::WrongStatus(s) => PackageError::Conflict {
+                    code: "invalid_transition",
+                    detail: format!("cannot {} a package that is {}", kind.as_str(), s.as_str()),
+                },
+                StartError::Busy(other) => PackageError::Conflict {
+                    code: "operation_in_progress",
+                    detail: format!(
+                        "operation {other} is already pending or running on this package"
+                    ),
+                },
+                StartError::Repo(r) => PackageError::Repo(r),
+            })?;
+        self.relay_wakeup.notify_one();
+        Ok(operation)
+    }
+
+    pub async fn operation(&self, id: Uuid) -> Result<Operation, PackageError> {
+        self.operations
+            .get(id)
+            .await
+            .map_err(|e| repo(e, "no operation with this id"))
+    }
+
+    pub async fn operations(
+        &self,
+        filter: &OperationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Operation>, PackageError> {
+        self.operations
+            .list(filter, page)
+            .await
+            .map_err(|e| repo(e, "no such operation"))
+    }
+
+    /// Best effort: a pending operation is cancelled at once, a running one is asked to stop.
+    pub async fn cancel(&self, id: Uuid) -> Result<Operation, PackageError> {
+        self.operations
+            .request_cancel(id, self.clock.now())
+            .await
+            .map_err(|e| match e {
+                RepoError::Conflict(detail) => PackageError::Conflict {
+                    code: "operation_finished",
+                    detail,
+                },
+                other => repo(other, "no operation with this id"),
+            })
+    }
+}
