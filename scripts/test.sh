@@ -20,4 +20,4 @@ DEPOT_TEST_AMQP_URL= DEPOT_TEST_POSTGRES_URL= cargo test --workspace --locked
 
 echo "=== 2/2: API tests on PostgreSQL + RabbitMQ"
 DEPOT_TEST_POSTGRES_URL="$DEPOT_PG_URL" DEPOT_TEST_AMQP_URL="$DEPOT_AMQP_URL" \
-  cargo test --locked -p depot-api --test api
+  cargo test --locked -p depot-api --test api -- --include-ignored

@@ -143,6 +143,7 @@ pub struct QueueSettings {
     pub amqp_url: Option<String>,
     pub prefetch: u16,
     pub queue_prefix: String,
+    pub max_deliveries: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +327,12 @@ impl Settings {
                     ));
                 }
             }
+        }
+        if self.queue.max_deliveries == 0 {
+            return Err(SettingsError::new(
+                "queue.max_deliveries",
+                "must be at least 1",
+            ));
         }
         if self.queue.prefetch == 0 {
             return Err(SettingsError::new("queue.prefetch", "must be at least 1"));

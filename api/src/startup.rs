@@ -113,6 +113,7 @@ pub fn worker_for(settings: &Settings, adapters: &Adapters) -> Result<Worker, St
         settings.worker.concurrency,
         settings.queue.prefetch,
     )
+    .max_deliveries(settings.queue.max_deliveries)
     .register(Arc::new(crate::worker::OperationJob(runner))))
 }
 

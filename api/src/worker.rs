@@ -34,6 +34,7 @@ pub struct Worker {
     handlers: Vec<Arc<dyn JobHandler>>,
     concurrency: u16,
     prefetch: u16,
+    max_deliveries: u32,
 }
 
 /// Stops a running worker and waits for its in-flight jobs.
@@ -62,6 +63,7 @@ impl Worker {
             handlers: Vec::new(),
             concurrency: concurrency.max(1),
             prefetch: prefetch.max(1),
+            max_deliveries: 10,
         }
     }
 
@@ -74,43 +76,85 @@ impl Worker {
         self.handlers.len()
     }
 
-    /// Subscribes every handler's queue and starts consuming in the background.
+    /// Dead-letter a message after this many deliveries.
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.max_deliveries = n.max(1);
+        self
+    }
+
+    /// Subscribes every handler's queue and consumes in the background. A subscription that
+    /// ends (the broker went away) is opened again with backoff until the worker is stopped.
     pub async fn start(self) -> Result<WorkerHandle, depot_core::queue::QueueError> {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for handler in self.handlers {
-            let mut subscription = self
+            // Fail fast at start-up when the queue cannot be reached at all.
+            let first = self
                 .consumer
                 .subscribe(handler.queue(), self.prefetch)
                 .await?;
+            let consumer = self.consumer.clone();
             let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
             let mut stopped = stopped.clone();
+            let (prefetch, max_deliveries) = (self.prefetch, self.max_deliveries);
             tasks.spawn(async move {
                 let mut jobs = JoinSet::new();
-                loop {
-                    let permit = tokio::select! {
-                        _ = stopped.wait_for(|s| *s) => break,
-                        p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                let mut subscription = Some(first);
+                let mut backoff = Duration::from_millis(200);
+                'outer: loop {
+                    let mut sub = match subscription.take() {
+                        Some(s) => s,
+                        None => match consumer.subscribe(handler.queue(), prefetch).await {
+                            Ok(s) => {
+                                tracing::info!(queue = handler.queue(), "subscribed again");
+                                backoff = Duration::from_millis(200);
+                                s
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, queue = handler.queue(), retry_in_ms = backoff.as_millis() as u64, "subscribing failed");
+                                tokio::select! {
+                                    _ = stopped.changed() => break 'outer,
+                                    _ = tokio::time::sleep(backoff) => {}
+                                }
+                                backoff = (backoff * 2).min(Duration::from_secs(10));
+                                continue;
+                            }
+                        },
                     };
-                    let delivery = tokio::select! {
-                        _ = stopped.wait_for(|s| *s) => break,
-                        d = subscription.next() => d,
-                    };
-                    let delivery = match delivery {
-                        None => break,
-                        Some(Ok(d)) => d,
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, queue = handler.queue(), "receiving failed; retrying shortly");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            continue;
-                        }
-                    };
-                    let handler = handler.clone();
-                    jobs.spawn(async move {
-                        run_one(handler.as_ref(), delivery).await;
-                        drop(permit);
-                    });
-                    while jobs.try_join_next().is_some() {}
+                    loop {
+                        let permit = tokio::select! {
+                            _ = stopped.changed() => break 'outer,
+                            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break 'outer },
+                        };
+                        let delivery = tokio::select! {
+                            _ = stopped.changed() => break 'outer,
+                            d = sub.next() => d,
+                        };
+                        let delivery = match delivery {
+                            None => {
+                                if *stopped.borrow() {
+                                    break 'outer;
+                                }
+                                tracing::warn!(queue = handler.queue(), "the subscription ended; subscribing again");
+                                break;
+                            }
+                            Some(Ok(d)) => d,
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, queue = handler.queue(), "receiving failed; subscribing again");
+                                break;
+                            }
+                        };
+                        let handler = handler.clone();
+                        jobs.spawn(async move {
+                            run_one(handler.as_ref(), delivery, max_deliveries).await;
+                            drop(permit);
+                        });
+                        while jobs.try_join_next().is_some() {}
+                    }
+                    tokio::select! {
+                        _ = stopped.changed() => break 'outer,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                 }
                 // Let in-flight jobs finish; the handle's grace period bounds this.
                 while jobs.join_next().await.is_some() {}
@@ -144,16 +188,19 @@ fn retry_backoff(attempt: u32) -> Duration {
         .min(Duration::from_secs(10))
 }
 
-async fn run_one(handler: &dyn JobHandler, delivery: Box<dyn Delivery>) {
+async fn run_one(handler: &dyn JobHandler, delivery: Box<dyn Delivery>, max_deliveries: u32) {
     let attempt = delivery.attempt();
     let outcome = handler.handle(delivery.message(), attempt).await;
     let settled = match outcome {
         Ok(()) => delivery.ack().await,
+        Err(JobError::Retryable(e)) if attempt >= max_deliveries => {
+            tracing::error!(error = %e, attempt, queue = handler.queue(), "job failed on its last allowed delivery; dead-lettering it");
+            delivery.nack(false).await
+        }
         Err(JobError::Retryable(e)) => {
             let wait = retry_backoff(attempt);
             tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, queue = handler.queue(), "job failed; it will be retried");
-            tokio::time::sleep(wait).await;
-            delivery.nack(true).await
+            delivery.retry_later(wait).await
         }
         Err(JobError::Permanent(e)) => {
             tracing::error!(error = %e, attempt, queue = handler.queue(), "job failed permanently");

@@ -8,6 +8,8 @@ mod docs;
 mod errors;
 mod health;
 mod helpers;
+mod http_executor;
 mod migrations;
 mod packages;
 mod passwords;
+mod scaled;

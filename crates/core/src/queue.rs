@@ -75,8 +75,12 @@ pub trait Delivery: Send + Sync {
     fn attempt(&self) -> u32;
     /// The work is done; the message leaves the queue.
     async fn ack(self: Box<Self>) -> Result<(), QueueError>;
-    /// The work failed; `requeue` puts the message back for another try.
+    /// The work failed; `requeue` puts the message back at once, otherwise it is dead-lettered
+    /// (where the adapter has a dead-letter queue) or dropped.
     async fn nack(self: Box<Self>, requeue: bool) -> Result<(), QueueError>;
+    /// The work failed but may succeed later: deliver the message again after `delay`, with its
+    /// attempt count increased, without holding a consumer's slot meanwhile.
+    async fn retry_later(self: Box<Self>, delay: std::time::Duration) -> Result<(), QueueError>;
 }
 
 /// Readiness of a queue adapter, for `/health/ready`.

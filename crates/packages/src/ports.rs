@@ -142,6 +142,8 @@ pub trait OutboxRepository: Send + Sync {
     ) -> Result<Vec<OutboxMessage>, RepoError>;
     /// Marks messages sent (after the broker confirmed them).
     async fn mark_sent(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<(), RepoError>;
+    /// Gives leased messages back (their publish failed) so the next round retries them at once.
+    async fn release(&self, ids: &[Uuid]) -> Result<(), RepoError>;
     /// Unsent messages.
     async fn backlog(&self) -> Result<u64, RepoError>;
     /// Deletes messages sent before `before`.

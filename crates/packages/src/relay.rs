@@ -52,14 +52,19 @@ impl OutboxRelay {
         }))
         .await;
         let mut sent = Vec::with_capacity(leased.len());
+        let mut unsent = Vec::new();
         let mut failure = None;
         for (m, r) in leased.iter().zip(results) {
             match r {
                 Ok(()) => sent.push(m.id),
-                Err(e) => failure = Some(e),
+                Err(e) => {
+                    unsent.push(m.id);
+                    failure = Some(e);
+                }
             }
         }
         self.outbox.mark_sent(&sent, self.clock.now()).await?;
+        self.outbox.release(&unsent).await?;
         if let Some(e) = failure {
             tracing::warn!(error = %e, unsent = leased.len() - sent.len(), "publishing from the outbox failed; will retry");
         }

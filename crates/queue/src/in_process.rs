@@ -187,6 +187,23 @@ impl Delivery for InProcessDelivery {
         Ok(())
     }
 
+    async fn retry_later(
+        mut self: Box<Self>,
+        delay: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        if let Some(mut entry) = self.entry.take() {
+            entry.attempt += 1;
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if !queue.closed.load(Ordering::SeqCst) {
+                    queue.push_back(entry);
+                }
+            });
+        }
+        Ok(())
+    }
+
     async fn nack(mut self: Box<Self>, requeue: bool) -> Result<(), QueueError> {
         if requeue {
             self.requeue(false);
@@ -264,6 +281,20 @@ mod tests {
         assert_eq!(d.attempt(), 3);
         d.nack(false).await.unwrap();
         assert!(q.is_empty("jobs"));
+    }
+
+    #[tokio::test]
+    async fn retry_later_redelivers_after_the_delay() {
+        let q = InProcessQueue::new();
+        let mut sub = q.subscribe("jobs", 5).await.unwrap();
+        q.publish("jobs", Message::new("a")).await.unwrap();
+        let d = next(&mut sub).await;
+        let started = std::time::Instant::now();
+        d.retry_later(Duration::from_millis(100)).await.unwrap();
+        let d = next(&mut sub).await;
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert_eq!(d.attempt(), 2);
+        d.ack().await.unwrap();
     }
 
     #[tokio::test]

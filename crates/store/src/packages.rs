@@ -603,6 +603,23 @@ impl OutboxRepository for SeaOrmPackageRepository {
         Ok(())
     }
 
+    async fn release(&self, ids: &[Uuid]) -> Result<(), RepoError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        outbox::Entity::update_many()
+            .col_expr(
+                outbox::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(outbox::Column::Id.is_in(ids.to_vec()))
+            .filter(outbox::Column::SentAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(())
+    }
+
     async fn backlog(&self) -> Result<u64, RepoError> {
         outbox::Entity::find()
             .filter(outbox::Column::SentAt.is_null())

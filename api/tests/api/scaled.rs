@@ -1,0 +1,248 @@
+//! Scaled mode on PostgreSQL + RabbitMQ: worker processes that crash, and a broker that goes away.
+//! These need DEPOT_TEST_POSTGRES_URL and DEPOT_TEST_AMQP_URL; they are `#[ignore]`d in the
+//! SQLite run and run by `scripts/test.sh` with `--include-ignored` in the PostgreSQL + RabbitMQ
+//! run, where a missing service fails them.
+
+use crate::helpers::{TestApp, amqp_url, postgres_url, spawn_app_with};
+use crate::packages::wait_final;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+fn require_services() -> (String, String) {
+    (
+        postgres_url().expect("DEPOT_TEST_POSTGRES_URL must be set for scaled-mode tests"),
+        amqp_url().expect("DEPOT_TEST_AMQP_URL must be set for scaled-mode tests"),
+    )
+}
+
+/// Starts a `depot worker` process on the app's database and queues.
+fn spawn_worker(app: &TestApp) -> Child {
+    let s = &app.settings;
+    Command::new(env!("CARGO_BIN_EXE_depot"))
+        .arg("worker")
+        .env("DATABASE_URL", &s.database.url)
+        .env("AMQP_URL", s.queue.amqp_url.as_deref().unwrap())
+        .env("DEPOT__QUEUE__QUEUE_PREFIX", &s.queue.queue_prefix)
+        .env("DEPOT__WORKER__CONCURRENCY", "8")
+        .env(
+            "DEPOT__EXECUTOR__SIMULATED_DURATION_MS",
+            s.executor.simulated_duration_ms.to_string(),
+        )
+        .env(
+            "DEPOT__EXECUTOR__SIMULATED_STEPS",
+            s.executor.simulated_steps.to_string(),
+        )
+        .env("DEPOT__LOG__LEVEL", "warn")
+        .env_remove("PORT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting depot worker")
+}
+
+async fn create_and_download(app: &TestApp, key: &str, n: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let p: Value = app
+            .with_key(Method::POST, "/api/v1/packages", key)
+            .json(&json!({"name": format!("pkg-{i}"), "version": "1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = p["id"].as_str().unwrap().to_owned();
+        let res = app
+            .with_key(
+                Method::POST,
+                &format!("/api/v1/packages/{id}/download"),
+                key,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            202,
+            "the request succeeds whatever the broker does"
+        );
+        let op: Value = res.json().await.unwrap();
+        out.push((id, op["id"].as_str().unwrap().to_owned()));
+    }
+    out
+}
+
+/// Every operation succeeded and every package changed status exactly once (ETag = revision 2).
+async fn assert_all_done_once(app: &TestApp, key: &str, ops: &[(String, String)]) {
+    for (pkg, op) in ops {
+        let done = wait_final(app, key, op).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let res = app
+            .get_with_key(&format!("/api/v1/packages/{pkg}"), key)
+            .await;
+        assert_eq!(res.headers()["etag"], "\"2\"", "one status change");
+        assert_eq!(res.json::<Value>().await.unwrap()["status"], "downloaded");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and RabbitMQ; run with --include-ignored (scripts/test.sh does)"]
+async fn a_killed_worker_loses_no_operation_and_none_runs_twice() {
+    require_services();
+    let app = spawn_app_with(|s| {
+        s.worker.embedded = false;
+        s.executor.simulated_duration_ms = 1500;
+        s.executor.simulated_steps = 15;
+    })
+    .await;
+    let key = app.writer_key().await;
+    let mut first = spawn_worker(&app);
+    let ops = create_and_download(&app, &key, 12).await;
+
+    // Kill the worker with SIGKILL while operations are running.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running: Value = app
+            .get_with_key("/api/v1/operations?status=running", &key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !running["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no operation started running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    let mut second = spawn_worker(&app);
+    assert_all_done_once(&app, &key, &ops).await;
+    // The crashed worker's operations ran again (attempts > 1) but changed the status once.
+    let mut retried = 0;
+    for (_, op) in &ops {
+        let v: Value = app
+            .get_with_key(&format!("/api/v1/operations/{op}"), &key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if v["attempts"].as_i64().unwrap() > 1 {
+            retried += 1;
+        }
+    }
+    assert!(
+        retried >= 1,
+        "no operation was taken over from the killed worker"
+    );
+    Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    let status = second.wait().unwrap();
+    assert!(
+        status.success(),
+        "the second worker stops cleanly on SIGTERM: {status:?}"
+    );
+}
+
+/// A TCP proxy to the broker that the test can cut and restore.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let handle = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns2.lock().unwrap().push(handle);
+            }
+        });
+        Self { port, up, conns }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and RabbitMQ; run with --include-ignored (scripts/test.sh does)"]
+async fn requests_succeed_while_the_broker_is_away_and_the_work_completes_after() {
+    let (_, amqp) = require_services();
+    let broker = reqwest::Url::parse(&amqp).unwrap();
+    let proxy = Proxy::start(format!(
+        "{}:{}",
+        broker.host_str().unwrap(),
+        broker.port().unwrap_or(5672)
+    ))
+    .await;
+    let mut via_proxy = broker.clone();
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    let via_proxy = via_proxy.to_string();
+    let app = spawn_app_with(move |s| s.queue.amqp_url = Some(via_proxy)).await;
+    let key = app.writer_key().await;
+
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get("/health/ready").await.status() != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "readiness never reported the broker down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ops = create_and_download(&app, &key, 5).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (_, op) in &ops {
+        let v: Value = app
+            .get_with_key(&format!("/api/v1/operations/{op}"), &key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            v["status"], "pending",
+            "nothing ran while the broker was away"
+        );
+    }
+
+    proxy.restore();
+    assert_all_done_once(&app, &key, &ops).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get("/health/ready").await.status() != 200 {
+        assert!(Instant::now() < deadline, "readiness never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
