@@ -231,3 +231,40 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
 pub async fn database_for_migrations(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     connect_database(settings).await.context("connecting")
 }
+
+/// Hourly housekeeping: finished operations past `operations.retention_hours`, outbox messages
+/// sent more than a day ago, expired idempotency keys. Runs until `stop`.
+pub async fn maintenance(
+    settings: Settings,
+    adapters: Adapters,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use depot_core::idempotency::IdempotencyStore;
+    use depot_packages::ports::{OperationRepository, OutboxRepository};
+    let packages = SeaOrmPackageRepository::new(adapters.db.clone());
+    let idempotency = depot_store::SeaOrmIdempotencyStore::new(adapters.db.clone());
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let now = adapters.clock.now();
+        let retention = chrono::Duration::hours(settings.operations.retention_hours);
+        let results = [
+            ("operations", packages.purge_finished(now - retention).await),
+            (
+                "outbox",
+                packages.purge_sent(now - chrono::Duration::days(1)).await,
+            ),
+            ("idempotency keys", idempotency.purge(now).await),
+        ];
+        for (what, result) in results {
+            match result {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, what, "purged"),
+                Err(e) => tracing::warn!(error = %e, what, "purging failed"),
+            }
+        }
+    }
+}

@@ -2,11 +2,13 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod client;
 pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod http;
 pub mod http_executor;
+pub mod idempotency;
 pub mod middleware;
 pub mod routes;
 pub mod settings;

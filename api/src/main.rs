@@ -27,6 +27,8 @@ enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Drive a running Depot: create, list, download, activate packages (with a progress bar).
+    Packages(depot_api::client::PackagesArgs),
     /// Generate passwords or passphrases locally, with the same rules as GET /api/v1/passwords.
     Password(Box<PasswordArgs>),
     /// Inspect the configuration.
@@ -157,6 +159,10 @@ enum ConfigAction {
 fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
+    // A client of a running Depot: needs no server settings.
+    if let Some(Command::Packages(args)) = cli.command {
+        return depot_api::client::run(args);
+    }
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
@@ -191,7 +197,9 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Worker => worker(settings).await,
             Command::Migrate { action } => migrate(settings, action).await,
-            Command::Config { .. } | Command::Password(_) => unreachable!("handled above"),
+            Command::Config { .. } | Command::Password(_) | Command::Packages(_) => {
+                unreachable!("handled above")
+            }
         }
     });
     match result {

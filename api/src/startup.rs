@@ -61,7 +61,12 @@ impl Application {
         let (background_stop, stopped) = tokio::sync::watch::channel(false);
         let background = vec![
             tokio::spawn(services.verifier.clone().run(stopped.clone())),
-            tokio::spawn(services.relay.clone().run(stopped)),
+            tokio::spawn(services.relay.clone().run(stopped.clone())),
+            tokio::spawn(bootstrap::maintenance(
+                settings.clone(),
+                adapters.clone(),
+                stopped,
+            )),
         ];
         let server = run(listener, &settings, &adapters, services).map_err(|e| StartupError {
             key: "server.port",
@@ -188,6 +193,10 @@ fn run(
         admin_secret: services.admin_secret,
         allow_query_keys: settings.auth.allow_query_keys,
         packages: services.packages,
+        idempotency: Arc::new(depot_store::SeaOrmIdempotencyStore::new(
+            adapters.db.clone(),
+        )),
+        clock: adapters.clock.clone(),
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;
@@ -210,6 +219,7 @@ fn run(
             .configure(crate::docs::configure(docs_enabled))
             .service(
                 web::scope("/api/v1")
+                    .wrap(from_fn(crate::idempotency::idempotency))
                     .wrap(from_fn(crate::auth::record_key_use))
                     .configure(routes::configure_v1),
             )

@@ -16,4 +16,6 @@ pub struct AppState {
     pub admin_secret: SecretString,
     pub allow_query_keys: bool,
     pub packages: Arc<depot_packages::PackageService>,
+    pub idempotency: Arc<dyn depot_core::idempotency::IdempotencyStore>,
+    pub clock: Arc<dyn depot_core::Clock>,
 }

@@ -583,3 +583,137 @@ async fn packages_are_documented() {
         );
     }
 }
+
+#[tokio::test]
+async fn idempotency_keys_replay_the_first_answer() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    let idem = uuid::Uuid::new_v4().to_string();
+    let post = |body: Value, idem: String| {
+        app.with_key(Method::POST, "/api/v1/packages", &key)
+            .header("Idempotency-Key", idem)
+            .json(&body)
+            .send()
+    };
+    let first = post(json!({"name": "once", "version": "1"}), idem.clone())
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let location = first.headers()["location"].clone();
+    let first_body: Value = first.json().await.unwrap();
+
+    let again = post(json!({"name": "once", "version": "1"}), idem.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["location"], location);
+    assert_eq!(again.json::<Value>().await.unwrap(), first_body);
+    let all = get_json(&app, &key, "/api/v1/packages?name=once").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 1, "created once");
+
+    let p = assert_problem(
+        post(json!({"name": "other", "version": "1"}), idem.clone())
+            .await
+            .unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "Idempotency-Key");
+    let p = assert_problem(
+        post(json!({"name": "x", "version": "1"}), "not-a-uuid".into())
+            .await
+            .unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "Idempotency-Key");
+
+    // Keys belong to the caller: another key holder's identical key is independent.
+    let other = app.writer_key().await;
+    let res = app
+        .with_key(Method::POST, "/api/v1/packages", &other)
+        .header("Idempotency-Key", &idem)
+        .json(&json!({"name": "theirs", "version": "1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().get("idempotent-replayed").is_none());
+
+    // Operations too: a retried download answers the same operation.
+    let id = first_body["id"].as_str().unwrap();
+    let op_key = uuid::Uuid::new_v4().to_string();
+    let start_once = || {
+        app.with_key(
+            Method::POST,
+            &format!("/api/v1/packages/{id}/download"),
+            &key,
+        )
+        .header("Idempotency-Key", &op_key)
+        .send()
+    };
+    let a: Value = start_once().await.unwrap().json().await.unwrap();
+    let res = start_once().await.unwrap();
+    assert_eq!(res.status(), 202);
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(a["id"], b["id"]);
+}
+
+/// `depot packages …` against a running Depot, as an operator would use it.
+#[tokio::test]
+async fn the_command_line_drives_the_lifecycle() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    let run = |args: Vec<String>| {
+        let url = app.address.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_depot"))
+                .arg("packages")
+                .args(["--url", &url, "--api-key", &key])
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(vec![
+        "create".into(),
+        "--name".into(),
+        "cli-pkg".into(),
+        "--version".into(),
+        "0.1".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    for kind in ["download", "activate"] {
+        let out = run(vec![kind.into(), id.clone()]).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        get_json(&app, &key, &format!("/api/v1/packages/{id}")).await["status"],
+        "active"
+    );
+    let out = run(vec!["list".into(), "--status".into(), "active".into()])
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli-pkg"));
+    // A refused transition exits 2 with the problem's detail.
+    let out = run(vec!["download".into(), id.clone()]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_transition"));
+}

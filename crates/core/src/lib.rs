@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod idempotency;
 pub mod principal;
 pub mod queue;
 pub mod repo;

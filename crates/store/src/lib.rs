@@ -5,11 +5,13 @@ pub mod api_keys;
 pub mod database;
 pub mod entities;
 pub mod error;
+pub mod idempotency;
 pub mod packages;
 
 pub use api_keys::SeaOrmApiKeyRepository;
 pub use database::{
     Backend, DatabaseOptions, MigrateCommand, connect, migrate, migrate_up, migration_status, ping,
 };
+pub use idempotency::SeaOrmIdempotencyStore;
 pub use packages::SeaOrmPackageRepository;
 pub use sea_orm::DatabaseConnection;

@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod api_key_change;
 pub mod api_key_usage;
 pub mod audit_event;
+pub mod idempotency_key;
 pub mod operation;
 pub mod outbox;
 pub mod package;
