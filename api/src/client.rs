@@ -205,7 +205,7 @@ pub fn run(args: PackagesArgs) -> ExitCode {
                 query.extend(name.map(|n| ("name".to_owned(), n)));
                 let qs = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
                 let page = client.send(reqwest::Method::GET, &format!("/api/v1/packages?{qs}"), None).await?;
-                println!("{:<36}  {:<30}  {:<12}  {}", "ID", "NAME", "VERSION", "STATUS");
+                println!("{:<36}  {:<30}  {:<12}  STATUS", "ID", "NAME", "VERSION");
                 for p in page["items"].as_array().into_iter().flatten() {
                     println!(
                         "{:<36}  {:<30}  {:<12}  {}",
