@@ -17,8 +17,10 @@ fmt:
 migrate:        ## Apply migrations to the configured database (DATABASE_URL or config)
 	cargo run --locked -p depot-api --bin depot -- migrate up
 
-bench:          ## Release build driven by wrk: requests/s and p50/p99 per endpoint vs /health/live
+bench:          ## Release build driven by wrk: requests/s and p50/p99 per endpoint vs /health/live,
+                ## then lifecycle throughput embedded and on PostgreSQL + RabbitMQ
 	bash scripts/bench.sh
+	bash scripts/bench-scaled.sh
 
 build:
 	cargo build --workspace --locked

@@ -10,3 +10,9 @@ ENDPOINTS+=(
 if [ -n "${BENCH_API_KEY:-}" ]; then
   ENDPOINTS+=("whoami_with_api_key|/api/v1/auth/whoami|X-API-Key: ${BENCH_API_KEY}")
 fi
+
+# Packages: GET one and list 50 with a valid key. BENCH_PACKAGE_ID is made by scripts/bench.sh.
+if [ -n "${BENCH_PACKAGE_ID:-}" ]; then
+  ENDPOINTS+=("get_package_with_api_key|/api/v1/packages/${BENCH_PACKAGE_ID}|X-API-Key: ${BENCH_API_KEY}")
+  ENDPOINTS+=("list_50_packages_with_api_key|/api/v1/packages?limit=50|X-API-Key: ${BENCH_API_KEY}")
+fi

@@ -19,7 +19,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
 fi
 
-cargo build --release --locked -p depot-api --bin depot
+cargo build --release --locked -p depot-api --bin depot --example lifecycle
 
 WORK=$(mktemp -d)
 LOG="$WORK/depot.log"
@@ -36,6 +36,8 @@ BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/depot"
     DEPOT__SERVER__HOST=127.0.0.1 DEPOT__SERVER__PORT="$PORT" DEPOT__LOG__LEVEL=warn \
     DEPOT_ADMIN_SECRET="${DEPOT_ADMIN_SECRET:-bench-admin-secret-0123456789abcdef}" \
     DEPOT__API_KEYS__USAGE_RETENTION_DAYS=1 \
+    DEPOT__EXECUTOR__SIMULATED_DURATION_MS=0 DEPOT__EXECUTOR__SIMULATED_STEPS=1 \
+    DEPOT__WORKER__CONCURRENCY=16 ${BENCH_EXTRA_ENV:-} \
     "$BIN" serve >"$LOG" 2>&1
 ) &
 PID=$!
@@ -52,6 +54,14 @@ BENCH_API_KEY=$(curl -fsS -X POST "$BASE/api/v1/api-keys" -H "X-Admin-Secret: $A
   -d '{"name":"bench","scopes":["packages:read","packages:write","operations:read","passwords:generate"]}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 export BENCH_API_KEY
+
+# 60 packages, so that "list 50" returns a full page.
+for i in $(seq 1 60); do
+  BENCH_PACKAGE_ID=$(curl -fsS -X POST "$BASE/api/v1/packages" -H "X-API-Key: $BENCH_API_KEY" \
+    -H 'Content-Type: application/json' -d "{\"name\":\"bench-$i\",\"version\":\"1.0.0\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+done
+export BENCH_PACKAGE_ID
 
 # Endpoints: "name|path|header" (header optional, e.g. "X-API-Key: dpk_…"). Components add
 # theirs in bench/endpoints.sh.
@@ -103,3 +113,11 @@ for line in "${RESULTS[@]}"; do
   read -r name _ _ _ bad <<<"$line"
   if [ "${bad:-0}" != 0 ]; then echo "FAIL: $name answered $bad non-2xx responses"; exit 1; fi
 done
+
+# End-to-end lifecycle throughput (create → download → activate, simulated executor at zero
+# delay), embedded mode.
+LIFECYCLE_N=${BENCH_LIFECYCLE_PACKAGES:-1000}
+echo
+echo "lifecycle (embedded: SQLite + in-process queue), $LIFECYCLE_N packages, 64 at a time:"
+"${CARGO_TARGET_DIR:-$PWD/target}/release/examples/lifecycle" "$BASE" "$BENCH_API_KEY" "$LIFECYCLE_N" 64 |
+  awk '{printf "  %s packages/s (%s failed)\n", $4, $5}'

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Lifecycle throughput in scaled mode: `depot serve` (API + outbox relay, no embedded worker) and
+# BENCH_WORKERS `depot worker` processes on PostgreSQL + RabbitMQ (local), simulated executor at
+# zero delay. Prints packages/s for create → download → activate. Part of `make bench`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PG=${DEPOT_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+AMQP=${DEPOT_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+PORT=${BENCH_PORT:-18090}
+WORKERS=${BENCH_WORKERS:-2}
+N=${BENCH_LIFECYCLE_PACKAGES:-1000}
+TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+bash scripts/services.sh >/dev/null
+cargo build --release --locked -p depot-api --bin depot --example lifecycle
+DB=depot_bench_$$
+psql "$PG" -qc "CREATE DATABASE $DB"
+DB_URL="${PG%/*}/$DB"
+PREFIX="depot-bench-$$."
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  psql "$PG" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+  for q in operations operations.retry operations.dead; do
+    rabbitmqctl -q delete_queue "${PREFIX}$q" >/dev/null 2>&1 || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+export DATABASE_URL="$DB_URL" AMQP_URL="$AMQP" DEPOT__QUEUE__QUEUE_PREFIX="$PREFIX" DEPOT__LOG__LEVEL=warn \
+  DEPOT__EXECUTOR__SIMULATED_DURATION_MS=0 DEPOT__EXECUTOR__SIMULATED_STEPS=1 \
+  DEPOT__DATABASE__MAX_CONNECTIONS=20 DEPOT_ADMIN_SECRET=bench-admin-secret-0123456789abcdef
+"$TARGET_DIR/release/depot" migrate up >/dev/null
+(cd "$WORK" && exec env DEPOT__SERVER__HOST=127.0.0.1 DEPOT__SERVER__PORT="$PORT" DEPOT__WORKER__EMBEDDED=false \
+  "$TARGET_DIR/release/depot" serve >"$WORK/api.log" 2>&1) &
+PIDS+=($!)
+for i in $(seq 1 "$WORKERS"); do
+  (cd "$WORK" && exec env DEPOT__WORKER__CONCURRENCY=32 "$TARGET_DIR/release/depot" worker >"$WORK/worker$i.log" 2>&1) &
+  PIDS+=($!)
+done
+BASE="http://127.0.0.1:$PORT"
+for _ in $(seq 1 100); do curl -fsS "$BASE/health/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+KEY=$(curl -fsS -X POST "$BASE/api/v1/api-keys" -H "X-Admin-Secret: $DEPOT_ADMIN_SECRET" -H 'Content-Type: application/json' \
+  -d '{"name":"bench","scopes":["packages:read","packages:write","operations:read"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+echo "lifecycle (scaled: PostgreSQL + RabbitMQ, 1 API + $WORKERS workers), $N packages, 64 at a time:"
+"$TARGET_DIR/release/examples/lifecycle" "$BASE" "$KEY" "$N" 64 | awk '{printf "  %s packages/s (%s failed)\n", $4, $5}'
