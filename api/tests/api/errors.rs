@@ -21,3 +21,18 @@ async fn wrong_methods_are_405_problems_with_allow() {
     assert_eq!(res.headers()["allow"], "GET");
     assert_problem(res, 405, "method_not_allowed").await;
 }
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_problems() {
+    let app = crate::helpers::spawn_app_with(|s| s.server.body_limit_bytes = 4096).await;
+    let key = app.writer_key().await;
+    let big = serde_json::json!({"name": "x".repeat(10_000), "version": "1"});
+    let res = app
+        .with_key(reqwest::Method::POST, "/api/v1/packages", &key)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(res, 413, "payload_too_large").await;
+    assert!(p["detail"].as_str().unwrap().contains("4096"), "{p}");
+}
