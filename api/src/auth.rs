@@ -73,7 +73,22 @@ impl Auth {
             };
         }
         if let Some(raw) = presented_key(&req, state.allow_query_keys) {
-            let verified = state.verifier.verify(&raw).await?;
+            let result = state.verifier.verify(&raw).await;
+            let label = match &result {
+                Ok(_) => "valid",
+                Err(depot_api_keys::VerifyError::Malformed) => "malformed",
+                Err(depot_api_keys::VerifyError::Unknown) => "unknown",
+                Err(depot_api_keys::VerifyError::Revoked) => "revoked",
+                Err(depot_api_keys::VerifyError::Expired) => "expired",
+                Err(depot_api_keys::VerifyError::RateLimited { .. }) => "rate_limited",
+                Err(depot_api_keys::VerifyError::Unavailable(_)) => "unavailable",
+            };
+            state
+                .metrics
+                .key_verifications
+                .with_label_values(&[label])
+                .inc();
+            let verified = result?;
             req.extensions_mut().insert(KeyUse {
                 key_id: verified.key_id,
                 rate: verified.rate,

@@ -28,6 +28,7 @@ pub struct Adapters {
     pub queue_health: Arc<dyn QueueHealth>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Set in embedded mode, so shutdown can close it.
     pub in_process_queue: Option<InProcessQueue>,
 }
@@ -118,6 +119,7 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
         queue_health: queue.health,
         secrets: secret_store(settings),
         clock: Arc::new(SystemClock),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
         in_process_queue: queue.in_process,
     })
 }

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod http;
 pub mod http_executor;
 pub mod idempotency;
+pub mod metrics;
 pub mod middleware;
 pub mod routes;
 pub mod settings;

@@ -119,6 +119,7 @@ pub fn worker_for(settings: &Settings, adapters: &Adapters) -> Result<Worker, St
         settings.queue.prefetch,
     )
     .max_deliveries(settings.queue.max_deliveries)
+    .metrics(adapters.metrics.clone())
     .register(Arc::new(crate::worker::OperationJob(runner))))
 }
 
@@ -197,6 +198,8 @@ fn run(
             adapters.db.clone(),
         )),
         clock: adapters.clock.clone(),
+        metrics: adapters.metrics.clone(),
+        packages_relay: services.relay.clone(),
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;
@@ -206,6 +209,7 @@ fn run(
         App::new()
             .wrap(ErrorHandlers::new().default_handler(problem_for_any_error))
             .wrap(cors(&app_settings))
+            .wrap(from_fn(crate::metrics::record_http))
             .wrap(TracingLogger::<DepotRootSpan>::new())
             .wrap(from_fn(request_context))
             .app_data(state.clone())
@@ -216,6 +220,7 @@ fn run(
             }))
             .service(web::resource("/health/live").route(web::get().to(routes::health::live)))
             .service(web::resource("/health/ready").route(web::get().to(routes::health::ready)))
+            .service(web::resource("/metrics").route(web::get().to(crate::metrics::metrics)))
             .configure(crate::docs::configure(docs_enabled))
             .service(
                 web::scope("/api/v1")

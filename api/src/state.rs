@@ -18,4 +18,6 @@ pub struct AppState {
     pub packages: Arc<depot_packages::PackageService>,
     pub idempotency: Arc<dyn depot_core::idempotency::IdempotencyStore>,
     pub clock: Arc<dyn depot_core::Clock>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub packages_relay: Arc<depot_packages::relay::OutboxRelay>,
 }

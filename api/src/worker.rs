@@ -35,6 +35,7 @@ pub struct Worker {
     concurrency: u16,
     prefetch: u16,
     max_deliveries: u32,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Stops a running worker and waits for its in-flight jobs.
@@ -64,6 +65,7 @@ impl Worker {
             concurrency: concurrency.max(1),
             prefetch: prefetch.max(1),
             max_deliveries: 10,
+            metrics: None,
         }
     }
 
@@ -74,6 +76,12 @@ impl Worker {
 
     pub fn handler_count(&self) -> usize {
         self.handlers.len()
+    }
+
+    /// Counts job outcomes in these metrics.
+    pub fn metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Dead-letter a message after this many deliveries.
@@ -97,6 +105,7 @@ impl Worker {
             let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
             let mut stopped = stopped.clone();
             let (prefetch, max_deliveries) = (self.prefetch, self.max_deliveries);
+            let metrics = self.metrics.clone();
             tasks.spawn(async move {
                 let mut jobs = JoinSet::new();
                 let mut subscription = Some(first);
@@ -145,8 +154,12 @@ impl Worker {
                             }
                         };
                         let handler = handler.clone();
+                        let metrics = metrics.clone();
                         jobs.spawn(async move {
-                            run_one(handler.as_ref(), delivery, max_deliveries).await;
+                            let outcome = run_one(handler.as_ref(), delivery, max_deliveries).await;
+                            if let Some(m) = metrics {
+                                m.jobs.with_label_values(&[handler.queue(), outcome]).inc();
+                            }
                             drop(permit);
                         });
                         while jobs.try_join_next().is_some() {}
@@ -188,9 +201,19 @@ fn retry_backoff(attempt: u32) -> Duration {
         .min(Duration::from_secs(10))
 }
 
-async fn run_one(handler: &dyn JobHandler, delivery: Box<dyn Delivery>, max_deliveries: u32) {
+/// Handles and settles one delivery; returns the outcome's metric label.
+async fn run_one(
+    handler: &dyn JobHandler,
+    delivery: Box<dyn Delivery>,
+    max_deliveries: u32,
+) -> &'static str {
     let attempt = delivery.attempt();
     let outcome = handler.handle(delivery.message(), attempt).await;
+    let label = match &outcome {
+        Ok(()) => "ack",
+        Err(JobError::Retryable(_)) if attempt < max_deliveries => "retry",
+        Err(_) => "dead_letter",
+    };
     let settled = match outcome {
         Ok(()) => delivery.ack().await,
         Err(JobError::Retryable(e)) if attempt >= max_deliveries => {
@@ -210,6 +233,7 @@ async fn run_one(handler: &dyn JobHandler, delivery: Box<dyn Delivery>, max_deli
     if let Err(e) = settled {
         tracing::warn!(error = %e, "settling a delivery failed; the broker will redeliver it");
     }
+    label
 }
 
 #[cfg(test)]

@@ -354,6 +354,11 @@ async fn start(
 ) -> Result<HttpResponse, ApiError> {
     auth.0.require(Permission::PackagesWrite)?;
     let op = state.packages.start(id, kind).await?;
+    state
+        .metrics
+        .operations_started
+        .with_label_values(&[kind.as_str()])
+        .inc();
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/operations/{}", op.id)))
         .insert_header((header::RETRY_AFTER, "1"))

@@ -9,6 +9,7 @@ mod errors;
 mod health;
 mod helpers;
 mod http_executor;
+mod metrics;
 mod migrations;
 mod packages;
 mod passwords;
