@@ -9,9 +9,10 @@ AMQP=${DEPOT_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 PORT=${BENCH_PORT:-18090}
 WORKERS=${BENCH_WORKERS:-2}
 N=${BENCH_LIFECYCLE_PACKAGES:-1000}
+C=${BENCH_LIFECYCLE_CONCURRENCY:-64}
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 bash scripts/services.sh >/dev/null
-cargo build --release --locked -p depot-api --bin depot --example lifecycle
+[ -n "${BENCH_SKIP_BUILD:-}" ] || cargo build --release --locked -p depot-api --bin depot --example lifecycle
 DB=depot_bench_$$
 psql "$PG" -qc "CREATE DATABASE $DB"
 DB_URL="${PG%/*}/$DB"
@@ -43,5 +44,5 @@ BASE="http://127.0.0.1:$PORT"
 for _ in $(seq 1 100); do curl -fsS "$BASE/health/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 KEY=$(curl -fsS -X POST "$BASE/api/v1/api-keys" -H "X-Admin-Secret: $DEPOT_ADMIN_SECRET" -H 'Content-Type: application/json' \
   -d '{"name":"bench","scopes":["packages:read","packages:write","operations:read"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-echo "lifecycle (scaled: PostgreSQL + RabbitMQ, 1 API + $WORKERS workers), $N packages, 64 at a time:"
-"$TARGET_DIR/release/examples/lifecycle" "$BASE" "$KEY" "$N" 64 | awk '{printf "  %s packages/s (%s failed)\n", $4, $5}'
+echo "lifecycle (scaled: PostgreSQL + RabbitMQ, 1 API + $WORKERS workers), $N packages, $C at a time:"
+"$TARGET_DIR/release/examples/lifecycle" "$BASE" "$KEY" "$N" "$C" | awk '{printf "  %s packages/s (%s failed)\n", $4, $5}'

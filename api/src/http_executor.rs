@@ -111,7 +111,9 @@ impl HttpExecutor {
             ));
         }
         let expected = p.size_bytes.map(|s| s as u64).or(response.content_length());
-        let partial = dir.join("artifact.part");
+        // A name of its own per attempt: a redelivered operation may briefly run twice (crash
+        // takeover), and two writers must not share one file. Only a verified file is renamed in.
+        let partial = dir.join(format!("artifact.part-{}", uuid::Uuid::now_v7()));
         let mut file = tokio::fs::File::create(&partial)
             .await
             .map_err(|e| io_retryable("creating the download file", e))?;
