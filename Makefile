@@ -1,5 +1,5 @@
 # Depot developer targets. `make run` and `make test` are the README's two commands.
-.PHONY: run test lint fmt migrate bench build release clean
+.PHONY: run test lint fmt migrate bench cluster cluster-test build release clean
 
 run:            ## Start Depot with no external services (SQLite file, in-process queue)
 	cargo run --release --locked -p depot-api --bin depot -- serve
@@ -21,6 +21,12 @@ bench:          ## Release build driven by wrk: requests/s and p50/p99 per endpo
                 ## then lifecycle throughput embedded and on PostgreSQL + RabbitMQ
 	bash scripts/bench.sh
 	bash scripts/bench-scaled.sh
+
+cluster:        ## The scaled topology without Docker: nginx, 2 API processes, 2 workers (PostgreSQL + RabbitMQ)
+	CLUSTER_PROFILE=release CLUSTER_PORT=8080 bash scripts/cluster.sh run
+
+cluster-test:   ## Lifecycle across that cluster; stops everything and checks nothing is left
+	bash scripts/cluster.sh test
 
 build:
 	cargo build --workspace --locked
