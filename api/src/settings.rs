@@ -609,6 +609,27 @@ mod tests {
     }
 
     #[test]
+    fn the_env_example_documents_every_setting() {
+        let example = include_str!("../../.env.example");
+        let value = serde_json::to_value(Settings::defaults()).unwrap();
+        for (section, fields) in value.as_object().unwrap() {
+            for key in fields.as_object().unwrap().keys() {
+                let var = format!("DEPOT__{}__{}=", section.to_uppercase(), key.to_uppercase());
+                assert!(example.contains(&var), ".env.example lacks {var}");
+            }
+        }
+        for alias in [
+            "PORT=",
+            "DATABASE_URL=",
+            "AMQP_URL=",
+            "DEFAULT_PASSWORD_LENGTH=",
+            "DEPOT_ADMIN_SECRET=",
+        ] {
+            assert!(example.contains(alias), ".env.example lacks {alias}");
+        }
+    }
+
+    #[test]
     fn urls_are_redacted() {
         assert_eq!(
             redact_url("postgres://user:pw@host:5432/db"),
