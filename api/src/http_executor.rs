@@ -210,11 +210,6 @@ impl HttpExecutor {
             _ => Ok(()),
         }
     }
-
-    /// Where the active version of `p`'s name points (for tests and operators).
-    pub fn active_target(&self, p: &Package) -> Option<PathBuf> {
-        std::fs::read_link(self.active_link(p)).ok()
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

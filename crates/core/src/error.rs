@@ -41,11 +41,6 @@ impl ValidationError {
             message: message.into(),
         });
     }
-
-    pub fn merge(mut self, other: ValidationError) -> Self {
-        self.errors.extend(other.errors);
-        self
-    }
 }
 
 #[cfg(test)]

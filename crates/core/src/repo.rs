@@ -84,13 +84,6 @@ impl PageRequest {
         }
     }
 
-    pub fn first(limit: u32) -> Self {
-        Self {
-            limit: limit.clamp(1, MAX_PAGE_LIMIT),
-            after: None,
-        }
-    }
-
     pub fn limit(&self) -> u32 {
         self.limit
     }
@@ -117,13 +110,6 @@ impl<T> Page<T> {
         Self {
             items: rows,
             next_cursor,
-        }
-    }
-
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            next_cursor: self.next_cursor,
         }
     }
 }

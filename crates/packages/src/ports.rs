@@ -44,9 +44,9 @@ pub struct OutboxMessage {
 pub enum StartError {
     #[error("no such package")]
     NotFound,
-    /// The package's status is not the one the operation starts from.
-    #[error("the package is {}", .0.as_str())]
-    WrongStatus(PackageStatus),
+    /// The state machine forbids the operation from the package's current status.
+    #[error(transparent)]
+    WrongStatus(crate::model::InvalidTransition),
     /// Another operation on the package is pending or running.
     #[error("operation {0} is already in progress on this package")]
     Busy(Uuid),
@@ -90,14 +90,11 @@ pub trait PackageRepository: Send + Sync {
 
 #[async_trait]
 pub trait OperationRepository: Send + Sync {
-    /// In one transaction: checks the package's status and that no other operation is in
-    /// progress, inserts the operation and its outbox message.
-    async fn start(
-        &self,
-        operation: &Operation,
-        from: PackageStatus,
-        message: &OutboxMessage,
-    ) -> Result<(), StartError>;
+    /// In one transaction: checks the package's status against the state machine
+    /// (`OperationKind::check`) and that no other operation is in progress, inserts the operation
+    /// and its outbox message.
+    async fn start(&self, operation: &Operation, message: &OutboxMessage)
+    -> Result<(), StartError>;
     async fn get(&self, id: Uuid) -> Result<Operation, RepoError>;
     /// Newest first.
     async fn list(

@@ -121,20 +121,13 @@ impl OperationRunner {
             .map_err(|e| RunError::Permanent(format!("not an operation message: {e}")))?;
         let id = msg.operation_id;
         tracing::Span::current().record("operation_id", tracing::field::display(id));
-        let op = match self.operations.get(id).await {
+        // Claiming returns a final operation unchanged, so no separate read is needed first.
+        let op = match self.operations.claim(id, self.clock.now()).await {
             Ok(op) => op,
             // Deleted with its package: nothing to do.
             Err(RepoError::NotFound) => return Ok(()),
             Err(e) => return Err(retryable(e)),
         };
-        if op.status.is_final() {
-            return Ok(());
-        }
-        let op = self
-            .operations
-            .claim(id, self.clock.now())
-            .await
-            .map_err(retryable)?;
         if op.status.is_final() {
             return Ok(());
         }

@@ -114,12 +114,8 @@ impl PackageService {
         if_match: Option<i64>,
     ) -> Result<Package, PackageError> {
         let fields = input.validate(false)?;
-        let current = self.get(id).await?;
-        if if_match.is_some_and(|rev| rev != current.revision) {
-            return Err(PackageError::PreconditionFailed);
-        }
         self.packages
-            .update(id, &fields, Some(current.revision), self.clock.now())
+            .update(id, &fields, if_match, self.clock.now())
             .await
             .map_err(|e| match e {
                 RepoError::Conflict(msg) if msg.contains("unique") => PackageError::Conflict {
@@ -132,10 +128,6 @@ impl PackageService {
     }
 
     pub async fn delete(&self, id: Uuid, if_match: Option<i64>) -> Result<(), PackageError> {
-        let current = self.get(id).await?;
-        if if_match.is_some_and(|rev| rev != current.revision) {
-            return Err(PackageError::PreconditionFailed);
-        }
         self.packages
             .delete(id, if_match)
             .await
@@ -159,13 +151,6 @@ impl PackageService {
         package_id: Uuid,
         kind: OperationKind,
     ) -> Result<Operation, PackageError> {
-        let package = self.get(package_id).await?;
-        let (from, _) = kind.transition();
-        kind.check(package.status)
-            .map_err(|e| PackageError::Conflict {
-                code: "invalid_transition",
-                detail: e.to_string(),
-            })?;
         let now = self.clock.now();
         let operation = Operation {
             id: Uuid::now_v7(),
@@ -190,13 +175,13 @@ impl PackageService {
             created_at: now,
         };
         self.operations
-            .start(&operation, from, &message)
+            .start(&operation, &message)
             .await
             .map_err(|e| match e {
                 StartError::NotFound => PackageError::NotFound("no package with this id"),
-                StartError::WrongStatus(s) => PackageError::Conflict {
+                StartError::WrongStatus(e) => PackageError::Conflict {
                     code: "invalid_transition",
-                    detail: format!("cannot {} a package that is {}", kind.as_str(), s.as_str()),
+                    detail: e.to_string(),
                 },
                 StartError::Busy(other) => PackageError::Conflict {
                     code: "operation_in_progress",

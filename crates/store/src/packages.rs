@@ -257,12 +257,7 @@ impl PackageRepository for SeaOrmPackageRepository {
 #[async_trait]
 impl OperationRepository for SeaOrmPackageRepository {
     #[tracing::instrument(skip_all)]
-    async fn start(
-        &self,
-        op: &Operation,
-        from: PackageStatus,
-        message: &OutboxMessage,
-    ) -> Result<(), StartError> {
+    async fn start(&self, op: &Operation, message: &OutboxMessage) -> Result<(), StartError> {
         let txn = begin_write(&self.db)
             .await
             .map_err(|e| StartError::Repo(repo_err(e)))?;
@@ -271,10 +266,13 @@ impl OperationRepository for SeaOrmPackageRepository {
             .await
             .map_err(|e| StartError::Repo(repo_err(e)))?
             .ok_or(StartError::NotFound)?;
-        if package.status != from.as_str() {
-            let status = PackageStatus::parse(&package.status).unwrap_or(PackageStatus::Created);
-            return Err(StartError::WrongStatus(status));
-        }
+        let status = PackageStatus::parse(&package.status).ok_or_else(|| {
+            StartError::Repo(unexpected(format!(
+                "unknown package status `{}`",
+                package.status
+            )))
+        })?;
+        op.kind.check(status).map_err(StartError::WrongStatus)?;
         let inserted = operation::Entity::insert(operation::ActiveModel {
             id: Set(op.id),
             kind: Set(op.kind.as_str().to_owned()),
