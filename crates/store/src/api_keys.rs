@@ -3,6 +3,7 @@
 
 use crate::entities::{api_key, api_key_change, api_key_usage, audit_event};
 use crate::error::{begin_write, repo_err};
+use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_api_keys::model::{scopes_from_string, scopes_to_string};
@@ -10,11 +11,11 @@ use depot_api_keys::{
     ApiKey, ApiKeyRepository, AuditEvent, AuditRepository, KeyChange, KeyFilter, KeyHash,
     KeyStatus, NewApiKey, UsageBatch, UsageRecord,
 };
-use depot_core::{Cursor, Page, PageRequest, RepoError};
+use depot_core::{Page, PageRequest, RepoError};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QuerySelect,
 };
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -107,10 +108,6 @@ async fn missing_or_stale<C: ConnectionTrait>(db: &C, id: Uuid) -> RepoError {
     }
 }
 
-fn page_of<T>(rows: Vec<T>, page: &PageRequest, id_of: impl Fn(&T) -> Uuid) -> Page<T> {
-    Page::from_overfetch(rows, page.limit(), |r| Cursor::new("", id_of(r)))
-}
-
 #[async_trait]
 impl ApiKeyRepository for SeaOrmApiKeyRepository {
     #[tracing::instrument(skip_all)]
@@ -168,16 +165,11 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
                     .add(api_key::Column::ExpiresAt.gt(now)),
             ),
         };
-        if let Some(after) = &page.after {
-            q = q.filter(api_key::Column::Id.lt(after.id));
-        }
-        let rows = q
-            .order_by_desc(api_key::Column::Id)
-            .limit(u64::from(page.limit()) + 1)
+        let rows = newest_first(q, api_key::Column::Id, page)
             .all(&self.db)
             .await
             .map_err(repo_err)?;
-        Ok(page_of(
+        Ok(page_by_id(
             rows.into_iter().map(to_domain).collect(),
             page,
             |k: &ApiKey| k.id,
@@ -362,13 +354,8 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         key_id: Uuid,
         page: &PageRequest,
     ) -> Result<Page<UsageRecord>, RepoError> {
-        let mut q = api_key_usage::Entity::find().filter(api_key_usage::Column::KeyId.eq(key_id));
-        if let Some(after) = &page.after {
-            q = q.filter(api_key_usage::Column::Id.lt(after.id));
-        }
-        let rows = q
-            .order_by_desc(api_key_usage::Column::Id)
-            .limit(u64::from(page.limit()) + 1)
+        let q = api_key_usage::Entity::find().filter(api_key_usage::Column::KeyId.eq(key_id));
+        let rows = newest_first(q, api_key_usage::Column::Id, page)
             .all(&self.db)
             .await
             .map_err(repo_err)?;
@@ -385,7 +372,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
                 user_agent: m.user_agent,
             })
             .collect();
-        Ok(page_of(records, page, |r: &UsageRecord| r.id))
+        Ok(page_by_id(records, page, |r: &UsageRecord| r.id))
     }
 
     async fn changed_since(&self, since: DateTime<Utc>) -> Result<Vec<Uuid>, RepoError> {
@@ -431,12 +418,7 @@ impl AuditRepository for SeaOrmApiKeyRepository {
         if let Some(action) = action {
             q = q.filter(audit_event::Column::Action.eq(action));
         }
-        if let Some(after) = &page.after {
-            q = q.filter(audit_event::Column::Id.lt(after.id));
-        }
-        let rows = q
-            .order_by_desc(audit_event::Column::Id)
-            .limit(u64::from(page.limit()) + 1)
+        let rows = newest_first(q, audit_event::Column::Id, page)
             .all(&self.db)
             .await
             .map_err(repo_err)?;
@@ -452,6 +434,6 @@ impl AuditRepository for SeaOrmApiKeyRepository {
                 details: m.details,
             })
             .collect();
-        Ok(page_of(events, page, |e: &AuditEvent| e.id))
+        Ok(page_by_id(events, page, |e: &AuditEvent| e.id))
     }
 }

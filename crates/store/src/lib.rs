@@ -6,6 +6,7 @@ pub mod database;
 pub mod entities;
 pub mod error;
 pub mod idempotency;
+mod keyset;
 pub mod packages;
 
 pub use api_keys::SeaOrmApiKeyRepository;

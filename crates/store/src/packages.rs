@@ -3,6 +3,7 @@
 
 use crate::entities::{operation, outbox, package};
 use crate::error::{begin_write, repo_err};
+use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_core::{Cursor, Page, PageRequest, RepoError};
@@ -341,21 +342,14 @@ impl OperationRepository for SeaOrmPackageRepository {
         if let Some(s) = filter.status {
             q = q.filter(operation::Column::Status.eq(s.as_str()));
         }
-        if let Some(after) = &page.after {
-            q = q.filter(operation::Column::Id.lt(after.id));
-        }
-        let rows = q
-            .order_by_desc(operation::Column::Id)
-            .limit(u64::from(page.limit()) + 1)
+        let rows = newest_first(q, operation::Column::Id, page)
             .all(&self.db)
             .await
             .map_err(repo_err)?
             .into_iter()
             .map(operation_of)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(rows, page.limit(), |o: &Operation| {
-            Cursor::new("", o.id)
-        }))
+        Ok(page_by_id(rows, page, |o: &Operation| o.id))
     }
 
     #[tracing::instrument(skip_all)]
