@@ -1,0 +1,21 @@
+//! Accounts: users with argon2id passwords, roles mapped to scopes, short-lived JWT access tokens
+//! (EdDSA), opaque refresh tokens that rotate on every use (stored as hashes; reuse revokes the
+//! family), per-account login throttling, and sign-in through an external OpenID Connect
+//! provider.
+
+pub mod model;
+pub mod oidc;
+pub mod password;
+pub mod ports;
+pub mod service;
+pub mod throttle;
+pub mod tokens;
+
+pub use model::{Email, Identity, PasswordPolicy, Role, User};
+pub use password::{ArgonParams, OWASP_PARAMS, PasswordHasher};
+pub use ports::{
+    NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository, Rotation,
+    ThrottleRepository, UserPatch, UserRepository,
+};
+pub use service::{AccountError, AccountService, AccountSettings};
+pub use tokens::{TokenError, TokenIssuer, TokenPair, TokenSettings};

@@ -1,0 +1,117 @@
+//! What the accounts component needs from storage.
+
+use crate::model::{Email, Identity, Role, User};
+use crate::throttle::ThrottleState;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use depot_core::{Page, PageRequest, RepoError};
+use uuid::Uuid;
+
+/// A refresh token to store: only its hash.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub id: Uuid,
+    /// Every token issued by rotation from one login shares the family.
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    pub hash: [u8; 32],
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current: it is now used, and `next` (same family) replaces it.
+    Rotated(User),
+    /// The token had been used or revoked before: the whole family is now revoked.
+    Reused,
+    /// Unknown or expired.
+    Invalid,
+    /// The user is disabled: the family is now revoked.
+    UserDisabled,
+}
+
+/// A change an administrator makes to a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+}
+
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Inserts a user (and its external identity, when given) atomically; `Conflict` when the
+    /// e-mail is taken.
+    async fn insert(&self, user: &User, identity: Option<&Identity>) -> Result<(), RepoError>;
+    async fn get(&self, id: Uuid) -> Result<User, RepoError>;
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepoError>;
+    async fn find_by_identity(&self, identity: &Identity) -> Result<Option<User>, RepoError>;
+    async fn link_identity(&self, user_id: Uuid, identity: &Identity) -> Result<(), RepoError>;
+    /// Newest first.
+    async fn list(&self, page: &PageRequest) -> Result<Page<User>, RepoError>;
+    /// Applies `patch` if the user is still at `expected_revision` (when given; `Conflict`
+    /// otherwise). Disabling revokes every refresh token of the user in the same transaction.
+    async fn update(
+        &self,
+        id: Uuid,
+        patch: &UserPatch,
+        expected_revision: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<User, RepoError>;
+    /// Enabled administrators.
+    async fn count_active_admins(&self) -> Result<u64, RepoError>;
+}
+
+#[async_trait]
+pub trait RefreshTokenRepository: Send + Sync {
+    async fn insert(&self, token: &NewRefreshToken) -> Result<(), RepoError>;
+    /// In one transaction: looks the presented token up by hash and either marks it used and
+    /// stores `next` in its family, or (reuse, disabled user) revokes the family.
+    /// `next.family_id` and `next.user_id` are ignored: they are taken from the presented token.
+    async fn rotate(
+        &self,
+        presented: &[u8; 32],
+        next: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, RepoError>;
+    /// Revokes the family of the presented token; false when the token is unknown.
+    async fn revoke_family(
+        &self,
+        presented: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError>;
+    /// Deletes tokens that expired before `before`.
+    async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
+}
+
+#[async_trait]
+pub trait ThrottleRepository: Send + Sync {
+    async fn load(&self, keys: &[[u8; 32]]) -> Result<Vec<(usize, ThrottleState)>, RepoError>;
+    async fn save(&self, key: &[u8; 32], state: &ThrottleState) -> Result<(), RepoError>;
+    async fn clear(&self, keys: &[[u8; 32]]) -> Result<(), RepoError>;
+    /// Deletes states whose last failure is older than `before`.
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
+}
+
+/// An OpenID Connect sign-in between the redirect to the provider and the callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLogin {
+    pub state_hash: [u8; 32],
+    pub nonce: String,
+    pub code_verifier: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait PendingLoginRepository: Send + Sync {
+    async fn save(&self, login: &PendingLogin) -> Result<(), RepoError>;
+    /// Removes and returns the pending login (each state is usable once); `None` when unknown
+    /// or expired.
+    async fn take(
+        &self,
+        state_hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingLogin>, RepoError>;
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
+}

@@ -1,0 +1,397 @@
+//! Registration, login, refresh-token rotation, logout, user administration and sign-in through
+//! an external identity.
+
+use crate::model::{Email, Identity, PasswordPolicy, Role, User};
+use crate::password::PasswordHasher;
+use crate::ports::{
+    NewRefreshToken, RefreshTokenRepository, Rotation, ThrottleRepository, UserPatch,
+    UserRepository,
+};
+use crate::throttle::{self, ThrottleState};
+use crate::tokens::{self, TokenIssuer, TokenPair};
+use chrono::{DateTime, Duration, Utc};
+use depot_core::{Clock, Page, PageRequest, RepoError, ValidationError};
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("registration is turned off on this server")]
+    RegistrationDisabled,
+    /// Unknown e-mail or wrong password: deliberately the same.
+    #[error("the e-mail or password is not correct")]
+    InvalidCredentials,
+    #[error("too many failed logins; try again in {retry_after} s")]
+    Throttled { retry_after: u64 },
+    #[error("this account is disabled")]
+    Disabled,
+    #[error("the refresh token is not valid")]
+    RefreshInvalid,
+    #[error("the refresh token was already used; every token of its session is now revoked")]
+    RefreshReused,
+    #[error("no user with this id")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the user has changed since it was read")]
+    PreconditionFailed,
+    #[error("storage failed")]
+    Repo(#[source] RepoError),
+    #[error("password hashing failed")]
+    Hash(#[from] crate::password::HashError),
+}
+
+impl From<RepoError> for AccountError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::NotFound => AccountError::NotFound,
+            other => AccountError::Repo(other),
+        }
+    }
+}
+
+pub struct AccountSettings {
+    pub registration_enabled: bool,
+    pub password_policy: PasswordPolicy,
+    pub refresh_ttl: Duration,
+}
+
+pub struct AccountService {
+    users: Arc<dyn UserRepository>,
+    refresh: Arc<dyn RefreshTokenRepository>,
+    throttle: Arc<dyn ThrottleRepository>,
+    hasher: Arc<PasswordHasher>,
+    tokens: Arc<TokenIssuer>,
+    clock: Arc<dyn Clock>,
+    settings: AccountSettings,
+}
+
+/// The two throttle keys of a login attempt: the e-mail, and the e-mail from this client.
+fn throttle_keys(email: &Email, client_ip: Option<&str>) -> [[u8; 32]; 2] {
+    [
+        tokens::sha256(&format!("login:{email}")),
+        tokens::sha256(&format!("login:{email}|{}", client_ip.unwrap_or("-"))),
+    ]
+}
+
+impl AccountService {
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        refresh: Arc<dyn RefreshTokenRepository>,
+        throttle: Arc<dyn ThrottleRepository>,
+        hasher: Arc<PasswordHasher>,
+        tokens: Arc<TokenIssuer>,
+        clock: Arc<dyn Clock>,
+        settings: AccountSettings,
+    ) -> Self {
+        Self {
+            users,
+            refresh,
+            throttle,
+            hasher,
+            tokens,
+            clock,
+            settings,
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenIssuer {
+        &self.tokens
+    }
+
+    fn parse_credentials(email: &str, password: &str) -> Result<Email, ValidationError> {
+        let email = Email::parse(email);
+        let password_empty = password.is_empty();
+        match (email, password_empty) {
+            (Ok(e), false) => Ok(e),
+            (Ok(_), true) => Err(ValidationError::field("password", "must not be empty")),
+            (Err(mut e), empty) => {
+                if empty {
+                    e.push("password", "must not be empty");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates a user with a local password. Used by registration (role `user`) and by the
+    /// command line (any role).
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<User, AccountError> {
+        let email_r = Email::parse(email);
+        let password_r = self.settings.password_policy.check(password);
+        let email = match (email_r, password_r) {
+            (Ok(e), Ok(())) => e,
+            (Err(mut a), Err(b)) => {
+                a.errors.extend(b.errors);
+                return Err(a.into());
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        let hash = self.hasher.hash(password).await?;
+        let now = self.clock.now();
+        let user = User {
+            id: Uuid::now_v7(),
+            email,
+            password_hash: Some(hash),
+            role,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+            revision: 1,
+        };
+        self.users.insert(&user, None).await.map_err(|e| match e {
+            RepoError::Conflict(_) => {
+                AccountError::Conflict("a user with this e-mail already exists".into())
+            }
+            other => other.into(),
+        })?;
+        tracing::info!(user_id = %user.id, role = %role, "user created");
+        Ok(user)
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Result<User, AccountError> {
+        if !self.settings.registration_enabled {
+            return Err(AccountError::RegistrationDisabled);
+        }
+        self.create_user(email, password, Role::User).await
+    }
+
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<(User, TokenPair), AccountError> {
+        let email = Self::parse_credentials(email, password)?;
+        let now = self.clock.now();
+        let keys = throttle_keys(&email, client_ip);
+        let states = self.throttle.load(&keys).await?;
+        let current: Vec<ThrottleState> = states.iter().map(|(_, s)| *s).collect();
+        if let Some(retry_after) = throttle::retry_after(&current, now) {
+            return Err(AccountError::Throttled { retry_after });
+        }
+        let user = self.users.find_by_email(&email).await?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let ok = self.hasher.verify(password, hash).await;
+        let Some(user) = user.filter(|_| ok) else {
+            for (i, policy) in [throttle::PER_ACCOUNT, throttle::PER_CLIENT]
+                .iter()
+                .enumerate()
+            {
+                let before = states.iter().find(|(k, _)| *k == i).map(|(_, s)| *s);
+                self.throttle
+                    .save(&keys[i], &policy.fail(before, now))
+                    .await?;
+            }
+            return Err(AccountError::InvalidCredentials);
+        };
+        if !states.is_empty() {
+            self.throttle.clear(&keys).await?;
+        }
+        if user.disabled {
+            return Err(AccountError::Disabled);
+        }
+        let pair = self.start_session(&user, now).await?;
+        Ok((user, pair))
+    }
+
+    /// Issues an access token and the first refresh token of a new family.
+    async fn start_session(
+        &self,
+        user: &User,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AccountError> {
+        let (raw, record) = self.new_refresh(Uuid::now_v7(), user.id, now);
+        self.refresh.insert(&record).await?;
+        Ok(self.pair(user, raw, now))
+    }
+
+    fn new_refresh(
+        &self,
+        family_id: Uuid,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> (String, NewRefreshToken) {
+        let raw = tokens::new_refresh_token();
+        let record = NewRefreshToken {
+            id: Uuid::now_v7(),
+            family_id,
+            user_id,
+            hash: tokens::sha256(&raw),
+            created_at: now,
+            expires_at: now + self.settings.refresh_ttl,
+        };
+        (raw, record)
+    }
+
+    fn pair(&self, user: &User, refresh_token: String, now: DateTime<Utc>) -> TokenPair {
+        TokenPair {
+            access_token: self.tokens.issue(user.id, user.role, now),
+            token_type: "Bearer",
+            expires_in: self.tokens.access_ttl_seconds(),
+            refresh_token,
+        }
+    }
+
+    fn refresh_hash(raw: &str) -> Result<[u8; 32], AccountError> {
+        if raw.is_empty() {
+            return Err(ValidationError::field("refresh_token", "must not be empty").into());
+        }
+        if !raw.starts_with(tokens::REFRESH_PREFIX) || raw.len() > 200 {
+            return Err(AccountError::RefreshInvalid);
+        }
+        Ok(tokens::sha256(raw))
+    }
+
+    /// Rotation: the presented token is used up and a new one of the same family is returned.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AccountError> {
+        let hash = Self::refresh_hash(refresh_token)?;
+        let now = self.clock.now();
+        let (raw, next) = self.new_refresh(Uuid::nil(), Uuid::nil(), now);
+        match self.refresh.rotate(&hash, &next, now).await? {
+            Rotation::Rotated(user) => Ok(self.pair(&user, raw, now)),
+            Rotation::Reused => {
+                tracing::warn!("a used refresh token was presented again; its family is revoked");
+                Err(AccountError::RefreshReused)
+            }
+            Rotation::Invalid => Err(AccountError::RefreshInvalid),
+            Rotation::UserDisabled => Err(AccountError::Disabled),
+        }
+    }
+
+    /// Revokes the session (token family) of the presented refresh token.
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), AccountError> {
+        let hash = Self::refresh_hash(refresh_token)?;
+        if self.refresh.revoke_family(&hash, self.clock.now()).await? {
+            Ok(())
+        } else {
+            Err(AccountError::RefreshInvalid)
+        }
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<User, AccountError> {
+        Ok(self.users.get(id).await?)
+    }
+
+    pub async fn list(&self, page: &PageRequest) -> Result<Page<User>, AccountError> {
+        Ok(self.users.list(page).await?)
+    }
+
+    /// An administrator changes a user's role or disables/enables it. The last enabled
+    /// administrator cannot be demoted or disabled.
+    pub async fn update(
+        &self,
+        id: Uuid,
+        patch: UserPatch,
+        expected_revision: Option<i64>,
+    ) -> Result<User, AccountError> {
+        if patch == UserPatch::default() {
+            return Err(ValidationError::field("body", "give `role` and/or `disabled`").into());
+        }
+        let current = self.users.get(id).await?;
+        if let Some(rev) = expected_revision
+            && rev != current.revision
+        {
+            return Err(AccountError::PreconditionFailed);
+        }
+        let loses_admin = current.role == Role::Admin
+            && !current.disabled
+            && (patch.role == Some(Role::User) || patch.disabled == Some(true));
+        if loses_admin && self.users.count_active_admins().await? <= 1 {
+            return Err(AccountError::Conflict(
+                "this is the last enabled administrator; promote another user first".into(),
+            ));
+        }
+        let updated = self
+            .users
+            .update(
+                id,
+                &patch,
+                Some(expected_revision.unwrap_or(current.revision)),
+                self.clock.now(),
+            )
+            .await
+            .map_err(|e| match e {
+                RepoError::Conflict(_) => AccountError::PreconditionFailed,
+                other => other.into(),
+            })?;
+        tracing::info!(user_id = %id, role = %updated.role, disabled = updated.disabled, "user updated");
+        Ok(updated)
+    }
+
+    /// Sign-in through an external OpenID Connect provider, after its ID token was verified:
+    /// the account linked to (`issuer`, `subject`); else the account with the same, verified,
+    /// e-mail (linked now); else a new `user` account without a local password.
+    pub async fn sign_in_external(
+        &self,
+        identity: Identity,
+        email: Option<&str>,
+        email_verified: bool,
+    ) -> Result<(User, TokenPair), AccountError> {
+        let now = self.clock.now();
+        let user = match self.users.find_by_identity(&identity).await? {
+            Some(u) => u,
+            None => {
+                let email = email.map(Email::parse).transpose().map_err(|_| {
+                    AccountError::Validation(ValidationError::field(
+                        "id_token.email",
+                        "the provider's e-mail address is not valid",
+                    ))
+                })?;
+                let Some(email) = email else {
+                    return Err(ValidationError::field(
+                        "id_token.email",
+                        "the provider did not share an e-mail address (request the `email` scope)",
+                    )
+                    .into());
+                };
+                match self.users.find_by_email(&email).await? {
+                    Some(existing) if email_verified => {
+                        self.users.link_identity(existing.id, &identity).await?;
+                        tracing::info!(user_id = %existing.id, issuer = %identity.issuer, "external identity linked by verified e-mail");
+                        existing
+                    }
+                    Some(_) => {
+                        return Err(AccountError::Conflict(
+                            "an account with this e-mail exists, and the provider has not verified the address; sign in with the password".into(),
+                        ));
+                    }
+                    None => {
+                        let user = User {
+                            id: Uuid::now_v7(),
+                            email,
+                            password_hash: None,
+                            role: Role::User,
+                            disabled: false,
+                            created_at: now,
+                            updated_at: now,
+                            revision: 1,
+                        };
+                        self.users.insert(&user, Some(&identity)).await?;
+                        tracing::info!(user_id = %user.id, issuer = %identity.issuer, "user created from an external identity");
+                        user
+                    }
+                }
+            }
+        };
+        if user.disabled {
+            return Err(AccountError::Disabled);
+        }
+        let pair = self.start_session(&user, now).await?;
+        Ok((user, pair))
+    }
+
+    /// Housekeeping: expired refresh tokens and forgotten throttle states.
+    pub async fn purge(&self) -> Result<u64, AccountError> {
+        let now = self.clock.now();
+        Ok(self.refresh.purge_expired(now).await?
+            + self.throttle.purge(now - throttle::WINDOW).await?)
+    }
+}
