@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_idempotency_keys;
 mod m20261122_000002_create_api_keys;
 mod m20261122_000003_create_packages;
+mod m20261122_000004_create_accounts;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_idempotency_keys::Migration),
             Box::new(m20261122_000002_create_api_keys::Migration),
             Box::new(m20261122_000003_create_packages::Migration),
+            Box::new(m20261122_000004_create_accounts::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! Depot's database adapters (sea-orm): connection set-up for SQLite and PostgreSQL, migrations,
 //! and the repository implementations of the components' ports.
 
+pub mod accounts;
 pub mod api_keys;
 pub mod database;
 pub mod entities;
@@ -9,6 +10,7 @@ pub mod idempotency;
 mod keyset;
 pub mod packages;
 
+pub use accounts::SeaOrmAccountRepository;
 pub use api_keys::SeaOrmApiKeyRepository;
 pub use database::{
     Backend, DatabaseOptions, MigrateCommand, connect, migrate, migrate_up, migration_status, ping,

@@ -1,0 +1,445 @@
+//! The sea-orm adapter of the accounts ports: users and identities, refresh tokens, login
+//! throttle states and pending OpenID Connect sign-ins.
+
+use crate::entities::{login_throttle, oidc_login, refresh_token, user, user_identity};
+use crate::error::{begin_write, repo_err};
+use crate::keyset::{newest_first, page_by_id};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use depot_accounts::throttle::ThrottleState;
+use depot_accounts::{
+    Email, Identity, NewRefreshToken, PendingLogin, PendingLoginRepository,
+    RefreshTokenRepository, Role, Rotation, ThrottleRepository, User, UserPatch, UserRepository,
+};
+use depot_core::{Page, PageRequest, RepoError};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter,
+};
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub struct SeaOrmAccountRepository {
+    db: DatabaseConnection,
+}
+
+impl SeaOrmAccountRepository {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+fn to_domain(m: user::Model) -> Result<User, RepoError> {
+    let unexpected = |what: String| RepoError::Unexpected(what.into());
+    Ok(User {
+        id: m.id,
+        email: Email::parse(&m.email)
+            .map_err(|_| unexpected(format!("user {} has an invalid stored e-mail", m.id)))?,
+        password_hash: m.password_hash,
+        role: m
+            .role
+            .parse::<Role>()
+            .map_err(|_| unexpected(format!("user {} has an unknown role", m.id)))?,
+        disabled: m.disabled,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        revision: m.revision,
+    })
+}
+
+fn identity_active(user_id: Uuid, identity: &Identity, now: DateTime<Utc>) -> user_identity::ActiveModel {
+    user_identity::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        issuer: Set(identity.issuer.clone()),
+        subject: Set(identity.subject.clone()),
+        created_at: Set(now),
+    }
+}
+
+async fn revoke_family<C: ConnectionTrait>(
+    db: &C,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), RepoError> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Some(now)))
+        .filter(refresh_token::Column::FamilyId.eq(family_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await
+        .map_err(repo_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl UserRepository for SeaOrmAccountRepository {
+    async fn insert(&self, u: &User, identity: Option<&Identity>) -> Result<(), RepoError> {
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        user::Entity::insert(user::ActiveModel {
+            id: Set(u.id),
+            email: Set(u.email.as_str().to_owned()),
+            password_hash: Set(u.password_hash.clone()),
+            role: Set(u.role.as_str().to_owned()),
+            disabled: Set(u.disabled),
+            created_at: Set(u.created_at),
+            updated_at: Set(u.updated_at),
+            revision: Set(u.revision),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(repo_err)?;
+        if let Some(identity) = identity {
+            user_identity::Entity::insert(identity_active(u.id, identity, u.created_at))
+                .exec_without_returning(&txn)
+                .await
+                .map_err(repo_err)?;
+        }
+        txn.commit().await.map_err(repo_err)
+    }
+
+    async fn get(&self, id: Uuid) -> Result<User, RepoError> {
+        user::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?
+            .ok_or(RepoError::NotFound)
+            .and_then(to_domain)
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepoError> {
+        user::Entity::find()
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn find_by_identity(&self, identity: &Identity) -> Result<Option<User>, RepoError> {
+        let link = user_identity::Entity::find()
+            .filter(user_identity::Column::Issuer.eq(identity.issuer.as_str()))
+            .filter(user_identity::Column::Subject.eq(identity.subject.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?;
+        match link {
+            Some(l) => self.get(l.user_id).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn link_identity(&self, user_id: Uuid, identity: &Identity) -> Result<(), RepoError> {
+        user_identity::Entity::insert(identity_active(user_id, identity, Utc::now()))
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(())
+    }
+
+    async fn list(&self, page: &PageRequest) -> Result<Page<User>, RepoError> {
+        let rows = newest_first(user::Entity::find(), user::Column::Id, page)
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?;
+        let users = rows
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page_by_id(users, page, |u| u.id))
+    }
+
+    async fn update(
+        &self,
+        id: Uuid,
+        patch: &UserPatch,
+        expected_revision: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<User, RepoError> {
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        let mut q = user::Entity::update_many()
+            .col_expr(
+                user::Column::Revision,
+                Expr::col(user::Column::Revision).add(1),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id));
+        if let Some(rev) = expected_revision {
+            q = q.filter(user::Column::Revision.eq(rev));
+        }
+        if let Some(role) = patch.role {
+            q = q.col_expr(user::Column::Role, Expr::value(role.as_str()));
+        }
+        if let Some(disabled) = patch.disabled {
+            q = q.col_expr(user::Column::Disabled, Expr::value(disabled));
+        }
+        let result = q.exec(&txn).await.map_err(repo_err)?;
+        if result.rows_affected == 0 {
+            let exists = user::Entity::find_by_id(id)
+                .one(&txn)
+                .await
+                .map_err(repo_err)?
+                .is_some();
+            return Err(if exists {
+                RepoError::Conflict("the user has changed".into())
+            } else {
+                RepoError::NotFound
+            });
+        }
+        if patch.disabled == Some(true) {
+            refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::RevokedAt, Expr::value(Some(now)))
+                .filter(refresh_token::Column::UserId.eq(id))
+                .filter(refresh_token::Column::RevokedAt.is_null())
+                .exec(&txn)
+                .await
+                .map_err(repo_err)?;
+        }
+        let updated = user::Entity::find_by_id(id)
+            .one(&txn)
+            .await
+            .map_err(repo_err)?
+            .ok_or(RepoError::NotFound)?;
+        txn.commit().await.map_err(repo_err)?;
+        to_domain(updated)
+    }
+
+    async fn count_active_admins(&self) -> Result<u64, RepoError> {
+        user::Entity::find()
+            .filter(user::Column::Role.eq(Role::Admin.as_str()))
+            .filter(user::Column::Disabled.eq(false))
+            .count(&self.db)
+            .await
+            .map_err(repo_err)
+    }
+}
+
+#[async_trait]
+impl RefreshTokenRepository for SeaOrmAccountRepository {
+    async fn insert(&self, t: &NewRefreshToken) -> Result<(), RepoError> {
+        insert_refresh(&self.db, t).await
+    }
+
+    async fn rotate(
+        &self,
+        presented: &[u8; 32],
+        next: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, RepoError> {
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        let Some(current) = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(presented.to_vec()))
+            .one(&txn)
+            .await
+            .map_err(repo_err)?
+        else {
+            return Ok(Rotation::Invalid);
+        };
+        if current.used_at.is_some() {
+            // Reuse: someone holds a token that was already exchanged. Revoke the session.
+            revoke_family(&txn, current.family_id, now).await?;
+            txn.commit().await.map_err(repo_err)?;
+            return Ok(Rotation::Reused);
+        }
+        if current.revoked_at.is_some() || current.expires_at <= now {
+            return Ok(Rotation::Invalid);
+        }
+        let owner = user::Entity::find_by_id(current.user_id)
+            .one(&txn)
+            .await
+            .map_err(repo_err)?
+            .ok_or(RepoError::NotFound)?;
+        if owner.disabled {
+            revoke_family(&txn, current.family_id, now).await?;
+            txn.commit().await.map_err(repo_err)?;
+            return Ok(Rotation::UserDisabled);
+        }
+        // Conditional: of two concurrent uses of one token, exactly one marks it used.
+        let marked = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::UsedAt, Expr::value(Some(now)))
+            .filter(refresh_token::Column::Id.eq(current.id))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(repo_err)?;
+        if marked.rows_affected == 0 {
+            revoke_family(&txn, current.family_id, now).await?;
+            txn.commit().await.map_err(repo_err)?;
+            return Ok(Rotation::Reused);
+        }
+        let next = NewRefreshToken {
+            family_id: current.family_id,
+            user_id: current.user_id,
+            ..next.clone()
+        };
+        insert_refresh(&txn, &next).await?;
+        txn.commit().await.map_err(repo_err)?;
+        Ok(Rotation::Rotated(to_domain(owner)?))
+    }
+
+    async fn revoke_family(
+        &self,
+        presented: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        let Some(t) = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(presented.to_vec()))
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?
+        else {
+            return Ok(false);
+        };
+        revoke_family(&self.db, t.family_id, now).await?;
+        Ok(true)
+    }
+
+    async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        let r = refresh_token::Entity::delete_many()
+            .filter(refresh_token::Column::ExpiresAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(r.rows_affected)
+    }
+}
+
+async fn insert_refresh<C: ConnectionTrait>(db: &C, t: &NewRefreshToken) -> Result<(), RepoError> {
+    refresh_token::Entity::insert(refresh_token::ActiveModel {
+        id: Set(t.id),
+        family_id: Set(t.family_id),
+        user_id: Set(t.user_id),
+        token_hash: Set(t.hash.to_vec()),
+        created_at: Set(t.created_at),
+        expires_at: Set(t.expires_at),
+        used_at: Set(None),
+        revoked_at: Set(None),
+    })
+    .exec_without_returning(db)
+    .await
+    .map_err(repo_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl ThrottleRepository for SeaOrmAccountRepository {
+    async fn load(&self, keys: &[[u8; 32]]) -> Result<Vec<(usize, ThrottleState)>, RepoError> {
+        let rows = login_throttle::Entity::find()
+            .filter(login_throttle::Column::KeyHash.is_in(keys.iter().map(|k| k.to_vec())))
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let i = keys.iter().position(|k| k.as_slice() == r.key_hash)?;
+                Some((
+                    i,
+                    ThrottleState {
+                        failures: r.failures,
+                        last_failure_at: r.last_failure_at,
+                        locked_until: r.locked_until,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn save(&self, key: &[u8; 32], s: &ThrottleState) -> Result<(), RepoError> {
+        login_throttle::Entity::insert(login_throttle::ActiveModel {
+            key_hash: Set(key.to_vec()),
+            failures: Set(s.failures),
+            last_failure_at: Set(s.last_failure_at),
+            locked_until: Set(s.locked_until),
+        })
+        .on_conflict(
+            OnConflict::column(login_throttle::Column::KeyHash)
+                .update_columns([
+                    login_throttle::Column::Failures,
+                    login_throttle::Column::LastFailureAt,
+                    login_throttle::Column::LockedUntil,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(repo_err)?;
+        Ok(())
+    }
+
+    async fn clear(&self, keys: &[[u8; 32]]) -> Result<(), RepoError> {
+        login_throttle::Entity::delete_many()
+            .filter(login_throttle::Column::KeyHash.is_in(keys.iter().map(|k| k.to_vec())))
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(())
+    }
+
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        let r = login_throttle::Entity::delete_many()
+            .filter(login_throttle::Column::LastFailureAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(r.rows_affected)
+    }
+}
+
+#[async_trait]
+impl PendingLoginRepository for SeaOrmAccountRepository {
+    async fn save(&self, l: &PendingLogin) -> Result<(), RepoError> {
+        oidc_login::Entity::insert(oidc_login::ActiveModel {
+            state_hash: Set(l.state_hash.to_vec()),
+            nonce: Set(l.nonce.clone()),
+            code_verifier: Set(l.code_verifier.clone()),
+            expires_at: Set(l.expires_at),
+        })
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(repo_err)?;
+        Ok(())
+    }
+
+    async fn take(
+        &self,
+        state_hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingLogin>, RepoError> {
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        let Some(row) = oidc_login::Entity::find_by_id(state_hash.to_vec())
+            .one(&txn)
+            .await
+            .map_err(repo_err)?
+        else {
+            return Ok(None);
+        };
+        // Deleting is what makes the state single-use: of two concurrent callbacks, one wins.
+        let deleted = oidc_login::Entity::delete_by_id(state_hash.to_vec())
+            .exec(&txn)
+            .await
+            .map_err(repo_err)?;
+        txn.commit().await.map_err(repo_err)?;
+        if deleted.rows_affected == 0 || row.expires_at <= now {
+            return Ok(None);
+        }
+        Ok(Some(PendingLogin {
+            state_hash: *state_hash,
+            nonce: row.nonce,
+            code_verifier: row.code_verifier,
+            expires_at: row.expires_at,
+        }))
+    }
+
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        let r = oidc_login::Entity::delete_many()
+            .filter(oidc_login::Column::ExpiresAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(r.rows_affected)
+    }
+}
