@@ -2,14 +2,14 @@
 //! scope it needs; handlers never look at headers themselves.
 //!
 //! Accepted, in this order: `X-Admin-Secret` (the operator; constant-time comparison), an API key
-//! in `X-API-Key` or `api-key` (or `?api_key=` / `?api-key=` when `auth.allow_query_keys`).
-//! `Authorization: Bearer` is reserved for user tokens (accounts).
+//! in `X-API-Key` or `api-key` (or `?api_key=` / `?api-key=` when `auth.allow_query_keys`), a
+//! user's access token in `Authorization: Bearer`.
 
 use crate::error::{ApiError, CHALLENGE, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET};
 use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use depot_api_keys::{RateState, UsageRecord};
@@ -95,15 +95,43 @@ impl Auth {
             });
             return Ok(Auth(verified.principal));
         }
-        if req.headers().contains_key("authorization") {
-            return Err(unauthorized(
-                "credentials_invalid",
-                "the bearer token is not valid",
-            ));
+        if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+            let value = value.to_str().unwrap_or_default();
+            let token = match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+                _ => {
+                    return Err(unauthorized(
+                        "credentials_invalid",
+                        "Authorization must be `Bearer <access token>`",
+                    ));
+                }
+            };
+            let result = state.accounts.tokens().verify(token);
+            state
+                .metrics
+                .token_verifications
+                .with_label_values(&[match &result {
+                    Ok(_) => "valid",
+                    Err(depot_accounts::TokenError::Expired) => "expired",
+                    Err(depot_accounts::TokenError::Invalid) => "invalid",
+                }])
+                .inc();
+            return match result {
+                Ok(principal) => Ok(Auth(principal)),
+                Err(depot_accounts::TokenError::Expired) => Err(unauthorized(
+                    "token_expired",
+                    "the access token has expired; refresh it",
+                )),
+                Err(depot_accounts::TokenError::Invalid) => Err(unauthorized(
+                    "credentials_invalid",
+                    "the access token is not valid",
+                )),
+            };
         }
         Err(unauthorized(
             "credentials_missing",
-            "this endpoint needs credentials: X-API-Key, or X-Admin-Secret for administration",
+            "this endpoint needs credentials: Authorization: Bearer <access token>, X-API-Key, \
+             or X-Admin-Secret for administration",
         ))
     }
 }
@@ -160,7 +188,7 @@ pub async fn record_key_use(
                     .match_pattern()
                     .unwrap_or_else(|| "unmatched".into()),
                 status: res.status().as_u16(),
-                client_ip: request.peer_addr().map(|a| a.ip().to_string()),
+                client_ip: crate::client_ip::of(request),
                 user_agent: request
                     .headers()
                     .get("user-agent")

@@ -3,8 +3,13 @@
 
 use crate::settings::{QueueKind, Settings};
 use anyhow::Context;
+use depot_accounts::{
+    AccountService, AccountSettings, ArgonParams, PasswordHasher, PasswordPolicy, TokenIssuer,
+    TokenSettings,
+};
 use depot_api_keys::{ApiKeyService, Verifier};
 use depot_core::queue::{MessageConsumer, MessagePublisher, QueueHealth};
+use depot_core::secrets::ExposeSecret;
 use depot_core::secrets::{
     ChainSecretStore, EnvSecretStore, FileSecretStore, SecretStore, SecretString,
 };
@@ -15,7 +20,7 @@ use depot_packages::relay::OutboxRelay;
 use depot_packages::runner::OperationRunner;
 use depot_queue::{InProcessQueue, LapinQueue};
 use depot_store::DatabaseConnection;
-use depot_store::{SeaOrmApiKeyRepository, SeaOrmPackageRepository};
+use depot_store::{SeaOrmAccountRepository, SeaOrmApiKeyRepository, SeaOrmPackageRepository};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -131,6 +136,105 @@ pub struct Services {
     pub admin_secret: SecretString,
     pub packages: Arc<PackageService>,
     pub relay: Arc<OutboxRelay>,
+    pub accounts: Arc<AccountService>,
+    pub pending_logins: Arc<dyn depot_accounts::PendingLoginRepository>,
+    pub oidc: Option<Arc<crate::oidc::OidcClient>>,
+}
+
+/// The access-token signer: the secret `jwt_signing_key` (Ed25519, PKCS#8 PEM), or an ephemeral
+/// key generated now (tokens then die with the process and other replicas refuse them).
+pub async fn token_issuer(
+    settings: &Settings,
+    secrets: &dyn SecretStore,
+) -> Result<TokenIssuer, StartupError> {
+    let key_error = |message: String| StartupError {
+        key: "secrets.jwt_signing_key",
+        message,
+    };
+    let pem = match secrets.get("jwt_signing_key").await {
+        Ok(Some(pem)) => pem.expose_secret().replace("\\n", "\n"),
+        Ok(None) => {
+            tracing::warn!(
+                "no jwt_signing_key is configured: generated an ephemeral signing key. Access \
+                 tokens will not survive a restart and other replicas will refuse them \
+                 (clients just refresh); configure DEPOT_JWT_SIGNING_KEY for production"
+            );
+            depot_accounts::tokens::generate_ed25519_pem()
+        }
+        Err(e) => return Err(key_error(e.to_string())),
+    };
+    let a = &settings.accounts;
+    TokenIssuer::from_pem(
+        &pem,
+        TokenSettings {
+            issuer: a.token_issuer.clone(),
+            audience: a.token_audience.clone(),
+            access_ttl: chrono::Duration::minutes(a.access_token_minutes),
+        },
+    )
+    .map_err(|e| key_error(e.to_string()))
+}
+
+/// The account service on the database, without the queue (also used by `depot users`).
+pub async fn account_service(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    secrets: &dyn SecretStore,
+    clock: Arc<dyn Clock>,
+) -> Result<AccountService, StartupError> {
+    let a = &settings.accounts;
+    let hasher = PasswordHasher::new(
+        ArgonParams {
+            memory_kib: a.argon2_memory_kib,
+            iterations: a.argon2_iterations,
+            parallelism: a.argon2_parallelism,
+        },
+        a.max_concurrent_hashes,
+    )
+    .map_err(|e| StartupError {
+        key: "accounts.argon2_memory_kib",
+        message: e.to_string(),
+    })?;
+    let repo = Arc::new(SeaOrmAccountRepository::new(db.clone()));
+    Ok(AccountService::new(
+        repo.clone(),
+        repo.clone(),
+        repo,
+        Arc::new(hasher),
+        Arc::new(token_issuer(settings, secrets).await?),
+        clock,
+        AccountSettings {
+            registration_enabled: a.registration_enabled,
+            password_policy: PasswordPolicy {
+                min_length: a.password_min_length,
+                max_length: a.password_max_length,
+            },
+            refresh_ttl: chrono::Duration::days(a.refresh_token_days),
+        },
+    ))
+}
+
+async fn oidc_client(
+    settings: &Settings,
+    secrets: &dyn SecretStore,
+) -> Result<Option<Arc<crate::oidc::OidcClient>>, StartupError> {
+    if !settings.oidc.enabled() {
+        return Ok(None);
+    }
+    let secret = secrets
+        .get("oidc_client_secret")
+        .await
+        .map_err(|e| StartupError {
+            key: "secrets.oidc_client_secret",
+            message: e.to_string(),
+        })?;
+    crate::oidc::OidcClient::new(&settings.oidc, secret)
+        .map(Arc::new)
+        .map(Some)
+        .ok_or(StartupError {
+            key: "oidc",
+            message: "cannot build the HTTP client for the identity provider".into(),
+        })
 }
 
 /// The executor the configuration names.
@@ -220,12 +324,24 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
         wakeup,
         std::time::Duration::from_millis(settings.operations.relay_interval_ms),
     ));
+    let accounts = Arc::new(
+        account_service(
+            settings,
+            &adapters.db,
+            adapters.secrets.as_ref(),
+            adapters.clock.clone(),
+        )
+        .await?,
+    );
     Ok(Services {
         api_keys,
         verifier,
         admin_secret: admin_secret(adapters.secrets.as_ref()).await?,
         packages,
         relay,
+        accounts,
+        pending_logins: Arc::new(SeaOrmAccountRepository::new(adapters.db.clone())),
+        oidc: oidc_client(settings, adapters.secrets.as_ref()).await?,
     })
 }
 
@@ -245,6 +361,7 @@ pub async fn maintenance(
     use depot_packages::ports::{OperationRepository, OutboxRepository};
     let packages = SeaOrmPackageRepository::new(adapters.db.clone());
     let idempotency = depot_store::SeaOrmIdempotencyStore::new(adapters.db.clone());
+    let accounts = SeaOrmAccountRepository::new(adapters.db.clone());
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tokio::select! {
@@ -260,6 +377,10 @@ pub async fn maintenance(
                 packages.purge_sent(now - chrono::Duration::days(1)).await,
             ),
             ("idempotency keys", idempotency.purge(now).await),
+            (
+                "refresh tokens and login throttles",
+                accounts.purge_expired_state(now).await,
+            ),
         ];
         for (what, result) in results {
             match result {

@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 document (generated from the code by utoipa) and the vendored Swagger UI.
 
 use crate::error::{Problem, ProblemField};
-use crate::routes::{api_keys, health, packages, passwords, whoami};
+use crate::routes::{accounts, api_keys, health, packages, passwords, whoami};
 use actix_web::{HttpResponse, web};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -41,7 +41,18 @@ use utoipa_swagger_ui::SwaggerUi;
         packages::get_operation,
         packages::list_operations,
         packages::cancel,
-        packages::events
+        packages::events,
+        accounts::register,
+        accounts::login,
+        accounts::refresh,
+        accounts::logout,
+        accounts::oidc_login,
+        accounts::oidc_callback,
+        accounts::me,
+        accounts::list,
+        accounts::get,
+        accounts::patch,
+        accounts::jwks
     ),
     components(schemas(
         Problem,
@@ -59,13 +70,19 @@ use utoipa_swagger_ui::SwaggerUi;
         packages::OperationView,
         packages::OperationProblem,
         packages::CreatePackageRequest,
-        packages::PatchPackageRequest
+        packages::PatchPackageRequest,
+        accounts::UserView,
+        accounts::TokenResponse,
+        accounts::CredentialsRequest,
+        accounts::RefreshRequest,
+        accounts::PatchUserRequest
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "passwords", description = "Password and passphrase generation"),
-        (name = "auth", description = "Credentials"),
+        (name = "auth", description = "Credentials: sign-in, tokens, OpenID Connect"),
+        (name = "users", description = "User accounts (administrators manage them)"),
         (name = "api-keys", description = "API-key management and the audit log (administrators)"),
         (name = "packages", description = "The package registry and its lifecycle"),
         (name = "operations", description = "Long-running operations: poll, list, cancel, stream")
@@ -85,6 +102,19 @@ impl Modify for SecuritySchemes {
                 "X-API-Key",
                 "An API key (dpk_…). Also accepted: header api-key; query api_key when enabled.",
             ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A user's access token from /api/v1/auth/login, /auth/refresh or the \
+                         OpenID Connect callback (EdDSA JWT; keys at /.well-known/jwks.json).",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "admin_secret",

@@ -92,6 +92,15 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Forbidden(#[from] Forbidden),
+    /// A 403 for another reason than a missing scope (a disabled account, registration off…).
+    #[error("{detail}")]
+    Refused { code: &'static str, detail: String },
+    /// Login backoff: too many failures for the account.
+    #[error("{detail}")]
+    Throttled { detail: String, retry_after: u64 },
+    /// An upstream (the identity provider) failed; the detail stays in the log.
+    #[error("{detail}")]
+    BadGateway { code: &'static str, detail: String },
     #[error("{detail}")]
     PreconditionFailed { detail: String },
     #[error("{detail}")]
@@ -128,6 +137,9 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized { code, .. } => code,
             ApiError::Forbidden(_) => "insufficient_scope",
+            ApiError::Refused { code, .. } => code,
+            ApiError::Throttled { .. } => "login_throttled",
+            ApiError::BadGateway { code, .. } => code,
             ApiError::PreconditionFailed { .. } => "precondition_failed",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::ServiceUnavailable { .. } => "service_unavailable",
@@ -185,7 +197,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -213,6 +227,10 @@ impl ResponseError for ApiError {
                 h.insert(RATELIMIT_LIMIT, HeaderValue::from(*limit));
                 h.insert(RATELIMIT_REMAINING, HeaderValue::from(0u32));
                 h.insert(RATELIMIT_RESET, HeaderValue::from(*retry_after));
+            }
+            ApiError::Throttled { retry_after, .. } => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }
@@ -279,6 +297,71 @@ impl From<depot_packages::PackageError> for ApiError {
                 detail: "the resource has changed since it was read (If-Match)".into(),
             },
             E::Repo(r) => r.into(),
+        }
+    }
+}
+
+impl From<depot_accounts::AccountError> for ApiError {
+    fn from(e: depot_accounts::AccountError) -> Self {
+        use depot_accounts::AccountError as E;
+        let unauthorized = |code: &'static str, detail: String| ApiError::Unauthorized {
+            code,
+            detail,
+            challenge: CHALLENGE,
+        };
+        let detail = e.to_string();
+        match e {
+            E::Validation(v) => ApiError::Validation(v),
+            E::RegistrationDisabled => ApiError::Refused {
+                code: "registration_disabled",
+                detail,
+            },
+            E::InvalidCredentials => unauthorized("credentials_invalid", detail),
+            E::Throttled { retry_after } => ApiError::Throttled {
+                detail,
+                retry_after,
+            },
+            E::Disabled => ApiError::Refused {
+                code: "account_disabled",
+                detail,
+            },
+            E::RefreshInvalid => unauthorized("refresh_token_invalid", detail),
+            E::RefreshReused => unauthorized("refresh_token_reused", detail),
+            E::NotFound => ApiError::not_found(detail),
+            E::Conflict(detail) => ApiError::Conflict {
+                code: "conflict",
+                detail,
+            },
+            E::PreconditionFailed => ApiError::PreconditionFailed {
+                detail: "the resource has changed since it was read (If-Match)".into(),
+            },
+            E::Repo(r) => r.into(),
+            E::Hash(h) => ApiError::unexpected(h),
+        }
+    }
+}
+
+impl From<crate::oidc::OidcError> for ApiError {
+    fn from(e: crate::oidc::OidcError) -> Self {
+        use crate::oidc::OidcError as E;
+        match e {
+            E::Provider(detail) => {
+                tracing::error!(%detail, "the identity provider failed");
+                ApiError::BadGateway {
+                    code: "oidc_provider_unavailable",
+                    detail: "the identity provider could not be reached or answered unexpectedly"
+                        .into(),
+                }
+            }
+            E::CodeRejected => ApiError::BadRequest {
+                code: "oidc_code_rejected",
+                detail: e.to_string(),
+            },
+            E::Token(t) => ApiError::Unauthorized {
+                code: "oidc_token_invalid",
+                detail: t.to_string(),
+                challenge: CHALLENGE,
+            },
         }
     }
 }

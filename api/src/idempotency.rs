@@ -27,6 +27,11 @@ const KEPT_HEADERS: [&str; 5] = [
     "cache-control",
 ];
 
+/// Marks a response that carries a secret (a new API key, tokens): its body is never stored.
+/// A retry with the same key is answered 409 `idempotency_secret_not_replayable` instead.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretResponse;
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -134,6 +139,11 @@ pub async fn idempotency(
                 .map(|v| ((*name).to_owned(), v.to_owned()))
         })
         .collect();
+    let secret = res
+        .response()
+        .extensions()
+        .get::<SecretResponse>()
+        .is_some();
     let (http_req, response) = res.into_parts();
     let (head, body) = response.into_parts();
     let bytes = match to_bytes(body).await {
@@ -153,18 +163,27 @@ pub async fn idempotency(
     let outcome = if retryable {
         state.idempotency.abandon(&owner, key).await
     } else {
-        state
-            .idempotency
-            .complete(
-                &owner,
-                key,
-                &StoredResponse {
-                    status: status.as_u16(),
-                    headers,
-                    body: bytes.to_vec(),
-                },
-            )
-            .await
+        let stored = if secret {
+            let p = ApiError::Conflict {
+                code: "idempotency_secret_not_replayable",
+                detail: "the first request with this Idempotency-Key succeeded; its response \
+                         carried a secret, which Depot does not keep"
+                    .into(),
+            }
+            .problem();
+            StoredResponse {
+                status: p.status,
+                headers: vec![("content-type".into(), crate::error::PROBLEM_JSON.into())],
+                body: serde_json::to_vec(&p).unwrap_or_default(),
+            }
+        } else {
+            StoredResponse {
+                status: status.as_u16(),
+                headers,
+                body: bytes.to_vec(),
+            }
+        };
+        state.idempotency.complete(&owner, key, &stored).await
     };
     if let Err(e) = outcome {
         tracing::warn!(error = %e, "storing the idempotent response failed");

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod client;
+pub mod client_ip;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -11,6 +12,7 @@ pub mod http_executor;
 pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
+pub mod oidc;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -31,6 +31,11 @@ enum Command {
     Packages(depot_api::client::PackagesArgs),
     /// Generate passwords or passphrases locally, with the same rules as GET /api/v1/passwords.
     Password(Box<PasswordArgs>),
+    /// Manage user accounts from the command line (the first administrator comes from here).
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -149,6 +154,21 @@ enum MigrateAction {
 }
 
 #[derive(Subcommand)]
+enum UsersAction {
+    /// Create a user with a local password. The password is read from the environment variable
+    /// DEPOT_NEW_USER_PASSWORD or, when that is unset, from the first line of standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// `admin` or `user`.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    /// Print a new Ed25519 signing key (PKCS#8 PEM) for the secret `jwt_signing_key`.
+    Keygen,
+}
+
+#[derive(Subcommand)]
 enum ConfigAction {
     /// Print the effective settings, secrets redacted.
     Show,
@@ -181,7 +201,17 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    telemetry::init_to(&settings.log, matches!(command, Command::Migrate { .. }));
+    if let Command::Users {
+        action: UsersAction::Keygen,
+    } = &command
+    {
+        print!("{}", depot_accounts::tokens::generate_ed25519_pem());
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init_to(
+        &settings.log,
+        matches!(command, Command::Migrate { .. } | Command::Users { .. }),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -197,6 +227,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Worker => worker(settings).await,
             Command::Migrate { action } => migrate(settings, action).await,
+            Command::Users { action } => users(settings, action).await,
             Command::Config { .. } | Command::Password(_) | Command::Packages(_) => {
                 unreachable!("handled above")
             }
@@ -255,6 +286,51 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+async fn users(settings: Settings, action: UsersAction) -> anyhow::Result<()> {
+    let UsersAction::Create { email, role } = action else {
+        unreachable!("keygen is handled before the runtime starts")
+    };
+    let role: depot_accounts::Role = role
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--role: must be `admin` or `user`"))?;
+    let password = match std::env::var("DEPOT_NEW_USER_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            eprintln!("password (one line on standard input):");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let db = bootstrap::connect_database(&settings).await?;
+    if settings.auto_migrate() {
+        depot_store::migrate_up(&db).await?;
+    }
+    let secrets = bootstrap::secret_store(&settings);
+    let accounts = bootstrap::account_service(
+        &settings,
+        &db,
+        secrets.as_ref(),
+        std::sync::Arc::new(depot_core::SystemClock),
+    )
+    .await?;
+    match accounts.create_user(&email, &password, role).await {
+        Ok(user) => {
+            println!("created {} {} ({})", user.role, user.email, user.id);
+            Ok(())
+        }
+        Err(depot_accounts::AccountError::Validation(v)) => Err(anyhow::anyhow!(
+            "{}",
+            v.errors
+                .iter()
+                .map(|e| format!("--{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn migrate(settings: Settings, action: MigrateAction) -> anyhow::Result<()> {

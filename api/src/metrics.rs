@@ -21,6 +21,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub key_verifications: IntCounterVec,
+    pub token_verifications: IntCounterVec,
+    pub logins: IntCounterVec,
     pub jobs: IntCounterVec,
     pub operations_started: IntCounterVec,
 }
@@ -55,6 +57,22 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let token_verifications = IntCounterVec::new(
+            Opts::new(
+                "depot_access_token_verifications_total",
+                "Bearer access-token verifications by result (valid, expired, invalid)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let logins = IntCounterVec::new(
+            Opts::new(
+                "depot_logins_total",
+                "Sign-ins by method (password, refresh, oidc) and result",
+            ),
+            &["method", "result"],
+        )
+        .expect("valid metric");
         let jobs = IntCounterVec::new(
             Opts::new(
                 "depot_queue_jobs_total",
@@ -74,6 +92,8 @@ impl Metrics {
         for c in [
             &http_requests,
             &key_verifications,
+            &token_verifications,
+            &logins,
             &jobs,
             &operations_started,
         ] {
@@ -89,6 +109,8 @@ impl Metrics {
             http_requests,
             http_duration,
             key_verifications,
+            token_verifications,
+            logins,
             jobs,
             operations_started,
         }

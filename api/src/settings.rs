@@ -26,6 +26,42 @@ pub struct Settings {
     pub api_keys: ApiKeySettings,
     pub executor: ExecutorSettings,
     pub operations: OperationSettings,
+    pub accounts: AccountSettings,
+    pub oidc: OidcSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    pub registration_enabled: bool,
+    pub password_min_length: usize,
+    pub password_max_length: usize,
+    pub access_token_minutes: i64,
+    pub refresh_token_days: i64,
+    pub token_issuer: String,
+    pub token_audience: String,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    pub issuer_url: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_url: Option<String>,
+    pub scopes: Vec<String>,
+    pub cookie_secure: bool,
+    pub jwks_refresh_min_seconds: u64,
+    pub http_timeout_seconds: u64,
+}
+
+impl OidcSettings {
+    pub fn enabled(&self) -> bool {
+        self.issuer_url.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +151,7 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
     pub cors_allowed_origins: Vec<String>,
     pub workers: usize,
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,7 +261,9 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("server.cors_allowed_origins"),
+                    .with_list_parse_key("server.cors_allowed_origins")
+                    .with_list_parse_key("server.trusted_proxies")
+                    .with_list_parse_key("oidc.scopes"),
             );
         for (var, key) in ALIASES {
             if let Ok(value) = std::env::var(var) {
@@ -423,6 +462,7 @@ impl Settings {
                 "must be at least 24 (operations are kept at least a day)",
             ));
         }
+        self.validate_accounts()?;
         if let Err(e) = self.password.defaults().validate() {
             let key = |field: &str| match field {
                 "password_length" => "password.default_length",
@@ -438,6 +478,91 @@ impl Settings {
                 first.message.clone()
             };
             return Err(SettingsError::new(key(&first.field), problem));
+        }
+        Ok(())
+    }
+
+    fn validate_accounts(&self) -> Result<(), SettingsError> {
+        let a = &self.accounts;
+        if a.password_min_length < 8 || a.password_min_length > a.password_max_length {
+            return Err(SettingsError::new(
+                "accounts.password_min_length",
+                "must be at least 8 and at most accounts.password_max_length",
+            ));
+        }
+        if a.password_max_length > 1024 {
+            return Err(SettingsError::new(
+                "accounts.password_max_length",
+                "must be at most 1024",
+            ));
+        }
+        if !(1..=1440).contains(&a.access_token_minutes) {
+            return Err(SettingsError::new(
+                "accounts.access_token_minutes",
+                "must be between 1 and 1440",
+            ));
+        }
+        if !(1..=365).contains(&a.refresh_token_days) {
+            return Err(SettingsError::new(
+                "accounts.refresh_token_days",
+                "must be between 1 and 365",
+            ));
+        }
+        if a.token_issuer.trim().is_empty() || a.token_audience.trim().is_empty() {
+            return Err(SettingsError::new(
+                "accounts.token_issuer",
+                "the token issuer and audience must not be empty",
+            ));
+        }
+        let owasp = depot_accounts::OWASP_PARAMS;
+        if a.argon2_memory_kib < owasp.memory_kib || a.argon2_iterations < owasp.iterations {
+            return Err(SettingsError::new(
+                "accounts.argon2_memory_kib",
+                "argon2id must be at least as strong as OWASP's m=19456 KiB, t=2",
+            ));
+        }
+        if a.argon2_parallelism == 0 || a.max_concurrent_hashes == 0 {
+            return Err(SettingsError::new(
+                "accounts.max_concurrent_hashes",
+                "argon2_parallelism and max_concurrent_hashes must be at least 1",
+            ));
+        }
+        let o = &self.oidc;
+        if let Some(issuer) = &o.issuer_url {
+            let url = url::Url::parse(issuer)
+                .map_err(|_| SettingsError::new("oidc.issuer_url", "is not a URL"))?;
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(SettingsError::new("oidc.issuer_url", "must be http(s)"));
+            }
+            if o.client_id.as_deref().is_none_or(str::is_empty) {
+                return Err(SettingsError::new(
+                    "oidc.client_id",
+                    "is required when oidc.issuer_url is set",
+                ));
+            }
+            match o.redirect_url.as_deref().map(url::Url::parse) {
+                Some(Ok(u)) if matches!(u.scheme(), "https" | "http") => {}
+                _ => {
+                    return Err(SettingsError::new(
+                        "oidc.redirect_url",
+                        "must be the absolute URL of /api/v1/auth/oidc/callback when oidc.issuer_url is set",
+                    ));
+                }
+            }
+        }
+        if !(1..=120).contains(&o.http_timeout_seconds) {
+            return Err(SettingsError::new(
+                "oidc.http_timeout_seconds",
+                "must be between 1 and 120",
+            ));
+        }
+        for proxy in &self.server.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                return Err(SettingsError::new(
+                    "server.trusted_proxies",
+                    format!("`{proxy}` is not an IP address"),
+                ));
+            }
         }
         Ok(())
     }

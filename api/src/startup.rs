@@ -200,6 +200,15 @@ fn run(
         clock: adapters.clock.clone(),
         metrics: adapters.metrics.clone(),
         packages_relay: services.relay.clone(),
+        accounts: services.accounts,
+        pending_logins: services.pending_logins,
+        oidc: services.oidc,
+        trusted_proxies: settings
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;
@@ -221,6 +230,10 @@ fn run(
             .service(web::resource("/health/live").route(web::get().to(routes::health::live)))
             .service(web::resource("/health/ready").route(web::get().to(routes::health::ready)))
             .service(web::resource("/metrics").route(web::get().to(crate::metrics::metrics)))
+            .service(
+                web::resource("/.well-known/jwks.json")
+                    .route(web::get().to(routes::accounts::jwks)),
+            )
             .configure(crate::docs::configure(docs_enabled))
             .service(
                 web::scope("/api/v1")

@@ -20,4 +20,8 @@ pub struct AppState {
     pub clock: Arc<dyn depot_core::Clock>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub packages_relay: Arc<depot_packages::relay::OutboxRelay>,
+    pub accounts: Arc<depot_accounts::AccountService>,
+    pub pending_logins: Arc<dyn depot_accounts::PendingLoginRepository>,
+    pub oidc: Option<Arc<crate::oidc::OidcClient>>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }

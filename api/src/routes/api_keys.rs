@@ -40,7 +40,7 @@ fn admin(auth: &Auth, req: &HttpRequest) -> Result<Actor, ApiError> {
     auth.0.require(Permission::ApiKeysAdmin)?;
     Ok(Actor {
         principal: auth.0.clone(),
-        client_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        client_ip: crate::client_ip::of(req),
     })
 }
 
@@ -224,19 +224,23 @@ fn single(key: ApiKey, now: DateTime<Utc>) -> HttpResponse {
 
 fn created(key: ApiKey, plain: PlainKey, now: DateTime<Utc>) -> HttpResponse {
     let location = format!("/api/v1/api-keys/{}", key.id);
-    HttpResponse::Created()
+    let mut res = HttpResponse::Created()
         .insert_header((header::LOCATION, location))
         .insert_header((header::ETAG, etag(key.revision)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(ApiKeyCreated {
             key: plain.expose().to_owned(),
             api_key: ApiKeyView::of(key, now),
-        })
+        });
+    // The plaintext key must not be kept for an idempotent replay.
+    res.extensions_mut()
+        .insert(crate::idempotency::SecretResponse);
+    res
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys",
     request_body = CreateApiKeyRequest,
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 201, description = "Created; `key` is shown this once", body = ApiKeyCreated),
         (status = 401, description = "Missing or bad credentials", body = Problem, content_type = "application/problem+json"),
@@ -268,7 +272,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListQuery),
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "Newest first; follow `next_cursor` or the `Link` header", body = inline(crate::http::Collection<ApiKeyView>)),
         (status = 422, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json")))]
@@ -292,7 +296,7 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = Uuid, Path)),
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "The key (never its secret), with an ETag", body = ApiKeyView),
         (status = 304, description = "If-None-Match matched"),
@@ -315,7 +319,7 @@ pub async fn get(
 
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/revoke", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The ETag last read")),
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "Revoked: the key stops working at once on every replica", body = ApiKeyView),
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
@@ -334,7 +338,7 @@ pub async fn revoke(
 
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/reactivate", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "No longer revoked (an expired key stays expired until renewed)", body = ApiKeyView),
         (status = 409, description = "Not revoked", body = Problem, content_type = "application/problem+json")))]
@@ -355,7 +359,7 @@ pub async fn reactivate(
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/renew", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     request_body = RenewRequest,
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "The new expiry applies", body = ApiKeyView),
         (status = 409, description = "Revoked keys are reactivated first", body = Problem, content_type = "application/problem+json"),
@@ -388,7 +392,7 @@ pub async fn renew(
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/rotate", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     request_body = RotateRequest,
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 201, description = "The new key (shown once); the old one stops after the grace period", body = ApiKeyCreated),
         (status = 409, description = "Only active keys rotate", body = Problem, content_type = "application/problem+json")))]
@@ -409,7 +413,7 @@ pub async fn rotate(
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 204, description = "Deleted, with its usage log"),
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
@@ -427,7 +431,7 @@ pub async fn delete(
 
 #[utoipa::path(get, path = "/api/v1/api-keys/{id}/usage", tag = "api-keys",
     params(("id" = Uuid, Path), PageQuery),
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "The key's requests, newest first", body = inline(crate::http::Collection<UsageView>)),
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json")))]
@@ -445,7 +449,7 @@ pub async fn usage(
 }
 
 #[utoipa::path(get, path = "/api/v1/audit-events", tag = "api-keys", params(AuditQuery),
-    security(("admin_secret" = []), ("api_key" = [])),
+    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses((status = 200, description = "Administrative actions, newest first", body = inline(crate::http::Collection<AuditEventView>))))]
 pub async fn audit_events(
     req: HttpRequest,

@@ -1,5 +1,6 @@
 //! Thin handlers: extract → call a service → map to a DTO.
 
+pub mod accounts;
 pub mod api_keys;
 pub mod health;
 pub mod packages;
@@ -12,6 +13,7 @@ use actix_web::web;
 pub fn configure_v1(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/passwords").route(web::get().to(passwords::generate)))
         .service(web::resource("/auth/whoami").route(web::get().to(whoami::whoami)))
+        .configure(accounts::configure)
         .configure(api_keys::configure)
         .configure(packages::configure);
 }

@@ -212,7 +212,7 @@ fn package_response(p: Package) -> HttpResponse {
 }
 
 #[utoipa::path(post, path = "/api/v1/packages", tag = "packages", request_body = CreatePackageRequest,
-    security(("api_key" = ["packages:write"])),
+    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses(
         (status = 201, description = "Registered (status `created`); the body equals what a GET returns", body = PackageView),
         (status = 409, description = "This name and version exist", body = Problem, content_type = "application/problem+json"),
@@ -242,7 +242,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/packages", tag = "packages", params(PackageQuery),
-    security(("api_key" = ["packages:read"])),
+    security(("api_key" = ["packages:read"]), ("bearer" = ["packages:read"])),
     responses((status = 200, description = "A page of packages", body = inline(crate::http::Collection<PackageView>)),
         (status = 422, description = "Bad filter, sort or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
@@ -274,7 +274,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/packages/{id}", tag = "packages", params(("id" = Uuid, Path)),
-    security(("api_key" = ["packages:read"])),
+    security(("api_key" = ["packages:read"]), ("bearer" = ["packages:read"])),
     responses((status = 200, description = "The package, with an ETag", body = PackageView),
         (status = 304, description = "If-None-Match matched"),
         (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json")))]
@@ -296,7 +296,7 @@ pub async fn get(
 
 #[utoipa::path(patch, path = "/api/v1/packages/{id}", tag = "packages",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), request_body = PatchPackageRequest,
-    security(("api_key" = ["packages:write"])),
+    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 200, description = "Updated", body = PackageView),
         (status = 409, description = "Another package has this name and version", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
@@ -330,7 +330,7 @@ pub async fn patch(
 
 #[utoipa::path(delete, path = "/api/v1/packages/{id}", tag = "packages",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
-    security(("api_key" = ["packages:write"])),
+    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 204, description = "Deleted with its finished operations"),
         (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An operation is pending or running on it", body = Problem, content_type = "application/problem+json"),
@@ -367,7 +367,7 @@ async fn start(
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/download", tag = "packages", params(("id" = Uuid, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "A UUID; a retry with the same key and body replays the first answer")),
-    security(("api_key" = ["packages:write"])),
+    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 202, description = "Accepted: poll Location (the operation) or stream its /events", body = OperationView,
             headers(("Location" = String), ("Retry-After" = String))),
         (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json"),
@@ -381,7 +381,7 @@ pub async fn download(
 }
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/activate", tag = "packages", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
-    security(("api_key" = ["packages:write"])),
+    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 202, description = "Accepted (downloaded → active)", body = OperationView),
         (status = 409, description = "Not `downloaded`, or busy", body = Problem, content_type = "application/problem+json")))]
 pub async fn activate(
@@ -393,7 +393,7 @@ pub async fn activate(
 }
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/deactivate", tag = "packages", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
-    security(("api_key" = ["packages:write"])),
+    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 202, description = "Accepted (active → downloaded)", body = OperationView),
         (status = 409, description = "Not `active`, or busy", body = Problem, content_type = "application/problem+json")))]
 pub async fn deactivate(
@@ -405,7 +405,7 @@ pub async fn deactivate(
 }
 
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)),
-    security(("api_key" = ["operations:read"])),
+    security(("api_key" = ["operations:read"]), ("bearer" = ["operations:read"])),
     responses((status = 200, description = "The operation", body = OperationView),
         (status = 404, description = "No such operation", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_operation(
@@ -423,7 +423,7 @@ pub async fn get_operation(
 }
 
 #[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(OperationQuery),
-    security(("api_key" = ["operations:read"])),
+    security(("api_key" = ["operations:read"]), ("bearer" = ["operations:read"])),
     responses((status = 200, description = "Operations, newest first", body = inline(crate::http::Collection<OperationView>))))]
 pub async fn list_operations(
     req: HttpRequest,
@@ -457,7 +457,7 @@ pub async fn list_operations(
 }
 
 #[utoipa::path(post, path = "/api/v1/operations/{id}/cancel", tag = "operations", params(("id" = Uuid, Path)),
-    security(("api_key" = ["packages:write"])),
+    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 202, description = "Cancelled (pending) or asked to stop (running)", body = OperationView),
         (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
@@ -473,7 +473,7 @@ pub async fn cancel(
 }
 
 #[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations", params(("id" = Uuid, Path)),
-    security(("api_key" = ["operations:read"])),
+    security(("api_key" = ["operations:read"]), ("bearer" = ["operations:read"])),
     responses((status = 200, description = "Server-Sent Events: one `operation` event (the operation as JSON) per status or progress change; the stream closes after the final state", content_type = "text/event-stream"),
         (status = 404, description = "No such operation", body = Problem, content_type = "application/problem+json")))]
 pub async fn events(

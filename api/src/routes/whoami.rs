@@ -18,7 +18,7 @@ pub struct WhoAmI {
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth",
-    security(("api_key" = []), ("admin_secret" = [])),
+    security(("api_key" = []), ("bearer" = []), ("admin_secret" = [])),
     responses(
         (status = 200, description = "The authenticated caller", body = WhoAmI),
         (status = 401, description = "Missing, malformed, unknown, revoked or expired credentials", body = Problem, content_type = "application/problem+json"),

@@ -2,6 +2,7 @@
 //! database (a temp SQLite file; a fresh PostgreSQL database when DEPOT_TEST_POSTGRES_URL is set)
 //! and, when DEPOT_TEST_AMQP_URL is set, unique queues on a real RabbitMQ.
 
+mod accounts;
 mod api_keys;
 mod cli;
 mod docs;
@@ -11,6 +12,7 @@ mod helpers;
 mod http_executor;
 mod metrics;
 mod migrations;
+mod oidc;
 mod packages;
 mod passwords;
 mod scaled;

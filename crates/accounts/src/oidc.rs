@@ -140,7 +140,7 @@ pub fn verify_id_token(
     }
     let supported = &metadata.id_token_signing_alg_values_supported;
     let alg_name = format!("{:?}", header.alg);
-    if !supported.is_empty() && !supported.iter().any(|a| *a == alg_name) {
+    if !supported.is_empty() && !supported.contains(&alg_name) {
         return Err(invalid(
             "the provider does not announce its signature algorithm",
         ));

@@ -387,11 +387,4 @@ impl AccountService {
         let pair = self.start_session(&user, now).await?;
         Ok((user, pair))
     }
-
-    /// Housekeeping: expired refresh tokens and forgotten throttle states.
-    pub async fn purge(&self) -> Result<u64, AccountError> {
-        let now = self.clock.now();
-        Ok(self.refresh.purge_expired(now).await?
-            + self.throttle.purge(now - throttle::WINDOW).await?)
-    }
 }

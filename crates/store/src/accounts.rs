@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_accounts::throttle::ThrottleState;
 use depot_accounts::{
-    Email, Identity, NewRefreshToken, PendingLogin, PendingLoginRepository,
-    RefreshTokenRepository, Role, Rotation, ThrottleRepository, User, UserPatch, UserRepository,
+    Email, Identity, NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository,
+    Role, Rotation, ThrottleRepository, User, UserPatch, UserRepository,
 };
 use depot_core::{Page, PageRequest, RepoError};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -27,6 +27,13 @@ pub struct SeaOrmAccountRepository {
 impl SeaOrmAccountRepository {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
+    }
+
+    /// Housekeeping: expired refresh tokens and pending sign-ins, forgotten throttle states.
+    pub async fn purge_expired_state(&self, now: DateTime<Utc>) -> Result<u64, RepoError> {
+        Ok(RefreshTokenRepository::purge_expired(self, now).await?
+            + ThrottleRepository::purge(self, now - depot_accounts::throttle::WINDOW).await?
+            + PendingLoginRepository::purge(self, now).await?)
     }
 }
 
@@ -48,7 +55,11 @@ fn to_domain(m: user::Model) -> Result<User, RepoError> {
     })
 }
 
-fn identity_active(user_id: Uuid, identity: &Identity, now: DateTime<Utc>) -> user_identity::ActiveModel {
+fn identity_active(
+    user_id: Uuid,
+    identity: &Identity,
+    now: DateTime<Utc>,
+) -> user_identity::ActiveModel {
     user_identity::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user_id),

@@ -1,0 +1,482 @@
+//! `/api/v1/auth/*` (register, login, refresh, logout, OpenID Connect sign-in), `/api/v1/users`
+//! and `/.well-known/jwks.json`.
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Query};
+use crate::http::{collection, etag, if_match, not_modified, page_request};
+use crate::idempotency::SecretResponse;
+use crate::state::AppState;
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use depot_accounts::tokens::{random_token, sha256};
+use depot_accounts::{Identity, PendingLogin, Role, TokenPair, User, UserPatch};
+use depot_core::{Permission, PrincipalKind, ValidationError};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+const STATE_COOKIE: &str = "depot_oidc_state";
+const COOKIE_PATH: &str = "/api/v1/auth/oidc";
+const PENDING_MINUTES: i64 = 10;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/auth/register").route(web::post().to(register)))
+        .service(web::resource("/auth/login").route(web::post().to(login)))
+        .service(web::resource("/auth/refresh").route(web::post().to(refresh)))
+        .service(web::resource("/auth/logout").route(web::post().to(logout)))
+        .service(web::resource("/auth/oidc/login").route(web::get().to(oidc_login)))
+        .service(web::resource("/auth/oidc/callback").route(web::get().to(oidc_callback)))
+        .service(web::resource("/users/me").route(web::get().to(me)))
+        .service(web::resource("/users").route(web::get().to(list)))
+        .service(
+            web::resource("/users/{id}")
+                .route(web::get().to(get))
+                .route(web::patch().to(patch)),
+        );
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    /// `admin` or `user`.
+    #[schema(example = "user")]
+    pub role: &'static str,
+    /// The scopes the role grants.
+    #[schema(example = json!(["packages:read", "packages:write"]))]
+    pub scopes: Vec<&'static str>,
+    pub disabled: bool,
+    /// False for accounts that only sign in through the identity provider.
+    pub has_password: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.as_str().to_owned(),
+            role: u.role.as_str(),
+            scopes: u.role.scopes().iter().map(|p| p.as_str()).collect(),
+            disabled: u.disabled,
+            has_password: u.password_hash.is_some(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// Depot's tokens (OAuth 2.0 token response shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    pub expires_in: i64,
+    /// Opaque (`dpr_…`). Exchange it at /auth/refresh for a new pair; each one works once.
+    pub refresh_token: String,
+}
+
+impl From<TokenPair> for TokenResponse {
+    fn from(p: TokenPair) -> Self {
+        Self {
+            access_token: p.access_token,
+            token_type: p.token_type,
+            expires_in: p.expires_in,
+            refresh_token: p.refresh_token,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsRequest {
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    /// 12–128 characters by default (settings); never truncated.
+    #[schema(example = "correct horse battery staple")]
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(example = "dpr_…")]
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUserRequest {
+    /// `admin` or `user`.
+    pub role: Option<String>,
+    /// Disabling revokes every session (refresh token) of the user at once.
+    pub disabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    /// Set by the provider when the user refused or the request was bad.
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// Token responses carry secrets: never cached, never kept for idempotent replay.
+fn tokens_response(status: actix_web::http::StatusCode, pair: TokenPair) -> HttpResponse {
+    let mut res = HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(TokenResponse::from(pair));
+    res.extensions_mut().insert(SecretResponse);
+    res
+}
+
+fn count(state: &AppState, method: &str, result: &str) {
+    state
+        .metrics
+        .logins
+        .with_label_values(&[method, result])
+        .inc();
+}
+
+fn outcome<T>(state: &AppState, method: &str, r: &Result<T, depot_accounts::AccountError>) {
+    use depot_accounts::AccountError as E;
+    let label = match r {
+        Ok(_) => "success",
+        Err(E::InvalidCredentials) => "invalid_credentials",
+        Err(E::Throttled { .. }) => "throttled",
+        Err(E::Disabled) => "disabled",
+        Err(E::RefreshReused) => "reused",
+        Err(E::RefreshInvalid) => "invalid_token",
+        Err(E::Validation(_)) => "invalid_request",
+        Err(_) => "error",
+    };
+    count(state, method, label);
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = CredentialsRequest,
+    responses(
+        (status = 201, description = "The new account (role `user`); log in next", body = UserView),
+        (status = 403, description = "Registration is turned off", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The e-mail is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid e-mail or password length", body = Problem, content_type = "application/problem+json")))]
+pub async fn register(
+    state: web::Data<AppState>,
+    body: Json<CredentialsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .accounts
+        .register(&body.0.email, &body.0.password)
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/users/{}", user.id)))
+        .json(UserView::from(user)))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = CredentialsRequest,
+    responses(
+        (status = 200, description = "An access token and the first refresh token of a new session", body = TokenResponse),
+        (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failures for this account; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Json<CredentialsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = crate::client_ip::of(&req);
+    let r = state
+        .accounts
+        .login(&body.0.email, &body.0.password, ip.as_deref())
+        .await;
+    outcome(&state, "password", &r);
+    let (_, pair) = r?;
+    Ok(tokens_response(actix_web::http::StatusCode::OK, pair))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new pair; the presented refresh token no longer works", body = TokenResponse),
+        (status = 401, description = "Unknown, expired or revoked token; a reused token also revokes its whole session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account is disabled", body = Problem, content_type = "application/problem+json")))]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let r = state.accounts.refresh(&body.0.refresh_token).await;
+    outcome(&state, "refresh", &r);
+    Ok(tokens_response(actix_web::http::StatusCode::OK, r?))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "The session (every refresh token of its family) is revoked"),
+        (status = 401, description = "Unknown refresh token", body = Problem, content_type = "application/problem+json")))]
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.accounts.logout(&body.0.refresh_token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed-in user", body = UserView),
+        (status = 401, description = "Missing, expired or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials are not a user's (an API key or the admin secret)", body = Problem, content_type = "application/problem+json")))]
+pub async fn me(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let PrincipalKind::User { user_id } = auth.0.kind else {
+        return Err(ApiError::Refused {
+            code: "not_a_user",
+            detail: "these credentials do not belong to a user; sign in with a user account".into(),
+        });
+    };
+    let user = state.accounts.get(user_id).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(UserView::from(user)))
+}
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserQuery),
+    security(("bearer" = ["users:admin"]), ("admin_secret" = []), ("api_key" = ["users:admin"])),
+    responses(
+        (status = 200, description = "A page of users, newest first", body = inline(crate::http::Collection<UserView>)),
+        (status = 403, description = "Needs the users:admin scope", body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    query: Query<UserQuery>,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::UsersAdmin)?;
+    let page = page_request(query.0.limit, query.0.cursor.as_deref())?;
+    let users = state.accounts.list(&page).await?;
+    Ok(collection(&req, users, UserView::from))
+}
+
+fn user_response(u: User) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(u.revision)))
+        .json(UserView::from(u))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
+    security(("bearer" = ["users:admin"]), ("admin_secret" = []), ("api_key" = ["users:admin"])),
+    responses(
+        (status = 200, description = "The user, with its ETag", body = UserView),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::UsersAdmin)?;
+    let user = state.accounts.get(*id).await?;
+    if not_modified(&req, user.revision) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag(user.revision)))
+            .finish());
+    }
+    Ok(user_response(user))
+}
+
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = PatchUserRequest,
+    security(("bearer" = ["users:admin"]), ("admin_secret" = []), ("api_key" = ["users:admin"])),
+    responses(
+        (status = 200, description = "The updated user", body = UserView),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It would leave no enabled administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an old revision", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown role, or nothing to change", body = Problem, content_type = "application/problem+json")))]
+pub async fn patch(
+    req: HttpRequest,
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: Json<PatchUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    auth.0.require(Permission::UsersAdmin)?;
+    let role = body.0.role.as_deref().map(str::parse::<Role>).transpose()?;
+    let patch = UserPatch {
+        role,
+        disabled: body.0.disabled,
+    };
+    let user = state.accounts.update(*id, patch, if_match(&req)?).await?;
+    Ok(user_response(user))
+}
+
+/// The public keys that verify Depot's access tokens (RFC 7517).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "The JSON Web Key Set", content_type = "application/jwk-set+json")))]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/jwk-set+json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(state.accounts.tokens().jwks())
+}
+
+fn oidc_client(state: &AppState) -> Result<&crate::oidc::OidcClient, ApiError> {
+    state
+        .oidc
+        .as_deref()
+        .ok_or_else(|| ApiError::not_found("sign-in with an identity provider is not configured"))
+}
+
+fn state_cookie(value: String, secure: bool, max_age: CookieDuration) -> Cookie<'static> {
+    Cookie::build(STATE_COOKIE, value)
+        .path(COOKIE_PATH)
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .max_age(max_age)
+        .finish()
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/oidc/login", tag = "auth",
+    responses(
+        (status = 302, description = "To the identity provider (authorization code flow with PKCE); sets a short-lived state cookie"),
+        (status = 404, description = "No identity provider is configured", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider's discovery document could not be read", body = Problem, content_type = "application/problem+json")))]
+pub async fn oidc_login(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let client = oidc_client(&state)?;
+    let metadata = client.metadata().await?;
+    let oidc_state = random_token(32);
+    let nonce = random_token(32);
+    let code_verifier = random_token(48);
+    let now = state.clock.now();
+    state
+        .pending_logins
+        .save(&PendingLogin {
+            state_hash: sha256(&oidc_state),
+            nonce: nonce.clone(),
+            code_verifier: code_verifier.clone(),
+            expires_at: now + chrono::Duration::minutes(PENDING_MINUTES),
+        })
+        .await?;
+    let url = depot_accounts::oidc::authorization_url(
+        &metadata,
+        &depot_accounts::oidc::AuthorizationRequest {
+            client_id: &client.client_id,
+            redirect_uri: &client.redirect_url,
+            scopes: &client.scopes,
+            state: &oidc_state,
+            nonce: &nonce,
+            code_verifier: &code_verifier,
+        },
+    );
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, url))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(state_cookie(
+            oidc_state,
+            client.cookie_secure,
+            CookieDuration::minutes(PENDING_MINUTES),
+        ))
+        .finish())
+}
+
+fn state_invalid(detail: &str) -> ApiError {
+    ApiError::BadRequest {
+        code: "oidc_state_invalid",
+        detail: detail.to_owned(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/oidc/callback", tag = "auth", params(CallbackQuery),
+    responses(
+        (status = 200, description = "Signed in: Depot's own tokens", body = TokenResponse),
+        (status = 400, description = "Missing/mismatched state (or cookie), reused or expired sign-in, provider error, refused code", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The ID token failed verification (signature, issuer, audience, expiry, nonce)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An account with the e-mail exists and the provider has not verified it", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The identity provider is unavailable", body = Problem, content_type = "application/problem+json")))]
+pub async fn oidc_callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: Query<CallbackQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let client = oidc_client(&state)?;
+    let q = query.0;
+    if let Some(error) = q.error {
+        let error: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return Err(ApiError::BadRequest {
+            code: "oidc_provider_error",
+            detail: format!("the identity provider answered `{error}`"),
+        });
+    }
+    let (Some(code), Some(oidc_state)) = (q.code, q.state) else {
+        let mut e = ValidationError::field("code", "is required");
+        e.push("state", "is required");
+        return Err(e.into());
+    };
+    let cookie = req.cookie(STATE_COOKIE).ok_or_else(|| {
+        state_invalid(
+            "the sign-in cookie is missing: start again at /auth/oidc/login in the same browser",
+        )
+    })?;
+    if !bool::from(cookie.value().as_bytes().ct_eq(oidc_state.as_bytes())) {
+        return Err(state_invalid(
+            "the state does not match this browser's sign-in",
+        ));
+    }
+    let now = state.clock.now();
+    let pending = state
+        .pending_logins
+        .take(&sha256(&oidc_state), now)
+        .await?
+        .ok_or_else(|| state_invalid("this sign-in is unknown, expired or already used"))?;
+    let claims = client
+        .complete(&code, &pending.code_verifier, &pending.nonce)
+        .await;
+    if claims.is_err() {
+        count(&state, "oidc", "invalid_token");
+    }
+    let claims = claims?;
+    let r = state
+        .accounts
+        .sign_in_external(
+            Identity {
+                issuer: client.issuer().to_owned(),
+                subject: claims.subject,
+            },
+            claims.email.as_deref(),
+            claims.email_verified,
+        )
+        .await;
+    outcome(&state, "oidc", &r);
+    let (_, pair) = r?;
+    let mut res = tokens_response(actix_web::http::StatusCode::OK, pair);
+    let _ = res.add_removal_cookie(&state_cookie(
+        String::new(),
+        client.cookie_secure,
+        CookieDuration::ZERO,
+    ));
+    Ok(res)
+}
