@@ -25,6 +25,10 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     pub jobs: IntCounterVec,
     pub operations_started: IntCounterVec,
+    pub operations_finished: IntCounterVec,
+    pub operation_duration: HistogramVec,
+    pub queue_consumed: IntCounterVec,
+    pub queue_redelivered: IntCounterVec,
 }
 
 impl Metrics {
@@ -89,8 +93,46 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let operations_finished = IntCounterVec::new(
+            Opts::new(
+                "depot_operations_finished_total",
+                "Package operations finished, by kind and final status",
+            ),
+            &["kind", "status"],
+        )
+        .expect("valid metric");
+        let operation_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "depot_operation_duration_seconds",
+                "Time from accepting an operation to its final status, by kind and final status",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+            ]),
+            &["kind", "status"],
+        )
+        .expect("valid metric");
+        let queue_consumed = IntCounterVec::new(
+            Opts::new(
+                "depot_queue_consumed_total",
+                "Deliveries received by workers, by queue",
+            ),
+            &["queue"],
+        )
+        .expect("valid metric");
+        let queue_redelivered = IntCounterVec::new(
+            Opts::new(
+                "depot_queue_redelivered_total",
+                "Deliveries that were not the message's first (retries, crashed workers), by queue",
+            ),
+            &["queue"],
+        )
+        .expect("valid metric");
         for c in [
             &http_requests,
+            &operations_finished,
+            &queue_consumed,
+            &queue_redelivered,
             &key_verifications,
             &token_verifications,
             &logins,
@@ -101,9 +143,11 @@ impl Metrics {
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
         }
-        registry
-            .register(Box::new(http_duration.clone()))
-            .expect("unique metric");
+        for h in [&http_duration, &operation_duration] {
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+        }
         Self {
             registry,
             http_requests,
@@ -113,6 +157,10 @@ impl Metrics {
             logins,
             jobs,
             operations_started,
+            operations_finished,
+            operation_duration,
+            queue_consumed,
+            queue_redelivered,
         }
     }
 
@@ -182,6 +230,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Key verifications that read the database",
         "counter",
         stats.cache_misses.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "depot_queue_published_total",
+        "Messages the outbox relay published and the broker confirmed",
+        "counter",
+        state.packages_relay.published(),
     );
     if let Ok(n) = state.packages_relay.backlog().await {
         gauge(

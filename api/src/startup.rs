@@ -120,7 +120,10 @@ pub fn worker_for(settings: &Settings, adapters: &Adapters) -> Result<Worker, St
     )
     .max_deliveries(settings.queue.max_deliveries)
     .metrics(adapters.metrics.clone())
-    .register(Arc::new(crate::worker::OperationJob(runner))))
+    .register(Arc::new(crate::worker::OperationJob {
+        runner,
+        metrics: adapters.metrics.clone(),
+    })))
 }
 
 /// Embedded mode: the in-process queue did not survive a restart, so unfinished operations are

@@ -155,6 +155,12 @@ impl Worker {
                         };
                         let handler = handler.clone();
                         let metrics = metrics.clone();
+                        if let Some(m) = &metrics {
+                            m.queue_consumed.with_label_values(&[handler.queue()]).inc();
+                            if delivery.attempt() > 1 {
+                                m.queue_redelivered.with_label_values(&[handler.queue()]).inc();
+                            }
+                        }
                         jobs.spawn(async move {
                             let outcome = run_one(handler.as_ref(), delivery, max_deliveries).await;
                             if let Some(m) = metrics {
@@ -178,7 +184,10 @@ impl Worker {
 }
 
 /// Runs package operations from the `operations` queue.
-pub struct OperationJob(pub Arc<depot_packages::runner::OperationRunner>);
+pub struct OperationJob {
+    pub runner: Arc<depot_packages::runner::OperationRunner>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
 
 #[async_trait]
 impl JobHandler for OperationJob {
@@ -188,10 +197,29 @@ impl JobHandler for OperationJob {
 
     async fn handle(&self, message: &Message, _attempt: u32) -> Result<(), JobError> {
         use depot_packages::runner::RunError;
-        self.0.handle(&message.body).await.map_err(|e| match e {
-            RunError::Retryable(e) => JobError::Retryable(e),
-            RunError::Permanent(e) => JobError::Permanent(e),
-        })
+        let finished = self
+            .runner
+            .handle(&message.body)
+            .await
+            .map_err(|e| match e {
+                RunError::Retryable(e) => JobError::Retryable(e),
+                RunError::Permanent(e) => JobError::Permanent(e),
+            })?;
+        if let Some(op) = finished {
+            let labels = [op.kind.as_str(), op.status.as_str()];
+            self.metrics
+                .operations_finished
+                .with_label_values(&labels)
+                .inc();
+            if let Some(end) = op.finished_at {
+                let seconds = (end - op.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                self.metrics
+                    .operation_duration
+                    .with_label_values(&labels)
+                    .observe(seconds);
+            }
+        }
+        Ok(())
     }
 }
 

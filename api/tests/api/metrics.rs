@@ -25,6 +25,12 @@ async fn metrics_use_route_templates_and_count_the_domain() {
         .await;
     app.get_with_key("/api/v1/auth/whoami", "dpk_not-a-key")
         .await;
+    app.client
+        .get(app.url("/api/v1/auth/whoami"))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
     let op: Value = app
         .with_key(
             Method::POST,
@@ -39,15 +45,23 @@ async fn metrics_use_route_templates_and_count_the_domain() {
         .unwrap();
     wait_final(&app, &key, op["id"].as_str().unwrap()).await;
 
-    let res = app.get("/metrics").await;
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let text = res.text().await.unwrap();
+    // The worker counts the finished operation just after writing its final status.
+    let mut text = String::new();
+    for _ in 0..50 {
+        let res = app.get("/metrics").await;
+        assert_eq!(res.status(), 200);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        text = res.text().await.unwrap();
+        if text.contains("depot_operations_finished_total") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     for expected in [
         r#"http_requests_total{method="GET",route="/health/live",status="200"} 1"#,
         r#"http_requests_total{method="GET",route="unmatched",status="404"} 3"#,
@@ -57,6 +71,12 @@ async fn metrics_use_route_templates_and_count_the_domain() {
         r#"depot_api_key_verifications_total{result="malformed"} 1"#,
         r#"depot_operations_started_total{kind="download"} 1"#,
         r#"depot_queue_jobs_total{outcome="ack",queue="operations"}"#,
+        r#"depot_queue_consumed_total{queue="operations"}"#,
+        r#"depot_operations_finished_total{kind="download",status="succeeded"} 1"#,
+        r#"depot_operation_duration_seconds_bucket{kind="download",status="succeeded",le="60"} 1"#,
+        r#"depot_operation_duration_seconds_count{kind="download",status="succeeded"} 1"#,
+        "depot_queue_published_total 1",
+        r#"depot_access_token_verifications_total{result="invalid"} 1"#,
         "depot_api_key_cache_hits_total",
         "depot_outbox_backlog 0",
         "depot_db_pool_in_use",

@@ -5,6 +5,7 @@ use crate::ports::OutboxRepository;
 use depot_core::queue::{Message, MessagePublisher};
 use depot_core::{Clock, RepoError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
@@ -15,6 +16,7 @@ pub struct OutboxRelay {
     wakeup: Arc<Notify>,
     interval: Duration,
     batch: u64,
+    published: AtomicU64,
 }
 
 impl OutboxRelay {
@@ -32,7 +34,13 @@ impl OutboxRelay {
             wakeup,
             interval,
             batch: 200,
+            published: AtomicU64::new(0),
         }
+    }
+
+    /// Messages this relay has published (confirmed by the queue) since start-up.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
     }
 
     /// Publishes one batch; returns how many messages were sent. Stops at the first publish that
@@ -63,6 +71,8 @@ impl OutboxRelay {
                 }
             }
         }
+        self.published
+            .fetch_add(sent.len() as u64, Ordering::Relaxed);
         self.outbox.mark_sent(&sent, self.clock.now()).await?;
         self.outbox.release(&unsent).await?;
         if let Some(e) = failure {

@@ -2,7 +2,7 @@
 //! happens exactly once because finishing is a conditional update on a running operation.
 
 use crate::executor::{ExecError, Executor, Progress};
-use crate::model::OperationError;
+use crate::model::{Operation, OperationError};
 use crate::ports::{OperationRepository, Outcome, PackageRepository};
 use async_trait::async_trait;
 use depot_core::{Clock, RepoError};
@@ -96,7 +96,7 @@ impl OperationRunner {
         id: Uuid,
         kind: crate::OperationKind,
         outcome: Outcome,
-    ) -> Result<(), RunError> {
+    ) -> Result<Option<Operation>, RunError> {
         match self
             .operations
             .finish(id, kind, &outcome, self.clock.now())
@@ -104,19 +104,20 @@ impl OperationRunner {
         {
             Ok(Some(op)) => {
                 tracing::info!(operation_id = %id, status = op.status.as_str(), "operation finished");
-                Ok(())
+                Ok(Some(op))
             }
             Ok(None) => {
                 tracing::info!(operation_id = %id, "operation already finished elsewhere");
-                Ok(())
+                Ok(None)
             }
             Err(e) => Err(retryable(e)),
         }
     }
 
-    /// Handles one delivery of an operation message.
+    /// Handles one delivery of an operation message. Returns the operation when this delivery
+    /// finished it (for metrics), `None` when there was nothing (left) to do.
     #[tracing::instrument(skip_all, fields(operation_id))]
-    pub async fn handle(&self, payload: &[u8]) -> Result<(), RunError> {
+    pub async fn handle(&self, payload: &[u8]) -> Result<Option<Operation>, RunError> {
         let msg: OperationMessage = serde_json::from_slice(payload)
             .map_err(|e| RunError::Permanent(format!("not an operation message: {e}")))?;
         let id = msg.operation_id;
@@ -125,11 +126,11 @@ impl OperationRunner {
         let op = match self.operations.claim(id, self.clock.now()).await {
             Ok(op) => op,
             // Deleted with its package: nothing to do.
-            Err(RepoError::NotFound) => return Ok(()),
+            Err(RepoError::NotFound) => return Ok(None),
             Err(e) => return Err(retryable(e)),
         };
         if op.status.is_final() {
-            return Ok(());
+            return Ok(None);
         }
         if op.cancel_requested {
             return self.finish(id, op.kind, Outcome::Cancelled).await;
