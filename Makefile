@@ -1,5 +1,5 @@
 # Depot developer targets. `make run` and `make test` are the README's two commands.
-.PHONY: run test lint fmt migrate bench cluster cluster-test build release clean
+.PHONY: run test lint fmt migrate bench cluster cluster-test build release clean docker-build docker-up docker-test docker-down docker-check locust
 
 run:            ## Start Depot with no external services (SQLite file, in-process queue)
 	cargo run --release --locked -p depot-api --bin depot -- serve
@@ -27,6 +27,21 @@ cluster:        ## The scaled topology without Docker: nginx, 2 API processes, 2
 
 cluster-test:   ## Lifecycle across that cluster; stops everything and checks nothing is left
 	bash scripts/cluster.sh test
+
+docker-build:   ## The image (docker/Dockerfile), tagged depot:local
+	bash scripts/docker.sh build
+
+docker-up:      ## Compose: PostgreSQL, RabbitMQ, migrate, 2 API, 2 workers, nginx on :8080
+	bash scripts/docker.sh up
+
+docker-test:    ## The test suite inside compose, against its PostgreSQL and RabbitMQ
+	bash scripts/docker.sh test
+
+docker-down:
+	bash scripts/docker.sh down
+
+docker-check:   ## Without a Docker engine: hadolint, compose file parsed and cross-checked, digests pinned
+	bash scripts/docker-check.sh
 
 build:
 	cargo build --workspace --locked

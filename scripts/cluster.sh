@@ -53,6 +53,10 @@ export DATABASE_URL="${PG%/*}/$DB" AMQP_URL="$AMQP" DEPOT__QUEUE__QUEUE_PREFIX="
   DEPOT_ADMIN_SECRET=${DEPOT_ADMIN_SECRET:-cluster-admin-secret-0123456789abcdef} DEPOT__LOG__FORMAT=json \
   DEPOT__EXECUTOR__SIMULATED_DURATION_MS=${CLUSTER_OPERATION_MS:-300}
 "$BIN" migrate up >/dev/null 2>"$WORK/migrate.log"
+# One signing key for every replica (each would otherwise make its own, and refuse the others'
+# access tokens); nginx on loopback is the trusted proxy that names the client.
+DEPOT_JWT_SIGNING_KEY=${DEPOT_JWT_SIGNING_KEY:-$("$BIN" users keygen)}
+export DEPOT_JWT_SIGNING_KEY DEPOT__SERVER__TRUSTED_PROXIES=127.0.0.1
 
 API_PORTS=()
 for i in 1 2; do
@@ -149,6 +153,23 @@ for pid in ids:
     _, p = call("GET", f"/api/v1/packages/{pid}")
     assert p["status"] == "active", p
 print(f"cluster test: {n} packages created, downloaded and activated through nginx")
+# A user signs in on one replica; the access token works on both (nginx alternates).
+def anon(method, path, body=None, token=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, json.loads(r.read() or b"null")
+creds = {"email": "cluster@example.com", "password": "cluster test password"}
+assert anon("POST", "/api/v1/auth/register", creds)[0] == 201
+status, tokens = anon("POST", "/api/v1/auth/login", creds)
+assert status == 200, status
+for _ in range(4):
+    status, me = anon("GET", "/api/v1/users/me", token=tokens["access_token"])
+    assert status == 200 and me["email"] == creds["email"], (status, me)
+print("cluster test: one user's access token accepted by every replica")
 PY
 # Both API replicas served requests, and both workers ran operations.
 for i in 1 2; do

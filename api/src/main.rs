@@ -36,6 +36,8 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Exit 0 when this host's Depot answers /health/live within 2 s (the container HEALTHCHECK).
+    Healthcheck,
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -194,6 +196,9 @@ fn main() -> ExitCode {
     if let Command::Password(args) = &command {
         return password(&settings, args);
     }
+    if let Command::Healthcheck = command {
+        return healthcheck(settings.server.port);
+    }
     if let Command::Config { action } = command {
         match action {
             ConfigAction::Show => print!("{}", settings.to_redacted_toml()),
@@ -228,7 +233,10 @@ fn main() -> ExitCode {
             Command::Worker => worker(settings).await,
             Command::Migrate { action } => migrate(settings, action).await,
             Command::Users { action } => users(settings, action).await,
-            Command::Config { .. } | Command::Password(_) | Command::Packages(_) => {
+            Command::Config { .. }
+            | Command::Password(_)
+            | Command::Packages(_)
+            | Command::Healthcheck => {
                 unreachable!("handled above")
             }
         }
@@ -237,6 +245,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A dependency-free probe for images without a shell or curl (distroless).
+fn healthcheck(port: u16) -> ExitCode {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(2);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let probe = || -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(b"GET /health/live HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+    };
+    match probe() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("unhealthy: /health/live did not answer 200");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
             ExitCode::FAILURE
         }
     }

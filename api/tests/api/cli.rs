@@ -152,6 +152,12 @@ fn sigterm_stops_the_server_gracefully() {
         .spawn()
         .unwrap();
     assert!(wait_live(port), "the server did not start");
+    let healthcheck = || {
+        depot_in(&dir, &[("PORT", &port.to_string())], &["healthcheck"])
+            .status
+            .success()
+    };
+    assert!(healthcheck(), "`depot healthcheck` sees the running server");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -169,6 +175,7 @@ fn sigterm_stops_the_server_gracefully() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");
+    assert!(!healthcheck(), "`depot healthcheck` fails once it is gone");
 }
 
 #[test]
