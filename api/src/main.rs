@@ -213,9 +213,15 @@ fn main() -> ExitCode {
         print!("{}", depot_accounts::tokens::generate_ed25519_pem());
         return ExitCode::SUCCESS;
     }
-    telemetry::init_to(
+    let service = match command {
+        Command::Serve => Some("depot-api"),
+        Command::Worker => Some("depot-worker"),
+        _ => None,
+    };
+    let _telemetry = telemetry::init_to(
         &settings.log,
         matches!(command, Command::Migrate { .. } | Command::Users { .. }),
+        service,
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -73,14 +73,22 @@ impl RootSpanBuilder for DepotRootSpan {
         let route = request
             .match_pattern()
             .unwrap_or_else(|| "unmatched".into());
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "request",
             request_id = %request_id,
             method = %request.method(),
             route = %route,
             path = %request.path(),
             status = tracing::field::Empty,
-        )
+            trace_id = tracing::field::Empty,
+            otel.name = %format!("{} {route}", request.method()),
+            otel.kind = "server",
+        );
+        crate::telemetry::adopt(
+            &span,
+            &crate::telemetry::request_trace_headers(request.headers()),
+        );
+        span
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -236,7 +237,19 @@ async fn run_one(
     max_deliveries: u32,
 ) -> &'static str {
     let attempt = delivery.attempt();
-    let outcome = handler.handle(delivery.message(), attempt).await;
+    let span = tracing::info_span!(
+        "consume",
+        queue = handler.queue(),
+        attempt,
+        trace_id = tracing::field::Empty,
+        otel.name = %format!("consume {}", handler.queue()),
+        otel.kind = "consumer",
+    );
+    depot_core::trace::adopt(&span, &delivery.message().headers);
+    let outcome = handler
+        .handle(delivery.message(), attempt)
+        .instrument(span)
+        .await;
     let label = match &outcome {
         Ok(()) => "ack",
         Err(JobError::Retryable(_)) if attempt < max_deliveries => "retry",

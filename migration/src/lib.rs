@@ -8,6 +8,7 @@ mod m20261122_000001_create_idempotency_keys;
 mod m20261122_000002_create_api_keys;
 mod m20261122_000003_create_packages;
 mod m20261122_000004_create_accounts;
+mod m20261122_000005_outbox_headers;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_api_keys::Migration),
             Box::new(m20261122_000003_create_packages::Migration),
             Box::new(m20261122_000004_create_accounts::Migration),
+            Box::new(m20261122_000005_outbox_headers::Migration),
         ]
     }
 }

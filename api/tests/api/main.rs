@@ -16,3 +16,4 @@ mod oidc;
 mod packages;
 mod passwords;
 mod scaled;
+mod tracing;

@@ -11,6 +11,7 @@ pub mod principal;
 pub mod queue;
 pub mod repo;
 pub mod secrets;
+pub mod trace;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::ValidationError;

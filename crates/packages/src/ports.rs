@@ -37,6 +37,8 @@ pub struct OutboxMessage {
     pub queue: String,
     pub payload: Vec<u8>,
     pub created_at: DateTime<Utc>,
+    /// Published with the message (the creating request's trace context).
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Why starting an operation was refused.

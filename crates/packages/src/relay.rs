@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 pub struct OutboxRelay {
     outbox: Arc<dyn OutboxRepository>,
@@ -54,9 +55,12 @@ impl OutboxRelay {
             return Ok(0);
         }
         let results = futures::future::join_all(leased.iter().map(|m| {
-            let message =
-                Message::new(m.payload.clone()).with_header("message_id", m.id.to_string());
-            self.publisher.publish(&m.queue, message)
+            let mut message = Message::new(m.payload.clone());
+            message.headers = m.headers.clone();
+            let message = message.with_header("message_id", m.id.to_string());
+            let span = tracing::info_span!("publish", queue = %m.queue, message_id = %m.id);
+            depot_core::trace::adopt(&span, &m.headers);
+            self.publisher.publish(&m.queue, message).instrument(span)
         }))
         .await;
         let mut sent = Vec::with_capacity(leased.len());

@@ -173,6 +173,7 @@ impl PackageService {
             })
             .expect("serialisable"),
             created_at: now,
+            headers: depot_core::trace::current(),
         };
         self.operations
             .start(&operation, &message)

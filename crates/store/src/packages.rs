@@ -312,6 +312,8 @@ impl OperationRepository for SeaOrmPackageRepository {
             created_at: Set(message.created_at),
             sent_at: Set(None),
             locked_until: Set(None),
+            headers: Set((!message.headers.is_empty())
+                .then(|| serde_json::to_string(&message.headers).expect("headers serialise"))),
         })
         .exec_without_returning(&txn)
         .await
@@ -578,6 +580,12 @@ impl OutboxRepository for SeaOrmPackageRepository {
                 queue: r.queue,
                 payload: r.payload,
                 created_at: r.created_at,
+                // Unreadable headers only lose the trace link, never the message.
+                headers: r
+                    .headers
+                    .as_deref()
+                    .and_then(|h| serde_json::from_str(h).ok())
+                    .unwrap_or_default(),
             })
             .collect())
     }
