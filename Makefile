@@ -43,6 +43,9 @@ docker-down:
 docker-check:   ## Without a Docker engine: hadolint, compose file parsed and cross-checked, digests pinned
 	bash scripts/docker-check.sh
 
+locust:         ## Locust headless against a running Depot (LOCUST_HOST, DEPOT_ADMIN_SECRET); reports in bench/reports/
+	bash scripts/locust.sh
+
 build:
 	cargo build --workspace --locked
 
