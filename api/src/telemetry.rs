@@ -85,6 +85,13 @@ pub fn init_to(settings: &LogSettings, to_stderr: bool, service: Option<&str>) -
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // sea-orm opens an info span per statement, for the trace exporter; log lines need none of
+    // them, and leaving them out of the log filter makes them free when export is off.
+    let filter = if filter.to_string().contains("sea_orm") {
+        filter
+    } else {
+        filter.add_directive("sea_orm::database=warn".parse().expect("a valid directive"))
+    };
     let writer =
         tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
             if to_stderr {
