@@ -6,7 +6,7 @@
 #
 # Knobs: LOCUST_USERS (50), LOCUST_SPAWN_RATE (10), LOCUST_TIME (60s), LOCUST_NAME (run name,
 # the report directory under bench/reports/), LOCUST_NOTES (free text for the README: how the
-# server was started). Locust comes pinned from PyPI into .venv-tools/.
+# server was started). Locust comes pinned from PyPI into .venv-locust/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOST=${LOCUST_HOST:-http://127.0.0.1:8000}
@@ -15,7 +15,7 @@ RATE=${LOCUST_SPAWN_RATE:-10}
 TIME=${LOCUST_TIME:-60s}
 NAME=${LOCUST_NAME:-$(date -u +%Y%m%d-%H%M%S)}
 OUT=bench/reports/$NAME
-VENV=.venv-tools
+VENV=.venv-locust
 if [ ! -x "$VENV/bin/locust" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check locust==2.47.0

@@ -91,7 +91,20 @@ fn spawn_depot(args: &[&str], env: &[(String, String)], log: &std::path::Path) -
     cmd.spawn().unwrap()
 }
 
-fn terminate(mut child: Child) {
+/// Kills the process if the test fails before stopping it: a test never leaves one behind.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn terminate(mut running: Running) {
+    let mut child = running.0.take().expect("running");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -103,6 +116,7 @@ fn terminate(mut child: Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("depot did not stop within 15 s of SIGTERM");
 }
 
@@ -148,9 +162,9 @@ async fn one_trace_spans_the_request_the_queue_and_the_worker() {
         String::from_utf8_lossy(&migrate.stderr)
     );
     let api_log = dir.path().join("api.log");
-    let api = spawn_depot(&["serve"], &env, &api_log);
+    let api = Running(Some(spawn_depot(&["serve"], &env, &api_log)));
     let worker_log = dir.path().join("worker.log");
-    let worker = scaled.then(|| spawn_depot(&["worker"], &env, &worker_log));
+    let worker = scaled.then(|| Running(Some(spawn_depot(&["worker"], &env, &worker_log))));
 
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
