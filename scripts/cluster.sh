@@ -35,12 +35,19 @@ WORK=$(mktemp -d)
 DB="depot_cluster_$$"
 PREFIX="depot-cluster-$$."
 PIDS=()
+NGINX_PID=
 stop_all() {
   set +e
-  [ -f "$WORK/nginx.pid" ] && kill -QUIT "$(cat "$WORK/nginx.pid")" 2>/dev/null
+  [ -n "$NGINX_PID" ] && kill -QUIT "$NGINX_PID" 2>/dev/null
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  for _ in $(seq 1 50); do [ -f "$WORK/nginx.pid" ] && kill -0 "$(cat "$WORK/nginx.pid")" 2>/dev/null || break; sleep 0.1; done
+  # nginx quits gracefully (finishing open connections); if that takes more than 5 s, it is
+  # told to stop at once.
+  if [ -n "$NGINX_PID" ]; then
+    for _ in $(seq 1 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$NGINX_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
   psql "$PG" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
   for q in operations operations.retry operations.dead; do rabbitmqctl -q delete_queue "${PREFIX}$q" >/dev/null 2>&1; done
   set -e
@@ -102,6 +109,8 @@ http {
 }
 CONF
 nginx -c "$WORK/nginx.conf" -p "$WORK" -g 'daemon on;'
+for _ in $(seq 1 50); do [ -s "$WORK/nginx.pid" ] && break; sleep 0.1; done
+NGINX_PID=$(cat "$WORK/nginx.pid")
 BASE="http://127.0.0.1:$NGINX_PORT"
 for port in "${API_PORTS[@]}"; do
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -179,9 +188,9 @@ for i in 1 2; do
   grep -q 'operation finished' "$WORK/worker$i.log" || { echo "FAIL: worker $i ran no operation"; exit 1; }
 done
 echo "cluster test: both API replicas and both workers took part"
-LEFT=("${PIDS[@]}" "$(cat "$WORK/nginx.pid")")
+LEFT=("${PIDS[@]}" "$NGINX_PID")
 stop_all
 for p in "${LEFT[@]}"; do
-  if kill -0 "$p" 2>/dev/null; then echo "FAIL: process $p is still running"; exit 1; fi
+  if kill -0 "$p" 2>/dev/null; then echo "FAIL: process $p ($(ps -o args= -p "$p")) is still running"; exit 1; fi
 done
 echo "cluster: 1 passed, 0 failed"

@@ -15,7 +15,9 @@ use depot_core::secrets::{
 };
 use depot_core::{Clock, SystemClock};
 use depot_packages::PackageService;
+use depot_packages::cache::{Cached, PackageCache};
 use depot_packages::executor::{Executor, SimulatedExecutor};
+use depot_packages::ports::{OperationRepository, PackageRepository};
 use depot_packages::relay::OutboxRelay;
 use depot_packages::runner::OperationRunner;
 use depot_queue::{InProcessQueue, LapinQueue};
@@ -36,6 +38,23 @@ pub struct Adapters {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set in embedded mode, so shutdown can close it.
     pub in_process_queue: Option<InProcessQueue>,
+    /// The package read cache: only when this process is the database's only writer (SQLite
+    /// with the in-process queue and the embedded worker) and `packages.read_cache` is on.
+    pub package_cache: Option<Arc<PackageCache>>,
+}
+
+/// The package and operation ports, through the read cache when there is one.
+pub fn package_ports(
+    adapters: &Adapters,
+) -> (Arc<dyn PackageRepository>, Arc<dyn OperationRepository>) {
+    let repo = Arc::new(SeaOrmPackageRepository::new(adapters.db.clone()));
+    match &adapters.package_cache {
+        Some(cache) => {
+            let cached = Arc::new(Cached::new(repo, cache.clone()));
+            (cached.clone(), cached)
+        }
+        None => (repo.clone(), repo),
+    }
 }
 
 /// A start-up failure, with the settings key it concerns. Printed as one line.
@@ -117,7 +136,12 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
             QueuePorts::of(q, None)
         }
     };
+    let single_writer = settings.backend() == depot_store::Backend::Sqlite
+        && queue.in_process.is_some()
+        && settings.worker.embedded;
     Ok(Adapters {
+        package_cache: (settings.packages.read_cache && single_writer)
+            .then(|| Arc::new(PackageCache::new(10_000, 256))),
         db,
         publisher: queue.publisher,
         consumer: queue.consumer,
@@ -264,10 +288,10 @@ pub fn operation_runner(
     settings: &Settings,
     adapters: &Adapters,
 ) -> Result<Arc<OperationRunner>, StartupError> {
-    let repo = Arc::new(SeaOrmPackageRepository::new(adapters.db.clone()));
+    let (packages, operations) = package_ports(adapters);
     Ok(Arc::new(OperationRunner::new(
-        repo.clone(),
-        repo,
+        packages,
+        operations,
         executor(settings)?,
         adapters.clock.clone(),
         settings.operations.max_attempts,
@@ -311,9 +335,10 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
     ));
     let packages_repo = Arc::new(SeaOrmPackageRepository::new(adapters.db.clone()));
     let wakeup = Arc::new(Notify::new());
+    let (package_port, operation_port) = package_ports(adapters);
     let packages = Arc::new(PackageService::new(
-        packages_repo.clone(),
-        packages_repo.clone(),
+        package_port,
+        operation_port,
         adapters.clock.clone(),
         wakeup.clone(),
     ));

@@ -238,6 +238,22 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "counter",
         state.packages_relay.published(),
     );
+    if let Some(cache) = &state.package_cache {
+        gauge(
+            &mut out,
+            "depot_package_cache_hits_total",
+            "Package reads answered from memory (embedded topology)",
+            "counter",
+            cache.hits.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "depot_package_cache_misses_total",
+            "Package reads that went to the database",
+            "counter",
+            cache.misses.load(Ordering::Relaxed),
+        );
+    }
     if let Ok(n) = state.packages_relay.backlog().await {
         gauge(
             &mut out,

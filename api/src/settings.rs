@@ -28,6 +28,13 @@ pub struct Settings {
     pub operations: OperationSettings,
     pub accounts: AccountSettings,
     pub oidc: OidcSettings,
+    pub packages: PackagesSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesSettings {
+    pub read_cache: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

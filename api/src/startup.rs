@@ -212,6 +212,7 @@ fn run(
             .iter()
             .filter_map(|p| p.parse().ok())
             .collect(),
+        package_cache: adapters.package_cache.clone(),
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;

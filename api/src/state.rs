@@ -24,4 +24,5 @@ pub struct AppState {
     pub pending_logins: Arc<dyn depot_accounts::PendingLoginRepository>,
     pub oidc: Option<Arc<crate::oidc::OidcClient>>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub package_cache: Option<Arc<depot_packages::cache::PackageCache>>,
 }

@@ -37,6 +37,34 @@ async fn openapi_document_is_3_1_and_lists_the_endpoints() {
         assert!(doc["paths"][path]["get"].is_object(), "{path} missing");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    for (path, method) in [
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/refresh", "post"),
+        ("/api/v1/auth/oidc/callback", "get"),
+        ("/api/v1/users/{id}", "patch"),
+        ("/.well-known/jwks.json", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+    // Both credentials are documented, and protected routes accept either.
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["bearer"]["bearerFormat"], "JWT");
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
+    let security = doc["paths"]["/api/v1/packages/{id}"]["get"]["security"]
+        .as_array()
+        .unwrap();
+    assert!(
+        security.iter().any(|s| s.get("bearer").is_some()),
+        "{security:?}"
+    );
+    assert!(
+        security.iter().any(|s| s.get("api_key").is_some()),
+        "{security:?}"
+    );
 }
 
 #[tokio::test]

@@ -717,3 +717,73 @@ async fn the_command_line_drives_the_lifecycle() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_transition"));
 }
+
+/// Embedded topology (SQLite, in-process queue, embedded worker): reads come from memory and
+/// are never stale, because every write — the API's and the worker's — passes the cache. With
+/// PostgreSQL/RabbitMQ (several writing processes) there is no cache.
+#[tokio::test]
+async fn the_embedded_read_cache_never_serves_a_stale_package() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    let p: Value = app
+        .with_key(Method::POST, "/api/v1/packages", &key)
+        .json(&json!({"name": "cached", "version": "1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/v1/packages/{}", p["id"].as_str().unwrap());
+    let get = async || -> Value {
+        app.get_with_key(&path, &key)
+            .await
+            .json()
+            .await
+            .unwrap()
+    };
+    let list = async || -> Value {
+        app.get_with_key("/api/v1/packages?name=cached", &key)
+            .await
+            .json()
+            .await
+            .unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(get().await["status"], "created");
+        assert_eq!(list().await["items"][0]["status"], "created");
+    }
+    // A write by the API…
+    let res = app
+        .with_key(Method::PATCH, &path, &key)
+        .json(&json!({"description": "changed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(get().await["description"], "changed");
+    assert_eq!(list().await["items"][0]["description"], "changed");
+    // …and one by the worker (the operation's status change).
+    let op: Value = app
+        .with_key(Method::POST, &format!("{path}/download"), &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    wait_final(&app, &key, op["id"].as_str().unwrap()).await;
+    assert_eq!(get().await["status"], "downloaded");
+    assert_eq!(list().await["items"][0]["status"], "downloaded");
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let hits = metrics
+        .lines()
+        .find(|l| l.starts_with("depot_package_cache_hits_total "))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap());
+    if crate::helpers::postgres_url().is_some() || crate::helpers::amqp_url().is_some() {
+        assert_eq!(hits, None, "no cache when several processes may write");
+    } else {
+        assert!(hits.unwrap() >= 4, "{metrics}");
+    }
+}

@@ -3,6 +3,7 @@
 //! one transaction, a relay publishes the message, and a worker runs the operation through an
 //! [`executor::Executor`] and applies the status change exactly once.
 
+pub mod cache;
 pub mod executor;
 pub mod model;
 pub mod ports;

@@ -1,0 +1,397 @@
+//! A read cache in front of the package repository, for the embedded topology only: one process
+//! holds the database and does every write (API and worker alike), so every write passes here
+//! and reads stay exactly as fresh as the database. Scaled deployments (several processes
+//! writing) do not use it.
+//!
+//! Packages are cached by id, and list pages by their query. Each write bumps a generation:
+//! list pages filled in an older generation are stale, and the written package is evicted. A
+//! read that raced with a write (the generation moved while it read the database) does not fill
+//! the cache, so an old row never outlives the write that replaced it.
+
+use crate::model::{Operation, OperationKind, Package, PackageFields};
+use crate::ports::{
+    OperationFilter, OperationRepository, OutboxMessage, Outcome, PackageFilter, PackageRepository,
+    PackageSort, StartError,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use depot_core::{Page, PageRequest, RepoError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use uuid::Uuid;
+
+/// The shared state: one per process, used by every repository decorator of that process.
+pub struct PackageCache {
+    generation: AtomicU64,
+    packages: RwLock<HashMap<Uuid, Package>>,
+    lists: RwLock<HashMap<String, (u64, Page<Package>)>>,
+    max_packages: usize,
+    max_lists: usize,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl PackageCache {
+    pub fn new(max_packages: usize, max_lists: usize) -> Self {
+        Self {
+            generation: AtomicU64::new(0),
+            packages: RwLock::new(HashMap::new()),
+            lists: RwLock::new(HashMap::new()),
+            max_packages: max_packages.max(1),
+            max_lists: max_lists.max(1),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// After a write to the database: every list is stale, and so is `package`.
+    fn written(&self, package: Option<Uuid>) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(id) = package {
+            self.packages.write().expect("cache lock").remove(&id);
+        }
+    }
+
+    fn get(&self, id: Uuid) -> Option<Package> {
+        let hit = self.packages.read().expect("cache lock").get(&id).cloned();
+        self.count(hit.is_some());
+        hit
+    }
+
+    /// Keeps `package`, read when the generation was `read_at`, unless a write happened since.
+    fn fill(&self, read_at: u64, package: &Package) {
+        let mut map = self.packages.write().expect("cache lock");
+        if self.generation() != read_at {
+            return;
+        }
+        if map.len() >= self.max_packages {
+            map.clear();
+        }
+        map.insert(package.id, package.clone());
+    }
+
+    fn get_list(&self, key: &str) -> Option<Page<Package>> {
+        let current = self.generation();
+        let hit = self
+            .lists
+            .read()
+            .expect("cache lock")
+            .get(key)
+            .filter(|(generation, _)| *generation == current)
+            .map(|(_, page)| page.clone());
+        self.count(hit.is_some());
+        hit
+    }
+
+    fn fill_list(&self, read_at: u64, key: String, page: &Page<Package>) {
+        let mut map = self.lists.write().expect("cache lock");
+        if self.generation() != read_at {
+            return;
+        }
+        if map.len() >= self.max_lists {
+            map.clear();
+        }
+        map.insert(key, (read_at, page.clone()));
+    }
+
+    fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The package and operation repositories, through the cache.
+pub struct Cached<R> {
+    inner: Arc<R>,
+    cache: Arc<PackageCache>,
+}
+
+impl<R> Cached<R> {
+    pub fn new(inner: Arc<R>, cache: Arc<PackageCache>) -> Self {
+        Self { inner, cache }
+    }
+}
+
+fn list_key(filter: &PackageFilter, sort: PackageSort, page: &PageRequest) -> String {
+    format!("{filter:?}|{sort:?}|{page:?}")
+}
+
+#[async_trait]
+impl<R: PackageRepository + 'static> PackageRepository for Cached<R> {
+    async fn insert(&self, package: &Package) -> Result<(), RepoError> {
+        let r = self.inner.insert(package).await;
+        self.cache.written(None);
+        r
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Package, RepoError> {
+        if let Some(p) = self.cache.get(id) {
+            return Ok(p);
+        }
+        let read_at = self.cache.generation();
+        let p = self.inner.get(id).await?;
+        self.cache.fill(read_at, &p);
+        Ok(p)
+    }
+
+    async fn list(
+        &self,
+        filter: &PackageFilter,
+        sort: PackageSort,
+        page: &PageRequest,
+    ) -> Result<Page<Package>, RepoError> {
+        let key = list_key(filter, sort, page);
+        if let Some(hit) = self.cache.get_list(&key) {
+            return Ok(hit);
+        }
+        let read_at = self.cache.generation();
+        let result = self.inner.list(filter, sort, page).await?;
+        self.cache.fill_list(read_at, key, &result);
+        Ok(result)
+    }
+
+    async fn update(
+        &self,
+        id: Uuid,
+        fields: &PackageFields,
+        expected_revision: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Package, RepoError> {
+        let r = self.inner.update(id, fields, expected_revision, now).await;
+        self.cache.written(Some(id));
+        r
+    }
+
+    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), RepoError> {
+        let r = self.inner.delete(id, expected_revision).await;
+        self.cache.written(Some(id));
+        r
+    }
+}
+
+#[async_trait]
+impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
+    async fn start(
+        &self,
+        operation: &Operation,
+        message: &OutboxMessage,
+    ) -> Result<(), StartError> {
+        self.inner.start(operation, message).await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Operation, RepoError> {
+        self.inner.get(id).await
+    }
+
+    async fn list(
+        &self,
+        filter: &OperationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Operation>, RepoError> {
+        self.inner.list(filter, page).await
+    }
+
+    async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError> {
+        self.inner.claim(id, now).await
+    }
+
+    async fn progress(
+        &self,
+        id: Uuid,
+        progress: u8,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        self.inner.progress(id, progress, now).await
+    }
+
+    /// The one operation write that changes a package (its status, on success).
+    async fn finish(
+        &self,
+        id: Uuid,
+        kind: OperationKind,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Operation>, RepoError> {
+        let r = self.inner.finish(id, kind, outcome, now).await;
+        match &r {
+            Ok(Some(op)) => self.cache.written(Some(op.package_id)),
+            Ok(None) => {}
+            // Unknown whether the package changed: forget everything.
+            Err(_) => {
+                self.cache.written(None);
+                self.cache.packages.write().expect("cache lock").clear();
+            }
+        }
+        r
+    }
+
+    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError> {
+        self.inner.request_cancel(id, now).await
+    }
+
+    async fn unfinished(&self) -> Result<Vec<Operation>, RepoError> {
+        self.inner.unfinished().await
+    }
+
+    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        self.inner.purge_finished(before).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PackageStatus;
+    use std::sync::Mutex;
+
+    /// An in-memory package store that counts reads (the cache's backing store in these tests).
+    #[derive(Default)]
+    struct Store {
+        rows: Mutex<HashMap<Uuid, Package>>,
+        reads: AtomicU64,
+    }
+
+    fn package(name: &str) -> Package {
+        let now = Utc::now();
+        Package {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            version: "1".into(),
+            status: PackageStatus::Created,
+            description: None,
+            source_url: None,
+            sha256: None,
+            size_bytes: None,
+            created_at: now,
+            updated_at: now,
+            revision: 1,
+        }
+    }
+
+    #[async_trait]
+    impl PackageRepository for Store {
+        async fn insert(&self, p: &Package) -> Result<(), RepoError> {
+            self.rows.lock().unwrap().insert(p.id, p.clone());
+            Ok(())
+        }
+        async fn get(&self, id: Uuid) -> Result<Package, RepoError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.rows
+                .lock()
+                .unwrap()
+                .get(&id)
+                .cloned()
+                .ok_or(RepoError::NotFound)
+        }
+        async fn list(
+            &self,
+            _: &PackageFilter,
+            _: PackageSort,
+            _: &PageRequest,
+        ) -> Result<Page<Package>, RepoError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let mut items: Vec<Package> = self.rows.lock().unwrap().values().cloned().collect();
+            items.sort_by_key(|p| p.id);
+            Ok(Page {
+                items,
+                next_cursor: None,
+            })
+        }
+        async fn update(
+            &self,
+            id: Uuid,
+            fields: &PackageFields,
+            _: Option<i64>,
+            _: DateTime<Utc>,
+        ) -> Result<Package, RepoError> {
+            let mut rows = self.rows.lock().unwrap();
+            let p = rows.get_mut(&id).ok_or(RepoError::NotFound)?;
+            if let Some(name) = &fields.name {
+                p.name = name.clone();
+            }
+            p.revision += 1;
+            Ok(p.clone())
+        }
+        async fn delete(&self, id: Uuid, _: Option<i64>) -> Result<(), RepoError> {
+            self.rows.lock().unwrap().remove(&id);
+            Ok(())
+        }
+    }
+
+    fn cached() -> (Arc<Store>, Cached<Store>) {
+        let store = Arc::new(Store::default());
+        let cached = Cached::new(store.clone(), Arc::new(PackageCache::new(100, 10)));
+        (store, cached)
+    }
+
+    #[tokio::test]
+    async fn reads_are_served_from_memory_until_a_write() {
+        let (store, repo) = cached();
+        let p = package("a");
+        repo.insert(&p).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(repo.get(p.id).await.unwrap().name, "a");
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        let fields = PackageFields {
+            name: Some("b".into()),
+            ..Default::default()
+        };
+        repo.update(p.id, &fields, None, Utc::now()).await.unwrap();
+        assert_eq!(repo.get(p.id).await.unwrap().name, "b", "never the old row");
+        repo.delete(p.id, None).await.unwrap();
+        assert!(matches!(repo.get(p.id).await, Err(RepoError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn lists_are_stale_after_any_write() {
+        let (store, repo) = cached();
+        repo.insert(&package("a")).await.unwrap();
+        let page = PageRequest::parse(None, None).unwrap();
+        let filter = PackageFilter::default();
+        let first = repo
+            .list(&filter, PackageSort::default(), &page)
+            .await
+            .unwrap();
+        let again = repo
+            .list(&filter, PackageSort::default(), &page)
+            .await
+            .unwrap();
+        assert_eq!(first.items, again.items);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        repo.insert(&package("b")).await.unwrap();
+        let after = repo
+            .list(&filter, PackageSort::default(), &page)
+            .await
+            .unwrap();
+        assert_eq!(after.items.len(), 2);
+    }
+
+    #[test]
+    fn a_read_that_raced_a_write_does_not_fill_the_cache() {
+        let cache = PackageCache::new(10, 10);
+        let p = package("old");
+        let read_at = cache.generation();
+        // A write lands while the read is in flight…
+        cache.written(Some(p.id));
+        // …so the row the read returns is not kept.
+        cache.fill(read_at, &p);
+        assert!(cache.get(p.id).is_none());
+        cache.fill(cache.generation(), &p);
+        assert!(cache.get(p.id).is_some());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = PackageCache::new(2, 1);
+        for i in 0..5 {
+            cache.fill(cache.generation(), &package(&i.to_string()));
+        }
+        assert!(cache.packages.read().unwrap().len() <= 2);
+    }
+}
