@@ -219,6 +219,10 @@ pub async fn account_service(
         key: "accounts.argon2_memory_kib",
         message: e.to_string(),
     })?;
+    hasher.warm_up().await.map_err(|e| StartupError {
+        key: "accounts.argon2_memory_kib",
+        message: e.to_string(),
+    })?;
     let repo = Arc::new(SeaOrmAccountRepository::new(db.clone()));
     Ok(AccountService::new(
         repo.clone(),

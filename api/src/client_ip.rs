@@ -5,19 +5,34 @@
 use actix_web::HttpRequest;
 use std::net::IpAddr;
 
+/// One hop as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:80`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let ip = hop
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            hop.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .and_then(|h| h.parse().ok())
+        })?;
+    Some(ip.to_canonical())
+}
+
 pub fn resolve(
     peer: Option<IpAddr>,
     forwarded_for: Option<&str>,
     trusted: &[IpAddr],
 ) -> Option<IpAddr> {
-    let peer = peer?;
+    let peer = peer?.to_canonical();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
     let mut last = peer;
     if let Some(chain) = forwarded_for {
         for hop in chain.rsplit(',') {
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            let Some(ip) = parse_hop(hop) else {
                 // Garbage in the chain: stop believing it, use what was verified so far.
                 return Some(last);
             };
@@ -36,11 +51,19 @@ pub fn of(req: &HttpRequest) -> Option<String> {
         .app_data::<actix_web::web::Data<crate::state::AppState>>()
         .map(|s| s.trusted_proxies.as_slice())
         .unwrap_or_default();
-    let forwarded = req
+    // Several X-Forwarded-For lines form one list, in order.
+    let forwarded: Vec<&str> = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    resolve(req.peer_addr().map(|a| a.ip()), forwarded, trusted).map(|ip| ip.to_string())
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+    resolve(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded.as_deref(),
+        trusted,
+    )
+    .map(|ip| ip.to_string())
 }
 
 #[cfg(test)]

@@ -336,6 +336,9 @@ impl From<depot_accounts::AccountError> for ApiError {
                 detail: "the resource has changed since it was read (If-Match)".into(),
             },
             E::Repo(r) => r.into(),
+            E::Hash(depot_accounts::password::HashError::Busy) => ApiError::ServiceUnavailable {
+                detail: "too many sign-ins at once; try again shortly".into(),
+            },
             E::Hash(h) => ApiError::unexpected(h),
         }
     }

@@ -21,6 +21,8 @@ pub enum OidcError {
     Token(#[from] IdTokenError),
 }
 
+const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+
 struct Cache {
     metadata: Option<ProviderMetadata>,
     jwks: Option<(JwkSet, Instant)>,
@@ -109,7 +111,10 @@ impl OidcClient {
     async fn jwks(&self, m: &ProviderMetadata, refresh: bool) -> Result<JwkSet, OidcError> {
         {
             let cache = self.cache.lock().await;
+            // Refetched when a token names an unknown key (at most every refresh_min), and at
+            // least hourly, so keys the provider withdrew stop being trusted.
             if let Some((set, fetched)) = &cache.jwks
+                && fetched.elapsed() < JWKS_MAX_AGE
                 && (!refresh || fetched.elapsed() < self.refresh_min)
             {
                 return Ok(set.clone());

@@ -503,10 +503,10 @@ impl Settings {
                 "must be at most 1024",
             ));
         }
-        if !(1..=1440).contains(&a.access_token_minutes) {
+        if !(1..=60).contains(&a.access_token_minutes) {
             return Err(SettingsError::new(
                 "accounts.access_token_minutes",
-                "must be between 1 and 1440",
+                "must be between 1 and 60 (a disabled user keeps a token until it expires)",
             ));
         }
         if !(1..=365).contains(&a.refresh_token_days) {
@@ -538,8 +538,12 @@ impl Settings {
         if let Some(issuer) = &o.issuer_url {
             let url = url::Url::parse(issuer)
                 .map_err(|_| SettingsError::new("oidc.issuer_url", "is not a URL"))?;
-            if !matches!(url.scheme(), "https" | "http") {
-                return Err(SettingsError::new("oidc.issuer_url", "must be http(s)"));
+            let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+                return Err(SettingsError::new(
+                    "oidc.issuer_url",
+                    "must be https (plain http only for a provider on loopback)",
+                ));
             }
             if o.client_id.as_deref().is_none_or(str::is_empty) {
                 return Err(SettingsError::new(

@@ -210,7 +210,8 @@ fn run(
             .server
             .trusted_proxies
             .iter()
-            .filter_map(|p| p.parse().ok())
+            .filter_map(|p| p.parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
             .collect(),
         package_cache: adapters.package_cache.clone(),
     });

@@ -49,6 +49,7 @@ enum LoginThrottle {
     Failures,
     LastFailureAt,
     LockedUntil,
+    LastSuccessAt,
 }
 
 #[derive(DeriveIden)]
@@ -153,6 +154,7 @@ impl MigrationTrait for Migration {
                     .col(integer(LoginThrottle::Failures))
                     .col(timestamp_with_time_zone(LoginThrottle::LastFailureAt))
                     .col(timestamp_with_time_zone_null(LoginThrottle::LockedUntil))
+                    .col(timestamp_with_time_zone_null(LoginThrottle::LastSuccessAt))
                     .to_owned(),
             )
             .await?;

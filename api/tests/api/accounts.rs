@@ -311,6 +311,60 @@ async fn repeated_failures_slow_the_account_down_per_client() {
 }
 
 #[tokio::test]
+async fn parallel_guesses_are_counted_one_by_one() {
+    let app = spawn_app_with(|s| s.server.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    app.signed_in_user("burst@example.com").await;
+    let passwords: Vec<String> = (0..30).map(|i| format!("guess number {i:04}")).collect();
+    let guesses = passwords
+        .iter()
+        .map(|p| app.login_from("burst@example.com", p, Some("203.0.113.9")));
+    let statuses: Vec<u16> = futures::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let answered = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        answered, 6,
+        "5 free attempts and the one that locks: {statuses:?}"
+    );
+    assert_eq!(refused, 24, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_third_party_cannot_lock_the_owner_out() {
+    let app = spawn_app_with(|s| s.server.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    app.register("owner@example.com", PASSWORD).await;
+    let home = Some("198.51.100.20");
+    assert_eq!(
+        app.login_from("owner@example.com", PASSWORD, home)
+            .await
+            .status(),
+        200
+    );
+    // Guesses from many addresses exhaust the account-wide allowance (20)…
+    for i in 0..21 {
+        let ip = format!("203.0.113.{i}");
+        let res = app
+            .login_from("owner@example.com", "guess guess guess", Some(&ip))
+            .await;
+        assert_eq!(res.status(), 401, "attempt {i}");
+    }
+    let res = app
+        .login_from("owner@example.com", PASSWORD, Some("192.0.2.77"))
+        .await;
+    assert_problem(res, 429, "login_throttled").await;
+    // …but the owner, from where they signed in before, still gets in.
+    assert_eq!(
+        app.login_from("owner@example.com", PASSWORD, home)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn disabled_users_cannot_sign_in_or_refresh_and_the_last_admin_stays() {
     let app = spawn_app().await;
     let tokens = app.signed_in_user("frank@example.com").await;
@@ -583,7 +637,8 @@ async fn expired_tampered_unsigned_and_confused_tokens_are_refused() {
 }
 
 #[tokio::test]
-async fn token_responses_are_never_kept_for_idempotent_replay() {
+async fn secrets_are_never_kept_for_idempotent_replay() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
     let app = spawn_app().await;
     app.register("jack@example.com", PASSWORD).await;
     let key = uuid::Uuid::new_v4().to_string();
@@ -594,10 +649,38 @@ async fn token_responses_are_never_kept_for_idempotent_replay() {
             .json(&json!({"email": "jack@example.com", "password": PASSWORD}))
             .send()
     };
-    assert_eq!(login().await.unwrap().status(), 200);
-    let replay = login().await.unwrap();
+    // Sign-in is outside idempotency altogether: nothing about it is stored, a retry signs in again.
+    let first: Value = login().await.unwrap().json().await.unwrap();
+    let again = login().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(again.headers().get("idempotent-replayed").is_none());
+    let again: Value = again.json().await.unwrap();
+    assert_ne!(first["refresh_token"], again["refresh_token"]);
+    // A new API key's plaintext is not kept either: the retry is told so instead.
+    let create = || {
+        app.admin(Method::POST, "/api/v1/api-keys")
+            .header("Idempotency-Key", &key)
+            .json(&json!({"name": "once", "scopes": ["packages:read"]}))
+            .send()
+    };
+    assert_eq!(create().await.unwrap().status(), 201);
+    let replay = create().await.unwrap();
     let body = assert_problem(replay, 409, "idempotency_secret_not_replayable").await;
-    assert!(!body.to_string().contains("dpr_"));
+    assert!(!body.to_string().contains("dpk_"));
+    let db = Database::connect(&app.settings.database.url).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT response_body FROM idempotency_keys",
+        ))
+        .await
+        .unwrap();
+    for row in rows {
+        let stored: Option<Vec<u8>> = row.try_get("", "response_body").unwrap_or(None);
+        let text = String::from_utf8_lossy(stored.as_deref().unwrap_or_default()).to_string();
+        assert!(!text.contains("dpk_") && !text.contains("dpr_"), "{text}");
+    }
+    db.close().await.ok();
 }
 
 #[tokio::test]

@@ -306,9 +306,44 @@ async fn a_verified_email_links_an_existing_account_an_unverified_one_does_not()
     provider.behaviour.lock().unwrap().email_verified = false;
     let res = sign_in(&app).await;
     assert_problem(res, 409, "conflict").await;
+    // A session of whoever set the local password (maybe not the address's owner).
+    let squatter: Value = app
+        .login("oidc.user@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
     provider.behaviour.lock().unwrap().email_verified = true;
     let tokens: Value = sign_in(&app).await.json().await.unwrap();
-    assert_eq!(me(&app, &tokens).await["id"], local["id"]);
+    let linked = me(&app, &tokens).await;
+    assert_eq!(linked["id"], local["id"]);
+    // Linking hands the account to the verified owner: the local password and its sessions end.
+    assert_eq!(linked["has_password"], false);
+    let res = app.login("oidc.user@example.com", PASSWORD).await;
+    assert_problem(res, 401, "credentials_invalid").await;
+    let res = app
+        .refresh(squatter["refresh_token"].as_str().unwrap())
+        .await;
+    assert_problem(res, 401, "refresh_token_invalid").await;
+}
+
+#[tokio::test]
+async fn administrators_are_never_linked_automatically() {
+    let provider = start_provider().await;
+    let app = app_with(&provider).await;
+    let admin: Value = app
+        .register("oidc.user@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.promote(admin["id"].as_str().unwrap()).await;
+    let res = sign_in(&app).await;
+    assert_problem(res, 409, "conflict").await;
+    assert_eq!(
+        app.login("oidc.user@example.com", PASSWORD).await.status(),
+        200
+    );
 }
 
 #[tokio::test]

@@ -735,13 +735,7 @@ async fn the_embedded_read_cache_never_serves_a_stale_package() {
         .await
         .unwrap();
     let path = format!("/api/v1/packages/{}", p["id"].as_str().unwrap());
-    let get = async || -> Value {
-        app.get_with_key(&path, &key)
-            .await
-            .json()
-            .await
-            .unwrap()
-    };
+    let get = async || -> Value { app.get_with_key(&path, &key).await.json().await.unwrap() };
     let list = async || -> Value {
         app.get_with_key("/api/v1/packages?name=cached", &key)
             .await

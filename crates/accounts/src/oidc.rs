@@ -104,7 +104,25 @@ struct RawIdClaims {
     nonce: Option<String>,
     azp: Option<String>,
     email: Option<String>,
-    email_verified: Option<bool>,
+    #[serde(default)]
+    email_verified: Option<Verified>,
+}
+
+/// `email_verified` is a boolean by the spec; some providers send `"true"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Verified {
+    Bool(bool),
+    Text(String),
+}
+
+impl Verified {
+    fn is_true(&self) -> bool {
+        match self {
+            Verified::Bool(b) => *b,
+            Verified::Text(t) => t.eq_ignore_ascii_case("true"),
+        }
+    }
 }
 
 /// What Depot takes from a verified ID token.
@@ -198,7 +216,7 @@ pub fn verify_id_token(
     Ok(IdClaims {
         subject: c.sub,
         email: c.email,
-        email_verified: c.email_verified.unwrap_or(false),
+        email_verified: c.email_verified.is_some_and(|v| v.is_true()),
     })
 }
 

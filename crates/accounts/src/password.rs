@@ -32,7 +32,13 @@ pub enum HashError {
     Hash(String),
     #[error("the hashing task failed")]
     Join,
+    /// Every hashing slot stayed busy for [`QUEUE_TIMEOUT`]: the server is overloaded.
+    #[error("too many password hashes are waiting")]
+    Busy,
 }
+
+/// How long a hash may wait for a free slot before the request is turned away (503).
+pub const QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct PasswordHasher {
     argon: Argon2<'static>,
@@ -58,12 +64,22 @@ impl PasswordHasher {
         })
     }
 
+    /// A slot for one hash. It moves into the blocking task, so it is held exactly as long as
+    /// the hash runs, even when the request that asked for it is dropped meanwhile.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
+        tokio::time::timeout(QUEUE_TIMEOUT, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| HashError::Busy)?
+            .map_err(|_| HashError::Join)
+    }
+
     /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) of `password` with a fresh salt.
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let argon = self.argon.clone();
         let password = password.to_owned();
-        let _permit = self.permits.acquire().await.map_err(|_| HashError::Join)?;
+        let permit = self.permit().await?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             argon
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
@@ -76,36 +92,37 @@ impl PasswordHasher {
     /// True when `password` matches `hash`. With `hash = None` (unknown user, or an account
     /// without a password) a dummy hash is verified instead and the answer is false: the caller
     /// cannot tell the cases apart by timing.
-    pub async fn verify(&self, password: &str, hash: Option<&str>) -> bool {
+    pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, HashError> {
         let known = hash.is_some();
         let hash = match hash {
             Some(h) => h.to_owned(),
-            None => match self.dummy_hash().await {
-                Some(h) => h,
-                None => return false,
-            },
+            None => self.dummy_hash().await?,
         };
         let argon = self.argon.clone();
         let password = password.to_owned();
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
+        let permit = self.permit().await?;
         let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             PasswordHash::new(&hash)
                 .map(|parsed| argon.verify_password(password.as_bytes(), &parsed).is_ok())
                 .unwrap_or(false)
         })
         .await
         .unwrap_or(false);
-        known && matched
+        Ok(known && matched)
     }
 
-    async fn dummy_hash(&self) -> Option<String> {
+    async fn dummy_hash(&self) -> Result<String, HashError> {
         if let Some(h) = self.dummy.get() {
-            return Some(h.clone());
+            return Ok(h.clone());
         }
-        let h = self.hash(&crate::tokens::random_token(32)).await.ok()?;
-        Some(self.dummy.get_or_init(|| h).clone())
+        let h = self.hash(&crate::tokens::random_token(32)).await?;
+        Ok(self.dummy.get_or_init(|| h).clone())
+    }
+
+    /// Computes the dummy hash now (at start-up), so the first unknown-user login is not slower.
+    pub async fn warm_up(&self) -> Result<(), HashError> {
+        self.dummy_hash().await.map(|_| ())
     }
 }
 
@@ -133,15 +150,19 @@ mod tests {
         let b = h.hash("correct horse battery").await.unwrap();
         assert!(a.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{a}");
         assert_ne!(a, b, "a fresh salt each time");
-        assert!(h.verify("correct horse battery", Some(&a)).await);
-        assert!(!h.verify("correct horse batterY", Some(&a)).await);
-        assert!(!h.verify("correct horse battery", Some("not a hash")).await);
+        assert!(h.verify("correct horse battery", Some(&a)).await.unwrap());
+        assert!(!h.verify("correct horse batterY", Some(&a)).await.unwrap());
+        assert!(
+            !h.verify("correct horse battery", Some("not a hash"))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
     async fn unknown_users_never_verify() {
         let h = fast();
-        assert!(!h.verify("anything at all", None).await);
+        assert!(!h.verify("anything at all", None).await.unwrap());
         assert!(h.dummy.get().is_some(), "a dummy hash was computed");
     }
 

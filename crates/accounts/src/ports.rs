@@ -1,7 +1,7 @@
 //! What the accounts component needs from storage.
 
 use crate::model::{Email, Identity, Role, User};
-use crate::throttle::ThrottleState;
+use crate::throttle::Decision;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_core::{Page, PageRequest, RepoError};
@@ -47,7 +47,15 @@ pub trait UserRepository: Send + Sync {
     async fn get(&self, id: Uuid) -> Result<User, RepoError>;
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepoError>;
     async fn find_by_identity(&self, identity: &Identity) -> Result<Option<User>, RepoError>;
-    async fn link_identity(&self, user_id: Uuid, identity: &Identity) -> Result<(), RepoError>;
+    /// Links an external identity to an existing account and, in the same transaction, removes
+    /// the account's local password and revokes its sessions: whoever set that password never
+    /// proved they own the address (an attacker may have registered it first).
+    async fn link_identity(
+        &self,
+        user_id: Uuid,
+        identity: &Identity,
+        now: DateTime<Utc>,
+    ) -> Result<User, RepoError>;
     /// Newest first.
     async fn list(&self, page: &PageRequest) -> Result<Page<User>, RepoError>;
     /// Applies `patch` if the user is still at `expected_revision` (when given; `Conflict`
@@ -85,13 +93,31 @@ pub trait RefreshTokenRepository: Send + Sync {
     async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
 }
 
+/// Login throttle states, each key's row read and written under a lock so that concurrent
+/// attempts are counted one by one.
 #[async_trait]
 pub trait ThrottleRepository: Send + Sync {
-    async fn load(&self, keys: &[[u8; 32]]) -> Result<Vec<(usize, ThrottleState)>, RepoError>;
-    async fn save(&self, key: &[u8; 32], state: &ThrottleState) -> Result<(), RepoError>;
-    async fn clear(&self, keys: &[[u8; 32]]) -> Result<(), RepoError>;
-    /// Deletes states whose last failure is older than `before`.
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
+    /// Applies [`crate::throttle::attempt`] to the two keys atomically and returns its decision.
+    async fn attempt(
+        &self,
+        account: &[u8; 32],
+        client: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Decision, RepoError>;
+    /// Applies [`crate::throttle::succeeded`].
+    async fn succeeded(
+        &self,
+        account: &[u8; 32],
+        client: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError>;
+    /// Deletes states with no failure since `failures_before` and no success since
+    /// `successes_before`.
+    async fn purge(
+        &self,
+        failures_before: DateTime<Utc>,
+        successes_before: DateTime<Utc>,
+    ) -> Result<u64, RepoError>;
 }
 
 /// An OpenID Connect sign-in between the redirect to the provider and the callback.

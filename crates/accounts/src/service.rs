@@ -7,7 +7,7 @@ use crate::ports::{
     NewRefreshToken, RefreshTokenRepository, Rotation, ThrottleRepository, UserPatch,
     UserRepository,
 };
-use crate::throttle::{self, ThrottleState};
+use crate::throttle::Decision;
 use crate::tokens::{self, TokenIssuer, TokenPair};
 use chrono::{DateTime, Duration, Utc};
 use depot_core::{Clock, Page, PageRequest, RepoError, ValidationError};
@@ -171,30 +171,24 @@ impl AccountService {
     ) -> Result<(User, TokenPair), AccountError> {
         let email = Self::parse_credentials(email, password)?;
         let now = self.clock.now();
-        let keys = throttle_keys(&email, client_ip);
-        let states = self.throttle.load(&keys).await?;
-        let current: Vec<ThrottleState> = states.iter().map(|(_, s)| *s).collect();
-        if let Some(retry_after) = throttle::retry_after(&current, now) {
+        let [account_key, client_key] = throttle_keys(&email, client_ip);
+        // Counted before the password is checked, atomically: parallel guesses each count.
+        if let Decision::Refuse { retry_after } = self
+            .throttle
+            .attempt(&account_key, &client_key, now)
+            .await?
+        {
             return Err(AccountError::Throttled { retry_after });
         }
         let user = self.users.find_by_email(&email).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-        let ok = self.hasher.verify(password, hash).await;
+        let ok = self.hasher.verify(password, hash).await?;
         let Some(user) = user.filter(|_| ok) else {
-            for (i, policy) in [throttle::PER_ACCOUNT, throttle::PER_CLIENT]
-                .iter()
-                .enumerate()
-            {
-                let before = states.iter().find(|(k, _)| *k == i).map(|(_, s)| *s);
-                self.throttle
-                    .save(&keys[i], &policy.fail(before, now))
-                    .await?;
-            }
             return Err(AccountError::InvalidCredentials);
         };
-        if !states.is_empty() {
-            self.throttle.clear(&keys).await?;
-        }
+        self.throttle
+            .succeeded(&account_key, &client_key, now)
+            .await?;
         if user.disabled {
             return Err(AccountError::Disabled);
         }
@@ -353,10 +347,20 @@ impl AccountService {
                     .into());
                 };
                 match self.users.find_by_email(&email).await? {
+                    Some(existing) if existing.role == Role::Admin => {
+                        return Err(AccountError::Conflict(
+                            "an administrator account with this e-mail exists; administrators \
+                             are never linked to an external identity automatically"
+                                .into(),
+                        ));
+                    }
                     Some(existing) if email_verified => {
-                        self.users.link_identity(existing.id, &identity).await?;
-                        tracing::info!(user_id = %existing.id, issuer = %identity.issuer, "external identity linked by verified e-mail");
-                        existing
+                        let linked = self
+                            .users
+                            .link_identity(existing.id, &identity, now)
+                            .await?;
+                        tracing::info!(user_id = %existing.id, issuer = %identity.issuer, "external identity linked by verified e-mail; local password removed");
+                        linked
                     }
                     Some(_) => {
                         return Err(AccountError::Conflict(

@@ -58,7 +58,13 @@ impl OutboxRelay {
             let mut message = Message::new(m.payload.clone());
             message.headers = m.headers.clone();
             let message = message.with_header("message_id", m.id.to_string());
-            let span = tracing::info_span!("publish", queue = %m.queue, message_id = %m.id);
+            let span = tracing::info_span!(
+                "publish",
+                queue = %m.queue,
+                message_id = %m.id,
+                trace_id = tracing::field::Empty,
+                otel.kind = "producer",
+            );
             depot_core::trace::adopt(&span, &m.headers);
             self.publisher.publish(&m.queue, message).instrument(span)
         }))

@@ -6,7 +6,7 @@ use crate::error::{begin_write, repo_err};
 use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use depot_accounts::throttle::ThrottleState;
+use depot_accounts::throttle::{self, Decision, ThrottleState};
 use depot_accounts::{
     Email, Identity, NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository,
     Role, Rotation, ThrottleRepository, User, UserPatch, UserRepository,
@@ -14,8 +14,8 @@ use depot_accounts::{
 use depot_core::{Page, PageRequest, RepoError};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -32,7 +32,8 @@ impl SeaOrmAccountRepository {
     /// Housekeeping: expired refresh tokens and pending sign-ins, forgotten throttle states.
     pub async fn purge_expired_state(&self, now: DateTime<Utc>) -> Result<u64, RepoError> {
         Ok(RefreshTokenRepository::purge_expired(self, now).await?
-            + ThrottleRepository::purge(self, now - depot_accounts::throttle::WINDOW).await?
+            + ThrottleRepository::purge(self, now - throttle::WINDOW, now - throttle::TRUSTED_FOR)
+                .await?
             + PendingLoginRepository::purge(self, now).await?)
     }
 }
@@ -142,12 +143,45 @@ impl UserRepository for SeaOrmAccountRepository {
         }
     }
 
-    async fn link_identity(&self, user_id: Uuid, identity: &Identity) -> Result<(), RepoError> {
-        user_identity::Entity::insert(identity_active(user_id, identity, Utc::now()))
-            .exec_without_returning(&self.db)
+    async fn link_identity(
+        &self,
+        user_id: Uuid,
+        identity: &Identity,
+        now: DateTime<Utc>,
+    ) -> Result<User, RepoError> {
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        user_identity::Entity::insert(identity_active(user_id, identity, now))
+            .exec_without_returning(&txn)
             .await
             .map_err(repo_err)?;
-        Ok(())
+        user::Entity::update_many()
+            .col_expr(
+                user::Column::PasswordHash,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                user::Column::Revision,
+                Expr::col(user::Column::Revision).add(1),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(repo_err)?;
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(Some(now)))
+            .filter(refresh_token::Column::UserId.eq(user_id))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(repo_err)?;
+        let linked = user::Entity::find_by_id(user_id)
+            .one(&txn)
+            .await
+            .map_err(repo_err)?
+            .ok_or(RepoError::NotFound)?;
+        txn.commit().await.map_err(repo_err)?;
+        to_domain(linked)
     }
 
     async fn list(&self, page: &PageRequest) -> Result<Page<User>, RepoError> {
@@ -335,64 +369,126 @@ async fn insert_refresh<C: ConnectionTrait>(db: &C, t: &NewRefreshToken) -> Resu
     Ok(())
 }
 
+fn state_of(m: &login_throttle::Model) -> ThrottleState {
+    ThrottleState {
+        failures: m.failures,
+        last_failure_at: m.last_failure_at,
+        locked_until: m.locked_until,
+        last_success_at: m.last_success_at,
+    }
+}
+
+impl SeaOrmAccountRepository {
+    /// In one write transaction: makes sure both rows exist, reads them locked (PostgreSQL
+    /// `FOR UPDATE`; SQLite's write transaction is exclusive already), lets `decide` compute the
+    /// new states, and stores them.
+    async fn with_throttle_rows<T: Send>(
+        &self,
+        keys: [&[u8; 32]; 2],
+        now: DateTime<Utc>,
+        decide: impl FnOnce(ThrottleState, ThrottleState) -> (T, Option<[ThrottleState; 2]>) + Send,
+    ) -> Result<T, RepoError> {
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        // A fixed order keeps two transactions from locking the rows crosswise.
+        let mut ordered = keys;
+        ordered.sort();
+        for key in ordered {
+            login_throttle::Entity::insert(login_throttle::ActiveModel {
+                key_hash: Set(key.to_vec()),
+                failures: Set(0),
+                last_failure_at: Set(now),
+                locked_until: Set(None),
+                last_success_at: Set(None),
+            })
+            .on_conflict(
+                OnConflict::column(login_throttle::Column::KeyHash)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await
+            .map_err(repo_err)?;
+        }
+        let mut query = login_throttle::Entity::find()
+            .filter(login_throttle::Column::KeyHash.is_in(ordered.iter().map(|k| k.to_vec())));
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            query = query.lock_exclusive();
+        }
+        let rows = query.all(&txn).await.map_err(repo_err)?;
+        let find = |key: &[u8; 32]| {
+            rows.iter()
+                .find(|r| r.key_hash.as_slice() == key.as_slice())
+                .map(state_of)
+                .unwrap_or_else(|| ThrottleState::fresh(now))
+        };
+        let (result, store) = decide(find(keys[0]), find(keys[1]));
+        if let Some(states) = store {
+            for (key, st) in keys.iter().zip(states) {
+                login_throttle::Entity::update_many()
+                    .col_expr(login_throttle::Column::Failures, Expr::value(st.failures))
+                    .col_expr(
+                        login_throttle::Column::LastFailureAt,
+                        Expr::value(st.last_failure_at),
+                    )
+                    .col_expr(
+                        login_throttle::Column::LockedUntil,
+                        Expr::value(st.locked_until),
+                    )
+                    .col_expr(
+                        login_throttle::Column::LastSuccessAt,
+                        Expr::value(st.last_success_at),
+                    )
+                    .filter(login_throttle::Column::KeyHash.eq(key.to_vec()))
+                    .exec(&txn)
+                    .await
+                    .map_err(repo_err)?;
+            }
+        }
+        txn.commit().await.map_err(repo_err)?;
+        Ok(result)
+    }
+}
+
 #[async_trait]
 impl ThrottleRepository for SeaOrmAccountRepository {
-    async fn load(&self, keys: &[[u8; 32]]) -> Result<Vec<(usize, ThrottleState)>, RepoError> {
-        let rows = login_throttle::Entity::find()
-            .filter(login_throttle::Column::KeyHash.is_in(keys.iter().map(|k| k.to_vec())))
-            .all(&self.db)
-            .await
-            .map_err(repo_err)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let i = keys.iter().position(|k| k.as_slice() == r.key_hash)?;
-                Some((
-                    i,
-                    ThrottleState {
-                        failures: r.failures,
-                        last_failure_at: r.last_failure_at,
-                        locked_until: r.locked_until,
-                    },
-                ))
-            })
-            .collect())
-    }
-
-    async fn save(&self, key: &[u8; 32], s: &ThrottleState) -> Result<(), RepoError> {
-        login_throttle::Entity::insert(login_throttle::ActiveModel {
-            key_hash: Set(key.to_vec()),
-            failures: Set(s.failures),
-            last_failure_at: Set(s.last_failure_at),
-            locked_until: Set(s.locked_until),
+    async fn attempt(
+        &self,
+        account: &[u8; 32],
+        client: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Decision, RepoError> {
+        self.with_throttle_rows([account, client], now, |a, c| {
+            let (decision, states) = throttle::attempt(a, c, now);
+            (decision, states.map(|(a, c)| [a, c]))
         })
-        .on_conflict(
-            OnConflict::column(login_throttle::Column::KeyHash)
-                .update_columns([
-                    login_throttle::Column::Failures,
-                    login_throttle::Column::LastFailureAt,
-                    login_throttle::Column::LockedUntil,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(&self.db)
         .await
-        .map_err(repo_err)?;
-        Ok(())
     }
 
-    async fn clear(&self, keys: &[[u8; 32]]) -> Result<(), RepoError> {
-        login_throttle::Entity::delete_many()
-            .filter(login_throttle::Column::KeyHash.is_in(keys.iter().map(|k| k.to_vec())))
-            .exec(&self.db)
-            .await
-            .map_err(repo_err)?;
-        Ok(())
+    async fn succeeded(
+        &self,
+        account: &[u8; 32],
+        client: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        self.with_throttle_rows([account, client], now, |_, _| {
+            let (a, c) = throttle::succeeded(now);
+            ((), Some([a, c]))
+        })
+        .await
     }
 
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+    async fn purge(
+        &self,
+        failures_before: DateTime<Utc>,
+        successes_before: DateTime<Utc>,
+    ) -> Result<u64, RepoError> {
         let r = login_throttle::Entity::delete_many()
-            .filter(login_throttle::Column::LastFailureAt.lt(before))
+            .filter(login_throttle::Column::LastFailureAt.lt(failures_before))
+            .filter(
+                Condition::any()
+                    .add(login_throttle::Column::LastSuccessAt.is_null())
+                    .add(login_throttle::Column::LastSuccessAt.lt(successes_before)),
+            )
             .exec(&self.db)
             .await
             .map_err(repo_err)?;

@@ -8,6 +8,7 @@ pub struct Model {
     pub failures: i32,
     pub last_failure_at: DateTimeUtc,
     pub locked_until: Option<DateTimeUtc>,
+    pub last_success_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
