@@ -85,6 +85,22 @@ async fn revoke_family<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Revokes every refresh token of a user (all their sessions).
+async fn revoke_sessions<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), RepoError> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Some(now)))
+        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await
+        .map_err(repo_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl UserRepository for SeaOrmAccountRepository {
     async fn insert(&self, u: &User, identity: Option<&Identity>) -> Result<(), RepoError> {
@@ -168,13 +184,7 @@ impl UserRepository for SeaOrmAccountRepository {
             .exec(&txn)
             .await
             .map_err(repo_err)?;
-        refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(Some(now)))
-            .filter(refresh_token::Column::UserId.eq(user_id))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(repo_err)?;
+        revoke_sessions(&txn, user_id, now).await?;
         let linked = user::Entity::find_by_id(user_id)
             .one(&txn)
             .await
@@ -234,13 +244,7 @@ impl UserRepository for SeaOrmAccountRepository {
             });
         }
         if patch.disabled == Some(true) {
-            refresh_token::Entity::update_many()
-                .col_expr(refresh_token::Column::RevokedAt, Expr::value(Some(now)))
-                .filter(refresh_token::Column::UserId.eq(id))
-                .filter(refresh_token::Column::RevokedAt.is_null())
-                .exec(&txn)
-                .await
-                .map_err(repo_err)?;
+            revoke_sessions(&txn, id, now).await?;
         }
         let updated = user::Entity::find_by_id(id)
             .one(&txn)
