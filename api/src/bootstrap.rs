@@ -238,6 +238,7 @@ pub async fn account_service(
                 max_length: a.password_max_length,
             },
             refresh_ttl: chrono::Duration::days(a.refresh_token_days),
+            session_max: chrono::Duration::days(a.session_max_days),
         },
     ))
 }

@@ -45,6 +45,7 @@ pub struct AccountSettings {
     pub password_max_length: usize,
     pub access_token_minutes: i64,
     pub refresh_token_days: i64,
+    pub session_max_days: i64,
     pub token_issuer: String,
     pub token_audience: String,
     pub argon2_memory_kib: u32,
@@ -513,6 +514,12 @@ impl Settings {
             return Err(SettingsError::new(
                 "accounts.refresh_token_days",
                 "must be between 1 and 365",
+            ));
+        }
+        if a.session_max_days < a.refresh_token_days || a.session_max_days > 3650 {
+            return Err(SettingsError::new(
+                "accounts.session_max_days",
+                "must be at least accounts.refresh_token_days and at most 3650",
             ));
         }
         if a.token_issuer.trim().is_empty() || a.token_audience.trim().is_empty() {

@@ -38,6 +38,7 @@ enum RefreshTokens {
     TokenHash,
     CreatedAt,
     ExpiresAt,
+    FamilyExpiresAt,
     UsedAt,
     RevokedAt,
 }
@@ -119,6 +120,7 @@ impl MigrationTrait for Migration {
                     .col(binary_len(RefreshTokens::TokenHash, 32).unique_key())
                     .col(timestamp_with_time_zone(RefreshTokens::CreatedAt))
                     .col(timestamp_with_time_zone(RefreshTokens::ExpiresAt))
+                    .col(timestamp_with_time_zone(RefreshTokens::FamilyExpiresAt))
                     .col(timestamp_with_time_zone_null(RefreshTokens::UsedAt))
                     .col(timestamp_with_time_zone_null(RefreshTokens::RevokedAt))
                     .foreign_key(

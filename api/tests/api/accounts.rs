@@ -732,3 +732,29 @@ async fn the_cli_creates_the_first_administrator() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("-----BEGIN PRIVATE KEY-----"));
 }
+
+/// Each refresh extends a session by `refresh_token_days`, but never past `session_max_days`
+/// after the login. Time is a clock the test moves.
+#[tokio::test]
+async fn a_session_ends_after_its_maximum_life_however_often_it_is_refreshed() {
+    let clock = std::sync::Arc::new(depot_core::FixedClock::new(chrono::Utc::now()));
+    let app_clock = clock.clone();
+    let app = crate::helpers::spawn_app_with_adapters(async move |settings| {
+        let mut adapters = depot_api::bootstrap::build(settings).await.unwrap();
+        adapters.clock = app_clock;
+        adapters
+    })
+    .await;
+    let mut tokens = app.signed_in_user("long@example.com").await;
+    // Refreshed every 20 days (within the 30-day refresh lifetime) for 80 days: still fine.
+    for _ in 0..4 {
+        clock.advance(chrono::Duration::days(20));
+        let res = app.refresh(refresh_token(&tokens)).await;
+        assert_eq!(res.status(), 200);
+        tokens = res.json().await.unwrap();
+    }
+    // Day 100: past the 90-day maximum, although the token was used 20 days ago.
+    clock.advance(chrono::Duration::days(20));
+    let res = app.refresh(refresh_token(&tokens)).await;
+    assert_problem(res, 401, "refresh_token_invalid").await;
+}

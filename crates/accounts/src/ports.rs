@@ -17,6 +17,8 @@ pub struct NewRefreshToken {
     pub hash: [u8; 32],
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The session's end, whatever the rotations: set at login, inherited by every rotation.
+    pub family_expires_at: DateTime<Utc>,
 }
 
 /// What presenting a refresh token led to.
@@ -76,7 +78,8 @@ pub trait RefreshTokenRepository: Send + Sync {
     async fn insert(&self, token: &NewRefreshToken) -> Result<(), RepoError>;
     /// In one transaction: looks the presented token up by hash and either marks it used and
     /// stores `next` in its family, or (reuse, disabled user) revokes the family.
-    /// `next.family_id` and `next.user_id` are ignored: they are taken from the presented token.
+    /// `next.family_id`, `next.user_id` and `next.family_expires_at` are taken from the presented
+    /// token, and `next.expires_at` is capped at the family's end.
     async fn rotate(
         &self,
         presented: &[u8; 32],

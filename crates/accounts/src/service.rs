@@ -55,7 +55,10 @@ impl From<RepoError> for AccountError {
 pub struct AccountSettings {
     pub registration_enabled: bool,
     pub password_policy: PasswordPolicy,
+    /// Each refresh token's lifetime (a session idle longer ends).
     pub refresh_ttl: Duration,
+    /// A session's longest life, however often it is refreshed; then the user signs in again.
+    pub session_max: Duration,
 }
 
 pub struct AccountService {
@@ -221,6 +224,7 @@ impl AccountService {
             hash: tokens::sha256(&raw),
             created_at: now,
             expires_at: now + self.settings.refresh_ttl,
+            family_expires_at: now + self.settings.session_max,
         };
         (raw, record)
     }

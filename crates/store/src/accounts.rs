@@ -322,6 +322,8 @@ impl RefreshTokenRepository for SeaOrmAccountRepository {
         let next = NewRefreshToken {
             family_id: current.family_id,
             user_id: current.user_id,
+            expires_at: Ord::min(next.expires_at, current.family_expires_at),
+            family_expires_at: current.family_expires_at,
             ..next.clone()
         };
         insert_refresh(&txn, &next).await?;
@@ -364,6 +366,7 @@ async fn insert_refresh<C: ConnectionTrait>(db: &C, t: &NewRefreshToken) -> Resu
         token_hash: Set(t.hash.to_vec()),
         created_at: Set(t.created_at),
         expires_at: Set(t.expires_at),
+        family_expires_at: Set(t.family_expires_at),
         used_at: Set(None),
         revoked_at: Set(None),
     })

@@ -10,6 +10,7 @@ pub struct Model {
     pub token_hash: Vec<u8>,
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
+    pub family_expires_at: DateTimeUtc,
     pub used_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
 }
