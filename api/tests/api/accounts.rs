@@ -758,3 +758,24 @@ async fn a_session_ends_after_its_maximum_life_however_often_it_is_refreshed() {
     let res = app.refresh(refresh_token(&tokens)).await;
     assert_problem(res, 401, "refresh_token_invalid").await;
 }
+
+#[tokio::test]
+async fn two_concurrent_demotions_cannot_remove_the_last_administrators() {
+    let app = spawn_app().await;
+    let mut ids = vec![];
+    for email in ["ann@example.com", "ben@example.com"] {
+        let user: Value = app.register(email, PASSWORD).await.json().await.unwrap();
+        let id = user["id"].as_str().unwrap().to_owned();
+        app.promote(&id).await;
+        ids.push(id);
+    }
+    let demote = |id: &String| {
+        app.admin(Method::PATCH, &format!("/api/v1/users/{id}"))
+            .json(&json!({"role": "user"}))
+            .send()
+    };
+    let (a, b) = tokio::join!(demote(&ids[0]), demote(&ids[1]));
+    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "exactly one administrator remains");
+}

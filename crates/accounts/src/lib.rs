@@ -15,7 +15,7 @@ pub use model::{Email, Identity, PasswordPolicy, Role, User};
 pub use password::{ArgonParams, OWASP_PARAMS, PasswordHasher};
 pub use ports::{
     NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository, Rotation,
-    ThrottleRepository, UserPatch, UserRepository,
+    ThrottleRepository, UserPatch, UserRepository, UserUpdate,
 };
 pub use service::{AccountError, AccountService, AccountSettings};
 pub use tokens::{TokenError, TokenIssuer, TokenPair, TokenSettings};

@@ -62,15 +62,22 @@ pub trait UserRepository: Send + Sync {
     async fn list(&self, page: &PageRequest) -> Result<Page<User>, RepoError>;
     /// Applies `patch` if the user is still at `expected_revision` (when given; `Conflict`
     /// otherwise). Disabling revokes every refresh token of the user in the same transaction.
+    /// A change that would leave no enabled administrator is refused (`LastAdmin`), checked in
+    /// the same transaction with the administrators' rows locked, so two concurrent demotions
+    /// cannot both pass.
     async fn update(
         &self,
         id: Uuid,
         patch: &UserPatch,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<User, RepoError>;
-    /// Enabled administrators.
-    async fn count_active_admins(&self) -> Result<u64, RepoError>;
+    ) -> Result<UserUpdate, RepoError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserUpdate {
+    Updated(User),
+    LastAdmin,
 }
 
 #[async_trait]

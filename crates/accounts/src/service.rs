@@ -5,7 +5,7 @@ use crate::model::{Email, Identity, PasswordPolicy, Role, User};
 use crate::password::PasswordHasher;
 use crate::ports::{
     NewRefreshToken, RefreshTokenRepository, Rotation, ThrottleRepository, UserPatch,
-    UserRepository,
+    UserRepository, UserUpdate,
 };
 use crate::throttle::Decision;
 use crate::tokens::{self, TokenIssuer, TokenPair};
@@ -299,14 +299,6 @@ impl AccountService {
         {
             return Err(AccountError::PreconditionFailed);
         }
-        let loses_admin = current.role == Role::Admin
-            && !current.disabled
-            && (patch.role == Some(Role::User) || patch.disabled == Some(true));
-        if loses_admin && self.users.count_active_admins().await? <= 1 {
-            return Err(AccountError::Conflict(
-                "this is the last enabled administrator; promote another user first".into(),
-            ));
-        }
         let updated = self
             .users
             .update(
@@ -320,6 +312,11 @@ impl AccountService {
                 RepoError::Conflict(_) => AccountError::PreconditionFailed,
                 other => other.into(),
             })?;
+        let UserUpdate::Updated(updated) = updated else {
+            return Err(AccountError::Conflict(
+                "this is the last enabled administrator; promote another user first".into(),
+            ));
+        };
         tracing::info!(user_id = %id, role = %updated.role, disabled = updated.disabled, "user updated");
         Ok(updated)
     }

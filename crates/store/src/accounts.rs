@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use depot_accounts::throttle::{self, Decision, ThrottleState};
 use depot_accounts::{
     Email, Identity, NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository,
-    Role, Rotation, ThrottleRepository, User, UserPatch, UserRepository,
+    Role, Rotation, ThrottleRepository, User, UserPatch, UserRepository, UserUpdate,
 };
 use depot_core::{Page, PageRequest, RepoError};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -212,8 +212,29 @@ impl UserRepository for SeaOrmAccountRepository {
         patch: &UserPatch,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<User, RepoError> {
+    ) -> Result<UserUpdate, RepoError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        let demotes = patch.role == Some(Role::User) || patch.disabled == Some(true);
+        let active_admins = || {
+            user::Entity::find()
+                .filter(user::Column::Role.eq(Role::Admin.as_str()))
+                .filter(user::Column::Disabled.eq(false))
+        };
+        if demotes && self.db.get_database_backend() == DatabaseBackend::Postgres {
+            // Serialises concurrent demotions (SQLite's write transaction is exclusive already).
+            active_admins()
+                .lock_exclusive()
+                .all(&txn)
+                .await
+                .map_err(repo_err)?;
+        }
+        // Only taking away an enabled administrator can leave none.
+        let demoting = demotes
+            && user::Entity::find_by_id(id)
+                .one(&txn)
+                .await
+                .map_err(repo_err)?
+                .is_some_and(|u| u.role == Role::Admin.as_str() && !u.disabled);
         let mut q = user::Entity::update_many()
             .col_expr(
                 user::Column::Revision,
@@ -243,6 +264,10 @@ impl UserRepository for SeaOrmAccountRepository {
                 RepoError::NotFound
             });
         }
+        if demoting && active_admins().count(&txn).await.map_err(repo_err)? == 0 {
+            // Dropping the transaction rolls the change back.
+            return Ok(UserUpdate::LastAdmin);
+        }
         if patch.disabled == Some(true) {
             revoke_sessions(&txn, id, now).await?;
         }
@@ -252,16 +277,7 @@ impl UserRepository for SeaOrmAccountRepository {
             .map_err(repo_err)?
             .ok_or(RepoError::NotFound)?;
         txn.commit().await.map_err(repo_err)?;
-        to_domain(updated)
-    }
-
-    async fn count_active_admins(&self) -> Result<u64, RepoError> {
-        user::Entity::find()
-            .filter(user::Column::Role.eq(Role::Admin.as_str()))
-            .filter(user::Column::Disabled.eq(false))
-            .count(&self.db)
-            .await
-            .map_err(repo_err)
+        Ok(UserUpdate::Updated(to_domain(updated)?))
     }
 }
 
