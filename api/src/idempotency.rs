@@ -36,8 +36,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Who is asking: a hash of the credentials presented (never the credentials themselves).
-fn owner(req: &ServiceRequest) -> String {
+/// Who is asking: a user (whose access tokens change every few minutes, so a retry after a
+/// token refresh still finds its key), or else a hash of the credentials presented (never the
+/// credentials themselves).
+fn owner(req: &ServiceRequest, state: &AppState) -> String {
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    if let Some(Ok(principal)) = bearer.map(|t| state.accounts.tokens().verify(t)) {
+        return principal.actor();
+    }
     let mut h = Sha256::new();
     for name in ["x-api-key", "api-key", "x-admin-secret", "authorization"] {
         if let Some(v) = req.headers().get(name) {
@@ -87,7 +99,7 @@ pub async fn idempotency(
     hash.update(b"\n");
     hash.update(&body);
     let request_hash = hex(&hash.finalize());
-    let owner = owner(&req);
+    let owner = owner(&req, &state);
     let now = depot_core::Clock::now(state.clock.as_ref());
     let begun = state
         .idempotency

@@ -779,3 +779,37 @@ async fn two_concurrent_demotions_cannot_remove_the_last_administrators() {
     statuses.sort();
     assert_eq!(statuses, [200, 409], "exactly one administrator remains");
 }
+
+#[tokio::test]
+async fn an_idempotent_retry_after_a_token_refresh_is_still_a_retry() {
+    let app = spawn_app().await;
+    let first = app.signed_in_user("retry@example.com").await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let create = |token: String| {
+        let key = key.clone();
+        let app = &app;
+        async move {
+            app.with_token(Method::POST, "/api/v1/packages", &token)
+                .header("Idempotency-Key", key)
+                .json(&json!({"name": "retried", "version": "1"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = create(access(&first).to_owned()).await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    // The client's token expires; it refreshes and retries the same request.
+    let second: Value = app
+        .refresh(refresh_token(&first))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = create(access(&second).to_owned()).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
+    let replayed: Value = res.json().await.unwrap();
+    assert_eq!(replayed["id"], created["id"], "one package, not two");
+}
