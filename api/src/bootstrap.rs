@@ -279,6 +279,7 @@ pub fn executor(settings: &Settings) -> Result<Arc<dyn Executor>, StartupError> 
             crate::http_executor::HttpExecutor::new(
                 x.storage_dir.clone(),
                 std::time::Duration::from_secs(x.http_timeout_seconds),
+                x.max_download_bytes,
             )
             .map_err(|e| StartupError {
                 key: "executor.storage_dir",

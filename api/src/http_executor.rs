@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 pub struct HttpExecutor {
     client: reqwest::Client,
     storage: PathBuf,
+    max_bytes: u64,
 }
 
 fn failed(code: &str, detail: impl Into<String>) -> ExecError {
@@ -47,7 +48,7 @@ pub fn escape_name(name: &str) -> String {
 }
 
 impl HttpExecutor {
-    pub fn new(storage: PathBuf, timeout: Duration) -> Result<Self, String> {
+    pub fn new(storage: PathBuf, timeout: Duration, max_bytes: u64) -> Result<Self, String> {
         for dir in [storage.join("packages"), storage.join("active")] {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -58,7 +59,11 @@ impl HttpExecutor {
             .user_agent(concat!("depot/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { client, storage })
+        Ok(Self {
+            client,
+            storage,
+            max_bytes,
+        })
     }
 
     fn package_dir(&self, p: &Package) -> PathBuf {
@@ -123,6 +128,17 @@ impl HttpExecutor {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ExecError::Retryable(format!("reading {url}: {e}")))?;
             received += chunk.len() as u64;
+            // Whatever the package or the server declare, a download stops at the limit.
+            if received > self.max_bytes {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(failed(
+                    "too_large",
+                    format!(
+                        "more than executor.max_download_bytes ({} bytes)",
+                        self.max_bytes
+                    ),
+                ));
+            }
             if let Some(size) = p.size_bytes
                 && received > size as u64
             {

@@ -88,6 +88,7 @@ pub struct ExecutorSettings {
     pub simulated_failure_rate: f64,
     pub storage_dir: PathBuf,
     pub http_timeout_seconds: u64,
+    pub max_download_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +97,7 @@ pub struct OperationSettings {
     pub max_attempts: i32,
     pub relay_interval_ms: u64,
     pub retention_hours: i64,
+    pub max_event_streams: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -442,6 +444,12 @@ impl Settings {
         if x.simulated_steps == 0 {
             return Err(SettingsError::new(
                 "executor.simulated_steps",
+                "must be at least 1",
+            ));
+        }
+        if x.max_download_bytes == 0 {
+            return Err(SettingsError::new(
+                "executor.max_download_bytes",
                 "must be at least 1",
             ));
         }

@@ -214,6 +214,9 @@ fn run(
             .map(|ip| ip.to_canonical())
             .collect(),
         package_cache: adapters.package_cache.clone(),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(
+            settings.operations.max_event_streams,
+        )),
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;

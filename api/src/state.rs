@@ -25,4 +25,6 @@ pub struct AppState {
     pub oidc: Option<Arc<crate::oidc::OidcClient>>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub package_cache: Option<Arc<depot_packages::cache::PackageCache>>,
+    /// Slots for Server-Sent Event streams (`operations.max_event_streams`).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }

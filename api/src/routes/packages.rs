@@ -484,7 +484,17 @@ pub async fn events(
     can_read_operations(&auth.0)?;
     let id = *id;
     let first = state.packages.operation(id).await?;
+    // Held by the stream: released when the client goes or the operation ends.
+    let slot = state
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::ServiceUnavailable {
+            detail: "too many event streams are open; poll GET /api/v1/operations/{id} instead"
+                .into(),
+        })?;
     struct S {
+        _slot: tokio::sync::OwnedSemaphorePermit,
         state: web::Data<AppState>,
         id: Uuid,
         last: Option<(OperationStatus, u8)>,
@@ -493,6 +503,7 @@ pub async fn events(
         idle_ticks: u32,
     }
     let init = S {
+        _slot: slot,
         state,
         id,
         last: None,

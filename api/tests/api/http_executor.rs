@@ -147,3 +147,36 @@ async fn a_bad_checksum_or_a_404_fails_the_operation_and_keeps_the_status() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_download_stops_at_the_configured_maximum_size() {
+    let base = artifact_server();
+    let storage = tempfile::tempdir().unwrap();
+    let dir = storage.path().to_owned();
+    let app = spawn_app_with(move |s| {
+        s.executor.kind = depot_api::settings::ExecutorKind::Http;
+        s.executor.storage_dir = dir;
+        s.executor.max_download_bytes = 16;
+    })
+    .await;
+    let key = app.writer_key().await;
+    // No size_bytes declared: only the limit stops an endless or huge body.
+    let p: Value = app
+        .with_key(Method::POST, "/api/v1/packages", &key)
+        .json(&json!({"name": "big", "version": "1", "source_url": format!("{base}/artifact.tgz")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = p["id"].as_str().unwrap();
+    let op = lifecycle_op(&app, &key, id, "download").await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert_eq!(op["error"]["code"], "too_large", "{op}");
+    let dir = storage.path().join("packages").join(id);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "no partial file is left: {left:?}");
+}

@@ -781,3 +781,32 @@ async fn the_embedded_read_cache_never_serves_a_stale_package() {
         assert!(hits.unwrap() >= 4, "{metrics}");
     }
 }
+
+#[tokio::test]
+async fn event_streams_are_capped_and_their_slot_is_released() {
+    let app = spawn_app_with(|s| {
+        s.executor.simulated_duration_ms = 1000;
+        s.executor.simulated_steps = 2;
+        s.operations.max_event_streams = 1;
+    })
+    .await;
+    let key = app.writer_key().await;
+    let p = create_ok(&app, &key, "capped", "1").await;
+    let op: Value = start(&app, &key, p["id"].as_str().unwrap(), "download")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/v1/operations/{}/events", op["id"].as_str().unwrap());
+    let first = app.get_with_key(&path, &key).await;
+    assert_eq!(first.status(), 200);
+    let second = app.get_with_key(&path, &key).await;
+    assert_problem(second, 503, "service_unavailable").await;
+    // The first stream ends with the operation, and its slot is free again.
+    tokio::time::timeout(Duration::from_secs(15), first.text())
+        .await
+        .expect("the stream closes")
+        .unwrap();
+    let third = app.get_with_key(&path, &key).await;
+    assert_eq!(third.status(), 200);
+}
