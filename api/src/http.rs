@@ -70,6 +70,21 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
         })
 }
 
+/// A conditional GET: 304 with the ETag when `If-None-Match` names `revision`, else `full()`.
+pub fn conditional(
+    req: &HttpRequest,
+    revision: i64,
+    full: impl FnOnce() -> HttpResponse,
+) -> HttpResponse {
+    if not_modified(req, revision) {
+        HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag(revision)))
+            .finish()
+    } else {
+        full()
+    }
+}
+
 /// True when `If-None-Match` names this revision (answer 304).
 pub fn not_modified(req: &HttpRequest, revision: i64) -> bool {
     let tag = etag(revision);

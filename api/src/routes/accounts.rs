@@ -4,7 +4,7 @@
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
-use crate::http::{collection, etag, if_match, not_modified, page_request};
+use crate::http::{collection, conditional, etag, if_match, page_request};
 use crate::idempotency::SecretResponse;
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
@@ -295,12 +295,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     auth.0.require(Permission::UsersAdmin)?;
     let user = state.accounts.get(*id).await?;
-    if not_modified(&req, user.revision) {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag(user.revision)))
-            .finish());
-    }
-    Ok(user_response(user))
+    Ok(conditional(&req, user.revision, || user_response(user)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = PatchUserRequest,

@@ -4,7 +4,7 @@
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
-use crate::http::{collection, etag, if_match, not_modified, page_request};
+use crate::http::{collection, conditional, etag, if_match, page_request};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -309,12 +309,9 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     admin(&auth, &req)?;
     let key = state.api_keys.get(*id).await?;
-    if not_modified(&req, key.revision) {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag(key.revision)))
-            .finish());
-    }
-    Ok(single(key, state.api_keys.now()))
+    Ok(conditional(&req, key.revision, || {
+        single(key, state.api_keys.now())
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/revoke", tag = "api-keys",

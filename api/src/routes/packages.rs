@@ -3,7 +3,7 @@
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
-use crate::http::{collection, etag, if_match, not_modified, page_request};
+use crate::http::{collection, conditional, etag, if_match, page_request};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -286,12 +286,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     auth.0.require(Permission::PackagesRead)?;
     let p = state.packages.get(*id).await?;
-    if not_modified(&req, p.revision) {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag(p.revision)))
-            .finish());
-    }
-    Ok(package_response(p))
+    Ok(conditional(&req, p.revision, || package_response(p)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/packages/{id}", tag = "packages",
