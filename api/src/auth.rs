@@ -184,9 +184,7 @@ pub async fn record_key_use(
                 key_id,
                 at: chrono::Utc::now(),
                 method: request.method().to_string(),
-                route: request
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".into()),
+                route: crate::middleware::route_template(request),
                 status: res.status().as_u16(),
                 client_ip: crate::client_ip::of(request),
                 user_agent: request

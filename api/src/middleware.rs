@@ -18,6 +18,23 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+#[derive(Debug, Clone)]
+struct RouteTemplate(String);
+
+/// The route template the request matches (`/api/v1/packages/{id}`), or `unmatched`.
+///
+/// actix computes it by walking the whole route map with its pattern matchers, which costs
+/// more than the rest of a small request together; the request span, the metrics and the
+/// usage log all need it, so it is computed once and kept in the request's extensions.
+pub fn route_template(req: &actix_web::HttpRequest) -> String {
+    if let Some(r) = req.extensions().get::<RouteTemplate>() {
+        return r.0.clone();
+    }
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    req.extensions_mut().insert(RouteTemplate(route.clone()));
+    route
+}
+
 #[derive(Debug, Clone, Copy)]
 struct RequestStart(Instant);
 
@@ -70,9 +87,7 @@ impl RootSpanBuilder for DepotRootSpan {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into());
+        let route = route_template(request.request());
         let span = tracing::info_span!(
             "request",
             request_id = %request_id,
