@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 use depot_core::{Cursor, Page, PageRequest};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -19,8 +19,29 @@ pub fn page_request(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequ
     Ok(PageRequest::parse(limit, cursor)?)
 }
 
-/// Answers a page, with `Link: <…>; rel="next"` when there is more.
-pub fn collection<T, U>(req: &HttpRequest, page: Page<T>, map: impl FnMut(T) -> U) -> HttpResponse
+/// A collection page rendered once: its JSON body and its `Link` header.
+#[derive(Debug, Clone)]
+pub struct RenderedCollection {
+    body: web::Bytes,
+    link: Option<String>,
+}
+
+impl RenderedCollection {
+    pub fn response(&self) -> HttpResponse {
+        let mut res = HttpResponse::Ok();
+        if let Some(link) = &self.link {
+            res.insert_header((header::LINK, link.clone()));
+        }
+        res.content_type("application/json").body(self.body.clone())
+    }
+}
+
+/// Renders a page, with `Link: <…>; rel="next"` when there is more.
+pub fn render_collection<T, U>(
+    req: &HttpRequest,
+    page: Page<T>,
+    map: impl FnMut(T) -> U,
+) -> RenderedCollection
 where
     U: Serialize + ToSchema,
 {
@@ -29,8 +50,7 @@ where
         items: page.items.into_iter().map(map).collect(),
         next_cursor: next_cursor.clone(),
     };
-    let mut res = HttpResponse::Ok();
-    if let Some(cursor) = next_cursor {
+    let link = next_cursor.map(|cursor| {
         let mut query: Vec<(String, String)> =
             form_urlencoded::parse(req.query_string().as_bytes())
                 .filter(|(k, _)| k != "cursor")
@@ -40,12 +60,48 @@ where
         let qs = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(query)
             .finish();
-        res.insert_header((
-            header::LINK,
-            format!("<{}?{}>; rel=\"next\"", req.path(), qs),
-        ));
+        format!("<{}?{}>; rel=\"next\"", req.path(), qs)
+    });
+    RenderedCollection {
+        body: web::Bytes::from(serde_json::to_vec(&body).expect("a collection serialises")),
+        link,
     }
-    res.json(body)
+}
+
+/// Answers a page, with `Link: <…>; rel="next"` when there is more.
+pub fn collection<T, U>(req: &HttpRequest, page: Page<T>, map: impl FnMut(T) -> U) -> HttpResponse
+where
+    U: Serialize + ToSchema,
+{
+    render_collection(req, page, map).response()
+}
+
+/// Rendered collection pages by query string, each valid for one generation of the data it
+/// came from (see `depot_packages::cache::PackageCache::generation`). Bounded.
+#[derive(Default)]
+pub struct RenderCache {
+    pages: std::sync::Mutex<std::collections::HashMap<String, (u64, RenderedCollection)>>,
+}
+
+const RENDER_CACHE_ENTRIES: usize = 256;
+
+impl RenderCache {
+    pub fn get(&self, key: &str, generation: u64) -> Option<RenderedCollection> {
+        let pages = self.pages.lock().expect("render cache lock");
+        pages
+            .get(key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, page)| page.clone())
+    }
+
+    /// Keeps a page rendered from data read at `generation` (read *before* the data was).
+    pub fn put(&self, key: String, generation: u64, page: RenderedCollection) {
+        let mut pages = self.pages.lock().expect("render cache lock");
+        if pages.len() >= RENDER_CACHE_ENTRIES {
+            pages.clear();
+        }
+        pages.insert(key, (generation, page));
+    }
 }
 
 pub fn etag(revision: i64) -> String {

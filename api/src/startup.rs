@@ -214,6 +214,7 @@ fn run(
             .map(|ip| ip.to_canonical())
             .collect(),
         package_cache: adapters.package_cache.clone(),
+        package_lists: Default::default(),
         event_streams: Arc::new(tokio::sync::Semaphore::new(
             settings.operations.max_event_streams,
         )),

@@ -25,6 +25,8 @@ pub struct AppState {
     pub oidc: Option<Arc<crate::oidc::OidcClient>>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub package_cache: Option<Arc<depot_packages::cache::PackageCache>>,
+    /// Rendered package list pages (only with the package cache, whose generation they follow).
+    pub package_lists: crate::http::RenderCache,
     /// Slots for Server-Sent Event streams (`operations.max_event_streams`).
     pub event_streams: Arc<tokio::sync::Semaphore>,
 }

@@ -3,7 +3,7 @@
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
-use crate::http::{collection, conditional, etag, if_match, page_request};
+use crate::http::{collection, conditional, etag, if_match, page_request, render_collection};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -252,6 +252,14 @@ pub async fn list(
     query: Query<PackageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.0.require(Permission::PackagesRead)?;
+    // Embedded topology: the page as rendered before, while no write has happened since.
+    let generation = state.package_cache.as_ref().map(|c| c.generation());
+    if let (Some(cache), Some(g)) = (&state.package_cache, generation)
+        && let Some(hit) = state.package_lists.get(req.query_string(), g)
+    {
+        cache.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(hit.response());
+    }
     let q = query.0;
     let page = page_request(q.limit, q.cursor.as_deref())?;
     let status = match q.status.as_deref() {
@@ -270,7 +278,13 @@ pub async fn list(
         name_prefix: q.name.filter(|n| !n.is_empty()),
     };
     let packages = state.packages.list(&filter, sort, &page).await?;
-    Ok(collection(&req, packages, PackageView::from))
+    let rendered = render_collection(&req, packages, PackageView::from);
+    if let Some(g) = generation {
+        state
+            .package_lists
+            .put(req.query_string().to_owned(), g, rendered.clone());
+    }
+    Ok(rendered.response())
 }
 
 #[utoipa::path(get, path = "/api/v1/packages/{id}", tag = "packages", params(("id" = Uuid, Path)),

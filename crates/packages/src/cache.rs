@@ -45,7 +45,9 @@ impl PackageCache {
         }
     }
 
-    fn generation(&self) -> u64 {
+    /// Moves on every write: anything derived from the cache's data at one generation (a list
+    /// page, its rendered JSON) is current exactly while the generation has not moved.
+    pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
