@@ -290,7 +290,12 @@ impl Verifier {
     /// Runs polling, flushing and hourly purging until `stop` turns true, then flushes.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut poll = tokio::time::interval(self.settings.poll_interval);
-        let mut flush = tokio::time::interval(self.settings.flush_interval);
+        // The first flush is one interval after start (an immediate one has nothing to write,
+        // and if it is scheduled late it writes the first requests early).
+        let mut flush = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.settings.flush_interval,
+            self.settings.flush_interval,
+        );
         let mut purge = tokio::time::interval(std::time::Duration::from_secs(3600));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
