@@ -257,7 +257,9 @@ pub async fn list(
     if let (Some(cache), Some(g)) = (&state.package_cache, generation)
         && let Some(hit) = state.package_lists.get(req.query_string(), g)
     {
-        cache.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        cache
+            .hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(hit.response());
     }
     let q = query.0;
