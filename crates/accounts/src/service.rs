@@ -71,6 +71,21 @@ pub struct AccountService {
     settings: AccountSettings,
 }
 
+/// Both values, or every failing field of either.
+fn both<T, U>(
+    a: Result<T, ValidationError>,
+    b: Result<U, ValidationError>,
+) -> Result<(T, U), ValidationError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(mut a), Err(b)) => {
+            a.errors.extend(b.errors);
+            Err(a)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
 /// The two throttle keys of a login attempt: the e-mail, and the e-mail from this client.
 fn throttle_keys(email: &Email, client_ip: Option<&str>) -> [[u8; 32]; 2] {
     [
@@ -105,18 +120,12 @@ impl AccountService {
     }
 
     fn parse_credentials(email: &str, password: &str) -> Result<Email, ValidationError> {
-        let email = Email::parse(email);
-        let password_empty = password.is_empty();
-        match (email, password_empty) {
-            (Ok(e), false) => Ok(e),
-            (Ok(_), true) => Err(ValidationError::field("password", "must not be empty")),
-            (Err(mut e), empty) => {
-                if empty {
-                    e.push("password", "must not be empty");
-                }
-                Err(e)
-            }
-        }
+        let password = if password.is_empty() {
+            Err(ValidationError::field("password", "must not be empty"))
+        } else {
+            Ok(())
+        };
+        both(Email::parse(email), password).map(|(email, ())| email)
     }
 
     /// Creates a user with a local password. Used by registration (role `user`) and by the
@@ -127,16 +136,10 @@ impl AccountService {
         password: &str,
         role: Role,
     ) -> Result<User, AccountError> {
-        let email_r = Email::parse(email);
-        let password_r = self.settings.password_policy.check(password);
-        let email = match (email_r, password_r) {
-            (Ok(e), Ok(())) => e,
-            (Err(mut a), Err(b)) => {
-                a.errors.extend(b.errors);
-                return Err(a.into());
-            }
-            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
-        };
+        let (email, ()) = both(
+            Email::parse(email),
+            self.settings.password_policy.check(password),
+        )?;
         let hash = self.hasher.hash(password).await?;
         let now = self.clock.now();
         let user = User {
@@ -293,20 +296,11 @@ impl AccountService {
         if patch == UserPatch::default() {
             return Err(ValidationError::field("body", "give `role` and/or `disabled`").into());
         }
-        let current = self.users.get(id).await?;
-        if let Some(rev) = expected_revision
-            && rev != current.revision
-        {
-            return Err(AccountError::PreconditionFailed);
-        }
+        // The repository checks existence, the revision and the last administrator in the
+        // update's own transaction: no read before it.
         let updated = self
             .users
-            .update(
-                id,
-                &patch,
-                Some(expected_revision.unwrap_or(current.revision)),
-                self.clock.now(),
-            )
+            .update(id, &patch, expected_revision, self.clock.now())
             .await
             .map_err(|e| match e {
                 RepoError::Conflict(_) => AccountError::PreconditionFailed,
