@@ -7,6 +7,16 @@ use depot_core::{Cursor, Page, PageRequest};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// `?limit=&cursor=` of a collection with no filters.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
 /// `{"items": [...], "next_cursor": "..."}`; `next_cursor` is absent on the last page.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Collection<T: ToSchema> {

@@ -4,8 +4,7 @@
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
-use crate::http::{collection, conditional, etag, if_match, page_request};
-use crate::idempotency::SecretResponse;
+use crate::http::{PageQuery, collection, conditional, etag, if_match, page_request};
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::header;
@@ -125,13 +124,6 @@ pub struct PatchUserRequest {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct UserQuery {
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     pub code: Option<String>,
     pub state: Option<String>,
@@ -140,14 +132,12 @@ pub struct CallbackQuery {
     pub error_description: Option<String>,
 }
 
-/// Token responses carry secrets: never cached, never kept for idempotent replay.
-fn tokens_response(status: actix_web::http::StatusCode, pair: TokenPair) -> HttpResponse {
-    let mut res = HttpResponse::build(status)
+/// Token responses carry secrets: never cached. (`/auth/*` is outside idempotency storage.)
+fn tokens_response(pair: TokenPair) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
-        .json(TokenResponse::from(pair));
-    res.extensions_mut().insert(SecretResponse);
-    res
+        .json(TokenResponse::from(pair))
 }
 
 fn count(state: &AppState, method: &str, result: &str) {
@@ -210,7 +200,7 @@ pub async fn login(
         .await;
     outcome(&state, "password", &r);
     let (_, pair) = r?;
-    Ok(tokens_response(actix_web::http::StatusCode::OK, pair))
+    Ok(tokens_response(pair))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
@@ -224,7 +214,7 @@ pub async fn refresh(
 ) -> Result<HttpResponse, ApiError> {
     let r = state.accounts.refresh(&body.0.refresh_token).await;
     outcome(&state, "refresh", &r);
-    Ok(tokens_response(actix_web::http::StatusCode::OK, r?))
+    Ok(tokens_response(r?))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
@@ -258,7 +248,7 @@ pub async fn me(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, 
         .json(UserView::from(user)))
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserQuery),
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
     security(("bearer" = ["users:admin"]), ("admin_secret" = []), ("api_key" = ["users:admin"])),
     responses(
         (status = 200, description = "A page of users, newest first", body = inline(crate::http::Collection<UserView>)),
@@ -267,7 +257,7 @@ pub async fn list(
     req: HttpRequest,
     auth: Auth,
     state: web::Data<AppState>,
-    query: Query<UserQuery>,
+    query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.0.require(Permission::UsersAdmin)?;
     let page = page_request(query.0.limit, query.0.cursor.as_deref())?;
@@ -467,7 +457,7 @@ pub async fn oidc_callback(
         .await;
     outcome(&state, "oidc", &r);
     let (_, pair) = r?;
-    let mut res = tokens_response(actix_web::http::StatusCode::OK, pair);
+    let mut res = tokens_response(pair);
     let _ = res.add_removal_cookie(&state_cookie(
         String::new(),
         client.cookie_secure,

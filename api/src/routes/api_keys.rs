@@ -4,7 +4,7 @@
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
-use crate::http::{collection, conditional, etag, if_match, page_request};
+use crate::http::{PageQuery, collection, conditional, etag, if_match, page_request};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -145,13 +145,6 @@ pub struct ListQuery {
     /// 1–200, default 50.
     pub limit: Option<i64>,
     /// From the previous page's `next_cursor`.
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
