@@ -326,6 +326,14 @@ impl Settings {
                 ));
             }
         }
+        for proxy in &self.server.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                return Err(SettingsError::new(
+                    "server.trusted_proxies",
+                    format!("`{proxy}` is not an IP address"),
+                ));
+            }
+        }
         let d = &self.database;
         match Backend::of_url(&d.url) {
             None => {
@@ -581,14 +589,6 @@ impl Settings {
                 "oidc.http_timeout_seconds",
                 "must be between 1 and 120",
             ));
-        }
-        for proxy in &self.server.trusted_proxies {
-            if proxy.parse::<std::net::IpAddr>().is_err() {
-                return Err(SettingsError::new(
-                    "server.trusted_proxies",
-                    format!("`{proxy}` is not an IP address"),
-                ));
-            }
         }
         Ok(())
     }

@@ -245,7 +245,7 @@ async fn run_one(
         otel.name = %format!("consume {}", handler.queue()),
         otel.kind = "consumer",
     );
-    depot_core::trace::adopt(&span, &delivery.message().headers);
+    crate::telemetry::adopt(&span, &delivery.message().headers);
     let outcome = handler
         .handle(delivery.message(), attempt)
         .instrument(span)
