@@ -15,7 +15,10 @@ bash scripts/services.sh >/dev/null
 [ -n "${BENCH_SKIP_BUILD:-}" ] || cargo build --release --locked -p depot-api --bin depot --example lifecycle
 DB=depot_bench_$$
 psql "$PG" -qc "CREATE DATABASE $DB"
-DB_URL="${PG%/*}/$DB"
+# Same server, the bench's own database, the URL's options (e.g. ?sslmode=disable) kept.
+PG_PATH=${PG%%\?*}
+PG_QUERY=${PG#"$PG_PATH"}
+DB_URL="${PG_PATH%/*}/$DB$PG_QUERY"
 PREFIX="depot-bench-$$."
 WORK=$(mktemp -d)
 PIDS=()
@@ -31,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 export DATABASE_URL="$DB_URL" AMQP_URL="$AMQP" DEPOT__QUEUE__QUEUE_PREFIX="$PREFIX" DEPOT__LOG__LEVEL=warn \
   DEPOT__EXECUTOR__SIMULATED_DURATION_MS=0 DEPOT__EXECUTOR__SIMULATED_STEPS=1 \
-  DEPOT__DATABASE__MAX_CONNECTIONS=20 DEPOT_ADMIN_SECRET=bench-admin-secret-0123456789abcdef
+  DEPOT__DATABASE__MAX_CONNECTIONS=20 DEPOT__OPERATIONS__MAX_EVENT_STREAMS=1024 DEPOT_ADMIN_SECRET=bench-admin-secret-0123456789abcdef
 "$TARGET_DIR/release/depot" migrate up >/dev/null
 (cd "$WORK" && exec env DEPOT__SERVER__HOST=127.0.0.1 DEPOT__SERVER__PORT="$PORT" DEPOT__WORKER__EMBEDDED=false \
   "$TARGET_DIR/release/depot" serve >"$WORK/api.log" 2>&1) &

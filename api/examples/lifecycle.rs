@@ -4,26 +4,37 @@
 //!   cargo run --release --example lifecycle -- <base url> <api key> [packages] [concurrency]
 
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+/// Waits for the operation through its event stream (one request, no polling).
 async fn wait(client: &reqwest::Client, base: &str, key: &str, op: &Value) -> Result<(), String> {
     let id = op["id"].as_str().ok_or("no operation id")?;
-    loop {
-        let v: Value = client
-            .get(format!("{base}/api/v1/operations/{id}"))
-            .header("X-API-Key", key)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        match v["status"].as_str() {
-            Some("succeeded") => return Ok(()),
-            Some("failed") | Some("cancelled") => return Err(format!("operation ended {v}")),
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+    let mut res = client
+        .get(format!("{base}/api/v1/operations/{id}/events"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !res.status().is_success() {
+        return Err(format!("events: {}", res.status()));
+    }
+    let mut buf = String::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(data).map_err(|e| e.to_string())?;
+            match v["status"].as_str() {
+                Some("succeeded") => return Ok(()),
+                Some("failed") | Some("cancelled") => return Err(format!("operation ended {v}")),
+                _ => {}
+            }
         }
     }
+    Err("the event stream ended before the operation did".into())
 }
 
 async fn one(

@@ -20,6 +20,7 @@ use depot_packages::executor::{Executor, SimulatedExecutor};
 use depot_packages::ports::{OperationRepository, PackageRepository};
 use depot_packages::relay::OutboxRelay;
 use depot_packages::runner::OperationRunner;
+use depot_packages::watch::OperationWatch;
 use depot_queue::{InProcessQueue, LapinQueue};
 use depot_store::DatabaseConnection;
 use depot_store::{SeaOrmAccountRepository, SeaOrmApiKeyRepository, SeaOrmPackageRepository};
@@ -41,6 +42,9 @@ pub struct Adapters {
     /// The package read cache: only when this process is the database's only writer (SQLite
     /// with the in-process queue and the embedded worker) and `packages.read_cache` is on.
     pub package_cache: Option<Arc<PackageCache>>,
+    /// Follows operations for this process's event streams; an embedded worker pushes final
+    /// states into it.
+    pub operation_watch: Arc<OperationWatch>,
 }
 
 /// The package and operation ports, through the read cache when there is one.
@@ -139,9 +143,15 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
     let single_writer = settings.backend() == depot_store::Backend::Sqlite
         && queue.in_process.is_some()
         && settings.worker.embedded;
+    let package_cache = (settings.packages.read_cache && single_writer)
+        .then(|| Arc::new(PackageCache::new(10_000, 256)));
+    let operation_watch = Arc::new(OperationWatch::new(
+        Arc::new(SeaOrmPackageRepository::new(db.clone())),
+        std::time::Duration::from_millis(settings.operations.watch_interval_ms),
+    ));
     Ok(Adapters {
-        package_cache: (settings.packages.read_cache && single_writer)
-            .then(|| Arc::new(PackageCache::new(10_000, 256))),
+        package_cache,
+        operation_watch,
         db,
         publisher: queue.publisher,
         consumer: queue.consumer,
@@ -294,9 +304,8 @@ pub fn operation_runner(
     settings: &Settings,
     adapters: &Adapters,
 ) -> Result<Arc<OperationRunner>, StartupError> {
-    let (packages, operations) = package_ports(adapters);
+    let (_, operations) = package_ports(adapters);
     Ok(Arc::new(OperationRunner::new(
-        packages,
         operations,
         executor(settings)?,
         adapters.clock.clone(),

@@ -98,6 +98,7 @@ pub struct OperationSettings {
     pub relay_interval_ms: u64,
     pub retention_hours: i64,
     pub max_event_streams: usize,
+    pub watch_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -478,6 +479,12 @@ impl Settings {
             return Err(SettingsError::new(
                 "operations.relay_interval_ms",
                 "must be between 10 and 60000",
+            ));
+        }
+        if !(10..=5_000).contains(&o.watch_interval_ms) {
+            return Err(SettingsError::new(
+                "operations.watch_interval_ms",
+                "must be between 10 and 5000",
             ));
         }
         if o.retention_hours < 24 {

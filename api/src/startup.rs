@@ -62,6 +62,7 @@ impl Application {
         let background = vec![
             tokio::spawn(services.verifier.clone().run(stopped.clone())),
             tokio::spawn(services.relay.clone().run(stopped.clone())),
+            tokio::spawn(adapters.operation_watch.clone().run(stopped.clone())),
             tokio::spawn(bootstrap::maintenance(
                 settings.clone(),
                 adapters.clone(),
@@ -123,6 +124,7 @@ pub fn worker_for(settings: &Settings, adapters: &Adapters) -> Result<Worker, St
     .register(Arc::new(crate::worker::OperationJob {
         runner,
         metrics: adapters.metrics.clone(),
+        watch: adapters.operation_watch.clone(),
     })))
 }
 
@@ -218,6 +220,7 @@ fn run(
         event_streams: Arc::new(tokio::sync::Semaphore::new(
             settings.operations.max_event_streams,
         )),
+        operation_watch: adapters.operation_watch.clone(),
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;

@@ -29,4 +29,6 @@ pub struct AppState {
     pub package_lists: crate::http::RenderCache,
     /// Slots for Server-Sent Event streams (`operations.max_event_streams`).
     pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// What the event streams follow operations through (one query for all of them).
+    pub operation_watch: Arc<depot_packages::watch::OperationWatch>,
 }

@@ -188,6 +188,8 @@ impl Worker {
 pub struct OperationJob {
     pub runner: Arc<depot_packages::runner::OperationRunner>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This process's event streams see the final state at once (embedded mode).
+    pub watch: Arc<depot_packages::watch::OperationWatch>,
 }
 
 #[async_trait]
@@ -207,6 +209,7 @@ impl JobHandler for OperationJob {
                 RunError::Permanent(e) => JobError::Permanent(e),
             })?;
         if let Some(op) = finished {
+            self.watch.observe(&op);
             let labels = [op.kind.as_str(), op.status.as_str()];
             self.metrics
                 .operations_finished

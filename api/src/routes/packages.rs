@@ -506,51 +506,37 @@ pub async fn events(
         })?;
     struct S {
         _slot: tokio::sync::OwnedSemaphorePermit,
-        state: web::Data<AppState>,
-        id: Uuid,
+        rx: tokio::sync::watch::Receiver<Operation>,
         last: Option<(OperationStatus, u8)>,
-        pending: Option<Operation>,
         done: bool,
-        idle_ticks: u32,
     }
+    let rx = state.operation_watch.follow(first);
     let init = S {
         _slot: slot,
-        state,
-        id,
+        rx,
         last: None,
-        pending: Some(first),
         done: false,
-        idle_ticks: 0,
     };
     let stream = futures::stream::unfold(init, |mut s| async move {
         if s.done {
             return None;
         }
         loop {
-            let op = match s.pending.take() {
-                Some(op) => op,
-                None => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    match s.state.packages.operation(s.id).await {
-                        Ok(op) => op,
-                        Err(_) => return None,
-                    }
-                }
-            };
+            let op = s.rx.borrow_and_update().clone();
             let key = (op.status, op.progress);
             if s.last != Some(key) {
                 s.last = Some(key);
-                s.idle_ticks = 0;
                 s.done = op.status.is_final();
                 let json = serde_json::to_string(&OperationView::from(op)).unwrap_or_default();
                 let frame = format!("event: operation\ndata: {json}\n\n");
                 return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), s));
             }
-            s.idle_ticks += 1;
-            if s.idle_ticks >= 75 {
-                // A comment every ~15 s keeps proxies from closing an idle stream.
-                s.idle_ticks = 0;
-                return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), s));
+            match tokio::time::timeout(Duration::from_secs(15), s.rx.changed()).await {
+                Ok(Ok(())) => {}
+                // Final state already sent, or the operation was deleted with its package.
+                Ok(Err(_)) => return None,
+                // A comment every 15 s of silence keeps proxies from closing the stream.
+                Err(_) => return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), s)),
             }
         }
     });

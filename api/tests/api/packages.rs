@@ -810,3 +810,202 @@ async fn event_streams_are_capped_and_their_slot_is_released() {
     let third = app.get_with_key(&path, &key).await;
     assert_eq!(third.status(), 200);
 }
+
+/// Concurrent requests are coalesced into shared statements under load (group commit); each
+/// still gets its own answer: duplicates within one burst conflict, one start per package wins
+/// and the rest name it, a forbidden transition and a missing package are told apart.
+#[tokio::test]
+async fn a_burst_of_concurrent_requests_gets_one_right_answer_each() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    // 30 distinct packages and 6 copies of one more, all at once.
+    let bodies: Vec<Value> = (0..30)
+        .map(|i| json!({"name": format!("burst-{i}"), "version": "1.0"}))
+        .chain((0..6).map(|_| json!({"name": "burst-dup", "version": "1.0"})))
+        .collect();
+    let answers =
+        futures::future::join_all(bodies.iter().map(|b| create(&app, &key, b.clone()))).await;
+    let mut ids = Vec::new();
+    let mut dup_created = 0;
+    for (body, res) in bodies.iter().zip(answers) {
+        let status = res.status().as_u16();
+        let v: Value = res.json().await.unwrap();
+        if body["name"] == "burst-dup" {
+            match status {
+                201 => dup_created += 1,
+                409 => assert_eq!(v["code"], "duplicate_package", "{v}"),
+                other => panic!("{other}: {v}"),
+            }
+        } else {
+            assert_eq!(status, 201, "{v}");
+            assert_eq!(v["name"], body["name"]);
+            ids.push(v["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(dup_created, 1, "exactly one copy is created");
+
+    // One burst: 8 downloads of ids[0], one download of each other package, an activate of a
+    // created package and a download of a package that does not exist.
+    let missing = uuid::Uuid::now_v7().to_string();
+    let mut calls: Vec<(String, &str)> = (0..8).map(|_| (ids[0].clone(), "download")).collect();
+    calls.extend(ids[1..].iter().map(|id| (id.clone(), "download")));
+    calls.push((ids[1].clone(), "activate"));
+    calls.push((missing, "download"));
+    let answers =
+        futures::future::join_all(calls.iter().map(|(id, kind)| start(&app, &key, id, kind))).await;
+    let mut ops_of_first = Vec::new();
+    let mut busy_named = Vec::new();
+    let mut started = Vec::new();
+    for ((id, kind), res) in calls.iter().zip(answers) {
+        let status = res.status().as_u16();
+        let v: Value = res.json().await.unwrap();
+        match (id == &ids[0], *kind, status) {
+            (true, "download", 202) => ops_of_first.push(v["id"].as_str().unwrap().to_owned()),
+            (true, "download", 409) => {
+                assert_eq!(v["code"], "operation_in_progress", "{v}");
+                busy_named.push(v["detail"].as_str().unwrap().to_owned());
+            }
+            (false, "download", 202) => started.push(v["id"].as_str().unwrap().to_owned()),
+            (false, "download", 404) => assert_eq!(v["code"], "not_found", "{v}"),
+            // The activate races the download of the same package: refused either way.
+            (false, "activate", 409) => assert!(
+                ["invalid_transition", "operation_in_progress"]
+                    .contains(&v["code"].as_str().unwrap()),
+                "{v}"
+            ),
+            other => panic!("unexpected answer {other:?}: {v}"),
+        }
+    }
+    assert_eq!(ops_of_first.len(), 1, "one of the 8 downloads starts");
+    assert_eq!(busy_named.len(), 7);
+    for detail in &busy_named {
+        assert!(
+            detail.contains(&ops_of_first[0]),
+            "the 409 names the running operation: {detail}"
+        );
+    }
+    assert_eq!(started.len(), ids.len() - 1);
+    for op in ops_of_first.iter().chain(&started) {
+        let done = wait_final(&app, &key, op).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    for id in &ids {
+        let p = get_json(&app, &key, &format!("/api/v1/packages/{id}")).await;
+        assert_eq!(p["status"], "downloaded", "{p}");
+    }
+}
+
+/// At-least-once delivery can hand one operation to several runners at the same moment; their
+/// finishes may land in one batch or in concurrent ones. Exactly one wins, and the package moves
+/// once (or not at all, when the winner failed).
+#[tokio::test]
+async fn racing_finishes_of_one_operation_end_it_exactly_once() {
+    use depot_packages::ports::{OperationRepository, Outcome, PackageRepository};
+    let app = spawn_app_with(|s| s.worker.embedded = false).await;
+    let db = depot_api::bootstrap::connect_database(&app.settings)
+        .await
+        .unwrap();
+    let db_for_edits = db.clone();
+    let repo = depot_store::SeaOrmPackageRepository::new(db);
+    let key = app.writer_key().await;
+    for round in 0..4 {
+        let p = create_ok(&app, &key, &format!("race-{round}"), "1.0").await;
+        let package_id: uuid::Uuid = p["id"].as_str().unwrap().parse().unwrap();
+        let before = PackageRepository::get(&repo, package_id)
+            .await
+            .unwrap()
+            .revision;
+        let res = start(&app, &key, p["id"].as_str().unwrap(), "download").await;
+        assert_eq!(res.status(), 202);
+        let op: Value = res.json().await.unwrap();
+        let op_id: uuid::Uuid = op["id"].as_str().unwrap().parse().unwrap();
+        let claim = repo.claim(op_id, chrono::Utc::now()).await.unwrap();
+        assert_eq!(
+            claim.package.as_ref().map(|p| p.id),
+            Some(package_id),
+            "claimed with its package"
+        );
+        let claimed = claim.operation;
+        let again = repo.claim(op_id, chrono::Utc::now()).await.unwrap();
+        assert_eq!(
+            again.operation.attempts, 2,
+            "a second delivery claims it again"
+        );
+        // 6 runners succeed, 2 fail; round 3 lets a failure go first.
+        let outcomes: Vec<Outcome> = (0..8)
+            .map(|i| {
+                if (round == 3 && i == 0) || i == 7 {
+                    Outcome::Failed(depot_packages::OperationError {
+                        code: "boom".into(),
+                        detail: "simulated".into(),
+                    })
+                } else {
+                    Outcome::Succeeded
+                }
+            })
+            .collect();
+        let results = futures::future::join_all(
+            outcomes
+                .iter()
+                .map(|o| repo.finish(&claimed, o, chrono::Utc::now())),
+        )
+        .await;
+        let winners: Vec<_> = results.into_iter().filter_map(|r| r.unwrap()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let package = PackageRepository::get(&repo, claimed.package_id)
+            .await
+            .unwrap();
+        let stored = repo.get_many(&[op_id]).await.unwrap();
+        assert_eq!(stored[0].status, winners[0].status);
+        match winners[0].status {
+            depot_packages::OperationStatus::Succeeded => {
+                assert_eq!(package.status, depot_packages::PackageStatus::Downloaded);
+                assert_eq!(package.revision, before + 1, "the package moved once");
+            }
+            depot_packages::OperationStatus::Failed => {
+                assert_eq!(package.status, depot_packages::PackageStatus::Created);
+                assert_eq!(package.revision, before);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // A package that left the expected status while its operation ran (only a hand-edited
+    // database does that): the operation fails with `invalid_transition`, the package stays.
+    let p = create_ok(&app, &key, "race-edited", "1.0").await;
+    let package_id: uuid::Uuid = p["id"].as_str().unwrap().parse().unwrap();
+    let res = start(&app, &key, p["id"].as_str().unwrap(), "download").await;
+    let op: Value = res.json().await.unwrap();
+    let claimed = repo
+        .claim(
+            op["id"].as_str().unwrap().parse().unwrap(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .operation;
+    use depot_store::entities::package;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let edited = package::Entity::update_many()
+        .col_expr(package::Column::Status, Expr::value("active"))
+        .filter(package::Column::Id.eq(package_id))
+        .exec(&db_for_edits)
+        .await
+        .unwrap();
+    assert_eq!(edited.rows_affected, 1);
+    let ended = repo
+        .finish(&claimed, &Outcome::Succeeded, chrono::Utc::now())
+        .await
+        .unwrap()
+        .expect("this call ends it");
+    assert_eq!(ended.status, depot_packages::OperationStatus::Failed);
+    let error = ended.error.expect("the problem is recorded");
+    assert_eq!(error.code, "invalid_transition");
+    assert!(
+        error.detail.contains("no longer created"),
+        "{}",
+        error.detail
+    );
+    let package = PackageRepository::get(&repo, package_id).await.unwrap();
+    assert_eq!(package.status, depot_packages::PackageStatus::Active);
+}

@@ -8,10 +8,10 @@
 //! read that raced with a write (the generation moved while it read the database) does not fill
 //! the cache, so an old row never outlives the write that replaced it.
 
-use crate::model::{Operation, OperationKind, Package, PackageFields};
+use crate::model::{Operation, Package, PackageFields};
 use crate::ports::{
-    OperationFilter, OperationRepository, OutboxMessage, Outcome, PackageFilter, PackageRepository,
-    PackageSort, StartError,
+    Claimed, OperationFilter, OperationRepository, OutboxMessage, Outcome, PackageFilter,
+    PackageRepository, PackageSort, StartError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -190,6 +190,10 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
         self.inner.get(id).await
     }
 
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>, RepoError> {
+        self.inner.get_many(ids).await
+    }
+
     async fn list(
         &self,
         filter: &OperationFilter,
@@ -198,7 +202,7 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
         self.inner.list(filter, page).await
     }
 
-    async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError> {
+    async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<Claimed, RepoError> {
         self.inner.claim(id, now).await
     }
 
@@ -214,12 +218,11 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
     /// The one operation write that changes a package (its status, on success).
     async fn finish(
         &self,
-        id: Uuid,
-        kind: OperationKind,
+        op: &Operation,
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Result<Option<Operation>, RepoError> {
-        let r = self.inner.finish(id, kind, outcome, now).await;
+        let r = self.inner.finish(op, outcome, now).await;
         match &r {
             Ok(Some(op)) => self.cache.written(Some(op.package_id)),
             Ok(None) => {}

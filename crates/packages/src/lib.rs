@@ -10,6 +10,7 @@ pub mod ports;
 pub mod relay;
 pub mod runner;
 pub mod service;
+pub mod watch;
 
 pub use model::{
     Operation, OperationError, OperationKind, OperationStatus, Package, PackageStatus,

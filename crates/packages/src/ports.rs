@@ -1,8 +1,7 @@
 //! What the package component needs from storage.
 
 use crate::model::{
-    Operation, OperationError, OperationKind, OperationStatus, Package, PackageFields,
-    PackageStatus,
+    Operation, OperationError, OperationStatus, Package, PackageFields, PackageStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -56,6 +55,14 @@ pub enum StartError {
     Repo(RepoError),
 }
 
+/// An operation a runner claimed, with its package as it is now (`None`: deleted). The package
+/// is not read for an operation that is already final.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub operation: Operation,
+    pub package: Option<Package>,
+}
+
 /// How an operation ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -98,25 +105,27 @@ pub trait OperationRepository: Send + Sync {
     async fn start(&self, operation: &Operation, message: &OutboxMessage)
     -> Result<(), StartError>;
     async fn get(&self, id: Uuid) -> Result<Operation, RepoError>;
+    /// The operations among `ids` that exist, in no particular order (one query).
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>, RepoError>;
     /// Newest first.
     async fn list(
         &self,
         filter: &OperationFilter,
         page: &PageRequest,
     ) -> Result<Page<Operation>, RepoError>;
-    /// Marks a pending (or abandoned running) operation running and counts the attempt.
-    /// Returns the operation as it now is; a final one is returned unchanged.
-    async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError>;
+    /// Marks a pending (or abandoned running) operation running, counts the attempt and reads
+    /// its package. Returns the operation as it now is; a final one is returned unchanged.
+    async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<Claimed, RepoError>;
     /// Records progress of a running operation; returns whether cancellation was requested.
     async fn progress(&self, id: Uuid, progress: u8, now: DateTime<Utc>)
     -> Result<bool, RepoError>;
     /// Ends a running operation exactly once: in one transaction the operation becomes final and,
     /// on success, the package moves `kind`'s transition (conditional on its current status).
-    /// Returns `None` when the operation was no longer running (someone else finished it).
+    /// `op` is the operation as claimed (its id, kind and package). Returns `None` when the
+    /// operation was no longer running (someone else finished it).
     async fn finish(
         &self,
-        id: Uuid,
-        kind: OperationKind,
+        op: &Operation,
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Result<Option<Operation>, RepoError>;

@@ -3,7 +3,7 @@
 
 use crate::executor::{ExecError, Executor, Progress};
 use crate::model::{Operation, OperationError};
-use crate::ports::{OperationRepository, Outcome, PackageRepository};
+use crate::ports::{Claimed, OperationRepository, Outcome};
 use async_trait::async_trait;
 use depot_core::{Clock, RepoError};
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,6 @@ fn retryable(e: RepoError) -> RunError {
 }
 
 pub struct OperationRunner {
-    packages: Arc<dyn PackageRepository>,
     operations: Arc<dyn OperationRepository>,
     executor: Arc<dyn Executor>,
     clock: Arc<dyn Clock>,
@@ -76,14 +75,12 @@ impl Progress for DbProgress<'_> {
 
 impl OperationRunner {
     pub fn new(
-        packages: Arc<dyn PackageRepository>,
         operations: Arc<dyn OperationRepository>,
         executor: Arc<dyn Executor>,
         clock: Arc<dyn Clock>,
         max_attempts: i32,
     ) -> Self {
         Self {
-            packages,
             operations,
             executor,
             clock,
@@ -93,15 +90,11 @@ impl OperationRunner {
 
     async fn finish(
         &self,
-        id: Uuid,
-        kind: crate::OperationKind,
+        op: &Operation,
         outcome: Outcome,
     ) -> Result<Option<Operation>, RunError> {
-        match self
-            .operations
-            .finish(id, kind, &outcome, self.clock.now())
-            .await
-        {
+        let id = op.id;
+        match self.operations.finish(op, &outcome, self.clock.now()).await {
             Ok(Some(op)) => {
                 tracing::info!(operation_id = %id, status = op.status.as_str(), "operation finished");
                 Ok(Some(op))
@@ -122,9 +115,10 @@ impl OperationRunner {
             .map_err(|e| RunError::Permanent(format!("not an operation message: {e}")))?;
         let id = msg.operation_id;
         tracing::Span::current().record("operation_id", tracing::field::display(id));
-        // Claiming returns a final operation unchanged, so no separate read is needed first.
-        let op = match self.operations.claim(id, self.clock.now()).await {
-            Ok(op) => op,
+        // Claiming returns a final operation unchanged, so no separate read is needed first; it
+        // reads the package in the same round trip.
+        let (op, package) = match self.operations.claim(id, self.clock.now()).await {
+            Ok(Claimed { operation, package }) => (operation, package),
             // Deleted with its package: nothing to do.
             Err(RepoError::NotFound) => return Ok(None),
             Err(e) => return Err(retryable(e)),
@@ -133,13 +127,12 @@ impl OperationRunner {
             return Ok(None);
         }
         if op.cancel_requested {
-            return self.finish(id, op.kind, Outcome::Cancelled).await;
+            return self.finish(&op, Outcome::Cancelled).await;
         }
         if op.attempts > self.max_attempts {
             return self
                 .finish(
-                    id,
-                    op.kind,
+                    &op,
                     Outcome::Failed(OperationError {
                         code: "attempts_exhausted".into(),
                         detail: format!("gave up after {} attempts", self.max_attempts),
@@ -147,13 +140,12 @@ impl OperationRunner {
                 )
                 .await;
         }
-        let package = match self.packages.get(op.package_id).await {
-            Ok(p) => p,
-            Err(RepoError::NotFound) => {
+        let package = match package {
+            Some(p) => p,
+            None => {
                 return self
                     .finish(
-                        id,
-                        op.kind,
+                        &op,
                         Outcome::Failed(OperationError {
                             code: "package_deleted".into(),
                             detail: "the package no longer exists".into(),
@@ -161,7 +153,6 @@ impl OperationRunner {
                     )
                     .await;
             }
-            Err(e) => return Err(retryable(e)),
         };
         let progress = DbProgress {
             runner: self,
@@ -182,7 +173,7 @@ impl OperationRunner {
             }
             Err(ExecError::Retryable(e)) => return Err(RunError::Retryable(e)),
         };
-        self.finish(id, op.kind, outcome).await
+        self.finish(&op, outcome).await
     }
 
     /// Re-publishes messages for operations left unfinished (embedded mode after a restart,

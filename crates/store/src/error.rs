@@ -29,3 +29,17 @@ pub async fn begin_write(
     })
     .await
 }
+
+/// `column IN (ids)`. On PostgreSQL it is `column = ANY($1)` with the ids as one array
+/// parameter, so a batch of any size is one prepared statement, parsed and planned once per
+/// connection, instead of one per size (which also evicts the connection's other statements).
+pub fn any_of<C: sea_orm::ColumnTrait>(
+    backend: sea_orm::DatabaseBackend,
+    column: C,
+    ids: impl IntoIterator<Item = uuid::Uuid>,
+) -> sea_orm::sea_query::Expr {
+    match backend {
+        sea_orm::DatabaseBackend::Postgres => column.eq_any(ids),
+        _ => column.is_in(ids),
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+mod batch;
 pub mod database;
 pub mod entities;
 pub mod error;

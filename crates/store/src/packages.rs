@@ -1,35 +1,88 @@
 //! The sea-orm adapter of the package ports: packages, operations (started together with their
 //! outbox message, finished together with the package's status change) and the outbox.
 
+use crate::batch::{Batcher, lost, shared};
 use crate::entities::{operation, outbox, package};
-use crate::error::{begin_write, repo_err};
+use crate::error::{any_of, begin_write, repo_err};
 use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_core::{Cursor, Page, PageRequest, RepoError};
 use depot_packages::model::PackageFields;
 use depot_packages::ports::{
-    OperationFilter, OperationRepository, OutboxMessage, OutboxRepository, Outcome, PackageFilter,
-    PackageRepository, PackageSort, StartError,
+    Claimed, OperationFilter, OperationRepository, OutboxMessage, OutboxRepository, Outcome,
+    PackageFilter, PackageRepository, PackageSort, StartError,
 };
 use depot_packages::{
     Operation, OperationError, OperationKind, OperationStatus, Package, PackageStatus,
 };
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseBackend, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
+/// Clones share their batches.
 #[derive(Clone)]
 pub struct SeaOrmPackageRepository {
     db: DatabaseConnection,
+    batches: Arc<OnceLock<Batches>>,
 }
+
+/// The calls the lifecycle makes once per package or operation, coalesced under load (see
+/// [`crate::batch`]): creating packages, starting operations (with their outbox messages),
+/// claiming and finishing them, and reading single packages and operations.
+struct Batches {
+    insert: Batcher<Package, Result<(), RepoError>>,
+    get_package: Batcher<Uuid, Result<Package, RepoError>>,
+    get_operation: Batcher<Uuid, Result<Operation, RepoError>>,
+    start: Batcher<(Operation, OutboxMessage), Result<(), StartError>>,
+    claim: Batcher<(Uuid, DateTime<Utc>), Result<Claimed, RepoError>>,
+    finish: Batcher<FinishCall, Result<Option<Operation>, RepoError>>,
+}
+
+struct FinishCall {
+    op: Operation,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+}
+
+/// Calls per batch: bounded so a statement's parameters stay far below SQLite's limit.
+const MAX_BATCH: usize = 128;
 
 impl SeaOrmPackageRepository {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            batches: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Started on first use, so the batchers' tasks run on the caller's runtime.
+    fn batches(&self) -> &Batches {
+        self.batches.get_or_init(|| {
+            let db = self.db.clone();
+            macro_rules! batcher {
+                ($in_flight:expr, $f:ident) => {{
+                    let db = db.clone();
+                    Batcher::start(stringify!($f), MAX_BATCH, $in_flight, move |calls| {
+                        let db = db.clone();
+                        async move { $f(&db, calls).await }
+                    })
+                }};
+            }
+            Batches {
+                insert: batcher!(2, insert_batch),
+                get_package: batcher!(4, get_package_batch),
+                get_operation: batcher!(4, get_operation_batch),
+                start: batcher!(2, start_batch),
+                claim: batcher!(2, claim_batch),
+                finish: batcher!(2, finish_batch),
+            }
+        })
     }
 }
 
@@ -81,33 +134,20 @@ const ACTIVE: [&str; 2] = ["pending", "running"];
 impl PackageRepository for SeaOrmPackageRepository {
     #[tracing::instrument(skip_all)]
     async fn insert(&self, p: &Package) -> Result<(), RepoError> {
-        package::Entity::insert(package::ActiveModel {
-            id: Set(p.id),
-            name: Set(p.name.clone()),
-            version: Set(p.version.clone()),
-            status: Set(p.status.as_str().to_owned()),
-            description: Set(p.description.clone()),
-            source_url: Set(p.source_url.clone()),
-            sha256: Set(p.sha256.clone()),
-            size_bytes: Set(p.size_bytes),
-            created_at: Set(p.created_at),
-            updated_at: Set(p.updated_at),
-            revision: Set(p.revision),
-        })
-        .exec_without_returning(&self.db)
-        .await
-        .map_err(repo_err)?;
-        Ok(())
+        self.batches()
+            .insert
+            .call(p.clone())
+            .await
+            .unwrap_or_else(|| Err(lost()))
     }
 
     #[tracing::instrument(skip_all)]
     async fn get(&self, id: Uuid) -> Result<Package, RepoError> {
-        package::Entity::find_by_id(id)
-            .one(&self.db)
+        self.batches()
+            .get_package
+            .call(id)
             .await
-            .map_err(repo_err)?
-            .ok_or(RepoError::NotFound)
-            .and_then(package_of)
+            .unwrap_or_else(|| Err(lost()))
     }
 
     #[tracing::instrument(skip_all)]
@@ -259,77 +299,37 @@ impl PackageRepository for SeaOrmPackageRepository {
 impl OperationRepository for SeaOrmPackageRepository {
     #[tracing::instrument(skip_all)]
     async fn start(&self, op: &Operation, message: &OutboxMessage) -> Result<(), StartError> {
-        let txn = begin_write(&self.db)
+        self.batches()
+            .start
+            .call((op.clone(), message.clone()))
             .await
-            .map_err(|e| StartError::Repo(repo_err(e)))?;
-        let package = package::Entity::find_by_id(op.package_id)
-            .one(&txn)
-            .await
-            .map_err(|e| StartError::Repo(repo_err(e)))?
-            .ok_or(StartError::NotFound)?;
-        let status = PackageStatus::parse(&package.status).ok_or_else(|| {
-            StartError::Repo(unexpected(format!(
-                "unknown package status `{}`",
-                package.status
-            )))
-        })?;
-        op.kind.check(status).map_err(StartError::WrongStatus)?;
-        let inserted = operation::Entity::insert(operation::ActiveModel {
-            id: Set(op.id),
-            kind: Set(op.kind.as_str().to_owned()),
-            package_id: Set(op.package_id),
-            status: Set(op.status.as_str().to_owned()),
-            progress: Set(i16::from(op.progress)),
-            error_code: Set(None),
-            error_detail: Set(None),
-            cancel_requested: Set(false),
-            attempts: Set(0),
-            created_at: Set(op.created_at),
-            updated_at: Set(op.updated_at),
-            finished_at: Set(None),
-        })
-        .exec_without_returning(&txn)
-        .await;
-        if let Err(e) = inserted {
-            if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
-                drop(txn);
-                let busy = operation::Entity::find()
-                    .filter(operation::Column::PackageId.eq(op.package_id))
-                    .filter(operation::Column::Status.is_in(ACTIVE))
-                    .one(&self.db)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or(Uuid::nil(), |o| o.id);
-                return Err(StartError::Busy(busy));
-            }
-            return Err(StartError::Repo(repo_err(e)));
-        }
-        outbox::Entity::insert(outbox::ActiveModel {
-            id: Set(message.id),
-            queue: Set(message.queue.clone()),
-            payload: Set(message.payload.clone()),
-            created_at: Set(message.created_at),
-            sent_at: Set(None),
-            locked_until: Set(None),
-            headers: Set((!message.headers.is_empty())
-                .then(|| serde_json::to_string(&message.headers).expect("headers serialise"))),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .map_err(|e| StartError::Repo(repo_err(e)))?;
-        txn.commit()
-            .await
-            .map_err(|e| StartError::Repo(repo_err(e)))
+            .unwrap_or_else(|| Err(StartError::Repo(lost())))
     }
 
     async fn get(&self, id: Uuid) -> Result<Operation, RepoError> {
-        operation::Entity::find_by_id(id)
-            .one(&self.db)
+        self.batches()
+            .get_operation
+            .call(id)
+            .await
+            .unwrap_or_else(|| Err(lost()))
+    }
+
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>, RepoError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        operation::Entity::find()
+            .filter(any_of(
+                self.db.get_database_backend(),
+                operation::Column::Id,
+                ids.iter().copied(),
+            ))
+            .all(&self.db)
             .await
             .map_err(repo_err)?
-            .ok_or(RepoError::NotFound)
-            .and_then(operation_of)
+            .into_iter()
+            .map(operation_of)
+            .collect()
     }
 
     async fn list(
@@ -355,20 +355,12 @@ impl OperationRepository for SeaOrmPackageRepository {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError> {
-        operation::Entity::update_many()
-            .col_expr(operation::Column::Status, Expr::value("running"))
-            .col_expr(
-                operation::Column::Attempts,
-                Expr::col(operation::Column::Attempts).add(1),
-            )
-            .col_expr(operation::Column::UpdatedAt, Expr::value(now))
-            .filter(operation::Column::Id.eq(id))
-            .filter(operation::Column::Status.is_in(ACTIVE))
-            .exec(&self.db)
+    async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<Claimed, RepoError> {
+        self.batches()
+            .claim
+            .call((id, now))
             .await
-            .map_err(repo_err)?;
-        OperationRepository::get(self, id).await
+            .unwrap_or_else(|| Err(lost()))
     }
 
     async fn progress(
@@ -403,75 +395,19 @@ impl OperationRepository for SeaOrmPackageRepository {
     #[tracing::instrument(skip_all)]
     async fn finish(
         &self,
-        id: Uuid,
-        kind: OperationKind,
+        op: &Operation,
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Result<Option<Operation>, RepoError> {
-        let txn = begin_write(&self.db).await.map_err(repo_err)?;
-        let op = match operation::Entity::find_by_id(id)
-            .one(&txn)
+        self.batches()
+            .finish
+            .call(FinishCall {
+                op: op.clone(),
+                outcome: outcome.clone(),
+                now,
+            })
             .await
-            .map_err(repo_err)?
-        {
-            Some(op) if op.status == "running" => op,
-            _ => return Ok(None),
-        };
-        let mut outcome = outcome.clone();
-        if matches!(outcome, Outcome::Succeeded) {
-            let (from, to) = kind.transition();
-            let moved = package::Entity::update_many()
-                .col_expr(package::Column::Status, Expr::value(to.as_str()))
-                .col_expr(
-                    package::Column::Revision,
-                    Expr::col(package::Column::Revision).add(1),
-                )
-                .col_expr(package::Column::UpdatedAt, Expr::value(now))
-                .filter(package::Column::Id.eq(op.package_id))
-                .filter(package::Column::Status.eq(from.as_str()))
-                .exec(&txn)
-                .await
-                .map_err(repo_err)?;
-            if moved.rows_affected == 0 {
-                outcome = Outcome::Failed(OperationError {
-                    code: "invalid_transition".into(),
-                    detail: format!(
-                        "the package was no longer {} when the {} finished",
-                        from.as_str(),
-                        kind.as_str()
-                    ),
-                });
-            }
-        }
-        let (status, progress, error) = match &outcome {
-            Outcome::Succeeded => ("succeeded", 100i16, None),
-            Outcome::Failed(e) => ("failed", op.progress, Some(e.clone())),
-            Outcome::Cancelled => ("cancelled", op.progress, None),
-        };
-        let result = operation::Entity::update_many()
-            .col_expr(operation::Column::Status, Expr::value(status))
-            .col_expr(operation::Column::Progress, Expr::value(progress))
-            .col_expr(
-                operation::Column::ErrorCode,
-                Expr::value(error.as_ref().map(|e| e.code.clone())),
-            )
-            .col_expr(
-                operation::Column::ErrorDetail,
-                Expr::value(error.as_ref().map(|e| e.detail.clone())),
-            )
-            .col_expr(operation::Column::UpdatedAt, Expr::value(now))
-            .col_expr(operation::Column::FinishedAt, Expr::value(Some(now)))
-            .filter(operation::Column::Id.eq(id))
-            .filter(operation::Column::Status.eq("running"))
-            .exec(&txn)
-            .await
-            .map_err(repo_err)?;
-        if result.rows_affected == 0 {
-            // Another worker finished it between our read and write: its transaction won.
-            return Ok(None);
-        }
-        txn.commit().await.map_err(repo_err)?;
-        OperationRepository::get(self, id).await.map(Some)
+            .unwrap_or_else(|| Err(lost()))
     }
 
     async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError> {
@@ -568,7 +504,11 @@ impl OutboxRepository for SeaOrmPackageRepository {
                 outbox::Column::LockedUntil,
                 Expr::value(Some(now + lease_for)),
             )
-            .filter(outbox::Column::Id.is_in(ids))
+            .filter(any_of(
+                self.db.get_database_backend(),
+                outbox::Column::Id,
+                ids,
+            ))
             .exec(&txn)
             .await
             .map_err(repo_err)?;
@@ -596,7 +536,11 @@ impl OutboxRepository for SeaOrmPackageRepository {
         }
         outbox::Entity::update_many()
             .col_expr(outbox::Column::SentAt, Expr::value(Some(now)))
-            .filter(outbox::Column::Id.is_in(ids.to_vec()))
+            .filter(any_of(
+                self.db.get_database_backend(),
+                outbox::Column::Id,
+                ids.iter().copied(),
+            ))
             .exec(&self.db)
             .await
             .map_err(repo_err)?;
@@ -612,7 +556,11 @@ impl OutboxRepository for SeaOrmPackageRepository {
                 outbox::Column::LockedUntil,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .filter(outbox::Column::Id.is_in(ids.to_vec()))
+            .filter(any_of(
+                self.db.get_database_backend(),
+                outbox::Column::Id,
+                ids.iter().copied(),
+            ))
             .filter(outbox::Column::SentAt.is_null())
             .exec(&self.db)
             .await
@@ -636,4 +584,677 @@ impl OutboxRepository for SeaOrmPackageRepository {
             .map_err(repo_err)?;
         Ok(r.rows_affected)
     }
+}
+
+/// Answers every call of a batch with the batch's error.
+fn all_failed<T>(n: usize, e: &RepoError) -> Vec<Result<T, RepoError>> {
+    (0..n).map(|_| Err(shared(e))).collect()
+}
+
+fn package_model(p: &Package) -> package::ActiveModel {
+    package::ActiveModel {
+        id: Set(p.id),
+        name: Set(p.name.clone()),
+        version: Set(p.version.clone()),
+        status: Set(p.status.as_str().to_owned()),
+        description: Set(p.description.clone()),
+        source_url: Set(p.source_url.clone()),
+        sha256: Set(p.sha256.clone()),
+        size_bytes: Set(p.size_bytes),
+        created_at: Set(p.created_at),
+        updated_at: Set(p.updated_at),
+        revision: Set(p.revision),
+    }
+}
+
+/// Inserts packages in one statement; a duplicate (name, version), also within the batch, is
+/// skipped by the database and answered `Conflict`.
+async fn insert_batch(
+    db: &DatabaseConnection,
+    packages: Vec<Package>,
+) -> Vec<Result<(), RepoError>> {
+    let inserted = package::Entity::insert_many(packages.iter().map(package_model))
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_with_returning_keys(db)
+        .await;
+    match inserted {
+        Ok(ids) => {
+            let ids: HashSet<Uuid> = ids.into_iter().collect();
+            packages
+                .iter()
+                .map(|p| {
+                    if ids.contains(&p.id) {
+                        Ok(())
+                    } else {
+                        Err(RepoError::Conflict(
+                            "a resource with these unique fields already exists".into(),
+                        ))
+                    }
+                })
+                .collect()
+        }
+        Err(e) => all_failed(packages.len(), &repo_err(e)),
+    }
+}
+
+async fn get_package_batch(
+    db: &DatabaseConnection,
+    ids: Vec<Uuid>,
+) -> Vec<Result<Package, RepoError>> {
+    let distinct: HashSet<Uuid> = ids.iter().copied().collect();
+    match package::Entity::find()
+        .filter(any_of(
+            db.get_database_backend(),
+            package::Column::Id,
+            distinct,
+        ))
+        .all(db)
+        .await
+    {
+        Ok(rows) => {
+            let found: HashMap<Uuid, package::Model> =
+                rows.into_iter().map(|m| (m.id, m)).collect();
+            ids.iter()
+                .map(|id| {
+                    found
+                        .get(id)
+                        .cloned()
+                        .ok_or(RepoError::NotFound)
+                        .and_then(package_of)
+                })
+                .collect()
+        }
+        Err(e) => all_failed(ids.len(), &repo_err(e)),
+    }
+}
+
+async fn operations_by_id(
+    db: &impl sea_orm::ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, operation::Model>, RepoError> {
+    let ids: HashSet<Uuid> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(operation::Entity::find()
+        .filter(any_of(
+            db.get_database_backend(),
+            operation::Column::Id,
+            ids,
+        ))
+        .all(db)
+        .await
+        .map_err(repo_err)?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect())
+}
+
+async fn get_operation_batch(
+    db: &DatabaseConnection,
+    ids: Vec<Uuid>,
+) -> Vec<Result<Operation, RepoError>> {
+    match operations_by_id(db, ids.iter().copied()).await {
+        Ok(found) => ids
+            .iter()
+            .map(|id| {
+                found
+                    .get(id)
+                    .cloned()
+                    .ok_or(RepoError::NotFound)
+                    .and_then(operation_of)
+            })
+            .collect(),
+        Err(e) => all_failed(ids.len(), &e),
+    }
+}
+
+/// Starts operations in one transaction: reads their packages, checks each against the state
+/// machine, inserts the operations (the one-active-per-package index skips a busy package's,
+/// also a second one for the same package within the batch) and the outbox messages of those
+/// inserted.
+async fn start_batch(
+    db: &DatabaseConnection,
+    calls: Vec<(Operation, OutboxMessage)>,
+) -> Vec<Result<(), StartError>> {
+    match start_batch_inner(db, &calls).await {
+        Ok(results) => results,
+        Err(e) => calls
+            .iter()
+            .map(|_| Err(StartError::Repo(shared(&e))))
+            .collect(),
+    }
+}
+
+async fn start_batch_inner(
+    db: &DatabaseConnection,
+    calls: &[(Operation, OutboxMessage)],
+) -> Result<Vec<Result<(), StartError>>, RepoError> {
+    let txn = begin_write(db).await.map_err(repo_err)?;
+    let package_ids: HashSet<Uuid> = calls.iter().map(|(op, _)| op.package_id).collect();
+    let statuses: HashMap<Uuid, String> = package::Entity::find()
+        .select_only()
+        .column(package::Column::Id)
+        .column(package::Column::Status)
+        .filter(any_of(
+            db.get_database_backend(),
+            package::Column::Id,
+            package_ids,
+        ))
+        .into_tuple::<(Uuid, String)>()
+        .all(&txn)
+        .await
+        .map_err(repo_err)?
+        .into_iter()
+        .collect();
+    let mut results: Vec<Option<Result<(), StartError>>> = Vec::with_capacity(calls.len());
+    for (op, _) in calls {
+        let checked = match statuses.get(&op.package_id) {
+            None => Some(Err(StartError::NotFound)),
+            Some(status) => match PackageStatus::parse(status) {
+                None => Some(Err(StartError::Repo(unexpected(format!(
+                    "unknown package status `{status}`"
+                ))))),
+                Some(status) => op
+                    .kind
+                    .check(status)
+                    .err()
+                    .map(|e| Err(StartError::WrongStatus(e))),
+            },
+        };
+        results.push(checked);
+    }
+    let candidates: Vec<&Operation> = calls
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_none())
+        .map(|((op, _), _)| op)
+        .collect();
+    let inserted: HashSet<Uuid> = if candidates.is_empty() {
+        HashSet::new()
+    } else {
+        operation::Entity::insert_many(candidates.iter().map(|op| operation::ActiveModel {
+            id: Set(op.id),
+            kind: Set(op.kind.as_str().to_owned()),
+            package_id: Set(op.package_id),
+            status: Set(op.status.as_str().to_owned()),
+            progress: Set(i16::from(op.progress)),
+            error_code: Set(None),
+            error_detail: Set(None),
+            cancel_requested: Set(false),
+            attempts: Set(0),
+            created_at: Set(op.created_at),
+            updated_at: Set(op.updated_at),
+            finished_at: Set(None),
+        }))
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_with_returning_keys(&txn)
+        .await
+        .map_err(repo_err)?
+        .into_iter()
+        .collect()
+    };
+    let messages: Vec<&OutboxMessage> = calls
+        .iter()
+        .filter(|(op, _)| inserted.contains(&op.id))
+        .map(|(_, m)| m)
+        .collect();
+    if !messages.is_empty() {
+        outbox::Entity::insert_many(messages.iter().map(|m| {
+            outbox::ActiveModel {
+                id: Set(m.id),
+                queue: Set(m.queue.clone()),
+                payload: Set(m.payload.clone()),
+                created_at: Set(m.created_at),
+                sent_at: Set(None),
+                locked_until: Set(None),
+                headers: Set((!m.headers.is_empty())
+                    .then(|| serde_json::to_string(&m.headers).expect("headers serialise"))),
+            }
+        }))
+        .exec_without_returning(&txn)
+        .await
+        .map_err(repo_err)?;
+    }
+    txn.commit().await.map_err(repo_err)?;
+    // Those skipped by the index: name the operation in progress (best effort, after commit).
+    let busy_packages: Vec<Uuid> = calls
+        .iter()
+        .zip(&results)
+        .filter(|((op, _), r)| r.is_none() && !inserted.contains(&op.id))
+        .map(|((op, _), _)| op.package_id)
+        .collect();
+    let busy: HashMap<Uuid, Uuid> = if busy_packages.is_empty() {
+        HashMap::new()
+    } else {
+        operation::Entity::find()
+            .select_only()
+            .column(operation::Column::PackageId)
+            .column(operation::Column::Id)
+            .filter(any_of(
+                db.get_database_backend(),
+                operation::Column::PackageId,
+                busy_packages,
+            ))
+            .filter(operation::Column::Status.is_in(ACTIVE))
+            .into_tuple::<(Uuid, Uuid)>()
+            .all(db)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    };
+    Ok(calls
+        .iter()
+        .zip(results)
+        .map(|((op, _), r)| match r {
+            Some(r) => r,
+            None if inserted.contains(&op.id) => Ok(()),
+            None => Err(StartError::Busy(
+                busy.get(&op.package_id).copied().unwrap_or(Uuid::nil()),
+            )),
+        })
+        .collect())
+}
+
+/// Marks pending (or abandoned running) operations running, counts the attempt and reads their
+/// packages: on PostgreSQL in one statement, elsewhere in two. Final operations are read and
+/// returned unchanged.
+async fn claim_batch(
+    db: &DatabaseConnection,
+    calls: Vec<(Uuid, DateTime<Utc>)>,
+) -> Vec<Result<Claimed, RepoError>> {
+    match claim_batch_inner(db, &calls).await {
+        Ok(found) => calls
+            .iter()
+            .map(|(id, _)| found.get(id).cloned().ok_or(RepoError::NotFound))
+            .collect(),
+        Err(e) => all_failed(calls.len(), &e),
+    }
+}
+
+async fn claim_batch_inner(
+    db: &DatabaseConnection,
+    calls: &[(Uuid, DateTime<Utc>)],
+) -> Result<HashMap<Uuid, Claimed>, RepoError> {
+    let Some(now) = calls.iter().map(|(_, now)| *now).max() else {
+        return Ok(HashMap::new());
+    };
+    let backend = db.get_database_backend();
+    let ids: HashSet<Uuid> = calls.iter().map(|(id, _)| *id).collect();
+    let mut claimed: HashMap<Uuid, Claimed> = HashMap::new();
+    if backend == DatabaseBackend::Postgres {
+        let sql = format!(
+            r#"WITH c AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
+                 updated_at = $2 WHERE id = ANY($1) AND status IN ('pending', 'running') RETURNING *)
+               SELECT {}, {} FROM c LEFT JOIN packages p ON p.id = c.package_id"#,
+            prefixed::<operation::Entity>("c", "o_"),
+            prefixed::<package::Entity>("p", "p_"),
+        );
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    ids.iter().copied().collect::<Vec<Uuid>>().into(),
+                    now.into(),
+                ],
+            ))
+            .await
+            .map_err(repo_err)?;
+        for row in rows {
+            let op = operation::Model::from_query_result(&row, "o_").map_err(repo_err)?;
+            let package = package::Model::from_query_result_optional(&row, "p_")
+                .map_err(repo_err)?
+                .map(package_of)
+                .transpose()?;
+            claimed.insert(
+                op.id,
+                Claimed {
+                    operation: operation_of(op)?,
+                    package,
+                },
+            );
+        }
+    } else {
+        let ops = operation::Entity::update_many()
+            .col_expr(operation::Column::Status, Expr::value("running"))
+            .col_expr(
+                operation::Column::Attempts,
+                Expr::col(operation::Column::Attempts).add(1),
+            )
+            .col_expr(operation::Column::UpdatedAt, Expr::value(now))
+            .filter(any_of(backend, operation::Column::Id, ids.iter().copied()))
+            .filter(operation::Column::Status.is_in(ACTIVE))
+            .exec_with_returning(db)
+            .await
+            .map_err(repo_err)?;
+        let mut packages: HashMap<Uuid, package::Model> = if ops.is_empty() {
+            HashMap::new()
+        } else {
+            package::Entity::find()
+                .filter(any_of(
+                    backend,
+                    package::Column::Id,
+                    ops.iter().map(|o| o.package_id),
+                ))
+                .all(db)
+                .await
+                .map_err(repo_err)?
+                .into_iter()
+                .map(|m| (m.id, m))
+                .collect()
+        };
+        for op in ops {
+            let package = packages
+                .remove(&op.package_id)
+                .map(package_of)
+                .transpose()?;
+            claimed.insert(
+                op.id,
+                Claimed {
+                    operation: operation_of(op)?,
+                    package,
+                },
+            );
+        }
+    }
+    // Not claimable: final (returned as they are, without their package) or gone.
+    let missing: Vec<Uuid> = ids
+        .into_iter()
+        .filter(|id| !claimed.contains_key(id))
+        .collect();
+    for (id, op) in operations_by_id(db, missing).await? {
+        claimed.insert(
+            id,
+            Claimed {
+                operation: operation_of(op)?,
+                package: None,
+            },
+        );
+    }
+    Ok(claimed)
+}
+
+/// `alias.col AS "prefixcol"` for every column of `E`, for reading a joined row with
+/// `FromQueryResult::from_query_result(row, prefix)`.
+fn prefixed<E: EntityTrait>(alias: &str, prefix: &str) -> String {
+    use sea_orm::{IdenStatic, Iterable};
+    E::Column::iter()
+        .map(|c| format!(r#"{alias}."{0}" AS "{prefix}{0}""#, c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Ends operations exactly once, in one transaction. The operations that succeeded are made
+/// final first, conditional on still running: that locks them and says which were. Their
+/// packages then move, conditional on their status; an operation whose package moved away
+/// meanwhile fails with `invalid_transition` instead. Failures and cancellations follow, one
+/// statement each (they are rare). Of several calls for one operation (redeliveries), the
+/// first to make it final gets it; the others get `None`, as does any call for an operation
+/// that was no longer running.
+async fn finish_batch(
+    db: &DatabaseConnection,
+    calls: Vec<FinishCall>,
+) -> Vec<Result<Option<Operation>, RepoError>> {
+    match finish_batch_inner(db, &calls).await {
+        Ok(results) => results.into_iter().map(Ok).collect(),
+        Err(e) => all_failed(calls.len(), &e),
+    }
+}
+
+async fn finish_batch_inner(
+    db: &DatabaseConnection,
+    calls: &[FinishCall],
+) -> Result<Vec<Option<Operation>>, RepoError> {
+    let Some(now) = calls.iter().map(|c| c.now).max() else {
+        return Ok(Vec::new());
+    };
+    let backend = db.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        return finish_batch_postgres(db, calls, now).await;
+    }
+    let txn = begin_write(db).await.map_err(repo_err)?;
+    // Which call made each operation final, and the operation as it ended.
+    let mut winner: HashMap<Uuid, usize> = HashMap::new();
+    let mut ended: HashMap<Uuid, operation::Model> = HashMap::new();
+    let succeeded: HashSet<Uuid> = calls
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Succeeded))
+        .map(|c| c.op.id)
+        .collect();
+    if !succeeded.is_empty() {
+        for m in final_update("succeeded", None, now)
+            .col_expr(operation::Column::Progress, Expr::value(100i16))
+            .filter(any_of(backend, operation::Column::Id, succeeded))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(repo_err)?
+        {
+            let first = calls
+                .iter()
+                .position(|c| c.op.id == m.id && matches!(c.outcome, Outcome::Succeeded))
+                .expect("a returned operation was asked for");
+            winner.insert(m.id, first);
+            ended.insert(m.id, m);
+        }
+    }
+    for kind in [
+        OperationKind::Download,
+        OperationKind::Activate,
+        OperationKind::Deactivate,
+    ] {
+        let packages: HashMap<Uuid, Uuid> = ended
+            .values()
+            .filter(|m| m.kind == kind.as_str())
+            .map(|m| (m.package_id, m.id))
+            .collect();
+        if packages.is_empty() {
+            continue;
+        }
+        let (from, to) = kind.transition();
+        let moved: HashSet<Uuid> = package::Entity::update_many()
+            .col_expr(package::Column::Status, Expr::value(to.as_str()))
+            .col_expr(
+                package::Column::Revision,
+                Expr::col(package::Column::Revision).add(1),
+            )
+            .col_expr(package::Column::UpdatedAt, Expr::value(now))
+            .filter(any_of(
+                backend,
+                package::Column::Id,
+                packages.keys().copied(),
+            ))
+            .filter(package::Column::Status.eq(from.as_str()))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        for (package_id, op_id) in packages {
+            if moved.contains(&package_id) {
+                continue;
+            }
+            // The package left `from` while its operation ran (nothing in Depot does that
+            // while an operation is active; a hand-edited database could).
+            let progress = calls[winner[&op_id]].op.progress;
+            let error = OperationError {
+                code: "invalid_transition".into(),
+                detail: format!(
+                    "the package was no longer {} when the {} finished",
+                    from.as_str(),
+                    kind.as_str()
+                ),
+            };
+            let failed = operation::Entity::update_many()
+                .col_expr(operation::Column::Status, Expr::value("failed"))
+                .col_expr(
+                    operation::Column::Progress,
+                    Expr::value(i16::from(progress)),
+                )
+                .col_expr(operation::Column::ErrorCode, Expr::value(Some(error.code)))
+                .col_expr(
+                    operation::Column::ErrorDetail,
+                    Expr::value(Some(error.detail)),
+                )
+                .filter(operation::Column::Id.eq(op_id))
+                .exec_with_returning(&txn)
+                .await
+                .map_err(repo_err)?;
+            if let Some(m) = failed.into_iter().next() {
+                ended.insert(op_id, m);
+            }
+        }
+    }
+    for (i, c) in calls.iter().enumerate() {
+        let (status, error) = match &c.outcome {
+            Outcome::Succeeded => continue,
+            Outcome::Failed(e) => ("failed", Some(e)),
+            Outcome::Cancelled => ("cancelled", None),
+        };
+        if winner.contains_key(&c.op.id) {
+            continue;
+        }
+        if let Some(m) = final_update(status, error, now)
+            .filter(operation::Column::Id.eq(c.op.id))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .next()
+        {
+            winner.insert(m.id, i);
+            ended.insert(m.id, m);
+        }
+    }
+    txn.commit().await.map_err(repo_err)?;
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match winner.get(&c.op.id) {
+            Some(&w) if w == i => ended.remove(&c.op.id).map(operation_of).transpose(),
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// `CASE <alias>.kind WHEN 'download' THEN '<status>' ... END`, from the state machine.
+fn by_kind(alias: &str, status: impl Fn(OperationKind) -> PackageStatus) -> String {
+    let arms: String = [
+        OperationKind::Download,
+        OperationKind::Activate,
+        OperationKind::Deactivate,
+    ]
+    .into_iter()
+    .map(|k| format!("WHEN '{}' THEN '{}' ", k.as_str(), status(k).as_str()))
+    .collect();
+    format!("CASE {alias}.kind {arms}END")
+}
+
+/// [`finish_batch`] on PostgreSQL: the succeeded operations in one statement (atomic on its
+/// own): lock those still running, move their packages, and make each final: succeeded when
+/// its package moved, `invalid_transition` when it had left the expected status.
+async fn finish_batch_postgres(
+    db: &DatabaseConnection,
+    calls: &[FinishCall],
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<Operation>>, RepoError> {
+    let mut winner: HashMap<Uuid, usize> = HashMap::new();
+    let mut ended: HashMap<Uuid, operation::Model> = HashMap::new();
+    let succeeded: HashSet<Uuid> = calls
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Succeeded))
+        .map(|c| c.op.id)
+        .collect();
+    if !succeeded.is_empty() {
+        let moved = "o.package_id IN (SELECT id FROM m)";
+        let sql = format!(
+            r#"WITH r AS (SELECT id, package_id, kind FROM operations
+                          WHERE id = ANY($1) AND status = 'running' FOR UPDATE),
+                    m AS (UPDATE packages p SET status = {to}, revision = p.revision + 1, updated_at = $2
+                          FROM r WHERE p.id = r.package_id AND p.status = {from} RETURNING p.id)
+               UPDATE operations o SET
+                 status = CASE WHEN {moved} THEN 'succeeded' ELSE 'failed' END,
+                 progress = CASE WHEN {moved} THEN 100 ELSE o.progress END,
+                 error_code = CASE WHEN {moved} THEN NULL ELSE 'invalid_transition' END,
+                 error_detail = CASE WHEN {moved} THEN NULL ELSE 'the package was no longer '
+                   || {from_o} || ' when the ' || o.kind || ' finished' END,
+                 updated_at = $2, finished_at = $2
+               FROM r WHERE o.id = r.id RETURNING o.*"#,
+            to = by_kind("r", |k| k.transition().1),
+            from = by_kind("r", |k| k.transition().0),
+            from_o = by_kind("o", |k| k.transition().0),
+        );
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                sql,
+                [
+                    succeeded.into_iter().collect::<Vec<Uuid>>().into(),
+                    now.into(),
+                ],
+            ))
+            .await
+            .map_err(repo_err)?;
+        for row in rows {
+            let m = operation::Model::from_query_result(&row, "").map_err(repo_err)?;
+            let first = calls
+                .iter()
+                .position(|c| c.op.id == m.id && matches!(c.outcome, Outcome::Succeeded))
+                .expect("a returned operation was asked for");
+            winner.insert(m.id, first);
+            ended.insert(m.id, m);
+        }
+    }
+    for (i, c) in calls.iter().enumerate() {
+        let (status, error) = match &c.outcome {
+            Outcome::Succeeded => continue,
+            Outcome::Failed(e) => ("failed", Some(e)),
+            Outcome::Cancelled => ("cancelled", None),
+        };
+        if winner.contains_key(&c.op.id) {
+            continue;
+        }
+        if let Some(m) = final_update(status, error, now)
+            .filter(operation::Column::Id.eq(c.op.id))
+            .exec_with_returning(db)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .next()
+        {
+            winner.insert(m.id, i);
+            ended.insert(m.id, m);
+        }
+    }
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match winner.get(&c.op.id) {
+            Some(&w) if w == i => ended.remove(&c.op.id).map(operation_of).transpose(),
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// The update making a running operation final (rows locked by the caller).
+fn final_update(
+    status: &'static str,
+    error: Option<&OperationError>,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<operation::Entity> {
+    operation::Entity::update_many()
+        .col_expr(operation::Column::Status, Expr::value(status))
+        .col_expr(
+            operation::Column::ErrorCode,
+            Expr::value(error.map(|e| e.code.clone())),
+        )
+        .col_expr(
+            operation::Column::ErrorDetail,
+            Expr::value(error.map(|e| e.detail.clone())),
+        )
+        .col_expr(operation::Column::UpdatedAt, Expr::value(now))
+        .col_expr(operation::Column::FinishedAt, Expr::value(Some(now)))
+        .filter(operation::Column::Status.eq("running"))
 }
