@@ -844,26 +844,36 @@ async fn a_burst_of_concurrent_requests_gets_one_right_answer_each() {
     }
     assert_eq!(dup_created, 1, "exactly one copy is created");
 
-    // One burst: 8 downloads of ids[0], one download of each other package, an activate of a
+    // One burst: 8 downloads each of ids[0] and ids[1], interleaved in both orders (batches
+    // holding both must not deadlock), one download of each other package, an activate of a
     // created package and a download of a package that does not exist.
     let missing = uuid::Uuid::now_v7().to_string();
-    let mut calls: Vec<(String, &str)> = (0..8).map(|_| (ids[0].clone(), "download")).collect();
-    calls.extend(ids[1..].iter().map(|id| (id.clone(), "download")));
-    calls.push((ids[1].clone(), "activate"));
+    let mut calls: Vec<(String, &str)> = [0, 1, 1, 0]
+        .iter()
+        .cycle()
+        .take(16)
+        .map(|&i| (ids[i].clone(), "download"))
+        .collect();
+    calls.extend(ids[2..].iter().map(|id| (id.clone(), "download")));
+    calls.push((ids[2].clone(), "activate"));
     calls.push((missing, "download"));
     let answers =
         futures::future::join_all(calls.iter().map(|(id, kind)| start(&app, &key, id, kind))).await;
-    let mut ops_of_first = Vec::new();
-    let mut busy_named = Vec::new();
+    let hot = |id: &String| ids[..2].contains(id);
+    let mut winners: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut busy_named: Vec<(String, String)> = Vec::new();
     let mut started = Vec::new();
     for ((id, kind), res) in calls.iter().zip(answers) {
         let status = res.status().as_u16();
         let v: Value = res.json().await.unwrap();
-        match (id == &ids[0], *kind, status) {
-            (true, "download", 202) => ops_of_first.push(v["id"].as_str().unwrap().to_owned()),
+        match (hot(id), *kind, status) {
+            (true, "download", 202) => winners
+                .entry(id.clone())
+                .or_default()
+                .push(v["id"].as_str().unwrap().to_owned()),
             (true, "download", 409) => {
                 assert_eq!(v["code"], "operation_in_progress", "{v}");
-                busy_named.push(v["detail"].as_str().unwrap().to_owned());
+                busy_named.push((id.clone(), v["detail"].as_str().unwrap().to_owned()));
             }
             (false, "download", 202) => started.push(v["id"].as_str().unwrap().to_owned()),
             (false, "download", 404) => assert_eq!(v["code"], "not_found", "{v}"),
@@ -876,16 +886,22 @@ async fn a_burst_of_concurrent_requests_gets_one_right_answer_each() {
             other => panic!("unexpected answer {other:?}: {v}"),
         }
     }
-    assert_eq!(ops_of_first.len(), 1, "one of the 8 downloads starts");
-    assert_eq!(busy_named.len(), 7);
-    for detail in &busy_named {
+    for id in &ids[..2] {
+        assert_eq!(
+            winners[id].len(),
+            1,
+            "one of the 8 downloads of {id} starts"
+        );
+    }
+    assert_eq!(busy_named.len(), 14);
+    for (id, detail) in &busy_named {
         assert!(
-            detail.contains(&ops_of_first[0]),
+            detail.contains(&winners[id][0]),
             "the 409 names the running operation: {detail}"
         );
     }
-    assert_eq!(started.len(), ids.len() - 1);
-    for op in ops_of_first.iter().chain(&started) {
+    assert_eq!(started.len(), ids.len() - 2);
+    for op in winners.values().flatten().chain(&started) {
         let done = wait_final(&app, &key, op).await;
         assert_eq!(done["status"], "succeeded", "{done}");
     }

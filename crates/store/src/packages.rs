@@ -613,7 +613,11 @@ async fn insert_batch(
     db: &DatabaseConnection,
     packages: Vec<Package>,
 ) -> Vec<Result<(), RepoError>> {
-    let inserted = package::Entity::insert_many(packages.iter().map(package_model))
+    // One insertion order (by the unique key) for every batch: concurrent batches holding the
+    // same names wait for each other instead of deadlocking.
+    let mut ordered: Vec<&Package> = packages.iter().collect();
+    ordered.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    let inserted = package::Entity::insert_many(ordered.into_iter().map(package_model))
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_with_returning_keys(db)
         .await;
@@ -764,12 +768,16 @@ async fn start_batch_inner(
         };
         results.push(checked);
     }
-    let candidates: Vec<&Operation> = calls
+    let mut candidates: Vec<&Operation> = calls
         .iter()
         .zip(&results)
         .filter(|(_, r)| r.is_none())
         .map(|((op, _), _)| op)
         .collect();
+    // Rows are inserted in this order, each taking the one-active-per-package index entry of its
+    // package: one order for every batch, so two batches with the same packages wait for each
+    // other instead of deadlocking.
+    candidates.sort_by_key(|op| op.package_id);
     let inserted: HashSet<Uuid> = if candidates.is_empty() {
         HashSet::new()
     } else {
@@ -1171,7 +1179,7 @@ async fn finish_batch_postgres(
         let moved = "o.package_id IN (SELECT id FROM m)";
         let sql = format!(
             r#"WITH r AS (SELECT id, package_id, kind FROM operations
-                          WHERE id = ANY($1) AND status = 'running' FOR UPDATE),
+                          WHERE id = ANY($1) AND status = 'running' ORDER BY id FOR UPDATE),
                     m AS (UPDATE packages p SET status = {to}, revision = p.revision + 1, updated_at = $2
                           FROM r WHERE p.id = r.package_id AND p.status = {from} RETURNING p.id)
                UPDATE operations o SET
