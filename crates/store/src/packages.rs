@@ -645,60 +645,18 @@ async fn get_package_batch(
     db: &DatabaseConnection,
     ids: Vec<Uuid>,
 ) -> Vec<Result<Package, RepoError>> {
-    let distinct: HashSet<Uuid> = ids.iter().copied().collect();
-    match package::Entity::find()
-        .filter(any_of(
-            db.get_database_backend(),
-            package::Column::Id,
-            distinct,
-        ))
-        .all(db)
-        .await
-    {
-        Ok(rows) => {
-            let found: HashMap<Uuid, package::Model> =
-                rows.into_iter().map(|m| (m.id, m)).collect();
-            ids.iter()
-                .map(|id| {
-                    found
-                        .get(id)
-                        .cloned()
-                        .ok_or(RepoError::NotFound)
-                        .and_then(package_of)
-                })
-                .collect()
-        }
-        Err(e) => all_failed(ids.len(), &repo_err(e)),
-    }
+    let found =
+        rows_by_id::<package::Entity>(db, package::Column::Id, ids.iter().copied(), |m| m.id).await;
+    answer_each(&ids, found, package_of)
 }
 
-async fn operations_by_id(
-    db: &impl sea_orm::ConnectionTrait,
-    ids: impl IntoIterator<Item = Uuid>,
-) -> Result<HashMap<Uuid, operation::Model>, RepoError> {
-    let ids: HashSet<Uuid> = ids.into_iter().collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    Ok(operation::Entity::find()
-        .filter(any_of(
-            db.get_database_backend(),
-            operation::Column::Id,
-            ids,
-        ))
-        .all(db)
-        .await
-        .map_err(repo_err)?
-        .into_iter()
-        .map(|m| (m.id, m))
-        .collect())
-}
-
-async fn get_operation_batch(
-    db: &DatabaseConnection,
-    ids: Vec<Uuid>,
-) -> Vec<Result<Operation, RepoError>> {
-    match operations_by_id(db, ids.iter().copied()).await {
+/// Each asked id's row, converted; `NotFound` for an id with none.
+fn answer_each<M: Clone, T>(
+    ids: &[Uuid],
+    found: Result<HashMap<Uuid, M>, RepoError>,
+    convert: fn(M) -> Result<T, RepoError>,
+) -> Vec<Result<T, RepoError>> {
+    match found {
         Ok(found) => ids
             .iter()
             .map(|id| {
@@ -706,11 +664,47 @@ async fn get_operation_batch(
                     .get(id)
                     .cloned()
                     .ok_or(RepoError::NotFound)
-                    .and_then(operation_of)
+                    .and_then(convert)
             })
             .collect(),
         Err(e) => all_failed(ids.len(), &e),
     }
+}
+
+/// The rows of `E` with these ids (one statement), by id.
+async fn rows_by_id<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    column: E::Column,
+    ids: impl IntoIterator<Item = Uuid>,
+    id_of: impl Fn(&E::Model) -> Uuid,
+) -> Result<HashMap<Uuid, E::Model>, RepoError> {
+    let ids: HashSet<Uuid> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(E::find()
+        .filter(any_of(db.get_database_backend(), column, ids))
+        .all(db)
+        .await
+        .map_err(repo_err)?
+        .into_iter()
+        .map(|m| (id_of(&m), m))
+        .collect())
+}
+
+async fn operations_by_id(
+    db: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, operation::Model>, RepoError> {
+    rows_by_id::<operation::Entity>(db, operation::Column::Id, ids, |m| m.id).await
+}
+
+async fn get_operation_batch(
+    db: &DatabaseConnection,
+    ids: Vec<Uuid>,
+) -> Vec<Result<Operation, RepoError>> {
+    let found = operations_by_id(db, ids.iter().copied()).await;
+    answer_each(&ids, found, operation_of)
 }
 
 /// Starts operations in one transaction: reads their packages, checks each against the state
@@ -1023,14 +1017,8 @@ async fn finish_batch_inner(
         return finish_batch_postgres(db, calls, now).await;
     }
     let txn = begin_write(db).await.map_err(repo_err)?;
-    // Which call made each operation final, and the operation as it ended.
-    let mut winner: HashMap<Uuid, usize> = HashMap::new();
-    let mut ended: HashMap<Uuid, operation::Model> = HashMap::new();
-    let succeeded: HashSet<Uuid> = calls
-        .iter()
-        .filter(|c| matches!(c.outcome, Outcome::Succeeded))
-        .map(|c| c.op.id)
-        .collect();
+    let mut ending = Ending::default();
+    let succeeded = succeeded_ids(calls);
     if !succeeded.is_empty() {
         for m in final_update("succeeded", None, now)
             .col_expr(operation::Column::Progress, Expr::value(100i16))
@@ -1039,12 +1027,7 @@ async fn finish_batch_inner(
             .await
             .map_err(repo_err)?
         {
-            let first = calls
-                .iter()
-                .position(|c| c.op.id == m.id && matches!(c.outcome, Outcome::Succeeded))
-                .expect("a returned operation was asked for");
-            winner.insert(m.id, first);
-            ended.insert(m.id, m);
+            ending.succeeded(calls, m);
         }
     }
     for kind in [
@@ -1052,7 +1035,8 @@ async fn finish_batch_inner(
         OperationKind::Activate,
         OperationKind::Deactivate,
     ] {
-        let packages: HashMap<Uuid, Uuid> = ended
+        let packages: HashMap<Uuid, Uuid> = ending
+            .ended
             .values()
             .filter(|m| m.kind == kind.as_str())
             .map(|m| (m.package_id, m.id))
@@ -1086,7 +1070,7 @@ async fn finish_batch_inner(
             }
             // The package left `from` while its operation ran (nothing in Depot does that
             // while an operation is active; a hand-edited database could).
-            let progress = calls[winner[&op_id]].op.progress;
+            let progress = calls[ending.winner[&op_id]].op.progress;
             let error = OperationError {
                 code: "invalid_transition".into(),
                 detail: format!(
@@ -1111,40 +1095,13 @@ async fn finish_batch_inner(
                 .await
                 .map_err(repo_err)?;
             if let Some(m) = failed.into_iter().next() {
-                ended.insert(op_id, m);
+                ending.ended.insert(op_id, m);
             }
         }
     }
-    for (i, c) in calls.iter().enumerate() {
-        let (status, error) = match &c.outcome {
-            Outcome::Succeeded => continue,
-            Outcome::Failed(e) => ("failed", Some(e)),
-            Outcome::Cancelled => ("cancelled", None),
-        };
-        if winner.contains_key(&c.op.id) {
-            continue;
-        }
-        if let Some(m) = final_update(status, error, now)
-            .filter(operation::Column::Id.eq(c.op.id))
-            .exec_with_returning(&txn)
-            .await
-            .map_err(repo_err)?
-            .into_iter()
-            .next()
-        {
-            winner.insert(m.id, i);
-            ended.insert(m.id, m);
-        }
-    }
+    ending.the_others(&txn, calls, now).await?;
     txn.commit().await.map_err(repo_err)?;
-    calls
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match winner.get(&c.op.id) {
-            Some(&w) if w == i => ended.remove(&c.op.id).map(operation_of).transpose(),
-            _ => Ok(None),
-        })
-        .collect()
+    ending.answers(calls)
 }
 
 /// `CASE <alias>.kind WHEN 'download' THEN '<status>' ... END`, from the state machine.
@@ -1168,13 +1125,8 @@ async fn finish_batch_postgres(
     calls: &[FinishCall],
     now: DateTime<Utc>,
 ) -> Result<Vec<Option<Operation>>, RepoError> {
-    let mut winner: HashMap<Uuid, usize> = HashMap::new();
-    let mut ended: HashMap<Uuid, operation::Model> = HashMap::new();
-    let succeeded: HashSet<Uuid> = calls
-        .iter()
-        .filter(|c| matches!(c.outcome, Outcome::Succeeded))
-        .map(|c| c.op.id)
-        .collect();
+    let mut ending = Ending::default();
+    let succeeded = succeeded_ids(calls);
     if !succeeded.is_empty() {
         let moved = "o.package_id IN (SELECT id FROM m)";
         let sql = format!(
@@ -1207,43 +1159,84 @@ async fn finish_batch_postgres(
             .map_err(repo_err)?;
         for row in rows {
             let m = operation::Model::from_query_result(&row, "").map_err(repo_err)?;
-            let first = calls
-                .iter()
-                .position(|c| c.op.id == m.id && matches!(c.outcome, Outcome::Succeeded))
-                .expect("a returned operation was asked for");
-            winner.insert(m.id, first);
-            ended.insert(m.id, m);
+            ending.succeeded(calls, m);
         }
     }
-    for (i, c) in calls.iter().enumerate() {
-        let (status, error) = match &c.outcome {
-            Outcome::Succeeded => continue,
-            Outcome::Failed(e) => ("failed", Some(e)),
-            Outcome::Cancelled => ("cancelled", None),
-        };
-        if winner.contains_key(&c.op.id) {
-            continue;
-        }
-        if let Some(m) = final_update(status, error, now)
-            .filter(operation::Column::Id.eq(c.op.id))
-            .exec_with_returning(db)
-            .await
-            .map_err(repo_err)?
-            .into_iter()
-            .next()
-        {
-            winner.insert(m.id, i);
-            ended.insert(m.id, m);
-        }
-    }
+    ending.the_others(db, calls, now).await?;
+    ending.answers(calls)
+}
+
+fn succeeded_ids(calls: &[FinishCall]) -> HashSet<Uuid> {
     calls
         .iter()
-        .enumerate()
-        .map(|(i, c)| match winner.get(&c.op.id) {
-            Some(&w) if w == i => ended.remove(&c.op.id).map(operation_of).transpose(),
-            _ => Ok(None),
-        })
+        .filter(|c| matches!(c.outcome, Outcome::Succeeded))
+        .map(|c| c.op.id)
         .collect()
+}
+
+/// What a finish batch ended: which call made each operation final, and the operation as it
+/// ended.
+#[derive(Default)]
+struct Ending {
+    winner: HashMap<Uuid, usize>,
+    ended: HashMap<Uuid, operation::Model>,
+}
+
+impl Ending {
+    /// `m` ended successfully: it is answered to the first call that asked for that.
+    fn succeeded(&mut self, calls: &[FinishCall], m: operation::Model) {
+        let first = calls
+            .iter()
+            .position(|c| c.op.id == m.id && matches!(c.outcome, Outcome::Succeeded))
+            .expect("a returned operation was asked for");
+        self.winner.insert(m.id, first);
+        self.ended.insert(m.id, m);
+    }
+
+    /// Failures and cancellations (rare: one statement each), for operations no call of this
+    /// batch has ended yet.
+    async fn the_others(
+        &mut self,
+        conn: &impl ConnectionTrait,
+        calls: &[FinishCall],
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        for (i, c) in calls.iter().enumerate() {
+            let (status, error) = match &c.outcome {
+                Outcome::Succeeded => continue,
+                Outcome::Failed(e) => ("failed", Some(e)),
+                Outcome::Cancelled => ("cancelled", None),
+            };
+            if self.winner.contains_key(&c.op.id) {
+                continue;
+            }
+            if let Some(m) = final_update(status, error, now)
+                .filter(operation::Column::Id.eq(c.op.id))
+                .exec_with_returning(conn)
+                .await
+                .map_err(repo_err)?
+                .into_iter()
+                .next()
+            {
+                self.winner.insert(m.id, i);
+                self.ended.insert(m.id, m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Each call's answer: the ended operation for the call that ended it, `None` for the
+    /// others.
+    fn answers(mut self, calls: &[FinishCall]) -> Result<Vec<Option<Operation>>, RepoError> {
+        calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match self.winner.get(&c.op.id) {
+                Some(&w) if w == i => self.ended.remove(&c.op.id).map(operation_of).transpose(),
+                _ => Ok(None),
+            })
+            .collect()
+    }
 }
 
 /// The update making a running operation final (rows locked by the caller).
