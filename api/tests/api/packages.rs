@@ -1025,3 +1025,43 @@ async fn racing_finishes_of_one_operation_end_it_exactly_once() {
     let package = PackageRepository::get(&repo, package_id).await.unwrap();
     assert_eq!(package.status, depot_packages::PackageStatus::Active);
 }
+
+/// Deleting a package while a burst of starts is in flight answers that start 404 or the delete
+/// 409, and never fails the other starts that shared its batch.
+#[tokio::test]
+async fn a_deletion_racing_a_burst_of_starts_fails_no_other_start() {
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    for round in 0..3 {
+        let mut ids = Vec::new();
+        for i in 0..12 {
+            let p = create_ok(&app, &key, &format!("del-race-{round}-{i}"), "1.0").await;
+            ids.push(p["id"].as_str().unwrap().to_owned());
+        }
+        let victim = ids[round * 3].clone();
+        let delete = app
+            .with_key(Method::DELETE, &format!("/api/v1/packages/{victim}"), &key)
+            .send();
+        let starts =
+            futures::future::join_all(ids.iter().map(|id| start(&app, &key, id, "download")));
+        let (deleted, answers) = tokio::join!(delete, starts);
+        let deleted = deleted.unwrap().status().as_u16();
+        for (id, res) in ids.iter().zip(answers) {
+            let status = res.status().as_u16();
+            let body = res.text().await.unwrap();
+            if id == &victim {
+                match (deleted, status) {
+                    (204, 404) | (409, 202) => {}
+                    // Started, finished and then deleted: both won, one after the other.
+                    (204, 202) => {}
+                    other => panic!("round {round}: delete and start answered {other:?}: {body}"),
+                }
+            } else {
+                assert_eq!(
+                    status, 202,
+                    "round {round}: a bystander's start failed: {body}"
+                );
+            }
+        }
+    }
+}

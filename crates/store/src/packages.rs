@@ -730,7 +730,7 @@ async fn start_batch_inner(
 ) -> Result<Vec<Result<(), StartError>>, RepoError> {
     let txn = begin_write(db).await.map_err(repo_err)?;
     let package_ids: HashSet<Uuid> = calls.iter().map(|(op, _)| op.package_id).collect();
-    let statuses: HashMap<Uuid, String> = package::Entity::find()
+    let mut packages = package::Entity::find()
         .select_only()
         .column(package::Column::Id)
         .column(package::Column::Status)
@@ -738,7 +738,15 @@ async fn start_batch_inner(
             db.get_database_backend(),
             package::Column::Id,
             package_ids,
-        ))
+        ));
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        // A package deleted between this read and the inserts would fail the operations'
+        // foreign key, and with it every start in the batch. KEY SHARE holds deletions off
+        // until the commit (a deletion that came first makes the package missing here) and
+        // does not stop status changes. (On SQLite the transaction already excludes writers.)
+        packages = packages.lock(LockType::KeyShare);
+    }
+    let statuses: HashMap<Uuid, String> = packages
         .into_tuple::<(Uuid, String)>()
         .all(&txn)
         .await
