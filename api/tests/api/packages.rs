@@ -115,6 +115,19 @@ async fn bad_input_names_every_field_and_status_cannot_be_set() {
         fields,
         ["name", "version", "source_url", "sha256", "size_bytes"]
     );
+    // A NUL (PostgreSQL cannot store it) is refused up front, naming the field.
+    let p = assert_problem(
+        create(
+            &app,
+            &key,
+            json!({"name": "nul", "version": "1", "description": "a\u{0}b"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "description", "{p}");
     let p = assert_problem(
         create(
             &app,

@@ -241,6 +241,18 @@ impl PackageInput {
                         field: "description".into(),
                         message: format!("must have at most {MAX_DESCRIPTION_CHARS} characters"),
                     });
+                } else if d
+                    .chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+                {
+                    // Line breaks and tabs are text; NUL (which PostgreSQL cannot store) and
+                    // the other control characters are not.
+                    errors.push(FieldError {
+                        field: "description".into(),
+                        message: "must not contain control characters other than line breaks \
+                                  and tabs"
+                            .into(),
+                    });
                 }
                 (!d.is_empty()).then_some(d)
             })
@@ -378,6 +390,26 @@ mod tests {
         let e = PackageInput::default().validate(true).unwrap_err();
         assert_eq!(e.errors.len(), 2);
         assert!(PackageInput::default().validate(false).is_ok());
+    }
+
+    #[test]
+    fn descriptions_keep_line_breaks_and_tabs_but_no_other_control_characters() {
+        let with = |d: &str| {
+            PackageInput {
+                description: Some(Some(d.into())),
+                ..Default::default()
+            }
+            .validate(false)
+        };
+        let ok = with("first line\n\tsecond line\r\n").unwrap();
+        assert_eq!(
+            ok.description,
+            Some(Some("first line\n\tsecond line".into()))
+        );
+        for bad in ["nul \u{0} inside", "bell \u{7}", "escape \u{1b}[31m"] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.errors[0].field, "description", "{bad:?}");
+        }
     }
 
     proptest! {
