@@ -55,6 +55,8 @@ pub struct InvalidTransition {
 }
 
 impl OperationKind {
+    pub const ALL: [OperationKind; 3] = [Self::Download, Self::Activate, Self::Deactivate];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Download => "download",

@@ -65,11 +65,6 @@ impl OperationWatch {
         }
     }
 
-    /// Operations currently followed (for tests and metrics).
-    pub fn followed(&self) -> usize {
-        self.followed.lock().expect("watch lock").len()
-    }
-
     /// Sends `op` when it is newer than what the followers have; never goes backwards (a read
     /// that raced a pushed final state must not reopen it).
     fn apply(tx: &watch::Sender<Operation>, op: Operation) {

@@ -6,13 +6,18 @@ use sea_orm::{DbErr, SqlErr};
 pub fn repo_err(e: DbErr) -> RepoError {
     if let Some(SqlErr::UniqueConstraintViolation(detail)) = e.sql_err() {
         tracing::debug!(%detail, "unique violation");
-        return RepoError::Conflict("a resource with these unique fields already exists".into());
+        return unique_conflict();
     }
     match e {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => RepoError::Unavailable(Box::new(e)),
         DbErr::RecordNotFound(_) => RepoError::NotFound,
         other => RepoError::Unexpected(Box::new(other)),
     }
+}
+
+/// What a unique-constraint violation is, in domain terms.
+pub fn unique_conflict() -> RepoError {
+    RepoError::Conflict("a resource with these unique fields already exists".into())
 }
 
 /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that

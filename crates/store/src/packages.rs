@@ -3,7 +3,7 @@
 
 use crate::batch::{Batcher, lost, shared};
 use crate::entities::{operation, outbox, package};
-use crate::error::{any_of, begin_write, repo_err};
+use crate::error::{any_of, begin_write, repo_err, unique_conflict};
 use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -315,19 +315,9 @@ impl OperationRepository for SeaOrmPackageRepository {
     }
 
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>, RepoError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        operation::Entity::find()
-            .filter(any_of(
-                self.db.get_database_backend(),
-                operation::Column::Id,
-                ids.iter().copied(),
-            ))
-            .all(&self.db)
-            .await
-            .map_err(repo_err)?
-            .into_iter()
+        operations_by_id(&self.db, ids.iter().copied())
+            .await?
+            .into_values()
             .map(operation_of)
             .collect()
     }
@@ -630,9 +620,7 @@ async fn insert_batch(
                     if ids.contains(&p.id) {
                         Ok(())
                     } else {
-                        Err(RepoError::Conflict(
-                            "a resource with these unique fields already exists".into(),
-                        ))
+                        Err(unique_conflict())
                     }
                 })
                 .collect()
@@ -896,8 +884,10 @@ async fn claim_batch_inner(
     if backend == DatabaseBackend::Postgres {
         let sql = format!(
             r#"WITH c AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
-                 updated_at = $2 WHERE id = ANY($1) AND status IN ('pending', 'running') RETURNING *)
+                 updated_at = $2 WHERE id = ANY($1) AND status IN ('{}', '{}') RETURNING *)
                SELECT {}, {} FROM c LEFT JOIN packages p ON p.id = c.package_id"#,
+            ACTIVE[0],
+            ACTIVE[1],
             prefixed::<operation::Entity>("c", "o_"),
             prefixed::<package::Entity>("p", "p_"),
         );
@@ -914,17 +904,9 @@ async fn claim_batch_inner(
             .map_err(repo_err)?;
         for row in rows {
             let op = operation::Model::from_query_result(&row, "o_").map_err(repo_err)?;
-            let package = package::Model::from_query_result_optional(&row, "p_")
-                .map_err(repo_err)?
-                .map(package_of)
-                .transpose()?;
-            claimed.insert(
-                op.id,
-                Claimed {
-                    operation: operation_of(op)?,
-                    package,
-                },
-            );
+            let package =
+                package::Model::from_query_result_optional(&row, "p_").map_err(repo_err)?;
+            claimed.insert(op.id, claimed_of(op, package)?);
         }
     } else {
         let ops = operation::Entity::update_many()
@@ -939,34 +921,16 @@ async fn claim_batch_inner(
             .exec_with_returning(db)
             .await
             .map_err(repo_err)?;
-        let mut packages: HashMap<Uuid, package::Model> = if ops.is_empty() {
-            HashMap::new()
-        } else {
-            package::Entity::find()
-                .filter(any_of(
-                    backend,
-                    package::Column::Id,
-                    ops.iter().map(|o| o.package_id),
-                ))
-                .all(db)
-                .await
-                .map_err(repo_err)?
-                .into_iter()
-                .map(|m| (m.id, m))
-                .collect()
-        };
+        let mut packages = rows_by_id::<package::Entity>(
+            db,
+            package::Column::Id,
+            ops.iter().map(|o| o.package_id),
+            |m| m.id,
+        )
+        .await?;
         for op in ops {
-            let package = packages
-                .remove(&op.package_id)
-                .map(package_of)
-                .transpose()?;
-            claimed.insert(
-                op.id,
-                Claimed {
-                    operation: operation_of(op)?,
-                    package,
-                },
-            );
+            let package = packages.remove(&op.package_id);
+            claimed.insert(op.id, claimed_of(op, package)?);
         }
     }
     // Not claimable: final (returned as they are, without their package) or gone.
@@ -975,15 +939,16 @@ async fn claim_batch_inner(
         .filter(|id| !claimed.contains_key(id))
         .collect();
     for (id, op) in operations_by_id(db, missing).await? {
-        claimed.insert(
-            id,
-            Claimed {
-                operation: operation_of(op)?,
-                package: None,
-            },
-        );
+        claimed.insert(id, claimed_of(op, None)?);
     }
     Ok(claimed)
+}
+
+fn claimed_of(op: operation::Model, package: Option<package::Model>) -> Result<Claimed, RepoError> {
+    Ok(Claimed {
+        operation: operation_of(op)?,
+        package: package.map(package_of).transpose()?,
+    })
 }
 
 /// `alias.col AS "prefixcol"` for every column of `E`, for reading a joined row with
@@ -1038,11 +1003,7 @@ async fn finish_batch_inner(
             ending.succeeded(calls, m);
         }
     }
-    for kind in [
-        OperationKind::Download,
-        OperationKind::Activate,
-        OperationKind::Deactivate,
-    ] {
+    for kind in OperationKind::ALL {
         let packages: HashMap<Uuid, Uuid> = ending
             .ended
             .values()
@@ -1114,14 +1075,10 @@ async fn finish_batch_inner(
 
 /// `CASE <alias>.kind WHEN 'download' THEN '<status>' ... END`, from the state machine.
 fn by_kind(alias: &str, status: impl Fn(OperationKind) -> PackageStatus) -> String {
-    let arms: String = [
-        OperationKind::Download,
-        OperationKind::Activate,
-        OperationKind::Deactivate,
-    ]
-    .into_iter()
-    .map(|k| format!("WHEN '{}' THEN '{}' ", k.as_str(), status(k).as_str()))
-    .collect();
+    let arms: String = OperationKind::ALL
+        .into_iter()
+        .map(|k| format!("WHEN '{}' THEN '{}' ", k.as_str(), status(k).as_str()))
+        .collect();
     format!("CASE {alias}.kind {arms}END")
 }
 
