@@ -390,15 +390,15 @@ pub async fn database_for_migrations(settings: &Settings) -> anyhow::Result<Data
     connect_database(settings).await.context("connecting")
 }
 
-/// Hourly housekeeping: finished operations past `operations.retention_hours`, outbox messages
-/// sent more than a day ago, expired idempotency keys. Runs until `stop`.
+/// Hourly housekeeping: finished operations past `operations.retention_hours`, expired
+/// idempotency keys, expired refresh tokens and login throttles. Runs until `stop`.
 pub async fn maintenance(
     settings: Settings,
     adapters: Adapters,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use depot_core::idempotency::IdempotencyStore;
-    use depot_packages::ports::{OperationRepository, OutboxRepository};
+    use depot_packages::ports::OperationRepository;
     let packages = SeaOrmPackageRepository::new(adapters.db.clone());
     let idempotency = depot_store::SeaOrmIdempotencyStore::new(adapters.db.clone());
     let accounts = SeaOrmAccountRepository::new(adapters.db.clone());
@@ -412,10 +412,6 @@ pub async fn maintenance(
         let retention = chrono::Duration::hours(settings.operations.retention_hours);
         let results = [
             ("operations", packages.purge_finished(now - retention).await),
-            (
-                "outbox",
-                packages.purge_sent(now - chrono::Duration::days(1)).await,
-            ),
             ("idempotency keys", idempotency.purge(now).await),
             (
                 "refresh tokens and login throttles",

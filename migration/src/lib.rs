@@ -9,6 +9,7 @@ mod m20261122_000002_create_api_keys;
 mod m20261122_000003_create_packages;
 mod m20261122_000004_create_accounts;
 mod m20261122_000005_outbox_headers;
+mod m20261122_000006_lean_writes;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_packages::Migration),
             Box::new(m20261122_000004_create_accounts::Migration),
             Box::new(m20261122_000005_outbox_headers::Migration),
+            Box::new(m20261122_000006_lean_writes::Migration),
         ]
     }
 }

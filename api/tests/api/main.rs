@@ -16,4 +16,5 @@ mod oidc;
 mod packages;
 mod passwords;
 mod scaled;
+mod store;
 mod tracing;

@@ -148,12 +148,10 @@ pub trait OutboxRepository: Send + Sync {
         now: DateTime<Utc>,
         lease_for: chrono::Duration,
     ) -> Result<Vec<OutboxMessage>, RepoError>;
-    /// Marks messages sent (after the broker confirmed them).
-    async fn mark_sent(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<(), RepoError>;
+    /// Removes messages the broker confirmed: the outbox holds only what is still to be sent.
+    async fn remove_sent(&self, ids: &[Uuid]) -> Result<(), RepoError>;
     /// Gives leased messages back (their publish failed) so the next round retries them at once.
     async fn release(&self, ids: &[Uuid]) -> Result<(), RepoError>;
     /// Unsent messages.
     async fn backlog(&self) -> Result<u64, RepoError>;
-    /// Deletes messages sent before `before`.
-    async fn purge_sent(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
 }

@@ -1,5 +1,5 @@
-//! The outbox relay: publishes operation messages recorded by the API and marks them sent only
-//! after the queue confirmed them. Any number of replicas may run it (leases keep them apart).
+//! The outbox relay: publishes operation messages recorded by the API and removes them from the
+//! outbox only after the queue confirmed them. Any number of replicas may run it (leases keep them apart).
 
 use crate::ports::OutboxRepository;
 use depot_core::queue::{Message, MessagePublisher};
@@ -83,7 +83,7 @@ impl OutboxRelay {
         }
         self.published
             .fetch_add(sent.len() as u64, Ordering::Relaxed);
-        self.outbox.mark_sent(&sent, self.clock.now()).await?;
+        self.outbox.remove_sent(&sent).await?;
         self.outbox.release(&unsent).await?;
         if let Some(e) = failure {
             tracing::warn!(error = %e, unsent = leased.len() - sent.len(), "publishing from the outbox failed; will retry");

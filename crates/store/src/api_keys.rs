@@ -393,8 +393,15 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         usage_before: DateTime<Utc>,
         changes_before: DateTime<Utc>,
     ) -> Result<u64, RepoError> {
+        // Usage ids are UUIDv7, ordered by the time they were recorded: the primary key finds
+        // the old rows without an index on `at`.
+        let first_kept = uuid::Builder::from_unix_timestamp_millis(
+            u64::try_from(usage_before.timestamp_millis()).unwrap_or(0),
+            &[0; 10],
+        )
+        .into_uuid();
         let a = api_key_usage::Entity::delete_many()
-            .filter(api_key_usage::Column::At.lt(usage_before))
+            .filter(api_key_usage::Column::Id.lt(first_kept))
             .exec(&self.db)
             .await
             .map_err(repo_err)?;

@@ -16,7 +16,7 @@ use depot_packages::ports::{
 use depot_packages::{
     Operation, OperationError, OperationKind, OperationStatus, Package, PackageStatus,
 };
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
     EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
@@ -128,7 +128,12 @@ fn operation_of(m: operation::Model) -> Result<Operation, RepoError> {
     })
 }
 
-const ACTIVE: [&str; 2] = ["pending", "running"];
+/// Operations that are not over (pending or running). Every final status is written with
+/// `finished_at`, so "not finished" is `finished_at IS NULL`: the predicate of the
+/// one-active-per-package index, which such queries can then use.
+fn not_finished() -> Expr {
+    Expr::col(operation::Column::FinishedAt).is_null()
+}
 
 #[async_trait]
 impl PackageRepository for SeaOrmPackageRepository {
@@ -266,7 +271,7 @@ impl PackageRepository for SeaOrmPackageRepository {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let active = operation::Entity::find()
             .filter(operation::Column::PackageId.eq(id))
-            .filter(operation::Column::Status.is_in(ACTIVE))
+            .filter(not_finished())
             .one(&txn)
             .await
             .map_err(repo_err)?;
@@ -333,6 +338,11 @@ impl OperationRepository for SeaOrmPackageRepository {
         }
         if let Some(s) = filter.status {
             q = q.filter(operation::Column::Status.eq(s.as_str()));
+            if !s.is_final() {
+                // Implied by the status; lets the database read the small partial index of
+                // unfinished operations instead of scanning.
+                q = q.filter(not_finished());
+            }
         }
         let rows = newest_first(q, operation::Column::Id, page)
             .all(&self.db)
@@ -441,7 +451,7 @@ impl OperationRepository for SeaOrmPackageRepository {
 
     async fn unfinished(&self) -> Result<Vec<Operation>, RepoError> {
         operation::Entity::find()
-            .filter(operation::Column::Status.is_in(ACTIVE))
+            .filter(not_finished())
             .order_by_asc(operation::Column::Id)
             .all(&self.db)
             .await
@@ -453,7 +463,6 @@ impl OperationRepository for SeaOrmPackageRepository {
 
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
         let r = operation::Entity::delete_many()
-            .filter(operation::Column::Status.is_not_in(ACTIVE))
             .filter(operation::Column::FinishedAt.lt(before))
             .exec(&self.db)
             .await
@@ -471,38 +480,54 @@ impl OutboxRepository for SeaOrmPackageRepository {
         now: DateTime<Utc>,
         lease_for: chrono::Duration,
     ) -> Result<Vec<OutboxMessage>, RepoError> {
-        let txn = begin_write(&self.db).await.map_err(repo_err)?;
-        let mut q = outbox::Entity::find()
-            .filter(outbox::Column::SentAt.is_null())
-            .filter(
-                Condition::any()
-                    .add(outbox::Column::LockedUntil.is_null())
-                    .add(outbox::Column::LockedUntil.lt(now)),
-            )
-            .order_by_asc(outbox::Column::Id)
-            .limit(limit);
-        if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let rows = q.all(&txn).await.map_err(repo_err)?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        outbox::Entity::update_many()
-            .col_expr(
-                outbox::Column::LockedUntil,
-                Expr::value(Some(now + lease_for)),
-            )
-            .filter(any_of(
-                self.db.get_database_backend(),
-                outbox::Column::Id,
-                ids,
-            ))
-            .exec(&txn)
-            .await
-            .map_err(repo_err)?;
-        txn.commit().await.map_err(repo_err)?;
+        let backend = self.db.get_database_backend();
+        let until = now + lease_for;
+        let mut rows = if backend == DatabaseBackend::Postgres {
+            // One statement: the rows other relays hold are skipped, not waited for.
+            let rows = self
+                .db
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                    backend,
+                    "UPDATE outbox SET locked_until = $1 WHERE id IN (SELECT id FROM outbox \
+                     WHERE locked_until IS NULL OR locked_until < $2 ORDER BY id LIMIT $3 \
+                     FOR UPDATE SKIP LOCKED) RETURNING *",
+                    [until.into(), now.into(), (limit as i64).into()],
+                ))
+                .await
+                .map_err(repo_err)?;
+            rows.iter()
+                .map(|r| outbox::Model::from_query_result(r, ""))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(repo_err)?
+        } else {
+            let txn = begin_write(&self.db).await.map_err(repo_err)?;
+            let rows = outbox::Entity::find()
+                .filter(
+                    Condition::any()
+                        .add(outbox::Column::LockedUntil.is_null())
+                        .add(outbox::Column::LockedUntil.lt(now)),
+                )
+                .order_by_asc(outbox::Column::Id)
+                .limit(limit)
+                .all(&txn)
+                .await
+                .map_err(repo_err)?;
+            if !rows.is_empty() {
+                outbox::Entity::update_many()
+                    .col_expr(outbox::Column::LockedUntil, Expr::value(Some(until)))
+                    .filter(any_of(
+                        backend,
+                        outbox::Column::Id,
+                        rows.iter().map(|r| r.id),
+                    ))
+                    .exec(&txn)
+                    .await
+                    .map_err(repo_err)?;
+                txn.commit().await.map_err(repo_err)?;
+            }
+            rows
+        };
+        rows.sort_by_key(|r| r.id);
         Ok(rows
             .into_iter()
             .map(|r| OutboxMessage {
@@ -520,12 +545,11 @@ impl OutboxRepository for SeaOrmPackageRepository {
             .collect())
     }
 
-    async fn mark_sent(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<(), RepoError> {
+    async fn remove_sent(&self, ids: &[Uuid]) -> Result<(), RepoError> {
         if ids.is_empty() {
             return Ok(());
         }
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::SentAt, Expr::value(Some(now)))
+        outbox::Entity::delete_many()
             .filter(any_of(
                 self.db.get_database_backend(),
                 outbox::Column::Id,
@@ -551,7 +575,6 @@ impl OutboxRepository for SeaOrmPackageRepository {
                 outbox::Column::Id,
                 ids.iter().copied(),
             ))
-            .filter(outbox::Column::SentAt.is_null())
             .exec(&self.db)
             .await
             .map_err(repo_err)?;
@@ -560,19 +583,9 @@ impl OutboxRepository for SeaOrmPackageRepository {
 
     async fn backlog(&self) -> Result<u64, RepoError> {
         outbox::Entity::find()
-            .filter(outbox::Column::SentAt.is_null())
             .count(&self.db)
             .await
             .map_err(repo_err)
-    }
-
-    async fn purge_sent(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
-        let r = outbox::Entity::delete_many()
-            .filter(outbox::Column::SentAt.lt(before))
-            .exec(&self.db)
-            .await
-            .map_err(repo_err)?;
-        Ok(r.rows_affected)
     }
 }
 
@@ -804,7 +817,6 @@ async fn start_batch_inner(
                 queue: Set(m.queue.clone()),
                 payload: Set(m.payload.clone()),
                 created_at: Set(m.created_at),
-                sent_at: Set(None),
                 locked_until: Set(None),
                 headers: Set((!m.headers.is_empty())
                     .then(|| serde_json::to_string(&m.headers).expect("headers serialise"))),
@@ -834,7 +846,7 @@ async fn start_batch_inner(
                 operation::Column::PackageId,
                 busy_packages,
             ))
-            .filter(operation::Column::Status.is_in(ACTIVE))
+            .filter(not_finished())
             .into_tuple::<(Uuid, Uuid)>()
             .all(db)
             .await
@@ -884,10 +896,8 @@ async fn claim_batch_inner(
     if backend == DatabaseBackend::Postgres {
         let sql = format!(
             r#"WITH c AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
-                 updated_at = $2 WHERE id = ANY($1) AND status IN ('{}', '{}') RETURNING *)
+                 updated_at = $2 WHERE id = ANY($1) AND finished_at IS NULL RETURNING *)
                SELECT {}, {} FROM c LEFT JOIN packages p ON p.id = c.package_id"#,
-            ACTIVE[0],
-            ACTIVE[1],
             prefixed::<operation::Entity>("c", "o_"),
             prefixed::<package::Entity>("p", "p_"),
         );
@@ -917,7 +927,7 @@ async fn claim_batch_inner(
             )
             .col_expr(operation::Column::UpdatedAt, Expr::value(now))
             .filter(any_of(backend, operation::Column::Id, ids.iter().copied()))
-            .filter(operation::Column::Status.is_in(ACTIVE))
+            .filter(not_finished())
             .exec_with_returning(db)
             .await
             .map_err(repo_err)?;

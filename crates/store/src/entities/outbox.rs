@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+/// Messages waiting for the broker: the relay deletes each once the broker confirmed it.
 #[sea_orm(table_name = "outbox")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -8,7 +9,6 @@ pub struct Model {
     pub queue: String,
     pub payload: Vec<u8>,
     pub created_at: DateTimeUtc,
-    pub sent_at: Option<DateTimeUtc>,
     pub locked_until: Option<DateTimeUtc>,
     /// JSON object of headers to publish with the message (trace context).
     pub headers: Option<String>,
