@@ -127,3 +127,52 @@ async fn usage_purge_removes_only_records_past_the_retention() {
 fn rand_bytes() -> [u8; 10] {
     *Uuid::new_v4().as_bytes().first_chunk().unwrap()
 }
+
+/// Depot's PostgreSQL connections plan each prepared statement once (generic plans) and prefer
+/// indexes, unless the URL's `options` say otherwise.
+#[tokio::test]
+#[ignore = "needs PostgreSQL; run with --include-ignored (scripts/test.sh does)"]
+async fn postgres_connections_plan_once_and_prefer_indexes_unless_the_url_says_otherwise() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let (settings, _resources) = test_settings().await;
+    assert!(
+        settings.database.url.starts_with("postgres"),
+        "DEPOT_TEST_POSTGRES_URL must be set for this test"
+    );
+    let show = async |url: &str| -> (String, String) {
+        let mut options = settings.database_options();
+        options.url = url.to_owned();
+        let db = depot_store::connect(&options).await.unwrap();
+        let mut values = Vec::new();
+        for name in ["plan_cache_mode", "enable_seqscan"] {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    format!("SHOW {name}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            values.push(row.try_get_by_index::<String>(0).unwrap());
+        }
+        db.close().await.ok();
+        (values[0].clone(), values[1].clone())
+    };
+    let url = settings.database.url.clone();
+    assert_eq!(
+        show(&url).await,
+        ("force_generic_plan".into(), "off".into())
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let custom = format!("{url}{sep}options=-c%20plan_cache_mode%3Dforce_custom_plan");
+    assert_eq!(
+        show(&custom).await,
+        ("force_custom_plan".into(), "off".into()),
+        "the URL's plan_cache_mode wins, the other setting stays"
+    );
+    let seqscan = format!("{url}{sep}options=-c%20enable_seqscan%3Don");
+    assert_eq!(
+        show(&seqscan).await,
+        ("force_generic_plan".into(), "on".into())
+    );
+}
