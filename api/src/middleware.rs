@@ -25,14 +25,50 @@ struct RouteTemplate(String);
 ///
 /// actix computes it by walking the whole route map with its pattern matchers, which costs
 /// more than the rest of a small request together; the request span, the metrics and the
-/// usage log all need it, so it is computed once and kept in the request's extensions.
+/// usage log all need it, so it is computed once and kept in the request's extensions. Across
+/// requests it is remembered by the path's shape (UUID segments stand for any UUID: no route
+/// tells two UUIDs apart), so a process walks the map once per shape; other paths, such as a
+/// scan for unknown ones, are remembered only up to [`MAX_SHAPES`] shapes.
 pub fn route_template(req: &actix_web::HttpRequest) -> String {
     if let Some(r) = req.extensions().get::<RouteTemplate>() {
         return r.0.clone();
     }
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let shape = path_shape(req.path());
+    let known = TEMPLATES
+        .read()
+        .ok()
+        .and_then(|t| t.get(shape.as_ref()).cloned());
+    let route = known.unwrap_or_else(|| {
+        let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+        if let Ok(mut t) = TEMPLATES.write()
+            && t.len() < MAX_SHAPES
+        {
+            t.insert(shape.into_owned(), route.clone());
+        }
+        route
+    });
     req.extensions_mut().insert(RouteTemplate(route.clone()));
     route
+}
+
+const MAX_SHAPES: usize = 1024;
+
+static TEMPLATES: std::sync::LazyLock<
+    std::sync::RwLock<std::collections::HashMap<String, String>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// The path with every segment that is a UUID replaced by `{uuid}` (borrowed when there is none).
+fn path_shape(path: &str) -> std::borrow::Cow<'_, str> {
+    let is_uuid = |s: &str| s.len() == 36 && uuid::Uuid::try_parse(s).is_ok();
+    if !path.split('/').any(is_uuid) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    std::borrow::Cow::Owned(
+        path.split('/')
+            .map(|s| if is_uuid(s) { "{uuid}" } else { s })
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -133,7 +169,58 @@ impl RootSpanBuilder for DepotRootSpan {
 
 #[cfg(test)]
 mod tests {
-    use super::acceptable;
+    use super::{acceptable, path_shape, route_template};
+    use actix_web::test as http;
+    use actix_web::{App, HttpRequest, web};
+
+    #[test]
+    fn path_shapes_stand_uuids_for_any_uuid() {
+        let id = "0193a5f2-7c1e-7a3b-9d2e-1f2a3b4c5d6e";
+        assert_eq!(
+            path_shape(&format!("/api/v1/packages/{id}/download")),
+            "/api/v1/packages/{uuid}/download"
+        );
+        assert_eq!(path_shape("/api/v1/packages"), "/api/v1/packages");
+        assert_eq!(
+            path_shape("/api/v1/packages/not-a-uuid"),
+            "/api/v1/packages/not-a-uuid"
+        );
+    }
+
+    /// Remembered templates are the ones actix's route map gives, per route and for unknown
+    /// paths, whichever shape was seen first.
+    #[actix_web::test]
+    async fn route_templates_are_remembered_by_shape() {
+        async fn template(req: HttpRequest) -> String {
+            route_template(&req)
+        }
+        let app = http::init_service(
+            App::new()
+                .route("/t/items/special", web::get().to(template))
+                .route("/t/items/{id}", web::get().to(template))
+                .route("/t/items/{id}/parts", web::get().to(template))
+                .default_service(web::to(template)),
+        )
+        .await;
+        let get = async |path: &str| -> String {
+            let req = http::TestRequest::get().uri(path).to_request();
+            String::from_utf8(http::call_and_read_body(&app, req).await.to_vec()).unwrap()
+        };
+        for id in [
+            "0193a5f2-7c1e-7a3b-9d2e-1f2a3b4c5d6e",
+            "11111111-2222-4333-8444-555555555555",
+        ] {
+            assert_eq!(get(&format!("/t/items/{id}")).await, "/t/items/{id}");
+            assert_eq!(
+                get(&format!("/t/items/{id}/parts")).await,
+                "/t/items/{id}/parts"
+            );
+            assert_eq!(get(&format!("/t/nothing/{id}")).await, "unmatched");
+        }
+        assert_eq!(get("/t/items/special").await, "/t/items/special");
+        assert_eq!(get("/t/items/plain").await, "/t/items/{id}");
+        assert_eq!(get("/t/elsewhere").await, "unmatched");
+    }
 
     #[test]
     fn request_ids_are_filtered() {
