@@ -145,6 +145,64 @@ impl Client {
                 .progress_chars("=> "),
         );
         bar.set_prefix(kind.to_owned());
+        // The event stream tells each change as it happens; when the server cannot give one
+        // (too many open, say) or it breaks off, poll instead.
+        let last = match self.follow_events(&op_id, &bar).await {
+            Some(op) => op,
+            None => self.poll(&op_id, &bar).await?,
+        };
+        let status = last["status"].as_str().unwrap_or("unknown");
+        if status == "succeeded" {
+            bar.finish_with_message("succeeded");
+            Ok(true)
+        } else {
+            bar.abandon_with_message(format!(
+                "{status}: {}",
+                last["error"]["detail"].as_str().unwrap_or("")
+            ));
+            Ok(false)
+        }
+    }
+
+    /// Shows an operation's changes from its event stream; the final state, or `None` when
+    /// there was no stream or it ended first.
+    async fn follow_events(&self, op_id: &str, bar: &ProgressBar) -> Option<Value> {
+        let url = format!(
+            "{}/api/v1/operations/{op_id}/events",
+            self.base.trim_end_matches('/')
+        );
+        let mut res = self
+            .http
+            .get(url)
+            .header("X-API-Key", &self.key)
+            .send()
+            .await
+            .ok()?;
+        if !res.status().is_success() {
+            return None;
+        }
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = res.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let Some(op) = frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                else {
+                    continue;
+                };
+                if show(bar, &op) {
+                    return Some(op);
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads the operation every 200 ms until it is final; returns the final state.
+    async fn poll(&self, op_id: &str, bar: &ProgressBar) -> Result<Value, String> {
         loop {
             let op = self
                 .send(
@@ -153,25 +211,20 @@ impl Client {
                     None,
                 )
                 .await?;
-            bar.set_position(op["progress"].as_u64().unwrap_or(0));
-            let status = op["status"].as_str().unwrap_or("unknown").to_owned();
-            bar.set_message(status.clone());
-            match status.as_str() {
-                "succeeded" => {
-                    bar.finish_with_message("succeeded");
-                    return Ok(true);
-                }
-                "failed" | "cancelled" => {
-                    bar.abandon_with_message(format!(
-                        "{status}: {}",
-                        op["error"]["detail"].as_str().unwrap_or("")
-                    ));
-                    return Ok(false);
-                }
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            if show(bar, &op) {
+                return Ok(op);
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Puts an operation's progress and status on the bar; true when the status is final.
+fn show(bar: &ProgressBar, op: &Value) -> bool {
+    bar.set_position(op["progress"].as_u64().unwrap_or(0));
+    let status = op["status"].as_str().unwrap_or("unknown");
+    bar.set_message(status.to_owned());
+    matches!(status, "succeeded" | "failed" | "cancelled")
 }
 
 pub fn run(args: PackagesArgs) -> ExitCode {

@@ -676,32 +676,75 @@ async fn idempotency_keys_replay_the_first_answer() {
     assert_eq!(a["id"], b["id"]);
 }
 
-/// `depot packages …` against a running Depot, as an operator would use it.
+/// `depot packages …` against a running Depot, as an operator would use it. It follows each
+/// operation on its event stream (no polling).
 #[tokio::test]
 async fn the_command_line_drives_the_lifecycle() {
     let app = spawn_app().await;
-    let key = app.writer_key().await;
-    let run = |args: Vec<String>| {
-        let url = app.address.clone();
-        let key = key.clone();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_depot"))
-                .arg("packages")
-                .args(["--url", &url, "--api-key", &key])
-                .args(args)
-                .output()
-                .unwrap()
-        })
-    };
-    let out = run(vec![
-        "create".into(),
-        "--name".into(),
-        "cli-pkg".into(),
-        "--version".into(),
-        "0.1".into(),
-    ])
+    let (key_id, key) = app
+        .create_key(
+            &["packages:read", "packages:write", "operations:read"],
+            json!({}),
+        )
+        .await;
+    let id = cli_lifecycle(&app, &key).await;
+    let out = cli(&app, &key, &["list", "--status", "active"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli-pkg"));
+    // A refused transition exits 2 with the problem's detail.
+    let out = cli(&app, &key, &["download", &id]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_transition"));
+    let routes = routes_used(&app, &key_id, 5).await;
+    let count = |route: &str| routes.iter().filter(|r| *r == route).count();
+    assert_eq!(count("/api/v1/operations/{id}/events"), 2, "{routes:?}");
+    assert_eq!(
+        count("/api/v1/operations/{id}"),
+        0,
+        "no polling: {routes:?}"
+    );
+}
+
+/// When the server gives no event stream (all taken), the command line polls instead.
+#[tokio::test]
+async fn the_command_line_polls_when_no_event_stream_is_free() {
+    let app = spawn_app_with(|s| s.operations.max_event_streams = 0).await;
+    let (key_id, key) = app
+        .create_key(
+            &["packages:read", "packages:write", "operations:read"],
+            json!({}),
+        )
+        .await;
+    cli_lifecycle(&app, &key).await;
+    let routes = routes_used(&app, &key_id, 5).await;
+    assert!(
+        routes.iter().any(|r| r == "/api/v1/operations/{id}"),
+        "{routes:?}"
+    );
+}
+
+async fn cli(app: &TestApp, key: &str, args: &[&str]) -> std::process::Output {
+    let (url, key) = (app.address.clone(), key.to_owned());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_depot"))
+            .arg("packages")
+            .args(["--url", &url, "--api-key", &key])
+            .args(args)
+            .output()
+            .unwrap()
+    })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Creates `cli-pkg`, downloads and activates it through the command line; returns its id.
+async fn cli_lifecycle(app: &TestApp, key: &str) -> String {
+    let out = cli(
+        app,
+        key,
+        &["create", "--name", "cli-pkg", "--version", "0.1"],
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}",
@@ -710,7 +753,7 @@ async fn the_command_line_drives_the_lifecycle() {
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
     for kind in ["download", "activate"] {
-        let out = run(vec![kind.into(), id.clone()]).await.unwrap();
+        let out = cli(app, key, &[kind, &id]).await;
         assert!(
             out.status.success(),
             "{kind}: {}",
@@ -718,17 +761,38 @@ async fn the_command_line_drives_the_lifecycle() {
         );
     }
     assert_eq!(
-        get_json(&app, &key, &format!("/api/v1/packages/{id}")).await["status"],
+        get_json(app, key, &format!("/api/v1/packages/{id}")).await["status"],
         "active"
     );
-    let out = run(vec!["list".into(), "--status".into(), "active".into()])
-        .await
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("cli-pkg"));
-    // A refused transition exits 2 with the problem's detail.
-    let out = run(vec!["download".into(), id.clone()]).await.unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_transition"));
+    id
+}
+
+/// The route templates in a key's usage log, once it holds at least `at_least` records (the
+/// log is written in batches).
+async fn routes_used(app: &TestApp, key_id: &str, at_least: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = app
+            .admin(
+                Method::GET,
+                &format!("/api/v1/api-keys/{key_id}/usage?limit=200"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        let routes: Vec<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["route"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if routes.len() >= at_least || Instant::now() > deadline {
+            return routes;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Embedded topology (SQLite, in-process queue, embedded worker): reads come from memory and
