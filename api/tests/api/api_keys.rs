@@ -823,5 +823,19 @@ async fn graceful_shutdown_flushes_pending_usage() {
     );
     let replica = app.spawn_replica().await;
     app.stop().await;
-    assert_eq!(key_view(&replica, &id).await["total_uses"], 5);
+    let records: Value = replica
+        .admin(Method::GET, &format!("/api/v1/api-keys/{id}/usage"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        key_view(&replica, &id).await["total_uses"],
+        5,
+        "usage records written: {}",
+        records["items"].as_array().map_or(0, Vec::len)
+    );
+    assert_eq!(records["items"].as_array().map(Vec::len), Some(5));
 }

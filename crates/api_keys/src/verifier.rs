@@ -321,8 +321,180 @@ impl Verifier {
                 }
             }
         }
-        if let Err(e) = self.flush().await {
-            tracing::error!(error = %e, "the final API-key usage flush failed");
+        self.final_flush().await;
+    }
+
+    /// The last flush, on the way out. It is the last chance for what is pending, so a failure
+    /// is tried again: at shutdown a pooled connection can fail once (one opened by an HTTP
+    /// worker whose runtime has just stopped), and the pool replaces it on the next try.
+    async fn final_flush(&self) {
+        const ATTEMPTS: u32 = 3;
+        for attempt in 1..=ATTEMPTS {
+            match self.flush().await {
+                Ok(()) => return,
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "the final API-key usage flush failed; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                        .await;
+                }
+                Err(e) => {
+                    let uses: i64 = self
+                        .pending
+                        .lock()
+                        .expect("usage lock")
+                        .counts
+                        .values()
+                        .map(|(n, _)| *n)
+                        .sum();
+                    tracing::error!(error = %e, uses, "the final API-key usage flush failed; these uses are not counted");
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AuditEvent;
+    use crate::ports::{KeyChange, KeyFilter, NewApiKey};
+    use depot_core::{Page, PageRequest, SystemClock};
+    use std::sync::atomic::AtomicU32;
+
+    /// Usage writes fail `failures` times, then are kept; nothing else is called.
+    #[derive(Default)]
+    struct FlakyUsage {
+        failures: AtomicU32,
+        attempts: AtomicU32,
+        written: Mutex<Vec<UsageBatch>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ApiKeyRepository for FlakyUsage {
+        async fn insert(&self, _: &NewApiKey, _: &AuditEvent) -> Result<(), RepoError> {
+            unreachable!()
+        }
+        async fn get(&self, _: Uuid) -> Result<ApiKey, RepoError> {
+            unreachable!()
+        }
+        async fn find_by_hash(&self, _: &KeyHash) -> Result<Option<ApiKey>, RepoError> {
+            unreachable!()
+        }
+        async fn list(
+            &self,
+            _: &KeyFilter,
+            _: &PageRequest,
+            _: DateTime<Utc>,
+        ) -> Result<Page<ApiKey>, RepoError> {
+            unreachable!()
+        }
+        async fn change(
+            &self,
+            _: Uuid,
+            _: &KeyChange,
+            _: Option<i64>,
+            _: DateTime<Utc>,
+            _: &AuditEvent,
+        ) -> Result<ApiKey, RepoError> {
+            unreachable!()
+        }
+        async fn rotate(
+            &self,
+            _: Uuid,
+            _: Option<DateTime<Utc>>,
+            _: &NewApiKey,
+            _: DateTime<Utc>,
+            _: &AuditEvent,
+        ) -> Result<(), RepoError> {
+            unreachable!()
+        }
+        async fn delete(
+            &self,
+            _: Uuid,
+            _: Option<i64>,
+            _: DateTime<Utc>,
+            _: &AuditEvent,
+        ) -> Result<(), RepoError> {
+            unreachable!()
+        }
+        async fn record_usage(&self, batch: &UsageBatch) -> Result<(), RepoError> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            let failing = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                return Err(RepoError::Unavailable("connection lost".into()));
+            }
+            self.written.lock().unwrap().push(UsageBatch {
+                counts: batch.counts.clone(),
+                records: batch.records.clone(),
+            });
+            Ok(())
+        }
+        async fn usage(&self, _: Uuid, _: &PageRequest) -> Result<Page<UsageRecord>, RepoError> {
+            unreachable!()
+        }
+        async fn changed_since(&self, _: DateTime<Utc>) -> Result<Vec<Uuid>, RepoError> {
+            Ok(Vec::new())
+        }
+        async fn purge(&self, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<u64, RepoError> {
+            Ok(0)
+        }
+    }
+
+    /// Records `uses` uses of one key, stops the verifier's loop and returns what reached the
+    /// repository and how many writes were tried.
+    async fn stop_with_pending(failures: u32, uses: usize) -> (Vec<UsageBatch>, u32) {
+        let repo = Arc::new(FlakyUsage {
+            failures: AtomicU32::new(failures),
+            ..Default::default()
+        });
+        let settings = VerifierSettings {
+            flush_interval: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let verifier = Arc::new(Verifier::new(repo.clone(), Arc::new(SystemClock), settings));
+        let key_id = Uuid::now_v7();
+        for _ in 0..uses {
+            verifier.record_use(UsageRecord {
+                id: Uuid::now_v7(),
+                key_id,
+                at: Utc::now(),
+                method: "GET".into(),
+                route: "/api/v1/auth/whoami".into(),
+                status: 200,
+                client_ip: None,
+                user_agent: None,
+            });
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(verifier.run(stopped));
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        let written = std::mem::take(&mut *repo.written.lock().unwrap());
+        (written, repo.attempts.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn the_final_flush_tries_again_after_a_failure() {
+        let (written, attempts) = stop_with_pending(2, 5).await;
+        assert_eq!(attempts, 3);
+        assert_eq!(written.len(), 1, "one write, with everything");
+        assert_eq!(written[0].records.len(), 5);
+        assert_eq!(written[0].counts.values().map(|(n, _)| n).sum::<i64>(), 5);
+    }
+
+    #[tokio::test]
+    async fn the_final_flush_gives_up_after_three_tries() {
+        let (written, attempts) = stop_with_pending(u32::MAX, 5).await;
+        assert_eq!(attempts, 3);
+        assert!(written.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_final_flush_writes_nothing_when_nothing_is_pending() {
+        let (written, attempts) = stop_with_pending(0, 0).await;
+        assert_eq!((written.len(), attempts), (0, 0));
     }
 }
