@@ -1,5 +1,6 @@
-//! The store's housekeeping paths, on this run's backend (SQLite, or PostgreSQL when
-//! DEPOT_TEST_POSTGRES_URL is set): the outbox's leases and removal, the usage log's purge.
+//! The store's housekeeping and failure paths, on this run's backend (SQLite, or PostgreSQL when
+//! DEPOT_TEST_POSTGRES_URL is set): the outbox's leases and removal, the usage log's purge, a
+//! refused batch.
 
 use crate::helpers::{spawn_app, test_settings};
 use chrono::{Duration, Utc};
@@ -175,4 +176,102 @@ async fn postgres_connections_plan_once_and_prefer_indexes_unless_the_url_says_o
         show(&seqscan).await,
         ("force_generic_plan".into(), "on".into())
     );
+}
+
+/// A batch the database refuses as a whole is run again call by call: only the call that
+/// cannot be written fails, its bystanders in the batch go through.
+#[tokio::test]
+async fn a_refused_batch_fails_only_the_call_that_caused_it() {
+    use depot_packages::model::{
+        Operation, OperationKind, OperationStatus, Package, PackageStatus,
+    };
+    use depot_packages::ports::{
+        OperationRepository, OutboxMessage, OutboxRepository, PackageRepository, StartError,
+    };
+    let (settings, _resources) = test_settings().await;
+    let db = depot_store::connect(&settings.database_options())
+        .await
+        .unwrap();
+    migrate(&db, MigrateCommand::Up).await.unwrap();
+    let repo = depot_store::SeaOrmPackageRepository::new(db.clone());
+    let now = Utc::now();
+    let mut packages = Vec::new();
+    for i in 0..6 {
+        let p = Package {
+            id: Uuid::now_v7(),
+            name: format!("batch-{i}"),
+            version: "1.0".into(),
+            status: PackageStatus::Created,
+            description: None,
+            source_url: None,
+            sha256: None,
+            size_bytes: None,
+            created_at: now,
+            updated_at: now,
+            revision: 1,
+        };
+        repo.insert(&p).await.unwrap();
+        packages.push(p);
+    }
+    // Six downloads started at once (one batch); two carry the same outbox message id, which
+    // the outbox's primary key refuses: the batch's transaction fails as a whole.
+    let shared_message = Uuid::now_v7();
+    let calls: Vec<(Operation, OutboxMessage)> = packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let op = Operation {
+                id: Uuid::now_v7(),
+                kind: OperationKind::Download,
+                package_id: p.id,
+                status: OperationStatus::Pending,
+                progress: 0,
+                error: None,
+                cancel_requested: false,
+                attempts: 0,
+                created_at: now,
+                updated_at: now,
+                finished_at: None,
+            };
+            let message = OutboxMessage {
+                id: if i == 1 || i == 4 {
+                    shared_message
+                } else {
+                    Uuid::now_v7()
+                },
+                queue: "operations".into(),
+                payload: op.id.as_bytes().to_vec(),
+                created_at: now,
+                headers: Default::default(),
+            };
+            (op, message)
+        })
+        .collect();
+    let results = futures::future::join_all(calls.iter().map(|(op, m)| repo.start(op, m))).await;
+    let failed: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_err())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "one of the two duplicates fails: {results:?}"
+    );
+    assert!(failed[0] == 1 || failed[0] == 4, "{results:?}");
+    assert!(matches!(
+        results[failed[0]],
+        Err(StartError::Repo(depot_core::RepoError::Conflict(_)))
+    ));
+    for (i, (op, _)) in calls.iter().enumerate() {
+        let stored = OperationRepository::get(&repo, op.id).await;
+        assert_eq!(stored.is_ok(), i != failed[0], "operation {i}: {stored:?}");
+    }
+    assert_eq!(
+        repo.backlog().await.unwrap(),
+        5,
+        "one outbox message per started operation"
+    );
+    db.close().await.ok();
 }

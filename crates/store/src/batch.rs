@@ -2,7 +2,8 @@
 //! run as one statement (or one transaction) instead of one each. Nothing waits for a batch to
 //! fill: a call runs at once when the store is idle, and calls that arrive while batches are in
 //! flight make up the next one. So a lone request pays no latency, and under load the number of
-//! statements (and commits) per request falls as the load rises.
+//! statements (and commits) per request falls as the load rises. A batch the database refuses as
+//! a whole is run again call by call ([`each_alone_on_failure`]), so one bad call fails alone.
 
 use depot_core::RepoError;
 use std::future::Future;
@@ -95,6 +96,46 @@ pub(crate) fn shared(e: &RepoError) -> RepoError {
     }
 }
 
+/// One run of a batch: its answers in the calls' order, or the batch's failure.
+pub(crate) type BatchRun<'a, R> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Vec<R>, RepoError>> + Send + 'a>>;
+
+/// Answers a batch with `run`. When the batch fails as a whole (a deadlock, a row the database
+/// refuses) and held more than one call, each call is run again alone, so a call that cannot be
+/// written fails alone instead of failing its bystanders. `run` is transactional: a failed batch
+/// wrote nothing. An outage (`Unavailable`) is answered at once: running each call alone would
+/// only wait out the pool's timeout once per call.
+pub(crate) async fn each_alone_on_failure<'a, Q, R>(
+    name: &'static str,
+    calls: &'a [Q],
+    run: impl Fn(&'a [Q]) -> BatchRun<'a, R>,
+    failed: impl Fn(RepoError) -> R,
+) -> Vec<R> {
+    let e = match run(calls).await {
+        Ok(results) => return results,
+        Err(e) => e,
+    };
+    if calls.len() == 1 || matches!(e, RepoError::Unavailable(_)) {
+        return calls.iter().map(|_| failed(shared(&e))).collect();
+    }
+    tracing::warn!(batch = name, calls = calls.len(), error = %e, "a batch failed; running its calls one by one");
+    let mut results = Vec::with_capacity(calls.len());
+    for (i, call) in calls.iter().enumerate() {
+        match run(std::slice::from_ref(call)).await {
+            Ok(mut one) if one.len() == 1 => results.extend(one.pop()),
+            Ok(_) => results.push(failed(RepoError::Unexpected(
+                "a call run alone did not get one answer".into(),
+            ))),
+            Err(e @ RepoError::Unavailable(_)) => {
+                results.extend(calls[i..].iter().map(|_| failed(shared(&e))));
+                break;
+            }
+            Err(e) => results.push(failed(e)),
+        }
+    }
+    results
+}
+
 /// What a caller gets when its batch never answered.
 pub(crate) fn lost() -> RepoError {
     RepoError::Unavailable("the batch running this call was lost".into())
@@ -133,6 +174,60 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 21);
         assert!(sizes.iter().all(|&n| n <= 8), "{sizes:?}");
         assert!(sizes.len() < 21, "nothing was batched: {sizes:?}");
+    }
+
+    /// A batch fails when it holds a 0 (a refused row); a 1000 stands for an outage.
+    fn refusing_zero<'a>(
+        qs: &'a [u32],
+        runs: &'a Mutex<Vec<usize>>,
+    ) -> BatchRun<'a, Result<u32, RepoError>> {
+        Box::pin(async move {
+            runs.lock().unwrap().push(qs.len());
+            if qs.contains(&0) {
+                Err(RepoError::Unexpected("refused".into()))
+            } else if qs.contains(&1000) {
+                Err(RepoError::Unavailable("down".into()))
+            } else {
+                Ok(qs.iter().map(|q| Ok(q * 2)).collect())
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_runs_its_calls_alone_so_only_the_bad_one_fails() {
+        let runs = Mutex::new(Vec::new());
+        let answers: Vec<Result<u32, String>> =
+            each_alone_on_failure("test", &[1, 0, 3], |qs| refusing_zero(qs, &runs), Err)
+                .await
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect();
+        assert_eq!(
+            answers,
+            vec![Ok(2), Err("unexpected store error".into()), Ok(6)]
+        );
+        assert_eq!(*runs.lock().unwrap(), vec![3, 1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn an_outage_fails_the_batch_without_running_each_call() {
+        let runs = Mutex::new(Vec::new());
+        let answers =
+            each_alone_on_failure("test", &[1, 1000, 3], |qs| refusing_zero(qs, &runs), Err).await;
+        assert!(
+            answers
+                .iter()
+                .all(|a| matches!(a, Err(RepoError::Unavailable(_))))
+        );
+        assert_eq!(*runs.lock().unwrap(), vec![3]);
+        // An outage met while running calls alone answers the rest at once.
+        let runs = Mutex::new(Vec::new());
+        let answers =
+            each_alone_on_failure("test", &[0, 1000, 3], |qs| refusing_zero(qs, &runs), Err).await;
+        assert!(matches!(answers[0], Err(RepoError::Unexpected(_))));
+        assert!(matches!(answers[1], Err(RepoError::Unavailable(_))));
+        assert!(matches!(answers[2], Err(RepoError::Unavailable(_))));
+        assert_eq!(*runs.lock().unwrap(), vec![3, 1, 1]);
     }
 
     #[tokio::test]

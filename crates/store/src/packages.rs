@@ -1,7 +1,7 @@
 //! The sea-orm adapter of the package ports: packages, operations (started together with their
 //! outbox message, finished together with the package's status change) and the outbox.
 
-use crate::batch::{Batcher, lost, shared};
+use crate::batch::{Batcher, each_alone_on_failure, lost, shared};
 use crate::entities::{operation, outbox, package};
 use crate::error::{any_of, begin_write, repo_err, unique_conflict};
 use crate::keyset::{newest_first, page_by_id};
@@ -616,6 +616,19 @@ async fn insert_batch(
     db: &DatabaseConnection,
     packages: Vec<Package>,
 ) -> Vec<Result<(), RepoError>> {
+    each_alone_on_failure(
+        "insert",
+        &packages,
+        |packages| Box::pin(insert_batch_inner(db, packages)),
+        Err,
+    )
+    .await
+}
+
+async fn insert_batch_inner(
+    db: &DatabaseConnection,
+    packages: &[Package],
+) -> Result<Vec<Result<(), RepoError>>, RepoError> {
     // One insertion order (by the unique key) for every batch: concurrent batches holding the
     // same names wait for each other instead of deadlocking.
     let mut ordered: Vec<&Package> = packages.iter().collect();
@@ -624,22 +637,17 @@ async fn insert_batch(
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_with_returning_keys(db)
         .await;
-    match inserted {
-        Ok(ids) => {
-            let ids: HashSet<Uuid> = ids.into_iter().collect();
-            packages
-                .iter()
-                .map(|p| {
-                    if ids.contains(&p.id) {
-                        Ok(())
-                    } else {
-                        Err(unique_conflict())
-                    }
-                })
-                .collect()
-        }
-        Err(e) => all_failed(packages.len(), &repo_err(e)),
-    }
+    let ids: HashSet<Uuid> = inserted.map_err(repo_err)?.into_iter().collect();
+    Ok(packages
+        .iter()
+        .map(|p| {
+            if ids.contains(&p.id) {
+                Ok(())
+            } else {
+                Err(unique_conflict())
+            }
+        })
+        .collect())
 }
 
 async fn get_package_batch(
@@ -716,13 +724,13 @@ async fn start_batch(
     db: &DatabaseConnection,
     calls: Vec<(Operation, OutboxMessage)>,
 ) -> Vec<Result<(), StartError>> {
-    match start_batch_inner(db, &calls).await {
-        Ok(results) => results,
-        Err(e) => calls
-            .iter()
-            .map(|_| Err(StartError::Repo(shared(&e))))
-            .collect(),
-    }
+    each_alone_on_failure(
+        "start",
+        &calls,
+        |calls| Box::pin(start_batch_inner(db, calls)),
+        |e| Err(StartError::Repo(e)),
+    )
+    .await
 }
 
 async fn start_batch_inner(
@@ -874,6 +882,9 @@ async fn claim_batch(
     db: &DatabaseConnection,
     calls: Vec<(Uuid, DateTime<Utc>)>,
 ) -> Vec<Result<Claimed, RepoError>> {
+    // Not run call by call on failure: the claim is one UPDATE, which refuses no single row,
+    // and it is not one transaction with the reads after it, so running it again would count
+    // an attempt twice.
     match claim_batch_inner(db, &calls).await {
         Ok(found) => calls
             .iter()
@@ -982,10 +993,21 @@ async fn finish_batch(
     db: &DatabaseConnection,
     calls: Vec<FinishCall>,
 ) -> Vec<Result<Option<Operation>, RepoError>> {
-    match finish_batch_inner(db, &calls).await {
-        Ok(results) => results.into_iter().map(Ok).collect(),
-        Err(e) => all_failed(calls.len(), &e),
-    }
+    each_alone_on_failure(
+        "finish",
+        &calls,
+        |calls| {
+            Box::pin(async move {
+                Ok(finish_batch_inner(db, calls)
+                    .await?
+                    .into_iter()
+                    .map(Ok)
+                    .collect())
+            })
+        },
+        Err,
+    )
+    .await
 }
 
 async fn finish_batch_inner(
