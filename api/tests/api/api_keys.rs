@@ -7,14 +7,15 @@ async fn whoami(app: &TestApp, key: &str) -> reqwest::Response {
     app.get_with_key("/api/v1/auth/whoami", key).await
 }
 
-async fn key_view(app: &TestApp, id: &str) -> Value {
-    let res = app
-        .admin(Method::GET, &format!("/api/v1/api-keys/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+/// An admin GET that must answer 200: its JSON body.
+async fn admin_get(app: &TestApp, path: &str) -> Value {
+    let res = app.admin(Method::GET, path).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{path}");
     res.json().await.unwrap()
+}
+
+async fn key_view(app: &TestApp, id: &str) -> Value {
+    admin_get(app, &format!("/api/v1/api-keys/{id}")).await
 }
 
 fn fields(problem: &Value) -> Vec<String> {
@@ -661,14 +662,7 @@ async fn usage_is_logged_with_route_templates_newest_first() {
     let view = wait_for_uses(&app, &id, 3).await;
     assert_eq!(view["total_uses"], 3);
     assert!(view["last_used_at"].is_string());
-    let usage: Value = app
-        .admin(Method::GET, &format!("/api/v1/api-keys/{id}/usage?limit=2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage = admin_get(&app, &format!("/api/v1/api-keys/{id}/usage?limit=2")).await;
     let items = usage["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["route"], "/api/v1/api-keys");
@@ -823,14 +817,7 @@ async fn graceful_shutdown_flushes_pending_usage() {
     );
     let replica = app.spawn_replica().await;
     app.stop().await;
-    let records: Value = replica
-        .admin(Method::GET, &format!("/api/v1/api-keys/{id}/usage"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let records = admin_get(&replica, &format!("/api/v1/api-keys/{id}/usage")).await;
     assert_eq!(
         key_view(&replica, &id).await["total_uses"],
         5,
