@@ -182,9 +182,7 @@ async fn postgres_connections_plan_once_and_prefer_indexes_unless_the_url_says_o
 /// cannot be written fails, its bystanders in the batch go through.
 #[tokio::test]
 async fn a_refused_batch_fails_only_the_call_that_caused_it() {
-    use depot_packages::model::{
-        Operation, OperationKind, OperationStatus, Package, PackageStatus,
-    };
+    use depot_packages::model::{Operation, OperationKind, Package};
     use depot_packages::ports::{
         OperationRepository, OutboxMessage, OutboxRepository, PackageRepository, StartError,
     };
@@ -197,19 +195,7 @@ async fn a_refused_batch_fails_only_the_call_that_caused_it() {
     let now = Utc::now();
     let mut packages = Vec::new();
     for i in 0..6 {
-        let p = Package {
-            id: Uuid::now_v7(),
-            name: format!("batch-{i}"),
-            version: "1.0".into(),
-            status: PackageStatus::Created,
-            description: None,
-            source_url: None,
-            sha256: None,
-            size_bytes: None,
-            created_at: now,
-            updated_at: now,
-            revision: 1,
-        };
+        let p = Package::created(format!("batch-{i}"), "1.0".into(), now);
         repo.insert(&p).await.unwrap();
         packages.push(p);
     }
@@ -220,19 +206,7 @@ async fn a_refused_batch_fails_only_the_call_that_caused_it() {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let op = Operation {
-                id: Uuid::now_v7(),
-                kind: OperationKind::Download,
-                package_id: p.id,
-                status: OperationStatus::Pending,
-                progress: 0,
-                error: None,
-                cancel_requested: false,
-                attempts: 0,
-                created_at: now,
-                updated_at: now,
-                finished_at: None,
-            };
+            let op = Operation::pending(OperationKind::Download, p.id, now);
             let message = OutboxMessage {
                 id: if i == 1 || i == 4 {
                     shared_message

@@ -251,7 +251,6 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PackageStatus;
     use std::sync::Mutex;
 
     /// An in-memory package store that counts reads (the cache's backing store in these tests).
@@ -262,20 +261,7 @@ mod tests {
     }
 
     fn package(name: &str) -> Package {
-        let now = Utc::now();
-        Package {
-            id: Uuid::now_v7(),
-            name: name.into(),
-            version: "1".into(),
-            status: PackageStatus::Created,
-            description: None,
-            source_url: None,
-            sha256: None,
-            size_bytes: None,
-            created_at: now,
-            updated_at: now,
-            revision: 1,
-        }
+        Package::created(name.into(), "1".into(), Utc::now())
     }
 
     #[async_trait]

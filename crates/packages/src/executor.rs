@@ -85,7 +85,6 @@ impl Executor for SimulatedExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PackageStatus;
     use std::sync::Mutex;
 
     struct Recorder {
@@ -102,20 +101,7 @@ mod tests {
     }
 
     fn package() -> Package {
-        let now = chrono::Utc::now();
-        Package {
-            id: uuid::Uuid::now_v7(),
-            name: "p".into(),
-            version: "1".into(),
-            status: PackageStatus::Created,
-            description: None,
-            source_url: None,
-            sha256: None,
-            size_bytes: None,
-            created_at: now,
-            updated_at: now,
-            revision: 1,
-        }
+        Package::created("p".into(), "1".into(), chrono::Utc::now())
     }
 
     #[tokio::test]

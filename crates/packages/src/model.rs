@@ -156,6 +156,25 @@ pub struct Package {
     pub revision: i64,
 }
 
+impl Package {
+    /// A newly registered package: status `Created`, revision 1, no optional fields.
+    pub fn created(name: String, version: String, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            name,
+            version,
+            status: PackageStatus::Created,
+            description: None,
+            source_url: None,
+            sha256: None,
+            size_bytes: None,
+            created_at: now,
+            updated_at: now,
+            revision: 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     pub id: Uuid,
@@ -169,6 +188,25 @@ pub struct Operation {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Operation {
+    /// A newly requested operation on a package: pending, no attempt yet.
+    pub fn pending(kind: OperationKind, package_id: Uuid, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            kind,
+            package_id,
+            status: OperationStatus::Pending,
+            progress: 0,
+            error: None,
+            cancel_requested: false,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        }
+    }
 }
 
 /// Validated package fields (parse, don't validate).

@@ -1,9 +1,7 @@
 //! The registry and the starting, reading and cancelling of operations.
 
 use crate::OPERATIONS_QUEUE;
-use crate::model::{
-    Operation, OperationKind, OperationStatus, Package, PackageInput, PackageStatus,
-};
+use crate::model::{Operation, OperationKind, Package, PackageInput};
 use crate::ports::{
     OperationFilter, OperationRepository, OutboxMessage, PackageFilter, PackageRepository,
     PackageSort, StartError,
@@ -65,17 +63,15 @@ impl PackageService {
         let fields = input.validate(true)?;
         let now = self.clock.now();
         let package = Package {
-            id: Uuid::now_v7(),
-            name: fields.name.expect("required"),
-            version: fields.version.expect("required"),
-            status: PackageStatus::Created,
             description: fields.description.flatten(),
             source_url: fields.source_url.flatten(),
             sha256: fields.sha256.flatten(),
             size_bytes: fields.size_bytes.flatten(),
-            created_at: now,
-            updated_at: now,
-            revision: 1,
+            ..Package::created(
+                fields.name.expect("required"),
+                fields.version.expect("required"),
+                now,
+            )
         };
         self.packages.insert(&package).await.map_err(|e| match e {
             RepoError::Conflict(_) => PackageError::Conflict {
@@ -152,19 +148,7 @@ impl PackageService {
         kind: OperationKind,
     ) -> Result<Operation, PackageError> {
         let now = self.clock.now();
-        let operation = Operation {
-            id: Uuid::now_v7(),
-            kind,
-            package_id,
-            status: OperationStatus::Pending,
-            progress: 0,
-            error: None,
-            cancel_requested: false,
-            attempts: 0,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        };
+        let operation = Operation::pending(kind, package_id, now);
         let message = OutboxMessage {
             id: Uuid::now_v7(),
             queue: OPERATIONS_QUEUE.to_owned(),
