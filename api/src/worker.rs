@@ -59,12 +59,16 @@ impl WorkerHandle {
 }
 
 impl Worker {
+    /// `prefetch` is raised to `concurrency` when below it: a consumer never holds more jobs
+    /// than it has unacknowledged deliveries, so a smaller prefetch would silently cap the
+    /// concurrency asked for.
     pub fn new(consumer: Arc<dyn MessageConsumer>, concurrency: u16, prefetch: u16) -> Self {
+        let concurrency = concurrency.max(1);
         Self {
             consumer,
             handlers: Vec::new(),
-            concurrency: concurrency.max(1),
-            prefetch: prefetch.max(1),
+            concurrency,
+            prefetch: prefetch.max(concurrency),
             max_deliveries: 10,
             metrics: None,
         }
@@ -327,5 +331,51 @@ mod tests {
         handle.shutdown(Duration::from_secs(2)).await;
         assert!(q.is_empty("test.jobs"));
         assert_eq!(handler.calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// Holds every job until `parties` jobs run at once.
+    struct Gate {
+        parties: tokio::sync::Barrier,
+        passed: AtomicU32,
+    }
+
+    #[async_trait]
+    impl JobHandler for Gate {
+        fn queue(&self) -> &'static str {
+            "test.gate"
+        }
+        async fn handle(&self, _: &Message, _: u32) -> Result<(), JobError> {
+            self.parties.wait().await;
+            self.passed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_prefetch_below_the_concurrency_does_not_cap_it() {
+        let q = InProcessQueue::new();
+        let gate = Arc::new(Gate {
+            parties: tokio::sync::Barrier::new(8),
+            passed: AtomicU32::new(0),
+        });
+        let handle = Worker::new(Arc::new(q.clone()), 8, 2)
+            .register(gate.clone())
+            .start()
+            .await
+            .unwrap();
+        for _ in 0..8 {
+            q.publish("test.gate", Message::new("job")).await.unwrap();
+        }
+        let all_at_once = tokio::time::timeout(Duration::from_secs(5), async {
+            while gate.passed.load(Ordering::SeqCst) < 8 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        handle.shutdown(Duration::from_millis(200)).await;
+        assert!(
+            all_at_once.is_ok(),
+            "8 jobs never ran at once with a prefetch of 2"
+        );
     }
 }
