@@ -54,9 +54,9 @@ for _ in $(seq 1 100); do curl -fsS "$BASE/health/ready" >/dev/null 2>&1 && brea
 KEY=$(curl -fsS -X POST "$BASE/api/v1/api-keys" -H "X-Admin-Secret: $DEPOT_ADMIN_SECRET" -H 'Content-Type: application/json' \
   -d '{"name":"bench","scopes":["packages:read","packages:write","operations:read"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 echo "lifecycle (scaled: PostgreSQL + RabbitMQ, 1 API + $WORKERS worker process(es)), $N packages, $C at a time:"
-"$TARGET_DIR/release/examples/lifecycle" "$BASE" "$KEY" "$N" "$C" | awk '{printf "  cold (empty tables): %s packages/s (%s failed)\n", $4, $5}'
+"$TARGET_DIR/release/examples/lifecycle" "$BASE" "$KEY" "$N" "$C" | awk '/^lifecycle/ {printf "  cold (empty tables): %s packages/s (%s failed)\n", $4, $5} /^latency/ {print "    " $0}'
 # Steady state: PostgreSQL plans a prepared statement once per connection, and on tables that
 # were empty when it did (no statistics yet: autovacuum analyzes within its first minute) some
 # plans are sequential scans that stay cached. ANALYZE, as autovacuum would, then measure again.
 psql "$DB_URL" -qc "ANALYZE"
-"$TARGET_DIR/release/examples/lifecycle" "$BASE" "$KEY" "$N" "$C" | awk '{printf "  steady (after ANALYZE): %s packages/s (%s failed)\n", $4, $5}'
+"$TARGET_DIR/release/examples/lifecycle" "$BASE" "$KEY" "$N" "$C" | awk '/^lifecycle/ {printf "  steady (after ANALYZE): %s packages/s (%s failed)\n", $4, $5} /^latency/ {print "    " $0}'

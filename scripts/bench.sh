@@ -120,4 +120,4 @@ LIFECYCLE_N=${BENCH_LIFECYCLE_PACKAGES:-1000}
 echo
 echo "lifecycle (embedded: SQLite + in-process queue), $LIFECYCLE_N packages, 64 at a time:"
 "${CARGO_TARGET_DIR:-$PWD/target}/release/examples/lifecycle" "$BASE" "$BENCH_API_KEY" "$LIFECYCLE_N" 64 |
-  awk '{printf "  %s packages/s (%s failed)\n", $4, $5}'
+  awk '/^lifecycle/ {printf "  %s packages/s (%s failed)\n", $4, $5} /^latency/ {print "    " $0}'

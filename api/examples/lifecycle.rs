@@ -2,9 +2,22 @@
 //! operation to succeed), C at a time. Prints packages per second. Used by `make bench`.
 //!
 //!   cargo run --release --example lifecycle -- <base url> <api key> [packages] [concurrency]
+//!
+//! The first line of output is `lifecycle <packages> <concurrency> <packages/s> <failed>`; a
+//! second line gives each step's latency (median and 99th percentile, milliseconds), so a
+//! throughput figure always comes with what it cost the clients.
 
 use serde_json::{Value, json};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The timed steps of one package's lifecycle, in order.
+const STEPS: [&str; 5] = [
+    "create",
+    "download",
+    "download-done",
+    "activate",
+    "activate-done",
+];
 
 /// Waits for the operation through its event stream (one request, no polling).
 async fn wait(client: &reqwest::Client, base: &str, key: &str, op: &Value) -> Result<(), String> {
@@ -43,7 +56,9 @@ async fn one(
     key: String,
     run: String,
     i: usize,
-) -> Result<(), String> {
+) -> Result<[Duration; 5], String> {
+    let mut took = [Duration::ZERO; 5];
+    let mut at = Instant::now();
     let p: Value = client
         .post(format!("{base}/api/v1/packages"))
         .header("X-API-Key", &key)
@@ -57,7 +72,9 @@ async fn one(
     let id = p["id"]
         .as_str()
         .ok_or_else(|| format!("create failed: {p}"))?;
-    for kind in ["download", "activate"] {
+    took[0] = at.elapsed();
+    for (step, kind) in ["download", "activate"].into_iter().enumerate() {
+        at = Instant::now();
         let op: Value = client
             .post(format!("{base}/api/v1/packages/{id}/{kind}"))
             .header("X-API-Key", &key)
@@ -67,9 +84,28 @@ async fn one(
             .json()
             .await
             .map_err(|e| e.to_string())?;
+        took[1 + 2 * step] = at.elapsed();
+        at = Instant::now();
         wait(&client, &base, &key, &op).await?;
+        took[2 + 2 * step] = at.elapsed();
     }
-    Ok(())
+    Ok(took)
+}
+
+/// `step p50/p99` for each step, in milliseconds.
+fn latencies(mut samples: Vec<[Duration; 5]>) -> String {
+    let mut out = Vec::new();
+    for (i, step) in STEPS.iter().enumerate() {
+        samples.sort_by_key(|s| s[i]);
+        let at = |q: f64| {
+            let idx = ((samples.len() as f64 - 1.0) * q).round() as usize;
+            samples
+                .get(idx)
+                .map_or(0.0, |s| s[i].as_secs_f64() * 1000.0)
+        };
+        out.push(format!("{step} {:.1}/{:.1}", at(0.5), at(0.99)));
+    }
+    out.join(", ")
 }
 
 #[tokio::main]
@@ -97,16 +133,21 @@ async fn main() {
         });
     }
     let mut failed = 0;
+    let mut samples = Vec::with_capacity(n);
     while let Some(r) = tasks.join_next().await {
-        if let Err(e) = r.unwrap() {
-            failed += 1;
-            if failed <= 3 {
-                eprintln!("failed: {e}");
+        match r.unwrap() {
+            Ok(took) => samples.push(took),
+            Err(e) => {
+                failed += 1;
+                if failed <= 3 {
+                    eprintln!("failed: {e}");
+                }
             }
         }
     }
     let secs = started.elapsed().as_secs_f64();
     println!("lifecycle {n} {c} {:.1} {failed}", n as f64 / secs);
+    println!("latency ms p50/p99: {}", latencies(samples));
     if failed > 0 {
         std::process::exit(1);
     }
