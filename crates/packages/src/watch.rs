@@ -1,14 +1,18 @@
 //! Following operations without a query per follower: every event stream (and any other waiter)
 //! in a process shares one watch, which reads all followed operations in one query per interval
 //! and wakes the followers whose operation changed. A worker in the same process also pushes the
-//! final state the moment it writes it, so embedded mode sees no polling delay at all.
+//! final state the moment it writes it, so embedded mode sees no polling delay at all. Writers in
+//! other processes are heard through [`OperationWatch::changed`] (fed by the database's change
+//! notifications where it has them): the watch reads those operations at once, and the interval
+//! read remains for progress and for any notification that was lost.
 
 use crate::model::Operation;
 use crate::ports::OperationRepository;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 pub struct OperationWatch {
@@ -16,6 +20,9 @@ pub struct OperationWatch {
     interval: Duration,
     followed: Mutex<HashMap<Uuid, watch::Sender<Operation>>>,
     wakeup: Notify,
+    /// Followed operations another process reported changed, to be read at once.
+    due: Mutex<HashSet<Uuid>>,
+    nudged: Notify,
 }
 
 /// The parts of an operation a follower sees change.
@@ -30,6 +37,20 @@ impl OperationWatch {
             interval,
             followed: Mutex::new(HashMap::new()),
             wakeup: Notify::new(),
+            due: Mutex::new(HashSet::new()),
+            nudged: Notify::new(),
+        }
+    }
+
+    /// These operations changed in another process (committed): the ones followed here are
+    /// read at once instead of at the next interval. Cheap for operations nobody follows here.
+    pub fn changed(&self, ids: &[Uuid]) {
+        let followed = self.followed.lock().expect("watch lock");
+        let mut due = self.due.lock().expect("watch lock");
+        let before = due.len();
+        due.extend(ids.iter().filter(|id| followed.contains_key(id)));
+        if due.len() > before {
+            self.nudged.notify_one();
         }
     }
 
@@ -88,8 +109,14 @@ impl OperationWatch {
             followed.retain(|_, tx| tx.receiver_count() > 0);
             followed.keys().copied().collect()
         };
+        self.read(&ids).await?;
+        Ok(ids.len())
+    }
+
+    /// Reads these operations and wakes their followers (see [`Self::poll_once`]).
+    async fn read(&self, ids: &[Uuid]) -> Result<(), depot_core::RepoError> {
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let mut found = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
@@ -98,7 +125,7 @@ impl OperationWatch {
             }
         }
         let mut followed = self.followed.lock().expect("watch lock");
-        for id in &ids {
+        for id in ids {
             match found.remove(id) {
                 Some(op) => {
                     let fin = op.status.is_final();
@@ -114,29 +141,48 @@ impl OperationWatch {
                 }
             }
         }
-        Ok(ids.len())
+        Ok(())
     }
 
-    /// Polls every `interval` while anything is followed, and sleeps otherwise, until `stop`.
+    /// Reads the operations reported changed since the last call.
+    async fn read_due(&self) {
+        let ids: Vec<Uuid> = self.due.lock().expect("watch lock").drain().collect();
+        if let Err(e) = self.read(&ids).await {
+            // The interval read picks them up.
+            tracing::warn!(error = %e, "reading changed operations failed");
+        }
+    }
+
+    /// Polls every `interval` while anything is followed, and sleeps otherwise, until `stop`;
+    /// in between, reads the operations [`Self::changed`] reports.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        // When the next full read is due; `None` while nothing is followed.
+        let mut next: Option<Instant> = Some(Instant::now());
         loop {
-            let wait = match self.poll_once().await {
-                Ok(0) => None,
-                Ok(_) => Some(self.interval),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading followed operations failed");
-                    Some(self.interval * 4)
+            if next.is_some_and(|at| at <= Instant::now()) {
+                next = match self.poll_once().await {
+                    Ok(0) => None,
+                    Ok(_) => Some(Instant::now() + self.interval),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading followed operations failed");
+                        Some(Instant::now() + self.interval * 4)
+                    }
+                };
+            }
+            let until_next = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
             };
-            match wait {
-                None => tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = self.wakeup.notified() => {}
-                },
-                Some(wait) => tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = tokio::time::sleep(wait) => {}
-                },
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = until_next => {}
+                // A new follower: start polling if idle.
+                _ = self.wakeup.notified() => {
+                    next.get_or_insert_with(Instant::now);
+                }
+                _ = self.nudged.notified() => self.read_due().await,
             }
         }
     }
