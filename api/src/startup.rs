@@ -63,6 +63,15 @@ impl Application {
             tokio::spawn(services.verifier.clone().run(stopped.clone())),
             tokio::spawn(services.relay.clone().run(stopped.clone())),
             tokio::spawn(adapters.operation_watch.clone().run(stopped.clone())),
+            // PostgreSQL: operations other processes end reach the watch at once.
+            tokio::spawn(depot_store::listen_for_operations(
+                adapters.db.clone(),
+                {
+                    let watch = adapters.operation_watch.clone();
+                    move |ids: &[uuid::Uuid]| watch.changed(ids)
+                },
+                stopped.clone(),
+            )),
             tokio::spawn(bootstrap::maintenance(
                 settings.clone(),
                 adapters.clone(),

@@ -246,3 +246,39 @@ async fn requests_succeed_while_the_broker_is_away_and_the_work_completes_after(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An event stream on the API hears of an operation a `depot worker` process ended at once
+/// (PostgreSQL notifies the API), not at the watch's next read, set here to 5 s.
+#[tokio::test]
+#[ignore = "needs PostgreSQL and RabbitMQ; run with --include-ignored (scripts/test.sh does)"]
+async fn event_streams_hear_at_once_of_operations_a_worker_process_ends() {
+    require_services();
+    let app = spawn_app_with(|s| {
+        s.worker.embedded = false;
+        s.operations.watch_interval_ms = 5000;
+        s.executor.simulated_duration_ms = 600;
+        s.executor.simulated_steps = 1;
+    })
+    .await;
+    let key = app.writer_key().await;
+    let mut worker = spawn_worker(&app);
+    let ops = create_and_download(&app, &key, 1).await;
+    let started = Instant::now();
+    let res = app
+        .get_with_key(&format!("/api/v1/operations/{}/events", ops[0].1), &key)
+        .await;
+    assert_eq!(res.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(20), res.text())
+        .await
+        .expect("the stream closes")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(body.contains("\"succeeded\""), "{body}");
+    // The operation takes 0.6 s; polling alone would report it after 5 s.
+    assert!(
+        took < Duration::from_secs(3),
+        "the final event came after {took:?}"
+    );
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}

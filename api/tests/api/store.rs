@@ -249,3 +249,60 @@ async fn a_refused_batch_fails_only_the_call_that_caused_it() {
     );
     db.close().await.ok();
 }
+
+/// An operation another process ended reaches the watch's followers as soon as it is reported
+/// changed, not at the watch's next interval read (an hour away here).
+#[tokio::test]
+async fn a_watch_reads_an_operation_reported_changed_at_once() {
+    use depot_packages::model::{Operation, OperationKind, OperationStatus, Package};
+    use depot_packages::ports::{OperationRepository, OutboxMessage, Outcome, PackageRepository};
+    use depot_packages::watch::OperationWatch;
+    use std::sync::Arc;
+    let (settings, _resources) = test_settings().await;
+    let db = depot_store::connect(&settings.database_options())
+        .await
+        .unwrap();
+    migrate(&db, MigrateCommand::Up).await.unwrap();
+    let repo = depot_store::SeaOrmPackageRepository::new(db.clone());
+    let now = Utc::now();
+    let package = Package::created("watched".into(), "1.0".into(), now);
+    repo.insert(&package).await.unwrap();
+    let op = Operation::pending(OperationKind::Download, package.id, now);
+    let message = OutboxMessage {
+        id: Uuid::now_v7(),
+        queue: "operations".into(),
+        payload: op.id.as_bytes().to_vec(),
+        created_at: now,
+        headers: Default::default(),
+    };
+    repo.start(&op, &message).await.unwrap();
+
+    let watch = Arc::new(OperationWatch::new(
+        Arc::new(depot_store::SeaOrmPackageRepository::new(db.clone())),
+        std::time::Duration::from_secs(3600),
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(watch.clone().run(stopped));
+    let mut rx = watch.follow(op.clone());
+    // Let the watch make its first read (the operation is still pending).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let claimed = repo.claim(op.id, Utc::now()).await.unwrap();
+    repo.finish(&claimed.operation, &Outcome::Succeeded, Utc::now())
+        .await
+        .unwrap()
+        .expect("this call ends it");
+    watch.changed(&[op.id, Uuid::now_v7()]);
+    let seen = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        rx.wait_for(|o| o.status == OperationStatus::Succeeded),
+    )
+    .await;
+    assert!(
+        matches!(seen, Ok(Ok(_))),
+        "the follower did not see the operation succeed"
+    );
+    let _ = stop.send(true);
+    running.await.unwrap();
+    db.close().await.ok();
+}

@@ -9,6 +9,7 @@ pub mod entities;
 pub mod error;
 pub mod idempotency;
 mod keyset;
+pub mod notify;
 pub mod packages;
 
 pub use accounts::SeaOrmAccountRepository;
@@ -17,5 +18,6 @@ pub use database::{
     Backend, DatabaseOptions, MigrateCommand, connect, migrate, migrate_up, migration_status, ping,
 };
 pub use idempotency::SeaOrmIdempotencyStore;
+pub use notify::listen_for_operations;
 pub use packages::SeaOrmPackageRepository;
 pub use sea_orm::DatabaseConnection;

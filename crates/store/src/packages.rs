@@ -446,7 +446,11 @@ impl OperationRepository for SeaOrmPackageRepository {
             }
         }
         txn.commit().await.map_err(repo_err)?;
-        OperationRepository::get(self, id).await
+        let op = OperationRepository::get(self, id).await?;
+        if op.status.is_final() {
+            crate::notify::announce(&self.db, &[id]).await;
+        }
+        Ok(op)
     }
 
     async fn unfinished(&self) -> Result<Vec<Operation>, RepoError> {
@@ -1160,6 +1164,9 @@ async fn finish_batch_postgres(
         }
     }
     ending.the_others(db, calls, now).await?;
+    // Both statements committed on their own: other processes' watches may read them now.
+    let ended: Vec<Uuid> = ending.ended.keys().copied().collect();
+    crate::notify::announce(db, &ended).await;
     ending.answers(calls)
 }
 

@@ -1,0 +1,134 @@
+//! Operation change notifications on PostgreSQL (`LISTEN`/`NOTIFY`). Whoever ends operations
+//! (the worker's finish, a cancellation) announces their ids once committed; every API process
+//! listens and hands them to its operation watch, so an event stream hears of an operation that
+//! another process ended at once instead of at the watch's next interval.
+//!
+//! Best effort by design: a notification lost (the listener reconnecting, a failed announce)
+//! costs latency only, because the watch's interval read stays. SQLite has no such channel; its
+//! deployments are one process, where the worker tells the watch directly.
+
+use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The channel operation ids are announced on.
+pub const OPERATIONS_CHANNEL: &str = "depot_operations";
+
+/// Ids per notification: a payload must stay under PostgreSQL's 8,000 bytes (37 per id).
+const IDS_PER_NOTIFICATION: usize = 200;
+
+/// Announces that these operations changed. Call after their change committed. Never fails the
+/// caller: an error is logged and the watchers' interval read covers it.
+pub(crate) async fn announce(db: &impl ConnectionTrait, ids: &[Uuid]) {
+    if ids.is_empty() || db.get_database_backend() != DatabaseBackend::Postgres {
+        return;
+    }
+    let payloads: Vec<String> = ids
+        .chunks(IDS_PER_NOTIFICATION)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let sent = db
+        .execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) p",
+            [OPERATIONS_CHANNEL.into(), payloads.into()],
+        ))
+        .await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, operations = ids.len(), "announcing ended operations failed");
+    }
+}
+
+/// Listens for announced operations and hands each batch of ids to `changed`, until `stop`.
+/// Reconnects with backoff when the connection goes. Returns at once on SQLite. Holds one
+/// connection of the pool while it runs.
+pub async fn listen_for_operations(
+    db: DatabaseConnection,
+    changed: impl Fn(&[Uuid]) + Send + Sync + 'static,
+    mut stop: watch::Receiver<bool>,
+) {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return;
+    }
+    let pool = db.get_postgres_connection_pool().clone();
+    let mut backoff = Duration::from_millis(200);
+    'connect: loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(OPERATIONS_CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            _ = stop.changed() => break,
+            l = listening => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "listening for operation changes failed");
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(200);
+        loop {
+            let next = tokio::select! {
+                _ = stop.changed() => break 'connect,
+                n = listener.try_recv() => n,
+            };
+            match next {
+                Ok(Some(first)) => {
+                    let mut ids = parse(first.payload());
+                    // Whatever else already arrived goes in the same batch.
+                    while let Some(more) = listener.next_buffered() {
+                        ids.extend(parse(more.payload()));
+                    }
+                    changed(&ids);
+                }
+                // The connection was lost and opened again: what was announced in between is
+                // lost, and the watch's interval read covers it.
+                Ok(None) => tracing::info!("listening for operation changes again"),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "listening for operation changes stopped; reconnecting");
+                    tokio::select! {
+                        _ = stop.changed() => break 'connect,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    continue 'connect;
+                }
+            }
+        }
+    }
+}
+
+/// The ids of one payload; anything unreadable is skipped (it is only a hint).
+fn parse(payload: &str) -> Vec<Uuid> {
+    payload
+        .split(',')
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_parse_back_to_their_ids_and_garbage_is_skipped() {
+        let ids = [Uuid::now_v7(), Uuid::now_v7()];
+        let payload = format!("{},{},not-an-id", ids[0], ids[1]);
+        assert_eq!(parse(&payload), ids);
+        assert!(parse("").is_empty());
+    }
+}
