@@ -4,8 +4,9 @@
 # zero delay. Prints packages/s for create → download → activate, each operation awaited on its
 # event stream. Part of `make bench`.
 #
-# Defaults: one worker process (on 2 cores a second one only adds scheduling; the worker runs 32
-# operations at once), 128 packages in flight, and PostgreSQL over loopback without TLS
+# Defaults: one worker process (on 2 cores a second one only adds scheduling) running up to 128
+# operations at once (BENCH_WORKER_CONCURRENCY; as many as packages in flight, so no operation
+# waits for a free slot), 128 packages in flight, and PostgreSQL over loopback without TLS
 # (sslmode=disable: on one machine TLS protects nothing and costs about a tenth of the
 # throughput; DEPOT_PG_URL overrides it).
 set -euo pipefail
@@ -16,6 +17,7 @@ PORT=${BENCH_PORT:-18090}
 WORKERS=${BENCH_WORKERS:-1}
 N=${BENCH_LIFECYCLE_PACKAGES:-4000}
 C=${BENCH_LIFECYCLE_CONCURRENCY:-128}
+WORKER_CONCURRENCY=${BENCH_WORKER_CONCURRENCY:-128}
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 bash scripts/services.sh >/dev/null
 [ -n "${BENCH_SKIP_BUILD:-}" ] || cargo build --release --locked -p depot-api --bin depot --example lifecycle
@@ -46,7 +48,7 @@ export DATABASE_URL="$DB_URL" AMQP_URL="$AMQP" DEPOT__QUEUE__QUEUE_PREFIX="$PREF
   "$TARGET_DIR/release/depot" serve >"$WORK/api.log" 2>&1) &
 PIDS+=($!)
 for i in $(seq 1 "$WORKERS"); do
-  (cd "$WORK" && exec env DEPOT__WORKER__CONCURRENCY=32 "$TARGET_DIR/release/depot" worker >"$WORK/worker$i.log" 2>&1) &
+  (cd "$WORK" && exec env DEPOT__WORKER__CONCURRENCY="$WORKER_CONCURRENCY" "$TARGET_DIR/release/depot" worker >"$WORK/worker$i.log" 2>&1) &
   PIDS+=($!)
 done
 BASE="http://127.0.0.1:$PORT"
