@@ -37,7 +37,7 @@ BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/depot"
     DEPOT_ADMIN_SECRET="${DEPOT_ADMIN_SECRET:-bench-admin-secret-0123456789abcdef}" \
     DEPOT__API_KEYS__USAGE_RETENTION_DAYS=1 \
     DEPOT__EXECUTOR__SIMULATED_DURATION_MS=0 DEPOT__EXECUTOR__SIMULATED_STEPS=1 \
-    DEPOT__WORKER__CONCURRENCY=16 ${BENCH_EXTRA_ENV:-} \
+    DEPOT__WORKER__CONCURRENCY=64 ${BENCH_EXTRA_ENV:-} \
     "$BIN" serve >"$LOG" 2>&1
 ) &
 PID=$!
@@ -115,7 +115,8 @@ for line in "${RESULTS[@]}"; do
 done
 
 # End-to-end lifecycle throughput (create → download → activate, simulated executor at zero
-# delay), embedded mode.
+# delay), embedded mode. The worker runs up to 64 operations at once (set above), as many as
+# packages in flight, so no operation waits for a free slot.
 LIFECYCLE_N=${BENCH_LIFECYCLE_PACKAGES:-1000}
 echo
 echo "lifecycle (embedded: SQLite + in-process queue), $LIFECYCLE_N packages, 64 at a time:"
