@@ -282,3 +282,25 @@ async fn event_streams_hear_at_once_of_operations_a_worker_process_ends() {
     worker.kill().unwrap();
     worker.wait().unwrap();
 }
+
+/// The operation listener has a connection of its own: with a pool of one connection the API
+/// still serves, and an operation still runs to its end.
+#[tokio::test]
+#[ignore = "needs PostgreSQL and RabbitMQ; run with --include-ignored (scripts/test.sh does)"]
+async fn the_operation_listener_takes_no_connection_from_the_pool() {
+    require_services();
+    let app = spawn_app_with(|s| {
+        s.database.max_connections = 1;
+        s.database.acquire_timeout_seconds = 2;
+        s.executor.simulated_duration_ms = 0;
+    })
+    .await;
+    let key = app.writer_key().await;
+    // Let the listener connect first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ops = create_and_download(&app, &key, 2).await;
+    for (_, op) in &ops {
+        let done = wait_final(&app, &key, op).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+}

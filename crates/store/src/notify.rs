@@ -7,7 +7,7 @@
 //! costs latency only, because the watch's interval read stays. SQLite has no such channel; its
 //! deployments are one process, where the worker tells the watch directly.
 
-use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::sqlx::postgres::{PgListener, PgPoolOptions};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -48,8 +48,9 @@ pub(crate) async fn announce(db: &impl ConnectionTrait, ids: &[Uuid]) {
 }
 
 /// Listens for announced operations and hands each batch of ids to `changed`, until `stop`.
-/// Reconnects with backoff when the connection goes. Returns at once on SQLite. Holds one
-/// connection of the pool while it runs.
+/// Reconnects with backoff when the connection goes. Returns at once on SQLite. Uses a
+/// connection of its own (the pool's settings, outside the pool), so it never takes one of the
+/// pool's connections away from requests.
 pub async fn listen_for_operations(
     db: DatabaseConnection,
     changed: impl Fn(&[Uuid]) + Send + Sync + 'static,
@@ -58,7 +59,12 @@ pub async fn listen_for_operations(
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return;
     }
-    let pool = db.get_postgres_connection_pool().clone();
+    // A pool of one, as `PgListener::connect` makes: the listener reconnects through it.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with((*db.get_postgres_connection_pool().connect_options()).clone());
     let mut backoff = Duration::from_millis(200);
     'connect: loop {
         let listening = async {
