@@ -1,7 +1,8 @@
 //! Operation change notifications on PostgreSQL (`LISTEN`/`NOTIFY`). Whoever ends operations
-//! (the worker's finish, a cancellation) announces their ids once committed; every API process
-//! listens and hands them to its operation watch, so an event stream hears of an operation that
-//! another process ended at once instead of at the watch's next interval.
+//! announces their ids, delivered with the commit: the worker's finish batch in its own
+//! statement, failures and cancellations just after theirs. Every API process listens and hands
+//! them to its operation watch, so an event stream hears of an operation that another process
+//! ended at once instead of at the watch's next interval.
 //!
 //! Best effort by design: a notification lost (the listener reconnecting, a failed announce)
 //! costs latency only, because the watch's interval read stays. SQLite has no such channel; its
@@ -19,32 +20,37 @@ pub const OPERATIONS_CHANNEL: &str = "depot_operations";
 /// Ids per notification: a payload must stay under PostgreSQL's 8,000 bytes (37 per id).
 const IDS_PER_NOTIFICATION: usize = 200;
 
-/// Announces that these operations changed. Call after their change committed. Never fails the
-/// caller: an error is logged and the watchers' interval read covers it.
-pub(crate) async fn announce(db: &impl ConnectionTrait, ids: &[Uuid]) {
+/// Announces that these operations changed, in the background (the caller does not wait).
+/// Call after their change committed. Never fails the caller: an error is logged and the
+/// watchers' interval read covers it. The finish batch announces in its own statement instead
+/// (no extra commit); this is for the rare rest (failures, cancellations).
+pub(crate) fn announce_later(db: &DatabaseConnection, ids: Vec<Uuid>) {
     if ids.is_empty() || db.get_database_backend() != DatabaseBackend::Postgres {
         return;
     }
-    let payloads: Vec<String> = ids
-        .chunks(IDS_PER_NOTIFICATION)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(Uuid::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect();
-    let sent = db
-        .execute_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT pg_notify($1, p) FROM unnest($2::text[]) p",
-            [OPERATIONS_CHANNEL.into(), payloads.into()],
-        ))
-        .await;
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, operations = ids.len(), "announcing ended operations failed");
-    }
+    let db = db.clone();
+    tokio::spawn(async move {
+        let payloads: Vec<String> = ids
+            .chunks(IDS_PER_NOTIFICATION)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        let sent = db
+            .execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) p",
+                [OPERATIONS_CHANNEL.into(), payloads.into()],
+            ))
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, operations = ids.len(), "announcing ended operations failed");
+        }
+    });
 }
 
 /// Listens for announced operations and hands each batch of ids to `changed`, until `stop`.
@@ -87,7 +93,6 @@ pub async fn listen_for_operations(
                 }
             },
         };
-        backoff = Duration::from_millis(200);
         loop {
             let next = tokio::select! {
                 _ = stop.changed() => break 'connect,
@@ -95,22 +100,35 @@ pub async fn listen_for_operations(
             };
             match next {
                 Ok(Some(first)) => {
+                    // The connection works: a later failure starts its backoff afresh.
+                    backoff = Duration::from_millis(200);
                     let mut ids = parse(first.payload());
-                    // Whatever else already arrived goes in the same batch.
+                    // Notifications sqlx already buffered join this batch.
                     while let Some(more) = listener.next_buffered() {
                         ids.extend(parse(more.payload()));
                     }
                     changed(&ids);
                 }
-                // The connection was lost and opened again: what was announced in between is
-                // lost, and the watch's interval read covers it.
-                Ok(None) => tracing::info!("listening for operation changes again"),
+                // The connection was lost and sqlx opened it again: what was announced in
+                // between is lost, and the watch's interval read covers it.
+                Ok(None) => {
+                    tracing::info!(
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "the operation listener's connection was lost"
+                    );
+                    tokio::select! {
+                        _ = stop.changed() => break 'connect,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "listening for operation changes stopped; reconnecting");
                     tokio::select! {
                         _ = stop.changed() => break 'connect,
                         _ = tokio::time::sleep(backoff) => {}
                     }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue 'connect;
                 }
             }

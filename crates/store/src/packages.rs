@@ -50,8 +50,10 @@ struct FinishCall {
     now: DateTime<Utc>,
 }
 
-/// Calls per batch: bounded so a statement's parameters stay far below SQLite's limit.
+/// Calls per batch: bounded so a statement's parameters stay far below SQLite's limit, and the
+/// ids a finish batch announces fit one notification (37 bytes each, under 8,000).
 const MAX_BATCH: usize = 128;
+const _: () = assert!(MAX_BATCH * 37 < 8000);
 
 impl SeaOrmPackageRepository {
     pub fn new(db: DatabaseConnection) -> Self {
@@ -448,7 +450,7 @@ impl OperationRepository for SeaOrmPackageRepository {
         txn.commit().await.map_err(repo_err)?;
         let op = OperationRepository::get(self, id).await?;
         if op.status.is_final() {
-            crate::notify::announce(&self.db, &[id]).await;
+            crate::notify::announce_later(&self.db, vec![id]);
         }
         Ok(op)
     }
@@ -1134,15 +1136,20 @@ async fn finish_batch_postgres(
             r#"WITH r AS (SELECT id, package_id, kind FROM operations
                           WHERE id = ANY($1) AND status = 'running' ORDER BY id FOR UPDATE),
                     m AS (UPDATE packages p SET status = {to}, revision = p.revision + 1, updated_at = $2
-                          FROM r WHERE p.id = r.package_id AND p.status = {from} RETURNING p.id)
-               UPDATE operations o SET
+                          FROM r WHERE p.id = r.package_id AND p.status = {from} RETURNING p.id),
+                    u AS (UPDATE operations o SET
                  status = CASE WHEN {moved} THEN 'succeeded' ELSE 'failed' END,
                  progress = CASE WHEN {moved} THEN 100 ELSE o.progress END,
                  error_code = CASE WHEN {moved} THEN NULL ELSE 'invalid_transition' END,
                  error_detail = CASE WHEN {moved} THEN NULL ELSE 'the package was no longer '
                    || {from_o} || ' when the ' || o.kind || ' finished' END,
                  updated_at = $2, finished_at = $2
-               FROM r WHERE o.id = r.id RETURNING o.*"#,
+               FROM r WHERE o.id = r.id RETURNING o.*),
+                    -- Other processes' watches hear of them with this commit (see notify.rs).
+                    n AS (SELECT pg_notify('{channel}', string_agg(id::text, ',')) FROM u
+                          HAVING count(*) > 0)
+               SELECT u.* FROM u LEFT JOIN n ON true"#,
+            channel = crate::notify::OPERATIONS_CHANNEL,
             to = by_kind("r", |k| k.transition().1),
             from = by_kind("r", |k| k.transition().0),
             from_o = by_kind("o", |k| k.transition().0),
@@ -1163,10 +1170,16 @@ async fn finish_batch_postgres(
             ending.succeeded(calls, m);
         }
     }
+    let announced: HashSet<Uuid> = ending.ended.keys().copied().collect();
     ending.the_others(db, calls, now).await?;
-    // Both statements committed on their own: other processes' watches may read them now.
-    let ended: Vec<Uuid> = ending.ended.keys().copied().collect();
-    crate::notify::announce(db, &ended).await;
+    // Failures and cancellations (rare) are announced apart, without holding up the answers.
+    let others: Vec<Uuid> = ending
+        .ended
+        .keys()
+        .filter(|id| !announced.contains(id))
+        .copied()
+        .collect();
+    crate::notify::announce_later(db, others);
     ending.answers(calls)
 }
 
