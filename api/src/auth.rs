@@ -106,7 +106,7 @@ impl Auth {
                     ));
                 }
             };
-            let result = state.accounts.tokens().verify(token);
+            let result = state.accounts.authenticate(token);
             state
                 .metrics
                 .token_verifications
@@ -114,6 +114,7 @@ impl Auth {
                     Ok(_) => "valid",
                     Err(depot_accounts::TokenError::Expired) => "expired",
                     Err(depot_accounts::TokenError::Invalid) => "invalid",
+                    Err(depot_accounts::TokenError::Revoked) => "revoked",
                 }])
                 .inc();
             return match result {
@@ -125,6 +126,11 @@ impl Auth {
                 Err(depot_accounts::TokenError::Invalid) => Err(unauthorized(
                     "credentials_invalid",
                     "the access token is not valid",
+                )),
+                Err(depot_accounts::TokenError::Revoked) => Err(unauthorized(
+                    "token_revoked",
+                    "the account changed (disabled, or its role) after this access token was \
+                     issued; refresh it or sign in again",
                 )),
             };
         }

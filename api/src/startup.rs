@@ -62,6 +62,7 @@ impl Application {
         let background = vec![
             tokio::spawn(services.verifier.clone().run(stopped.clone())),
             tokio::spawn(services.relay.clone().run(stopped.clone())),
+            tokio::spawn(services.accounts.revocations().run(stopped.clone())),
             tokio::spawn(adapters.operation_watch.clone().run(stopped.clone())),
             // PostgreSQL: operations other processes end reach the watch at once.
             tokio::spawn(depot_store::listen_for_operations(

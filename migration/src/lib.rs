@@ -10,6 +10,7 @@ mod m20261122_000003_create_packages;
 mod m20261122_000004_create_accounts;
 mod m20261122_000005_outbox_headers;
 mod m20261122_000006_lean_writes;
+mod m20261123_000007_users_updated_at;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_accounts::Migration),
             Box::new(m20261122_000005_outbox_headers::Migration),
             Box::new(m20261122_000006_lean_writes::Migration),
+            Box::new(m20261123_000007_users_updated_at::Migration),
         ]
     }
 }

@@ -434,6 +434,102 @@ async fn disabled_users_cannot_sign_in_or_refresh_and_the_last_admin_stays() {
     assert_problem(res, 409, "conflict").await;
 }
 
+/// `GET /users/me` with `token` on `app` until it answers `status`, for up to 5 s.
+async fn until_me_answers(app: &TestApp, token: &str, status: u16) -> reqwest::Response {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let res = app
+            .with_token(Method::GET, "/api/v1/users/me", token)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == status || std::time::Instant::now() > deadline {
+            return res;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Access tokens issued before their user was disabled or demoted stop working: at once on the
+/// replica that made the change, within a poll (250 ms) on another. A promotion leaves them be.
+#[tokio::test]
+async fn access_tokens_die_with_a_disable_or_a_demotion_on_every_replica() {
+    // Replicas share the signing key, as in production.
+    let pem = depot_accounts::tokens::generate_ed25519_pem();
+    let app = spawn_app_with(move |s| {
+        std::fs::write(s.secrets.dir.as_ref().unwrap().join("jwt_signing_key"), pem).unwrap();
+    })
+    .await;
+    let other = app.spawn_replica().await;
+    let ivy = app.signed_in_user("ivy@example.com").await;
+    let me = until_me_answers(&other, access(&ivy), 200).await;
+    assert_eq!(me.status(), 200);
+    let ivy_id = me.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A promotion: the token issued as a plain user keeps working (as that user).
+    app.promote(&ivy_id).await;
+    assert_eq!(
+        until_me_answers(&app, access(&ivy), 200).await.status(),
+        200
+    );
+
+    // Another administrator, so that Ivy is not the last one.
+    let jack = app.signed_in_user("jack@example.com").await;
+    let jack_id = until_me_answers(&app, access(&jack), 200)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.promote(&jack_id).await;
+
+    // An administrator's token, then a demotion (a second later: `iat` has whole seconds).
+    let res = app.login("ivy@example.com", PASSWORD).await;
+    let as_admin: Value = res.json().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let res = app
+        .admin(Method::PATCH, &format!("/api/v1/users/{ivy_id}"))
+        .json(&json!({"role": "user"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app
+        .with_token(Method::GET, "/api/v1/users/me", access(&as_admin))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 401, "token_revoked").await;
+    let res = until_me_answers(&other, access(&as_admin), 401).await;
+    assert_problem(res, 401, "token_revoked").await;
+    // Signing in again gives a token that works.
+    let res = app.login("ivy@example.com", PASSWORD).await;
+    let fresh: Value = res.json().await.unwrap();
+    assert_eq!(
+        until_me_answers(&other, access(&fresh), 200).await.status(),
+        200
+    );
+
+    // Disabled: every token of the user stops, on both replicas.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let res = other
+        .admin(Method::PATCH, &format!("/api/v1/users/{ivy_id}"))
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for replica in [&other, &app] {
+        let res = until_me_answers(replica, access(&fresh), 401).await;
+        assert_problem(res, 401, "token_revoked").await;
+    }
+}
+
 #[tokio::test]
 async fn roles_decide_what_a_bearer_token_may_do() {
     let app = spawn_app().await;

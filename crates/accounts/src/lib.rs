@@ -7,6 +7,7 @@ pub mod model;
 pub mod oidc;
 pub mod password;
 pub mod ports;
+pub mod revocations;
 pub mod service;
 pub mod throttle;
 pub mod tokens;

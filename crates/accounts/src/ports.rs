@@ -72,6 +72,13 @@ pub trait UserRepository: Send + Sync {
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<UserUpdate, RepoError>;
+    /// The users changed (role, disabled, sign-in method) after `since` who may now have fewer
+    /// rights than their older tokens say (all but enabled administrators), with when they
+    /// changed (their `updated_at`): their access tokens issued before are void.
+    async fn changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, DateTime<Utc>)>, RepoError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

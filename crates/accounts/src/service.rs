@@ -7,10 +7,11 @@ use crate::ports::{
     NewRefreshToken, RefreshTokenRepository, Rotation, ThrottleRepository, UserPatch,
     UserRepository, UserUpdate,
 };
+use crate::revocations::Revocations;
 use crate::throttle::Decision;
-use crate::tokens::{self, TokenIssuer, TokenPair};
+use crate::tokens::{self, TokenError, TokenIssuer, TokenPair};
 use chrono::{DateTime, Duration, Utc};
-use depot_core::{Clock, Page, PageRequest, RepoError, ValidationError};
+use depot_core::{Clock, Page, PageRequest, Principal, PrincipalKind, RepoError, ValidationError};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -69,6 +70,7 @@ pub struct AccountService {
     tokens: Arc<TokenIssuer>,
     clock: Arc<dyn Clock>,
     settings: AccountSettings,
+    revocations: Arc<Revocations>,
 }
 
 /// Both values, or every failing field of either.
@@ -104,6 +106,11 @@ impl AccountService {
         clock: Arc<dyn Clock>,
         settings: AccountSettings,
     ) -> Self {
+        let revocations = Arc::new(Revocations::new(
+            users.clone(),
+            clock.clone(),
+            tokens.access_ttl(),
+        ));
         Self {
             users,
             refresh,
@@ -112,11 +119,29 @@ impl AccountService {
             tokens,
             clock,
             settings,
+            revocations,
         }
     }
 
     pub fn tokens(&self) -> &TokenIssuer {
         &self.tokens
+    }
+
+    /// What keeps this process's view of changed users fresh: run it in the background.
+    pub fn revocations(&self) -> Arc<Revocations> {
+        self.revocations.clone()
+    }
+
+    /// The principal an access token stands for, unless its user changed (disabled, role,
+    /// sign-in method) after it was issued.
+    pub fn authenticate(&self, access_token: &str) -> Result<Principal, TokenError> {
+        let (principal, issued_at) = self.tokens.verify_issued(access_token)?;
+        if let PrincipalKind::User { user_id } = principal.kind
+            && self.revocations.revokes(user_id, issued_at)
+        {
+            return Err(TokenError::Revoked);
+        }
+        Ok(principal)
     }
 
     fn parse_credentials(email: &str, password: &str) -> Result<Email, ValidationError> {
@@ -311,6 +336,11 @@ impl AccountService {
                 "this is the last enabled administrator; promote another user first".into(),
             ));
         };
+        // Unless it is now an enabled administrator (its older tokens cannot say more), its
+        // access tokens issued before are void: at once here, within a poll elsewhere.
+        if updated.role != Role::Admin || updated.disabled {
+            self.revocations.note(id, updated.updated_at);
+        }
         tracing::info!(user_id = %id, role = %updated.role, disabled = updated.disabled, "user updated");
         Ok(updated)
     }
@@ -354,6 +384,7 @@ impl AccountService {
                             .users
                             .link_identity(existing.id, &identity, now)
                             .await?;
+                        self.revocations.note(linked.id, linked.updated_at);
                         tracing::info!(user_id = %existing.id, issuer = %identity.issuer, "external identity linked by verified e-mail; local password removed");
                         linked
                     }

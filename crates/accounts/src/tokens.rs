@@ -70,6 +70,9 @@ pub enum TokenError {
     Expired,
     #[error("the access token is not valid")]
     Invalid,
+    /// Issued before its user was disabled or changed role.
+    #[error("the access token was issued before the account changed")]
+    Revoked,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -142,6 +145,10 @@ impl TokenIssuer {
         &self.jwks
     }
 
+    pub fn access_ttl(&self) -> chrono::Duration {
+        self.settings.access_ttl
+    }
+
     pub fn access_ttl_seconds(&self) -> i64 {
         self.settings.access_ttl.num_seconds()
     }
@@ -170,6 +177,11 @@ impl TokenIssuer {
 
     /// The principal an access token stands for.
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        self.verify_issued(token).map(|(principal, _)| principal)
+    }
+
+    /// The principal an access token stands for, and when it was issued (`iat`, seconds).
+    pub fn verify_issued(&self, token: &str) -> Result<(Principal, i64), TokenError> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
@@ -196,10 +208,13 @@ impl TokenIssuer {
         if c.jti.is_empty() {
             return Err(TokenError::Invalid);
         }
-        Ok(Principal {
-            kind: PrincipalKind::User { user_id },
-            scopes,
-        })
+        Ok((
+            Principal {
+                kind: PrincipalKind::User { user_id },
+                scopes,
+            },
+            c.iat,
+        ))
     }
 }
 

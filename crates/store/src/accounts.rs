@@ -279,6 +279,26 @@ impl UserRepository for SeaOrmAccountRepository {
         txn.commit().await.map_err(repo_err)?;
         Ok(UserUpdate::Updated(to_domain(updated)?))
     }
+
+    async fn changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, DateTime<Utc>)>, RepoError> {
+        user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .column(user::Column::UpdatedAt)
+            .filter(user::Column::UpdatedAt.gt(since))
+            .filter(
+                Condition::any()
+                    .add(user::Column::Role.ne(Role::Admin.as_str()))
+                    .add(user::Column::Disabled.eq(true)),
+            )
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(repo_err)
+    }
 }
 
 #[async_trait]
