@@ -198,7 +198,7 @@ pub async fn token_issuer(
         Err(e) => return Err(key_error(e.to_string())),
     };
     let a = &settings.accounts;
-    TokenIssuer::from_pem(
+    let issuer = TokenIssuer::from_pem(
         &pem,
         TokenSettings {
             issuer: a.token_issuer.clone(),
@@ -206,7 +206,19 @@ pub async fn token_issuer(
             access_ttl: chrono::Duration::minutes(a.access_token_minutes),
         },
     )
-    .map_err(|e| key_error(e.to_string()))
+    .map_err(|e| key_error(e.to_string()))?;
+    // A key rotation: the previous key's tokens stay valid until they expire.
+    let previous_error = |message: String| StartupError {
+        key: "secrets.jwt_previous_signing_key",
+        message,
+    };
+    match secrets.get("jwt_previous_signing_key").await {
+        Ok(Some(previous)) => issuer
+            .with_previous(&previous.expose_secret().replace("\\n", "\n"))
+            .map_err(|e| previous_error(e.to_string())),
+        Ok(None) => Ok(issuer),
+        Err(e) => Err(previous_error(e.to_string())),
+    }
 }
 
 /// The account service on the database, without the queue (also used by `depot users`).

@@ -622,6 +622,66 @@ fn jwt_part(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
 }
 
+/// A signing-key rotation: with the old key as `jwt_previous_signing_key`, tokens it signed
+/// still work and both public keys are published; new tokens use the new key.
+#[tokio::test]
+async fn tokens_of_the_previous_signing_key_work_during_a_rotation() {
+    use depot_accounts::{Role, TokenIssuer, TokenSettings};
+    let (old_pem, new_pem) = (
+        depot_accounts::tokens::generate_ed25519_pem(),
+        depot_accounts::tokens::generate_ed25519_pem(),
+    );
+    let previous = old_pem.clone();
+    let app = spawn_app_with(move |s| {
+        let dir = s.secrets.dir.as_ref().unwrap();
+        std::fs::write(dir.join("jwt_signing_key"), new_pem).unwrap();
+        std::fs::write(dir.join("jwt_previous_signing_key"), previous).unwrap();
+    })
+    .await;
+    let a = &app.settings.accounts;
+    let old = TokenIssuer::from_pem(
+        &old_pem,
+        TokenSettings {
+            issuer: a.token_issuer.clone(),
+            audience: a.token_audience.clone(),
+            access_ttl: chrono::Duration::minutes(5),
+        },
+    )
+    .unwrap();
+    let signed_before = old.issue(uuid::Uuid::now_v7(), Role::User, chrono::Utc::now());
+    let res = app
+        .with_token(Method::GET, "/api/v1/auth/whoami", &signed_before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    let old_kid = old.jwks().keys[0].common.key_id.clone().unwrap();
+    assert_eq!(kids.len(), 2, "{jwks}");
+    assert_eq!(kids[1], old_kid, "the previous key comes second");
+
+    let fresh = app.signed_in_user("kim@example.com").await;
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(access(&fresh).split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], kids[0], "new tokens use the current key");
+}
+
 #[tokio::test]
 async fn expired_tampered_unsigned_and_confused_tokens_are_refused() {
     let pem = depot_accounts::tokens::generate_ed25519_pem();

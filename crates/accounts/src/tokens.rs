@@ -102,10 +102,12 @@ pub struct TokenSettings {
     pub access_ttl: chrono::Duration,
 }
 
-/// Signs and verifies access tokens with one Ed25519 key.
+/// Signs access tokens with one Ed25519 key, and verifies them with it or, during a key
+/// rotation, with the previous key (by `kid`).
 pub struct TokenIssuer {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current key first, then the previous one, if any.
+    verifiers: Vec<(String, DecodingKey)>,
     kid: String,
     jwks: JwkSet,
     validation: Validation,
@@ -114,6 +116,36 @@ pub struct TokenIssuer {
 
 impl TokenIssuer {
     pub fn from_pem(pem: &str, settings: TokenSettings) -> Result<Self, KeyError> {
+        let (encoding, jwk, kid, decoding) = Self::key(pem)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        Ok(Self {
+            encoding,
+            verifiers: vec![(kid.clone(), decoding)],
+            kid,
+            jwks: JwkSet { keys: vec![jwk] },
+            validation,
+            settings,
+        })
+    }
+
+    /// A key rotation: tokens signed with the previous key (PEM) still verify until they expire,
+    /// and its public half stays in the key set. New tokens are signed with the current key.
+    pub fn with_previous(mut self, pem: &str) -> Result<Self, KeyError> {
+        let (_, jwk, kid, decoding) = Self::key(pem)?;
+        if kid != self.kid {
+            self.verifiers.push((kid, decoding));
+            self.jwks.keys.push(jwk);
+        }
+        Ok(self)
+    }
+
+    /// An Ed25519 private key (PEM): the signer, its public JWK, its `kid` (the JWK thumbprint)
+    /// and its verifier.
+    fn key(pem: &str) -> Result<(EncodingKey, Jwk, String, DecodingKey), KeyError> {
         let encoding = EncodingKey::from_ed_pem(pem.as_bytes())
             .map_err(|e| KeyError::Invalid(e.to_string()))?;
         let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::EdDSA)
@@ -125,19 +157,7 @@ impl TokenIssuer {
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
         let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| KeyError::Invalid(e.to_string()))?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&[&settings.audience]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = 30;
-        Ok(Self {
-            encoding,
-            decoding,
-            kid,
-            jwks: JwkSet { keys: vec![jwk] },
-            validation,
-            settings,
-        })
+        Ok((encoding, jwk, kid, decoding))
     }
 
     /// The public key set served at `/.well-known/jwks.json`.
@@ -183,13 +203,25 @@ impl TokenIssuer {
     /// The principal an access token stands for, and when it was issued (`iat`, seconds).
     pub fn verify_issued(&self, token: &str) -> Result<(Principal, i64), TokenError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        // The key is chosen by the header's `kid` among this issuer's own keys only; the
+        // algorithm stays pinned by `validation`.
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Invalid)?
+            .kid
+            .ok_or(TokenError::Invalid)?;
+        let (_, key) = self
+            .verifiers
+            .iter()
+            .find(|(k, _)| *k == kid)
+            .ok_or(TokenError::Invalid)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })?;
+            },
+        )?;
         if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE)
-            || data.header.kid.as_deref() != Some(self.kid.as_str())
+            || data.header.kid.as_deref() != Some(kid.as_str())
         {
             return Err(TokenError::Invalid);
         }
@@ -264,6 +296,49 @@ mod tests {
     fn another_keys_token_is_refused() {
         let token = issuer().issue(Uuid::now_v7(), Role::Admin, Utc::now());
         assert_eq!(issuer().verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn during_a_rotation_the_previous_keys_tokens_verify_and_both_keys_are_published() {
+        let settings = || TokenSettings {
+            issuer: "depot-test".into(),
+            audience: "depot".into(),
+            access_ttl: Duration::minutes(15),
+        };
+        let (old_pem, new_pem) = (generate_ed25519_pem(), generate_ed25519_pem());
+        let old = TokenIssuer::from_pem(&old_pem, settings()).unwrap();
+        let user = Uuid::now_v7();
+        let before = old.issue(user, Role::User, Utc::now());
+
+        let rotated = TokenIssuer::from_pem(&new_pem, settings())
+            .unwrap()
+            .with_previous(&old_pem)
+            .unwrap();
+        assert!(rotated.verify(&before).is_ok(), "the previous key's token");
+        let after = rotated.issue(user, Role::User, Utc::now());
+        assert!(rotated.verify(&after).is_ok());
+        assert!(
+            old.verify(&after).is_err(),
+            "new tokens are signed with the new key"
+        );
+        let kids: Vec<_> = rotated
+            .jwks()
+            .keys
+            .iter()
+            .map(|k| k.common.key_id.clone().unwrap())
+            .collect();
+        assert_eq!(kids.len(), 2);
+        assert_eq!(kids[1], old.jwks().keys[0].common.key_id.clone().unwrap());
+
+        // Once the previous key is dropped, its tokens are refused.
+        let done = TokenIssuer::from_pem(&new_pem, settings()).unwrap();
+        assert_eq!(done.verify(&before), Err(TokenError::Invalid));
+        // The same key given twice is published once.
+        let same = TokenIssuer::from_pem(&new_pem, settings())
+            .unwrap()
+            .with_previous(&new_pem)
+            .unwrap();
+        assert_eq!(same.jwks().keys.len(), 1);
     }
 
     #[test]
