@@ -63,6 +63,20 @@ impl TestApp {
             .bearer_auth(token)
     }
 
+    /// The id of the user these tokens belong to (`GET /users/me`).
+    pub async fn user_id(&self, tokens: &Value) -> String {
+        let res = self
+            .with_token(Method::GET, "/api/v1/users/me", access(tokens))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Makes a registered user an administrator (with the admin secret).
     pub async fn promote(&self, user_id: &str) {
         let res = self
@@ -365,15 +379,7 @@ async fn a_third_party_cannot_lock_the_owner_out() {
 async fn disabled_users_cannot_sign_in_or_refresh_and_the_last_admin_stays() {
     let app = spawn_app().await;
     let tokens = app.signed_in_user("frank@example.com").await;
-    let me: Value = app
-        .with_token(Method::GET, "/api/v1/users/me", access(&tokens))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = me["id"].as_str().unwrap();
+    let id = app.user_id(&tokens).await;
     let res = app
         .admin(Method::GET, &format!("/api/v1/users/{id}"))
         .send()
@@ -413,17 +419,7 @@ async fn disabled_users_cannot_sign_in_or_refresh_and_the_last_admin_stays() {
 
     // The only administrator cannot demote or disable itself away.
     let admin = app.signed_in_user("gina@example.com").await;
-    let admin_id = app
-        .with_token(Method::GET, "/api/v1/users/me", access(&admin))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin_id = app.user_id(&admin).await;
     app.promote(&admin_id).await;
     let res = app
         .admin(Method::PATCH, &format!("/api/v1/users/{admin_id}"))
@@ -462,12 +458,11 @@ async fn access_tokens_die_with_a_disable_or_a_demotion_on_every_replica() {
     .await;
     let other = app.spawn_replica().await;
     let ivy = app.signed_in_user("ivy@example.com").await;
-    let me = until_me_answers(&other, access(&ivy), 200).await;
-    assert_eq!(me.status(), 200);
-    let ivy_id = me.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    assert_eq!(
+        until_me_answers(&other, access(&ivy), 200).await.status(),
+        200
+    );
+    let ivy_id = app.user_id(&ivy).await;
 
     // A promotion: the token issued as a plain user keeps working (as that user).
     app.promote(&ivy_id).await;
@@ -478,15 +473,7 @@ async fn access_tokens_die_with_a_disable_or_a_demotion_on_every_replica() {
 
     // Another administrator, so that Ivy is not the last one.
     let jack = app.signed_in_user("jack@example.com").await;
-    let jack_id = until_me_answers(&app, access(&jack), 200)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.promote(&jack_id).await;
+    app.promote(&app.user_id(&jack).await).await;
 
     // An administrator's token, then a demotion (a second later: `iat` has whole seconds).
     let res = app.login("ivy@example.com", PASSWORD).await;
@@ -573,15 +560,8 @@ async fn roles_decide_what_a_bearer_token_may_do() {
     assert_problem(res, 403, "not_a_user").await;
 
     // Promoted, the user gets the admin scopes with the next token (after refresh).
-    let me: Value = app
-        .with_token(Method::GET, "/api/v1/users/me", access(&user))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    app.promote(me["id"].as_str().unwrap()).await;
+    let user_id = app.user_id(&user).await;
+    app.promote(&user_id).await;
     let admin: Value = app
         .refresh(refresh_token(&user))
         .await
@@ -603,10 +583,7 @@ async fn roles_decide_what_a_bearer_token_may_do() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        audit["items"][0]["actor"],
-        format!("user:{}", me["id"].as_str().unwrap())
-    );
+    assert_eq!(audit["items"][0]["actor"], format!("user:{user_id}"));
     let users: Value = app
         .with_token(Method::GET, "/api/v1/users?limit=1", access(&admin))
         .send()

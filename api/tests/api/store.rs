@@ -9,16 +9,22 @@ use depot_store::{MigrateCommand, migrate};
 use sea_orm::{ActiveModelTrait, Set};
 use uuid::Uuid;
 
+/// A migrated database of this run's backend, and what keeps it alive.
+async fn migrated_db() -> (sea_orm::DatabaseConnection, crate::helpers::TestResources) {
+    let (settings, resources) = test_settings().await;
+    let db = depot_store::connect(&settings.database_options())
+        .await
+        .unwrap();
+    migrate(&db, MigrateCommand::Up).await.unwrap();
+    (db, resources)
+}
+
 /// The outbox holds only unsent messages: a lease hides a message from other relays until it
 /// expires or is released, and a confirmed message is removed.
 #[tokio::test]
 async fn outbox_leases_release_and_remove_messages() {
     use depot_packages::ports::OutboxRepository;
-    let (settings, _resources) = test_settings().await;
-    let db = depot_store::connect(&settings.database_options())
-        .await
-        .unwrap();
-    migrate(&db, MigrateCommand::Up).await.unwrap();
+    let (db, _resources) = migrated_db().await;
     let now = Utc::now();
     let mut ids = Vec::new();
     for i in 0..3u8 {
@@ -186,11 +192,7 @@ async fn a_refused_batch_fails_only_the_call_that_caused_it() {
     use depot_packages::ports::{
         OperationRepository, OutboxMessage, OutboxRepository, PackageRepository, StartError,
     };
-    let (settings, _resources) = test_settings().await;
-    let db = depot_store::connect(&settings.database_options())
-        .await
-        .unwrap();
-    migrate(&db, MigrateCommand::Up).await.unwrap();
+    let (db, _resources) = migrated_db().await;
     let repo = depot_store::SeaOrmPackageRepository::new(db.clone());
     let now = Utc::now();
     let mut packages = Vec::new();
@@ -258,11 +260,7 @@ async fn a_watch_reads_an_operation_reported_changed_at_once() {
     use depot_packages::ports::{OperationRepository, OutboxMessage, Outcome, PackageRepository};
     use depot_packages::watch::OperationWatch;
     use std::sync::Arc;
-    let (settings, _resources) = test_settings().await;
-    let db = depot_store::connect(&settings.database_options())
-        .await
-        .unwrap();
-    migrate(&db, MigrateCommand::Up).await.unwrap();
+    let (db, _resources) = migrated_db().await;
     let repo = depot_store::SeaOrmPackageRepository::new(db.clone());
     let now = Utc::now();
     let package = Package::created("watched".into(), "1.0".into(), now);
