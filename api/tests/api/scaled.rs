@@ -20,8 +20,18 @@ fn require_services() -> (String, String) {
     )
 }
 
-/// Starts a `depot worker` process on the app's database and queues.
-fn spawn_worker(app: &TestApp) -> Child {
+/// Kills a child process when dropped, so a failing test leaves none behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a `depot worker` process on the app's database and queues (killed when dropped).
+fn spawn_worker(app: &TestApp) -> KillOnDrop {
     let s = &app.settings;
     Command::new(env!("CARGO_BIN_EXE_depot"))
         .arg("worker")
@@ -42,6 +52,7 @@ fn spawn_worker(app: &TestApp) -> Child {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .expect("starting depot worker")
 }
 
@@ -120,8 +131,8 @@ async fn a_killed_worker_loses_no_operation_and_none_runs_twice() {
         assert!(Instant::now() < deadline, "no operation started running");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    first.0.kill().unwrap(); // SIGKILL
+    first.0.wait().unwrap();
 
     let mut second = spawn_worker(&app);
     assert_all_done_once(&app, &key, &ops).await;
@@ -143,10 +154,10 @@ async fn a_killed_worker_loses_no_operation_and_none_runs_twice() {
         "no operation was taken over from the killed worker"
     );
     Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
+        .args(["-TERM", &second.0.id().to_string()])
         .status()
         .unwrap();
-    let status = second.wait().unwrap();
+    let status = second.0.wait().unwrap();
     assert!(
         status.success(),
         "the second worker stops cleanly on SIGTERM: {status:?}"
@@ -247,16 +258,6 @@ async fn requests_succeed_while_the_broker_is_away_and_the_work_completes_after(
     }
 }
 
-/// Kills a child process when dropped, so a failing test leaves none behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// An event stream on the API hears of an operation a `depot worker` process ended at once
 /// (PostgreSQL notifies the API), not at the watch's next read, set here to 5 s.
 #[tokio::test]
@@ -271,7 +272,7 @@ async fn event_streams_hear_at_once_of_operations_a_worker_process_ends() {
     })
     .await;
     let key = app.writer_key().await;
-    let _worker = KillOnDrop(spawn_worker(&app));
+    let _worker = spawn_worker(&app);
     let ops = create_and_download(&app, &key, 1).await;
     let path = format!("/api/v1/operations/{}", ops[0].1);
     // Follow it once it runs: the worker process is up, and about a second of work is left.
