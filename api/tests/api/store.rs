@@ -304,3 +304,59 @@ async fn a_watch_reads_an_operation_reported_changed_at_once() {
     running.await.unwrap();
     db.close().await.ok();
 }
+
+/// On PostgreSQL, ended operations are announced on `depot_operations`: a finish batch in its
+/// own statement, a cancellation just after its commit.
+#[tokio::test]
+#[ignore = "needs PostgreSQL; run with --include-ignored (scripts/test.sh does)"]
+async fn postgres_announces_finished_and_cancelled_operations() {
+    use depot_packages::model::{Operation, OperationKind, Package};
+    use depot_packages::ports::{OperationRepository, OutboxMessage, Outcome, PackageRepository};
+    use sea_orm::sqlx::postgres::PgListener;
+    let (db, _resources) = migrated_db().await;
+    assert_eq!(
+        db.get_database_backend(),
+        sea_orm::DatabaseBackend::Postgres,
+        "DEPOT_TEST_POSTGRES_URL must be set for this test"
+    );
+    let mut listener = PgListener::connect_with(db.get_postgres_connection_pool())
+        .await
+        .unwrap();
+    listener
+        .listen(depot_store::notify::OPERATIONS_CHANNEL)
+        .await
+        .unwrap();
+    let repo = depot_store::SeaOrmPackageRepository::new(db.clone());
+    let now = Utc::now();
+    let mut ops = Vec::new();
+    for name in ["finished", "cancelled"] {
+        let package = Package::created(name.into(), "1.0".into(), now);
+        repo.insert(&package).await.unwrap();
+        let op = Operation::pending(OperationKind::Download, package.id, now);
+        let message = OutboxMessage {
+            id: Uuid::now_v7(),
+            queue: "operations".into(),
+            payload: op.id.as_bytes().to_vec(),
+            created_at: now,
+            headers: Default::default(),
+        };
+        repo.start(&op, &message).await.unwrap();
+        ops.push(op);
+    }
+    let mut next = async || {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+            .await
+            .expect("a notification")
+            .unwrap();
+        n.payload().to_owned()
+    };
+    let claimed = repo.claim(ops[0].id, Utc::now()).await.unwrap();
+    repo.finish(&claimed.operation, &Outcome::Succeeded, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(next().await, ops[0].id.to_string());
+    repo.request_cancel(ops[1].id, Utc::now()).await.unwrap();
+    assert_eq!(next().await, ops[1].id.to_string());
+    drop(listener);
+    db.close().await.ok();
+}

@@ -17,8 +17,16 @@ use uuid::Uuid;
 /// The channel operation ids are announced on.
 pub const OPERATIONS_CHANNEL: &str = "depot_operations";
 
-/// Ids per notification: a payload must stay under PostgreSQL's 8,000 bytes (37 per id).
-const IDS_PER_NOTIFICATION: usize = 200;
+/// The query that announces the ids of `rows` (a relation with an `id` column) in one
+/// notification, if there are any. Its payload is the ids joined by commas ([`parse`] reads it):
+/// at most 8,000 bytes, so callers announce at most 200 ids at once (37 bytes each; batches are
+/// smaller, see `MAX_BATCH`).
+pub(crate) fn notify_ids(rows: &str) -> String {
+    format!(
+        "SELECT pg_notify('{OPERATIONS_CHANNEL}', string_agg(id::text, ',')) FROM {rows} \
+         HAVING count(*) > 0"
+    )
+}
 
 /// Announces that these operations changed, in the background (the caller does not wait).
 /// Call after their change committed. Never fails the caller: an error is logged and the
@@ -30,25 +38,16 @@ pub(crate) fn announce_later(db: &DatabaseConnection, ids: Vec<Uuid>) {
     }
     let db = db.clone();
     tokio::spawn(async move {
-        let payloads: Vec<String> = ids
-            .chunks(IDS_PER_NOTIFICATION)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(Uuid::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect();
+        let n = ids.len();
         let sent = db
             .execute_raw(Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
-                "SELECT pg_notify($1, p) FROM unnest($2::text[]) p",
-                [OPERATIONS_CHANNEL.into(), payloads.into()],
+                notify_ids("unnest($1::uuid[]) AS t(id)"),
+                [ids.into()],
             ))
             .await;
         if let Err(e) = sent {
-            tracing::warn!(error = %e, operations = ids.len(), "announcing ended operations failed");
+            tracing::warn!(error = %e, operations = n, "announcing ended operations failed");
         }
     });
 }

@@ -1146,10 +1146,9 @@ async fn finish_batch_postgres(
                  updated_at = $2, finished_at = $2
                FROM r WHERE o.id = r.id RETURNING o.*),
                     -- Other processes' watches hear of them with this commit (see notify.rs).
-                    n AS (SELECT pg_notify('{channel}', string_agg(id::text, ',')) FROM u
-                          HAVING count(*) > 0)
+                    n AS ({notify})
                SELECT u.* FROM u LEFT JOIN n ON true"#,
-            channel = crate::notify::OPERATIONS_CHANNEL,
+            notify = crate::notify::notify_ids("u"),
             to = by_kind("r", |k| k.transition().1),
             from = by_kind("r", |k| k.transition().0),
             from_o = by_kind("o", |k| k.transition().0),
