@@ -261,7 +261,7 @@ impl AccountService {
         TokenPair {
             access_token: self.tokens.issue(user.id, user.role, now),
             token_type: "Bearer",
-            expires_in: self.tokens.access_ttl_seconds(),
+            expires_in: self.tokens.access_ttl().num_seconds(),
             refresh_token,
         }
     }
