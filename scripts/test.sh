@@ -2,7 +2,8 @@
 # The whole test suite, as the README's test command runs it:
 #   1. every crate's tests (domain unit tests; API tests on a temp SQLite file + in-process queue;
 #      the RabbitMQ adapter's tests on the real broker),
-#   2. the API tests again on PostgreSQL (a fresh database per test) + RabbitMQ (unique queues).
+#   2. the store adapters' tests (crates/store/tests) and the API tests again on PostgreSQL (a
+#      fresh database per test), the API tests also on RabbitMQ (unique queues).
 # PostgreSQL and RabbitMQ must be reachable; this fails loudly when they are not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ unset DATABASE_URL AMQP_URL PORT DEPOT_ENV
 echo "=== 1/2: all crates (SQLite + in-process queue; RabbitMQ adapter on the real broker)"
 DEPOT_TEST_AMQP_URL= DEPOT_TEST_POSTGRES_URL= cargo test --workspace --locked
 
-echo "=== 2/2: API tests on PostgreSQL + RabbitMQ"
+echo "=== 2/2: the store adapters' tests and the API tests on PostgreSQL + RabbitMQ"
+DEPOT_TEST_POSTGRES_URL="$DEPOT_PG_URL" \
+  cargo test --locked -p depot-store --test store -- --include-ignored
 DEPOT_TEST_POSTGRES_URL="$DEPOT_PG_URL" DEPOT_TEST_AMQP_URL="$DEPOT_AMQP_URL" \
   cargo test --locked -p depot-api --test api -- --include-ignored

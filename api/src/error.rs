@@ -251,10 +251,6 @@ impl From<RepoError> for ApiError {
     fn from(e: RepoError) -> Self {
         match e {
             RepoError::NotFound => ApiError::not_found("the resource does not exist"),
-            RepoError::Conflict(detail) => ApiError::Conflict {
-                code: "conflict",
-                detail,
-            },
             RepoError::Unavailable(source) => {
                 tracing::error!(error = %source, "the store is unavailable");
                 ApiError::ServiceUnavailable {
@@ -328,7 +324,11 @@ impl From<depot_accounts::AccountError> for ApiError {
             E::RefreshInvalid => unauthorized("refresh_token_invalid", detail),
             E::RefreshReused => unauthorized("refresh_token_reused", detail),
             E::NotFound => ApiError::not_found(detail),
-            E::Conflict(detail) => ApiError::Conflict {
+            E::EmailTaken
+            | E::IdentityTaken
+            | E::LastAdmin
+            | E::AdminNotLinkable
+            | E::EmailUnverified => ApiError::Conflict {
                 code: "conflict",
                 detail,
             },

@@ -16,5 +16,4 @@ mod oidc;
 mod packages;
 mod passwords;
 mod scaled;
-mod store;
 mod tracing;

@@ -15,8 +15,8 @@ pub mod tokens;
 pub use model::{Email, Identity, PasswordPolicy, Role, User};
 pub use password::{ArgonParams, OWASP_PARAMS, PasswordHasher};
 pub use ports::{
-    NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository, Rotation,
-    ThrottleRepository, UserPatch, UserRepository, UserUpdate,
+    InsertUserError, NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository,
+    Rotation, ThrottleRepository, UpdateUserError, UserPatch, UserRepository,
 };
 pub use service::{AccountError, AccountService, AccountSettings};
 pub use tokens::{TokenError, TokenIssuer, TokenPair, TokenSettings};

@@ -41,37 +41,67 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
 }
 
+/// Why inserting a user, or linking an identity to one, was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertUserError {
+    /// Another account has this e-mail address.
+    #[error("a user with this e-mail already exists")]
+    EmailTaken,
+    /// The external identity (issuer, subject) is linked to an account already.
+    #[error("this identity is already linked to an account")]
+    IdentityTaken,
+    #[error(transparent)]
+    Store(#[from] RepoError),
+}
+
+/// Why an administrator's change to a user was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateUserError {
+    #[error("no user with this id")]
+    NotFound,
+    /// The user is no longer at the expected revision.
+    #[error("the user has changed since it was read")]
+    StaleRevision,
+    /// The change would leave no enabled administrator (it was rolled back).
+    #[error("this is the last enabled administrator")]
+    LastAdmin,
+    #[error(transparent)]
+    Store(#[from] RepoError),
+}
+
 #[async_trait]
 pub trait UserRepository: Send + Sync {
-    /// Inserts a user (and its external identity, when given) atomically; `Conflict` when the
-    /// e-mail is taken.
-    async fn insert(&self, user: &User, identity: Option<&Identity>) -> Result<(), RepoError>;
+    /// Inserts a user (and its external identity, when given) atomically: `EmailTaken` when the
+    /// e-mail belongs to another account, `IdentityTaken` when the identity is linked already.
+    async fn insert(&self, user: &User, identity: Option<&Identity>)
+    -> Result<(), InsertUserError>;
     async fn get(&self, id: Uuid) -> Result<User, RepoError>;
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepoError>;
     async fn find_by_identity(&self, identity: &Identity) -> Result<Option<User>, RepoError>;
     /// Links an external identity to an existing account and, in the same transaction, removes
     /// the account's local password and revokes its sessions: whoever set that password never
-    /// proved they own the address (an attacker may have registered it first).
+    /// proved they own the address (an attacker may have registered it first). `IdentityTaken`
+    /// when the identity got linked to an account meanwhile (a concurrent sign-in).
     async fn link_identity(
         &self,
         user_id: Uuid,
         identity: &Identity,
         now: DateTime<Utc>,
-    ) -> Result<User, RepoError>;
+    ) -> Result<User, InsertUserError>;
     /// Newest first.
     async fn list(&self, page: &PageRequest) -> Result<Page<User>, RepoError>;
-    /// Applies `patch` if the user is still at `expected_revision` (when given; `Conflict`
-    /// otherwise). Disabling revokes every refresh token of the user in the same transaction.
-    /// A change that would leave no enabled administrator is refused (`LastAdmin`), checked in
-    /// the same transaction with the administrators' rows locked, so two concurrent demotions
-    /// cannot both pass.
+    /// Applies `patch` if the user is still at `expected_revision` (when given;
+    /// `StaleRevision` otherwise; `NotFound`). Disabling revokes every refresh token of the user
+    /// in the same transaction. A change that would leave no enabled administrator is refused
+    /// (`LastAdmin`), checked in the same transaction with the administrators' rows locked, so
+    /// two concurrent demotions cannot both pass.
     async fn update(
         &self,
         id: Uuid,
         patch: &UserPatch,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<UserUpdate, RepoError>;
+    ) -> Result<User, UpdateUserError>;
     /// The users changed (role, disabled, sign-in method) after `since` who may now have fewer
     /// rights than their older tokens say (all but enabled administrators), with when they
     /// changed (their `updated_at`): their access tokens issued before are void.
@@ -79,12 +109,6 @@ pub trait UserRepository: Send + Sync {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, DateTime<Utc>)>, RepoError>;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserUpdate {
-    Updated(User),
-    LastAdmin,
 }
 
 #[async_trait]

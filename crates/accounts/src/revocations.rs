@@ -102,7 +102,7 @@ impl Revocations {
 mod tests {
     use super::*;
     use crate::model::{Email, Identity, User};
-    use crate::ports::{UserPatch, UserUpdate};
+    use crate::ports::{InsertUserError, UpdateUserError, UserPatch};
     use async_trait::async_trait;
     use chrono::TimeZone;
     use depot_core::{Page, PageRequest};
@@ -112,7 +112,7 @@ mod tests {
 
     #[async_trait]
     impl UserRepository for Changes {
-        async fn insert(&self, _: &User, _: Option<&Identity>) -> Result<(), RepoError> {
+        async fn insert(&self, _: &User, _: Option<&Identity>) -> Result<(), InsertUserError> {
             unreachable!()
         }
         async fn get(&self, _: Uuid) -> Result<User, RepoError> {
@@ -129,7 +129,7 @@ mod tests {
             _: Uuid,
             _: &Identity,
             _: DateTime<Utc>,
-        ) -> Result<User, RepoError> {
+        ) -> Result<User, InsertUserError> {
             unreachable!()
         }
         async fn list(&self, _: &PageRequest) -> Result<Page<User>, RepoError> {
@@ -141,7 +141,7 @@ mod tests {
             _: &UserPatch,
             _: Option<i64>,
             _: DateTime<Utc>,
-        ) -> Result<UserUpdate, RepoError> {
+        ) -> Result<User, UpdateUserError> {
             unreachable!()
         }
         async fn changed_since(

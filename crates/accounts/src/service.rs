@@ -4,8 +4,8 @@
 use crate::model::{Email, Identity, PasswordPolicy, Role, User};
 use crate::password::PasswordHasher;
 use crate::ports::{
-    NewRefreshToken, RefreshTokenRepository, Rotation, ThrottleRepository, UserPatch,
-    UserRepository, UserUpdate,
+    InsertUserError, NewRefreshToken, RefreshTokenRepository, Rotation, ThrottleRepository,
+    UpdateUserError, UserPatch, UserRepository,
 };
 use crate::revocations::Revocations;
 use crate::throttle::Decision;
@@ -34,14 +34,51 @@ pub enum AccountError {
     RefreshReused,
     #[error("no user with this id")]
     NotFound,
-    #[error("{0}")]
-    Conflict(String),
+    #[error("a user with this e-mail already exists")]
+    EmailTaken,
+    #[error("this identity is already linked to another account")]
+    IdentityTaken,
+    #[error("this is the last enabled administrator; promote another user first")]
+    LastAdmin,
+    /// Sign-in through a provider found an administrator with the e-mail: never linked.
+    #[error(
+        "an administrator account with this e-mail exists; administrators are never linked to \
+         an external identity automatically"
+    )]
+    AdminNotLinkable,
+    /// Sign-in through a provider found an account with the e-mail, unverified by the provider.
+    #[error(
+        "an account with this e-mail exists, and the provider has not verified the address; \
+         sign in with the password"
+    )]
+    EmailUnverified,
     #[error("the user has changed since it was read")]
     PreconditionFailed,
     #[error("storage failed")]
     Repo(#[source] RepoError),
     #[error("password hashing failed")]
     Hash(#[from] crate::password::HashError),
+}
+
+impl From<InsertUserError> for AccountError {
+    fn from(e: InsertUserError) -> Self {
+        match e {
+            InsertUserError::EmailTaken => AccountError::EmailTaken,
+            InsertUserError::IdentityTaken => AccountError::IdentityTaken,
+            InsertUserError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<UpdateUserError> for AccountError {
+    fn from(e: UpdateUserError) -> Self {
+        match e {
+            UpdateUserError::NotFound => AccountError::NotFound,
+            UpdateUserError::StaleRevision => AccountError::PreconditionFailed,
+            UpdateUserError::LastAdmin => AccountError::LastAdmin,
+            UpdateUserError::Store(e) => e.into(),
+        }
+    }
 }
 
 impl From<RepoError> for AccountError {
@@ -177,12 +214,7 @@ impl AccountService {
             updated_at: now,
             revision: 1,
         };
-        self.users.insert(&user, None).await.map_err(|e| match e {
-            RepoError::Conflict(_) => {
-                AccountError::Conflict("a user with this e-mail already exists".into())
-            }
-            other => other.into(),
-        })?;
+        self.users.insert(&user, None).await?;
         tracing::info!(user_id = %user.id, role = %role, "user created");
         Ok(user)
     }
@@ -326,16 +358,7 @@ impl AccountService {
         let updated = self
             .users
             .update(id, &patch, expected_revision, self.clock.now())
-            .await
-            .map_err(|e| match e {
-                RepoError::Conflict(_) => AccountError::PreconditionFailed,
-                other => other.into(),
-            })?;
-        let UserUpdate::Updated(updated) = updated else {
-            return Err(AccountError::Conflict(
-                "this is the last enabled administrator; promote another user first".into(),
-            ));
-        };
+            .await?;
         // Unless it is now an enabled administrator (its older tokens cannot say more), its
         // access tokens issued before are void: at once here, within a poll elsewhere.
         if updated.role != Role::Admin || updated.disabled {
@@ -373,11 +396,7 @@ impl AccountService {
                 };
                 match self.users.find_by_email(&email).await? {
                     Some(existing) if existing.role == Role::Admin => {
-                        return Err(AccountError::Conflict(
-                            "an administrator account with this e-mail exists; administrators \
-                             are never linked to an external identity automatically"
-                                .into(),
-                        ));
+                        return Err(AccountError::AdminNotLinkable);
                     }
                     Some(existing) if email_verified => {
                         let linked = self
@@ -388,11 +407,7 @@ impl AccountService {
                         tracing::info!(user_id = %existing.id, issuer = %identity.issuer, "external identity linked by verified e-mail; local password removed");
                         linked
                     }
-                    Some(_) => {
-                        return Err(AccountError::Conflict(
-                            "an account with this e-mail exists, and the provider has not verified the address; sign in with the password".into(),
-                        ));
-                    }
+                    Some(_) => return Err(AccountError::EmailUnverified),
                     None => {
                         let user = User {
                             id: Uuid::now_v7(),

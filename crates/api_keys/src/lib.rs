@@ -9,7 +9,9 @@ pub mod verifier;
 
 pub use key::{KeyFormatError, KeyHash, PlainKey};
 pub use model::{ApiKey, AuditEvent, KeyStatus, UsageRecord};
-pub use ports::{ApiKeyRepository, AuditRepository, KeyChange, KeyFilter, NewApiKey, UsageBatch};
+pub use ports::{
+    ApiKeyRepository, AuditRepository, KeyChange, KeyFilter, KeyWriteError, NewApiKey, UsageBatch,
+};
 pub use service::{Actor, ApiKeyError, ApiKeyService, CreateKey, Renewal};
 pub use verifier::{RateState, Verified, Verifier, VerifierSettings, VerifyError};
 

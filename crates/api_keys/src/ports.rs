@@ -43,6 +43,19 @@ pub enum KeyChange {
     Renew { expires_at: Option<DateTime<Utc>> },
 }
 
+/// Why a conditional write to a key (change, rotate, delete) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyWriteError {
+    #[error("no API key with this id")]
+    NotFound,
+    /// The key is no longer at the expected revision, or (rotate) no longer rotatable: the
+    /// conditional update touched no row.
+    #[error("the key has changed since it was read")]
+    StaleRevision,
+    #[error(transparent)]
+    Store(#[from] RepoError),
+}
+
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync {
     /// Inserts a key and its audit event atomically.
@@ -56,8 +69,8 @@ pub trait ApiKeyRepository: Send + Sync {
         page: &PageRequest,
         now: DateTime<Utc>,
     ) -> Result<Page<ApiKey>, RepoError>;
-    /// Applies a change if the key is still at `expected_revision` (when given): `Conflict`
-    /// otherwise. Returns the updated key.
+    /// Applies a change if the key is still at `expected_revision` (when given):
+    /// `StaleRevision` otherwise, `NotFound` when there is no such key. Returns the updated key.
     async fn change(
         &self,
         id: Uuid,
@@ -65,8 +78,9 @@ pub trait ApiKeyRepository: Send + Sync {
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
         audit: &AuditEvent,
-    ) -> Result<ApiKey, RepoError>;
-    /// Inserts `new` and sets the old key's expiry to `old_expires_at`, atomically.
+    ) -> Result<ApiKey, KeyWriteError>;
+    /// Inserts `new` and sets the old key's expiry to `old_expires_at`, atomically;
+    /// `StaleRevision` when the old key was revoked meanwhile.
     async fn rotate(
         &self,
         old_id: Uuid,
@@ -74,14 +88,15 @@ pub trait ApiKeyRepository: Send + Sync {
         new: &NewApiKey,
         now: DateTime<Utc>,
         audit: &AuditEvent,
-    ) -> Result<(), RepoError>;
+    ) -> Result<(), KeyWriteError>;
+    /// `StaleRevision` when the key is not at `expected_revision` (when given).
     async fn delete(
         &self,
         id: Uuid,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
         audit: &AuditEvent,
-    ) -> Result<(), RepoError>;
+    ) -> Result<(), KeyWriteError>;
     /// Adds the batch's counts atomically (`total_uses = total_uses + n`) and stores its records.
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), RepoError>;
     /// A key's usage log, newest first.

@@ -5,7 +5,9 @@ use crate::model::{
     ApiKey, AuditEvent, KeyName, KeyStatus, Lifetime, MAX_GRACE_SECONDS, MAX_RATE_LIMIT,
     UsageRecord, parse_scopes,
 };
-use crate::ports::{ApiKeyRepository, AuditRepository, KeyChange, KeyFilter, NewApiKey};
+use crate::ports::{
+    ApiKeyRepository, AuditRepository, KeyChange, KeyFilter, KeyWriteError, NewApiKey,
+};
 use crate::verifier::Verifier;
 use chrono::{DateTime, Duration, Utc};
 use depot_core::{Clock, Page, PageRequest, Principal, RepoError, ValidationError};
@@ -26,6 +28,16 @@ pub enum ApiKeyError {
     PreconditionFailed,
     #[error("storage failed")]
     Repo(#[source] RepoError),
+}
+
+impl From<KeyWriteError> for ApiKeyError {
+    fn from(e: KeyWriteError) -> Self {
+        match e {
+            KeyWriteError::NotFound => ApiKeyError::NotFound,
+            KeyWriteError::StaleRevision => ApiKeyError::PreconditionFailed,
+            KeyWriteError::Store(e) => e.into(),
+        }
+    }
 }
 
 impl From<RepoError> for ApiKeyError {
@@ -221,11 +233,7 @@ impl ApiKeyService {
         let updated = self
             .repo
             .change(id, &change, expected_revision, self.clock.now(), &audit)
-            .await
-            .map_err(|e| match e {
-                RepoError::Conflict(_) => ApiKeyError::PreconditionFailed,
-                other => other.into(),
-            })?;
+            .await?;
         self.verifier.invalidate(id);
         Ok(updated)
     }
@@ -366,7 +374,14 @@ impl ApiKeyService {
         );
         self.repo
             .rotate(old.id, old_expires_at, &new, now, &audit)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Revoked between the read above and the rotation.
+                KeyWriteError::StaleRevision => {
+                    ApiKeyError::Conflict("the key was revoked while it was rotated".into())
+                }
+                other => other.into(),
+            })?;
         self.verifier.invalidate(old.id);
         Ok((new.key, plain))
     }
@@ -387,11 +402,7 @@ impl ApiKeyService {
         );
         self.repo
             .delete(id, Some(key.revision), self.clock.now(), &audit)
-            .await
-            .map_err(|e| match e {
-                RepoError::Conflict(_) => ApiKeyError::PreconditionFailed,
-                other => other.into(),
-            })?;
+            .await?;
         self.verifier.invalidate(id);
         Ok(())
     }

@@ -395,7 +395,7 @@ mod tests {
             _: Option<i64>,
             _: DateTime<Utc>,
             _: &AuditEvent,
-        ) -> Result<ApiKey, RepoError> {
+        ) -> Result<ApiKey, crate::ports::KeyWriteError> {
             unreachable!()
         }
         async fn rotate(
@@ -405,7 +405,7 @@ mod tests {
             _: &NewApiKey,
             _: DateTime<Utc>,
             _: &AuditEvent,
-        ) -> Result<(), RepoError> {
+        ) -> Result<(), crate::ports::KeyWriteError> {
             unreachable!()
         }
         async fn delete(
@@ -414,7 +414,7 @@ mod tests {
             _: Option<i64>,
             _: DateTime<Utc>,
             _: &AuditEvent,
-        ) -> Result<(), RepoError> {
+        ) -> Result<(), crate::ports::KeyWriteError> {
             unreachable!()
         }
         async fn record_usage(&self, batch: &UsageBatch) -> Result<(), RepoError> {

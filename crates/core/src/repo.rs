@@ -114,14 +114,14 @@ impl<T> Page<T> {
     }
 }
 
-/// What a repository adapter can answer besides success, in domain terms.
+/// What any repository call can fail with. Outcomes a caller must tell apart (a duplicate, a
+/// stale revision, a busy resource) are not here: each port method that has them returns its
+/// own error enum, made by the adapter from constraints and row counts, wrapping this one for
+/// the rest.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     #[error("not found")]
     NotFound,
-    /// A uniqueness or state conflict; the message is safe to show a client.
-    #[error("conflict: {0}")]
-    Conflict(String),
     /// The store could not be reached (connection refused, pool timed out).
     #[error("the store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

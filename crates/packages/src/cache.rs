@@ -10,8 +10,8 @@
 
 use crate::model::{Operation, Package, PackageFields};
 use crate::ports::{
-    Claimed, OperationFilter, OperationRepository, OutboxMessage, Outcome, PackageFilter,
-    PackageRepository, PackageSort, StartError,
+    CancelError, Claimed, DeleteError, InsertError, OperationFilter, OperationRepository,
+    OutboxMessage, Outcome, PackageFilter, PackageRepository, PackageSort, StartError, UpdateError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -125,7 +125,7 @@ fn list_key(filter: &PackageFilter, sort: PackageSort, page: &PageRequest) -> St
 
 #[async_trait]
 impl<R: PackageRepository + 'static> PackageRepository for Cached<R> {
-    async fn insert(&self, package: &Package) -> Result<(), RepoError> {
+    async fn insert(&self, package: &Package) -> Result<(), InsertError> {
         let r = self.inner.insert(package).await;
         self.cache.written(None);
         r
@@ -163,13 +163,13 @@ impl<R: PackageRepository + 'static> PackageRepository for Cached<R> {
         fields: &PackageFields,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<Package, RepoError> {
+    ) -> Result<Package, UpdateError> {
         let r = self.inner.update(id, fields, expected_revision, now).await;
         self.cache.written(Some(id));
         r
     }
 
-    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), RepoError> {
+    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError> {
         let r = self.inner.delete(id, expected_revision).await;
         self.cache.written(Some(id));
         r
@@ -235,7 +235,7 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
         r
     }
 
-    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError> {
+    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, CancelError> {
         self.inner.request_cancel(id, now).await
     }
 
@@ -266,7 +266,7 @@ mod tests {
 
     #[async_trait]
     impl PackageRepository for Store {
-        async fn insert(&self, p: &Package) -> Result<(), RepoError> {
+        async fn insert(&self, p: &Package) -> Result<(), InsertError> {
             self.rows.lock().unwrap().insert(p.id, p.clone());
             Ok(())
         }
@@ -299,16 +299,16 @@ mod tests {
             fields: &PackageFields,
             _: Option<i64>,
             _: DateTime<Utc>,
-        ) -> Result<Package, RepoError> {
+        ) -> Result<Package, UpdateError> {
             let mut rows = self.rows.lock().unwrap();
-            let p = rows.get_mut(&id).ok_or(RepoError::NotFound)?;
+            let p = rows.get_mut(&id).ok_or(UpdateError::NotFound)?;
             if let Some(name) = &fields.name {
                 p.name = name.clone();
             }
             p.revision += 1;
             Ok(p.clone())
         }
-        async fn delete(&self, id: Uuid, _: Option<i64>) -> Result<(), RepoError> {
+        async fn delete(&self, id: Uuid, _: Option<i64>) -> Result<(), DeleteError> {
             self.rows.lock().unwrap().remove(&id);
             Ok(())
         }

@@ -40,6 +40,65 @@ pub struct OutboxMessage {
     pub headers: std::collections::BTreeMap<String, String>,
 }
 
+/// Why registering a package was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    /// A package with this name and version exists (the adapter's unique constraint).
+    #[error("a package with this name and version exists")]
+    Duplicate,
+    #[error(transparent)]
+    Store(#[from] RepoError),
+}
+
+/// Why a conditional update of a package was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("no such package")]
+    NotFound,
+    /// The package is no longer at the expected revision (the update touched no row).
+    #[error("the package is no longer at the expected revision")]
+    StaleRevision,
+    /// The new name and version belong to another package.
+    #[error("another package has this name and version")]
+    Duplicate,
+    #[error(transparent)]
+    Store(#[from] RepoError),
+}
+
+/// Why deleting a package was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("no such package")]
+    NotFound,
+    #[error("the package is no longer at the expected revision")]
+    StaleRevision,
+    /// An operation on the package is pending or running.
+    #[error("operation {} ({}) is {} on this package", .0.id, .0.kind.as_str(), .0.status.as_str())]
+    Busy(BusyWith),
+    #[error(transparent)]
+    Store(#[from] RepoError),
+}
+
+/// The unfinished operation that keeps a package busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusyWith {
+    pub id: Uuid,
+    pub kind: crate::model::OperationKind,
+    pub status: OperationStatus,
+}
+
+/// Why cancelling an operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no such operation")]
+    NotFound,
+    /// The operation had already ended with this status.
+    #[error("the operation has already {}", .0.as_str())]
+    Finished(OperationStatus),
+    #[error(transparent)]
+    Store(#[from] RepoError),
+}
+
 /// Why starting an operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -74,8 +133,8 @@ pub enum Outcome {
 
 #[async_trait]
 pub trait PackageRepository: Send + Sync {
-    /// `Conflict` when (name, version) exists.
-    async fn insert(&self, package: &Package) -> Result<(), RepoError>;
+    /// `Duplicate` when (name, version) exists.
+    async fn insert(&self, package: &Package) -> Result<(), InsertError>;
     async fn get(&self, id: Uuid) -> Result<Package, RepoError>;
     async fn list(
         &self,
@@ -83,18 +142,19 @@ pub trait PackageRepository: Send + Sync {
         sort: PackageSort,
         page: &PageRequest,
     ) -> Result<Page<Package>, RepoError>;
-    /// Applies the given fields if the package is at `expected_revision` (when given).
-    /// `Conflict` for a stale revision or a duplicate (name, version).
+    /// Applies the given fields if the package is at `expected_revision` (when given):
+    /// `NotFound` when there is no such package, `StaleRevision` when it is at another revision,
+    /// `Duplicate` when the new (name, version) belongs to another package.
     async fn update(
         &self,
         id: Uuid,
         fields: &PackageFields,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<Package, RepoError>;
-    /// Deletes the package with its finished operations. Refused (`Conflict`) while an operation
-    /// is pending or running, or for a stale revision.
-    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), RepoError>;
+    ) -> Result<Package, UpdateError>;
+    /// Deletes the package with its finished operations: `Busy` while an operation is pending or
+    /// running, `StaleRevision` when it is not at `expected_revision`, `NotFound`.
+    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError>;
 }
 
 #[async_trait]
@@ -129,8 +189,9 @@ pub trait OperationRepository: Send + Sync {
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Result<Option<Operation>, RepoError>;
-    /// Pending → cancelled at once; running → cancellation requested. `Conflict` when final.
-    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError>;
+    /// Pending → cancelled at once; running → cancellation requested. `Finished` when the
+    /// operation had already ended, `NotFound` when there is none.
+    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, CancelError>;
     /// Operations not yet final (for recovery after a restart in embedded mode).
     async fn unfinished(&self) -> Result<Vec<Operation>, RepoError>;
     /// Deletes operations that finished before `before`; returns how many.

@@ -3,8 +3,8 @@
 use crate::OPERATIONS_QUEUE;
 use crate::model::{Operation, OperationKind, Package, PackageInput};
 use crate::ports::{
-    OperationFilter, OperationRepository, OutboxMessage, PackageFilter, PackageRepository,
-    PackageSort, StartError,
+    CancelError, DeleteError, InsertError, OperationFilter, OperationRepository, OutboxMessage,
+    PackageFilter, PackageRepository, PackageSort, StartError, UpdateError,
 };
 use crate::runner::OperationMessage;
 use depot_core::{Clock, Page, PageRequest, RepoError, ValidationError};
@@ -74,11 +74,11 @@ impl PackageService {
             )
         };
         self.packages.insert(&package).await.map_err(|e| match e {
-            RepoError::Conflict(_) => PackageError::Conflict {
+            InsertError::Duplicate => PackageError::Conflict {
                 code: "duplicate_package",
                 detail: format!("{} {} is already registered", package.name, package.version),
             },
-            other => repo(other, "no such package"),
+            InsertError::Store(e) => repo(e, "no such package"),
         })?;
         Ok(package)
     }
@@ -114,12 +114,13 @@ impl PackageService {
             .update(id, &fields, if_match, self.clock.now())
             .await
             .map_err(|e| match e {
-                RepoError::Conflict(msg) if msg.contains("unique") => PackageError::Conflict {
+                UpdateError::Duplicate => PackageError::Conflict {
                     code: "duplicate_package",
                     detail: "another package has this name and version".into(),
                 },
-                RepoError::Conflict(_) => PackageError::PreconditionFailed,
-                other => repo(other, "no package with this id"),
+                UpdateError::StaleRevision => PackageError::PreconditionFailed,
+                UpdateError::NotFound => PackageError::NotFound("no package with this id"),
+                UpdateError::Store(e) => repo(e, "no package with this id"),
             })
     }
 
@@ -128,14 +129,13 @@ impl PackageService {
             .delete(id, if_match)
             .await
             .map_err(|e| match e {
-                RepoError::Conflict(detail) if detail.contains("operation") => {
-                    PackageError::Conflict {
-                        code: "operation_in_progress",
-                        detail,
-                    }
-                }
-                RepoError::Conflict(_) => PackageError::PreconditionFailed,
-                other => repo(other, "no package with this id"),
+                e @ DeleteError::Busy(_) => PackageError::Conflict {
+                    code: "operation_in_progress",
+                    detail: e.to_string(),
+                },
+                DeleteError::StaleRevision => PackageError::PreconditionFailed,
+                DeleteError::NotFound => PackageError::NotFound("no package with this id"),
+                DeleteError::Store(e) => repo(e, "no package with this id"),
             })
     }
 
@@ -204,11 +204,12 @@ impl PackageService {
             .request_cancel(id, self.clock.now())
             .await
             .map_err(|e| match e {
-                RepoError::Conflict(detail) => PackageError::Conflict {
+                e @ CancelError::Finished(_) => PackageError::Conflict {
                     code: "operation_finished",
-                    detail,
+                    detail: e.to_string(),
                 },
-                other => repo(other, "no operation with this id"),
+                CancelError::NotFound => PackageError::NotFound("no operation with this id"),
+                CancelError::Store(e) => repo(e, "no operation with this id"),
             })
     }
 }

@@ -2,14 +2,15 @@
 //! throttle states and pending OpenID Connect sign-ins.
 
 use crate::entities::{login_throttle, oidc_login, refresh_token, user, user_identity};
-use crate::error::{begin_write, repo_err};
+use crate::error::{begin_write, is_unique_violation, repo_err};
 use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_accounts::throttle::{self, Decision, ThrottleState};
 use depot_accounts::{
-    Email, Identity, NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository,
-    Role, Rotation, ThrottleRepository, User, UserPatch, UserRepository, UserUpdate,
+    Email, Identity, InsertUserError, NewRefreshToken, PendingLogin, PendingLoginRepository,
+    RefreshTokenRepository, Role, Rotation, ThrottleRepository, UpdateUserError, User, UserPatch,
+    UserRepository,
 };
 use depot_core::{Page, PageRequest, RepoError};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -54,6 +55,15 @@ fn to_domain(m: user::Model) -> Result<User, RepoError> {
         updated_at: m.updated_at,
         revision: m.revision,
     })
+}
+
+/// A unique violation as the port's `taken` variant; any other error as a store error.
+fn unique_or(e: sea_orm::DbErr, taken: InsertUserError) -> InsertUserError {
+    if is_unique_violation(&e) {
+        taken
+    } else {
+        repo_err(e).into()
+    }
 }
 
 fn identity_active(
@@ -103,8 +113,10 @@ async fn revoke_sessions<C: ConnectionTrait>(
 
 #[async_trait]
 impl UserRepository for SeaOrmAccountRepository {
-    async fn insert(&self, u: &User, identity: Option<&Identity>) -> Result<(), RepoError> {
+    async fn insert(&self, u: &User, identity: Option<&Identity>) -> Result<(), InsertUserError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        // The id is new: the e-mail is the only unique key the user row can violate, and
+        // (issuer, subject) the only one the identity row can.
         user::Entity::insert(user::ActiveModel {
             id: Set(u.id),
             email: Set(u.email.as_str().to_owned()),
@@ -117,14 +129,14 @@ impl UserRepository for SeaOrmAccountRepository {
         })
         .exec_without_returning(&txn)
         .await
-        .map_err(repo_err)?;
+        .map_err(|e| unique_or(e, InsertUserError::EmailTaken))?;
         if let Some(identity) = identity {
             user_identity::Entity::insert(identity_active(u.id, identity, u.created_at))
                 .exec_without_returning(&txn)
                 .await
-                .map_err(repo_err)?;
+                .map_err(|e| unique_or(e, InsertUserError::IdentityTaken))?;
         }
-        txn.commit().await.map_err(repo_err)
+        Ok(txn.commit().await.map_err(repo_err)?)
     }
 
     async fn get(&self, id: Uuid) -> Result<User, RepoError> {
@@ -164,12 +176,12 @@ impl UserRepository for SeaOrmAccountRepository {
         user_id: Uuid,
         identity: &Identity,
         now: DateTime<Utc>,
-    ) -> Result<User, RepoError> {
+    ) -> Result<User, InsertUserError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         user_identity::Entity::insert(identity_active(user_id, identity, now))
             .exec_without_returning(&txn)
             .await
-            .map_err(repo_err)?;
+            .map_err(|e| unique_or(e, InsertUserError::IdentityTaken))?;
         user::Entity::update_many()
             .col_expr(
                 user::Column::PasswordHash,
@@ -191,7 +203,7 @@ impl UserRepository for SeaOrmAccountRepository {
             .map_err(repo_err)?
             .ok_or(RepoError::NotFound)?;
         txn.commit().await.map_err(repo_err)?;
-        to_domain(linked)
+        Ok(to_domain(linked)?)
     }
 
     async fn list(&self, page: &PageRequest) -> Result<Page<User>, RepoError> {
@@ -212,7 +224,7 @@ impl UserRepository for SeaOrmAccountRepository {
         patch: &UserPatch,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<UserUpdate, RepoError> {
+    ) -> Result<User, UpdateUserError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let demotes = patch.role == Some(Role::User) || patch.disabled == Some(true);
         let active_admins = || {
@@ -259,14 +271,14 @@ impl UserRepository for SeaOrmAccountRepository {
                 .map_err(repo_err)?
                 .is_some();
             return Err(if exists {
-                RepoError::Conflict("the user has changed".into())
+                UpdateUserError::StaleRevision
             } else {
-                RepoError::NotFound
+                UpdateUserError::NotFound
             });
         }
         if demoting && active_admins().count(&txn).await.map_err(repo_err)? == 0 {
             // Dropping the transaction rolls the change back.
-            return Ok(UserUpdate::LastAdmin);
+            return Err(UpdateUserError::LastAdmin);
         }
         if patch.disabled == Some(true) {
             revoke_sessions(&txn, id, now).await?;
@@ -275,9 +287,9 @@ impl UserRepository for SeaOrmAccountRepository {
             .one(&txn)
             .await
             .map_err(repo_err)?
-            .ok_or(RepoError::NotFound)?;
+            .ok_or(UpdateUserError::NotFound)?;
         txn.commit().await.map_err(repo_err)?;
-        Ok(UserUpdate::Updated(to_domain(updated)?))
+        Ok(to_domain(updated)?)
     }
 
     async fn changed_since(

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use depot_api_keys::model::{scopes_from_string, scopes_to_string};
 use depot_api_keys::{
     ApiKey, ApiKeyRepository, AuditEvent, AuditRepository, KeyChange, KeyFilter, KeyHash,
-    KeyStatus, NewApiKey, UsageBatch, UsageRecord,
+    KeyStatus, KeyWriteError, NewApiKey, UsageBatch, UsageRecord,
 };
 use depot_core::{Page, PageRequest, RepoError};
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -100,11 +100,11 @@ async fn log_change<C: ConnectionTrait>(
 }
 
 /// After a conditional update touched no row: was the row missing, or at another revision?
-async fn missing_or_stale<C: ConnectionTrait>(db: &C, id: Uuid) -> RepoError {
+async fn missing_or_stale<C: ConnectionTrait>(db: &C, id: Uuid) -> KeyWriteError {
     match api_key::Entity::find_by_id(id).one(db).await {
-        Ok(Some(_)) => RepoError::Conflict("the key has changed since it was read".into()),
-        Ok(None) => RepoError::NotFound,
-        Err(e) => repo_err(e),
+        Ok(Some(_)) => KeyWriteError::StaleRevision,
+        Ok(None) => KeyWriteError::NotFound,
+        Err(e) => repo_err(e).into(),
     }
 }
 
@@ -184,7 +184,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
         audit: &AuditEvent,
-    ) -> Result<ApiKey, RepoError> {
+    ) -> Result<ApiKey, KeyWriteError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let mut update = api_key::Entity::update_many()
             .col_expr(
@@ -221,7 +221,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
             .one(&txn)
             .await
             .map_err(repo_err)?
-            .ok_or(RepoError::NotFound)?;
+            .ok_or(KeyWriteError::NotFound)?;
         txn.commit().await.map_err(repo_err)?;
         Ok(to_domain(updated))
     }
@@ -234,7 +234,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         new: &NewApiKey,
         now: DateTime<Utc>,
         audit: &AuditEvent,
-    ) -> Result<(), RepoError> {
+    ) -> Result<(), KeyWriteError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let result = api_key::Entity::update_many()
             .col_expr(api_key::Column::ExpiresAt, Expr::value(old_expires_at))
@@ -260,7 +260,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
             .await
             .map_err(repo_err)?;
         log_change(&txn, old_id, now).await?;
-        txn.commit().await.map_err(repo_err)
+        Ok(txn.commit().await.map_err(repo_err)?)
     }
 
     #[tracing::instrument(skip_all, fields(key_id = %id))]
@@ -270,7 +270,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
         audit: &AuditEvent,
-    ) -> Result<(), RepoError> {
+    ) -> Result<(), KeyWriteError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let mut q = api_key::Entity::delete_many().filter(api_key::Column::Id.eq(id));
         if let Some(rev) = expected_revision {
@@ -285,7 +285,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
             .await
             .map_err(repo_err)?;
         log_change(&txn, id, now).await?;
-        txn.commit().await.map_err(repo_err)
+        Ok(txn.commit().await.map_err(repo_err)?)
     }
 
     #[tracing::instrument(skip_all, fields(keys = batch.counts.len(), records = batch.records.len()))]

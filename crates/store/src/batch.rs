@@ -90,7 +90,6 @@ impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
 pub(crate) fn shared(e: &RepoError) -> RepoError {
     match e {
         RepoError::NotFound => RepoError::NotFound,
-        RepoError::Conflict(m) => RepoError::Conflict(m.clone()),
         RepoError::Unavailable(e) => RepoError::Unavailable(e.to_string().into()),
         RepoError::Unexpected(e) => RepoError::Unexpected(e.to_string().into()),
     }

@@ -3,11 +3,10 @@
 use depot_core::RepoError;
 use sea_orm::{DbErr, SqlErr};
 
+/// A database error as the domain sees it. A unique violation is unexpected here: a statement
+/// that can meet one on purpose checks [`is_unique_violation`] first and answers its port's own
+/// variant (`Duplicate`, `EmailTaken`…), knowing which constraint that statement can violate.
 pub fn repo_err(e: DbErr) -> RepoError {
-    if let Some(SqlErr::UniqueConstraintViolation(detail)) = e.sql_err() {
-        tracing::debug!(%detail, "unique violation");
-        return unique_conflict();
-    }
     match e {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => RepoError::Unavailable(Box::new(e)),
         DbErr::RecordNotFound(_) => RepoError::NotFound,
@@ -15,9 +14,9 @@ pub fn repo_err(e: DbErr) -> RepoError {
     }
 }
 
-/// What a unique-constraint violation is, in domain terms.
-pub fn unique_conflict() -> RepoError {
-    RepoError::Conflict("a resource with these unique fields already exists".into())
+/// The statement violated a unique constraint (or primary key).
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
 /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that

@@ -1,15 +1,13 @@
 //! The sea-orm adapter of `IdempotencyStore` (table `idempotency_keys`).
 
 use crate::entities::idempotency_key as row;
-use crate::error::repo_err;
+use crate::error::{is_unique_violation, repo_err};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_core::RepoError;
 use depot_core::idempotency::{Begin, IdempotencyStore, StoredResponse};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -64,7 +62,8 @@ impl IdempotencyStore for SeaOrmIdempotencyStore {
         .await;
         match inserted {
             Ok(_) => return Ok(Begin::Started),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+            // (owner, key) is the record's only unique key: the key is claimed already.
+            Err(e) if is_unique_violation(&e) => {}
             Err(e) => return Err(repo_err(e)),
         }
         let Some(existing) = self.find(owner, key).await? else {

@@ -3,15 +3,16 @@
 
 use crate::batch::{Batcher, each_alone_on_failure, lost, shared};
 use crate::entities::{operation, outbox, package};
-use crate::error::{any_of, begin_write, repo_err, unique_conflict};
+use crate::error::{any_of, begin_write, is_unique_violation, repo_err};
 use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_core::{Cursor, Page, PageRequest, RepoError};
 use depot_packages::model::PackageFields;
 use depot_packages::ports::{
-    Claimed, OperationFilter, OperationRepository, OutboxMessage, OutboxRepository, Outcome,
-    PackageFilter, PackageRepository, PackageSort, StartError,
+    BusyWith, CancelError, Claimed, DeleteError, InsertError, OperationFilter, OperationRepository,
+    OutboxMessage, OutboxRepository, Outcome, PackageFilter, PackageRepository, PackageSort,
+    StartError, UpdateError,
 };
 use depot_packages::{
     Operation, OperationError, OperationKind, OperationStatus, Package, PackageStatus,
@@ -19,7 +20,7 @@ use depot_packages::{
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -36,7 +37,7 @@ pub struct SeaOrmPackageRepository {
 /// [`crate::batch`]): creating packages, starting operations (with their outbox messages),
 /// claiming and finishing them, and reading single packages and operations.
 struct Batches {
-    insert: Batcher<Package, Result<(), RepoError>>,
+    insert: Batcher<Package, Result<(), InsertError>>,
     get_package: Batcher<Uuid, Result<Package, RepoError>>,
     get_operation: Batcher<Uuid, Result<Operation, RepoError>>,
     start: Batcher<(Operation, OutboxMessage), Result<(), StartError>>,
@@ -140,12 +141,12 @@ fn not_finished() -> Expr {
 #[async_trait]
 impl PackageRepository for SeaOrmPackageRepository {
     #[tracing::instrument(skip_all)]
-    async fn insert(&self, p: &Package) -> Result<(), RepoError> {
+    async fn insert(&self, p: &Package) -> Result<(), InsertError> {
         self.batches()
             .insert
             .call(p.clone())
             .await
-            .unwrap_or_else(|| Err(lost()))
+            .unwrap_or_else(|| Err(lost().into()))
     }
 
     #[tracing::instrument(skip_all)]
@@ -219,7 +220,7 @@ impl PackageRepository for SeaOrmPackageRepository {
         f: &PackageFields,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<Package, RepoError> {
+    ) -> Result<Package, UpdateError> {
         let mut update = package::Entity::update_many()
             .col_expr(
                 package::Column::Revision,
@@ -248,11 +249,12 @@ impl PackageRepository for SeaOrmPackageRepository {
         if let Some(v) = f.size_bytes {
             update = update.col_expr(package::Column::SizeBytes, Expr::value(v));
         }
+        // (name, version) is the only unique key an update can change.
         let result = update.exec(&self.db).await.map_err(|e| {
-            if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
-                RepoError::Conflict("unique: name and version".into())
+            if is_unique_violation(&e) {
+                UpdateError::Duplicate
             } else {
-                repo_err(e)
+                repo_err(e).into()
             }
         })?;
         if result.rows_affected == 0 {
@@ -261,15 +263,18 @@ impl PackageRepository for SeaOrmPackageRepository {
                 .await
                 .map_err(repo_err)?
             {
-                Some(_) => Err(RepoError::Conflict("stale revision".into())),
-                None => Err(RepoError::NotFound),
+                Some(_) => Err(UpdateError::StaleRevision),
+                None => Err(UpdateError::NotFound),
             };
         }
-        PackageRepository::get(self, id).await
+        PackageRepository::get(self, id).await.map_err(|e| match e {
+            RepoError::NotFound => UpdateError::NotFound,
+            e => e.into(),
+        })
     }
 
     #[tracing::instrument(skip_all)]
-    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), RepoError> {
+    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let active = operation::Entity::find()
             .filter(operation::Column::PackageId.eq(id))
@@ -278,10 +283,12 @@ impl PackageRepository for SeaOrmPackageRepository {
             .await
             .map_err(repo_err)?;
         if let Some(op) = active {
-            return Err(RepoError::Conflict(format!(
-                "operation {} ({}) is {} on this package",
-                op.id, op.kind, op.status
-            )));
+            let op = operation_of(op)?;
+            return Err(DeleteError::Busy(BusyWith {
+                id: op.id,
+                kind: op.kind,
+                status: op.status,
+            }));
         }
         let mut q = package::Entity::delete_many().filter(package::Column::Id.eq(id));
         if let Some(rev) = expected_revision {
@@ -294,11 +301,11 @@ impl PackageRepository for SeaOrmPackageRepository {
                 .await
                 .map_err(repo_err)?
             {
-                Some(_) => Err(RepoError::Conflict("stale revision".into())),
-                None => Err(RepoError::NotFound),
+                Some(_) => Err(DeleteError::StaleRevision),
+                None => Err(DeleteError::NotFound),
             };
         }
-        txn.commit().await.map_err(repo_err)
+        Ok(txn.commit().await.map_err(repo_err)?)
     }
 }
 
@@ -412,13 +419,13 @@ impl OperationRepository for SeaOrmPackageRepository {
             .unwrap_or_else(|| Err(lost()))
     }
 
-    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, RepoError> {
+    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, CancelError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let op = operation::Entity::find_by_id(id)
             .one(&txn)
             .await
             .map_err(repo_err)?
-            .ok_or(RepoError::NotFound)?;
+            .ok_or(CancelError::NotFound)?;
         match op.status.as_str() {
             "pending" => {
                 operation::Entity::update_many()
@@ -442,13 +449,18 @@ impl OperationRepository for SeaOrmPackageRepository {
                     .map_err(repo_err)?;
             }
             other => {
-                return Err(RepoError::Conflict(format!(
-                    "the operation has already {other}"
-                )));
+                let status = OperationStatus::parse(other)
+                    .ok_or_else(|| unexpected(format!("unknown operation status `{other}`")))?;
+                return Err(CancelError::Finished(status));
             }
         }
         txn.commit().await.map_err(repo_err)?;
-        let op = OperationRepository::get(self, id).await?;
+        let op = OperationRepository::get(self, id)
+            .await
+            .map_err(|e| match e {
+                RepoError::NotFound => CancelError::NotFound,
+                e => e.into(),
+            })?;
         if op.status.is_final() {
             crate::notify::announce_later(&self.db, vec![id]);
         }
@@ -621,12 +633,12 @@ fn package_model(p: &Package) -> package::ActiveModel {
 async fn insert_batch(
     db: &DatabaseConnection,
     packages: Vec<Package>,
-) -> Vec<Result<(), RepoError>> {
+) -> Vec<Result<(), InsertError>> {
     each_alone_on_failure(
         "insert",
         &packages,
         |packages| Box::pin(insert_batch_inner(db, packages)),
-        Err,
+        |e| Err(e.into()),
     )
     .await
 }
@@ -634,7 +646,7 @@ async fn insert_batch(
 async fn insert_batch_inner(
     db: &DatabaseConnection,
     packages: &[Package],
-) -> Result<Vec<Result<(), RepoError>>, RepoError> {
+) -> Result<Vec<Result<(), InsertError>>, RepoError> {
     // One insertion order (by the unique key) for every batch: concurrent batches holding the
     // same names wait for each other instead of deadlocking.
     let mut ordered: Vec<&Package> = packages.iter().collect();
@@ -650,7 +662,8 @@ async fn insert_batch_inner(
             if ids.contains(&p.id) {
                 Ok(())
             } else {
-                Err(unique_conflict())
+                // Skipped by `ON CONFLICT DO NOTHING`: (name, version) exists (the id is new).
+                Err(InsertError::Duplicate)
             }
         })
         .collect())

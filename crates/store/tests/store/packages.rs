@@ -1,0 +1,217 @@
+//! The package and operation ports: typed outcomes, batches, the watch.
+
+use crate::common::migrated_db;
+use chrono::Utc;
+use depot_packages::model::{Operation, OperationKind, OperationStatus, Package, PackageFields};
+use depot_packages::ports::{
+    CancelError, DeleteError, InsertError, OperationRepository, OutboxMessage, PackageRepository,
+    UpdateError,
+};
+use depot_store::SeaOrmPackageRepository;
+use uuid::Uuid;
+
+fn message_for(op: &Operation) -> OutboxMessage {
+    OutboxMessage {
+        id: Uuid::now_v7(),
+        queue: "operations".into(),
+        payload: op.id.as_bytes().to_vec(),
+        created_at: op.created_at,
+        headers: Default::default(),
+    }
+}
+
+/// Each refusal the package port can answer is its own variant, made from the constraint or the
+/// row count: a duplicate name and version, a stale revision, a missing package, a busy one, a
+/// finished operation.
+#[tokio::test]
+async fn package_writes_answer_typed_outcomes() {
+    let db = migrated_db().await;
+    let repo = SeaOrmPackageRepository::new(db.db.clone());
+    let now = Utc::now();
+    let a = Package::created("typed".into(), "1.0".into(), now);
+    let b = Package::created("typed".into(), "2.0".into(), now);
+    repo.insert(&a).await.unwrap();
+    repo.insert(&b).await.unwrap();
+    let again = Package::created("typed".into(), "1.0".into(), now);
+    assert!(matches!(
+        repo.insert(&again).await,
+        Err(InsertError::Duplicate)
+    ));
+
+    let rename = |version: &str| PackageFields {
+        version: Some(version.into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        repo.update(b.id, &rename("1.0"), None, now).await,
+        Err(UpdateError::Duplicate)
+    ));
+    assert!(matches!(
+        repo.update(b.id, &rename("3.0"), Some(b.revision + 5), now)
+            .await,
+        Err(UpdateError::StaleRevision)
+    ));
+    assert!(matches!(
+        repo.update(Uuid::now_v7(), &rename("3.0"), None, now).await,
+        Err(UpdateError::NotFound)
+    ));
+    let updated = repo
+        .update(b.id, &rename("3.0"), Some(b.revision), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.version.as_str(), updated.revision),
+        ("3.0", b.revision + 1)
+    );
+
+    let op = Operation::pending(OperationKind::Download, a.id, now);
+    repo.start(&op, &message_for(&op)).await.unwrap();
+    match repo.delete(a.id, None).await {
+        Err(DeleteError::Busy(busy)) => {
+            assert_eq!(busy.id, op.id);
+            assert_eq!(busy.kind, OperationKind::Download);
+            assert_eq!(busy.status, OperationStatus::Pending);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        repo.delete(b.id, Some(1)).await,
+        Err(DeleteError::StaleRevision)
+    ));
+    assert!(matches!(
+        repo.delete(Uuid::now_v7(), None).await,
+        Err(DeleteError::NotFound)
+    ));
+    repo.delete(b.id, Some(updated.revision)).await.unwrap();
+
+    let cancelled = repo.request_cancel(op.id, now).await.unwrap();
+    assert_eq!(cancelled.status, OperationStatus::Cancelled);
+    assert!(matches!(
+        repo.request_cancel(op.id, now).await,
+        Err(CancelError::Finished(OperationStatus::Cancelled))
+    ));
+    assert!(matches!(
+        repo.request_cancel(Uuid::now_v7(), now).await,
+        Err(CancelError::NotFound)
+    ));
+}
+
+/// A batch the database refuses as a whole is run again call by call: only the call that
+/// cannot be written fails, its bystanders in the batch go through.
+#[tokio::test]
+async fn a_refused_batch_fails_only_the_call_that_caused_it() {
+    use depot_packages::model::{Operation, OperationKind, Package};
+    use depot_packages::ports::{
+        OperationRepository, OutboxMessage, OutboxRepository, PackageRepository, StartError,
+    };
+    let db = migrated_db().await;
+    let repo = depot_store::SeaOrmPackageRepository::new(db.clone());
+    let now = Utc::now();
+    let mut packages = Vec::new();
+    for i in 0..6 {
+        let p = Package::created(format!("batch-{i}"), "1.0".into(), now);
+        repo.insert(&p).await.unwrap();
+        packages.push(p);
+    }
+    // Six downloads started at once (one batch); two carry the same outbox message id, which
+    // the outbox's primary key refuses: the batch's transaction fails as a whole.
+    let shared_message = Uuid::now_v7();
+    let calls: Vec<(Operation, OutboxMessage)> = packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let op = Operation::pending(OperationKind::Download, p.id, now);
+            let message = OutboxMessage {
+                id: if i == 1 || i == 4 {
+                    shared_message
+                } else {
+                    Uuid::now_v7()
+                },
+                queue: "operations".into(),
+                payload: op.id.as_bytes().to_vec(),
+                created_at: now,
+                headers: Default::default(),
+            };
+            (op, message)
+        })
+        .collect();
+    let results = futures::future::join_all(calls.iter().map(|(op, m)| repo.start(op, m))).await;
+    let failed: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_err())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "one of the two duplicates fails: {results:?}"
+    );
+    assert!(failed[0] == 1 || failed[0] == 4, "{results:?}");
+    // The duplicate primary key is no outcome a caller must tell apart: a store error.
+    assert!(matches!(
+        results[failed[0]],
+        Err(StartError::Repo(depot_core::RepoError::Unexpected(_)))
+    ));
+    for (i, (op, _)) in calls.iter().enumerate() {
+        let stored = OperationRepository::get(&repo, op.id).await;
+        assert_eq!(stored.is_ok(), i != failed[0], "operation {i}: {stored:?}");
+    }
+    assert_eq!(
+        repo.backlog().await.unwrap(),
+        5,
+        "one outbox message per started operation"
+    );
+}
+
+/// An operation another process ended reaches the watch's followers as soon as it is reported
+/// changed, not at the watch's next interval read (an hour away here).
+#[tokio::test]
+async fn a_watch_reads_an_operation_reported_changed_at_once() {
+    use depot_packages::model::{Operation, OperationKind, OperationStatus, Package};
+    use depot_packages::ports::{OperationRepository, OutboxMessage, Outcome, PackageRepository};
+    use depot_packages::watch::OperationWatch;
+    use std::sync::Arc;
+    let db = migrated_db().await;
+    let repo = depot_store::SeaOrmPackageRepository::new(db.clone());
+    let now = Utc::now();
+    let package = Package::created("watched".into(), "1.0".into(), now);
+    repo.insert(&package).await.unwrap();
+    let op = Operation::pending(OperationKind::Download, package.id, now);
+    let message = OutboxMessage {
+        id: Uuid::now_v7(),
+        queue: "operations".into(),
+        payload: op.id.as_bytes().to_vec(),
+        created_at: now,
+        headers: Default::default(),
+    };
+    repo.start(&op, &message).await.unwrap();
+
+    let watch = Arc::new(OperationWatch::new(
+        Arc::new(depot_store::SeaOrmPackageRepository::new(db.clone())),
+        std::time::Duration::from_secs(3600),
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(watch.clone().run(stopped));
+    let mut rx = watch.follow(op.clone());
+    // Let the watch make its first read (the operation is still pending).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let claimed = repo.claim(op.id, Utc::now()).await.unwrap();
+    repo.finish(&claimed.operation, &Outcome::Succeeded, Utc::now())
+        .await
+        .unwrap()
+        .expect("this call ends it");
+    watch.changed(&[op.id, Uuid::now_v7()]);
+    let seen = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        rx.wait_for(|o| o.status == OperationStatus::Succeeded),
+    )
+    .await;
+    assert!(
+        matches!(seen, Ok(Ok(_))),
+        "the follower did not see the operation succeed"
+    );
+    let _ = stop.send(true);
+    running.await.unwrap();
+}

@@ -1,0 +1,123 @@
+//! What only PostgreSQL has: connection settings and change notifications. These need
+//! `DEPOT_TEST_POSTGRES_URL` and run with `--include-ignored` (`make test` does).
+
+use crate::common::migrated_db;
+use chrono::Utc;
+use uuid::Uuid;
+
+/// Depot's PostgreSQL connections plan each prepared statement once (generic plans) and prefer
+/// indexes, unless the URL's `options` say otherwise.
+#[tokio::test]
+#[ignore = "needs PostgreSQL; run with --include-ignored (scripts/test.sh does)"]
+async fn postgres_connections_plan_once_and_prefer_indexes_unless_the_url_says_otherwise() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let test = migrated_db().await;
+    let url =
+        crate::common::postgres_url().expect("DEPOT_TEST_POSTGRES_URL must be set for this test");
+    // This test's own database, reached with the URL's options varied.
+    let url = {
+        let mut u = url::Url::parse(&url).unwrap();
+        let name = test
+            .query_one_raw(sea_orm::Statement::from_string(
+                test.get_database_backend(),
+                "SELECT current_database()",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<String>(0)
+            .unwrap();
+        u.set_path(&format!("/{name}"));
+        u.to_string()
+    };
+    let show = async |url: &str| -> (String, String) {
+        let db = depot_store::connect(&crate::common::options(url.to_owned()))
+            .await
+            .unwrap();
+        let mut values = Vec::new();
+        for name in ["plan_cache_mode", "enable_seqscan"] {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    format!("SHOW {name}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            values.push(row.try_get_by_index::<String>(0).unwrap());
+        }
+        db.close().await.ok();
+        (values[0].clone(), values[1].clone())
+    };
+    assert_eq!(
+        show(&url).await,
+        ("force_generic_plan".into(), "off".into())
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let custom = format!("{url}{sep}options=-c%20plan_cache_mode%3Dforce_custom_plan");
+    assert_eq!(
+        show(&custom).await,
+        ("force_custom_plan".into(), "off".into()),
+        "the URL's plan_cache_mode wins, the other setting stays"
+    );
+    let seqscan = format!("{url}{sep}options=-c%20enable_seqscan%3Don");
+    assert_eq!(
+        show(&seqscan).await,
+        ("force_generic_plan".into(), "on".into())
+    );
+}
+
+/// On PostgreSQL, ended operations are announced on `depot_operations`: a finish batch in its
+/// own statement, a cancellation just after its commit.
+#[tokio::test]
+#[ignore = "needs PostgreSQL; run with --include-ignored (scripts/test.sh does)"]
+async fn postgres_announces_finished_and_cancelled_operations() {
+    use depot_packages::model::{Operation, OperationKind, Package};
+    use depot_packages::ports::{OperationRepository, OutboxMessage, Outcome, PackageRepository};
+    use sea_orm::sqlx::postgres::PgListener;
+    let db = migrated_db().await;
+    assert_eq!(
+        db.get_database_backend(),
+        sea_orm::DatabaseBackend::Postgres,
+        "DEPOT_TEST_POSTGRES_URL must be set for this test"
+    );
+    let mut listener = PgListener::connect_with(db.get_postgres_connection_pool())
+        .await
+        .unwrap();
+    listener
+        .listen(depot_store::notify::OPERATIONS_CHANNEL)
+        .await
+        .unwrap();
+    let repo = depot_store::SeaOrmPackageRepository::new(db.clone());
+    let now = Utc::now();
+    let mut ops = Vec::new();
+    for name in ["finished", "cancelled"] {
+        let package = Package::created(name.into(), "1.0".into(), now);
+        repo.insert(&package).await.unwrap();
+        let op = Operation::pending(OperationKind::Download, package.id, now);
+        let message = OutboxMessage {
+            id: Uuid::now_v7(),
+            queue: "operations".into(),
+            payload: op.id.as_bytes().to_vec(),
+            created_at: now,
+            headers: Default::default(),
+        };
+        repo.start(&op, &message).await.unwrap();
+        ops.push(op);
+    }
+    let mut next = async || {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+            .await
+            .expect("a notification")
+            .unwrap();
+        n.payload().to_owned()
+    };
+    let claimed = repo.claim(ops[0].id, Utc::now()).await.unwrap();
+    repo.finish(&claimed.operation, &Outcome::Succeeded, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(next().await, ops[0].id.to_string());
+    repo.request_cancel(ops[1].id, Utc::now()).await.unwrap();
+    assert_eq!(next().await, ops[1].id.to_string());
+    drop(listener);
+}
