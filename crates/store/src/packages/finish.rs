@@ -1,0 +1,291 @@
+//! Finishing operations exactly once, with the package's status change.
+
+use super::*;
+
+/// Ends operations exactly once, in one transaction. The operations that succeeded are made
+/// final first, conditional on still running: that locks them and says which were. Their
+/// packages then move, conditional on their status; an operation whose package moved away
+/// meanwhile fails with `invalid_transition` instead. Failures and cancellations follow, one
+/// statement each (they are rare). Of several calls for one operation (redeliveries), the
+/// first to make it final gets it; the others get `None`, as does any call for an operation
+/// that was no longer running.
+pub(super) async fn finish_batch(
+    db: &DatabaseConnection,
+    calls: Vec<FinishCall>,
+) -> Vec<Result<Option<Operation>, RepoError>> {
+    each_alone_on_failure(
+        "finish",
+        &calls,
+        |calls| {
+            Box::pin(async move {
+                Ok(finish_batch_inner(db, calls)
+                    .await?
+                    .into_iter()
+                    .map(Ok)
+                    .collect())
+            })
+        },
+        Err,
+    )
+    .await
+}
+
+pub(super) async fn finish_batch_inner(
+    db: &DatabaseConnection,
+    calls: &[FinishCall],
+) -> Result<Vec<Option<Operation>>, RepoError> {
+    let Some(now) = calls.iter().map(|c| c.now).max() else {
+        return Ok(Vec::new());
+    };
+    let backend = db.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        return finish_batch_postgres(db, calls, now).await;
+    }
+    let txn = begin_write(db).await.map_err(repo_err)?;
+    let mut ending = Ending::default();
+    let succeeded = succeeded_ids(calls);
+    if !succeeded.is_empty() {
+        for m in final_update("succeeded", None, now)
+            .col_expr(operation::Column::Progress, Expr::value(100i16))
+            .filter(any_of(backend, operation::Column::Id, succeeded))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(repo_err)?
+        {
+            ending.succeeded(calls, m);
+        }
+    }
+    for kind in OperationKind::ALL {
+        let packages: HashMap<Uuid, Uuid> = ending
+            .ended
+            .values()
+            .filter(|m| m.kind == kind.as_str())
+            .map(|m| (m.package_id, m.id))
+            .collect();
+        if packages.is_empty() {
+            continue;
+        }
+        let (from, to) = kind.transition();
+        let moved: HashSet<Uuid> = package::Entity::update_many()
+            .col_expr(package::Column::Status, Expr::value(to.as_str()))
+            .col_expr(
+                package::Column::Revision,
+                Expr::col(package::Column::Revision).add(1),
+            )
+            .col_expr(package::Column::UpdatedAt, Expr::value(now))
+            .filter(any_of(
+                backend,
+                package::Column::Id,
+                packages.keys().copied(),
+            ))
+            .filter(package::Column::Status.eq(from.as_str()))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        for (package_id, op_id) in packages {
+            if moved.contains(&package_id) {
+                continue;
+            }
+            // The package left `from` while its operation ran (nothing in Depot does that
+            // while an operation is active; a hand-edited database could).
+            let progress = calls[ending.winner[&op_id]].op.progress;
+            let error = OperationError {
+                code: "invalid_transition".into(),
+                detail: format!(
+                    "the package was no longer {} when the {} finished",
+                    from.as_str(),
+                    kind.as_str()
+                ),
+            };
+            let failed = operation::Entity::update_many()
+                .col_expr(operation::Column::Status, Expr::value("failed"))
+                .col_expr(
+                    operation::Column::Progress,
+                    Expr::value(i16::from(progress)),
+                )
+                .col_expr(operation::Column::ErrorCode, Expr::value(Some(error.code)))
+                .col_expr(
+                    operation::Column::ErrorDetail,
+                    Expr::value(Some(error.detail)),
+                )
+                .filter(operation::Column::Id.eq(op_id))
+                .exec_with_returning(&txn)
+                .await
+                .map_err(repo_err)?;
+            if let Some(m) = failed.into_iter().next() {
+                ending.ended.insert(op_id, m);
+            }
+        }
+    }
+    ending.the_others(&txn, calls, now).await?;
+    txn.commit().await.map_err(repo_err)?;
+    ending.answers(calls)
+}
+
+/// `CASE <alias>.kind WHEN 'download' THEN '<status>' ... END`, from the state machine.
+pub(super) fn by_kind(alias: &str, status: impl Fn(OperationKind) -> PackageStatus) -> String {
+    let arms: String = OperationKind::ALL
+        .into_iter()
+        .map(|k| format!("WHEN '{}' THEN '{}' ", k.as_str(), status(k).as_str()))
+        .collect();
+    format!("CASE {alias}.kind {arms}END")
+}
+
+/// [`finish_batch`] on PostgreSQL: the succeeded operations in one statement (atomic on its
+/// own): lock those still running, move their packages, and make each final: succeeded when
+/// its package moved, `invalid_transition` when it had left the expected status.
+pub(super) async fn finish_batch_postgres(
+    db: &DatabaseConnection,
+    calls: &[FinishCall],
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<Operation>>, RepoError> {
+    let mut ending = Ending::default();
+    let succeeded = succeeded_ids(calls);
+    if !succeeded.is_empty() {
+        let moved = "o.package_id IN (SELECT id FROM m)";
+        let sql = format!(
+            r#"WITH r AS (SELECT id, package_id, kind FROM operations
+                          WHERE id = ANY($1) AND status = 'running' ORDER BY id FOR UPDATE),
+                    m AS (UPDATE packages p SET status = {to}, revision = p.revision + 1, updated_at = $2
+                          FROM r WHERE p.id = r.package_id AND p.status = {from} RETURNING p.id),
+                    u AS (UPDATE operations o SET
+                 status = CASE WHEN {moved} THEN 'succeeded' ELSE 'failed' END,
+                 progress = CASE WHEN {moved} THEN 100 ELSE o.progress END,
+                 error_code = CASE WHEN {moved} THEN NULL ELSE 'invalid_transition' END,
+                 error_detail = CASE WHEN {moved} THEN NULL ELSE 'the package was no longer '
+                   || {from_o} || ' when the ' || o.kind || ' finished' END,
+                 updated_at = $2, finished_at = $2
+               FROM r WHERE o.id = r.id RETURNING o.*),
+                    -- Other processes' watches hear of them with this commit (see notify.rs).
+                    n AS ({notify})
+               SELECT u.* FROM u LEFT JOIN n ON true"#,
+            notify = crate::notify::notify_ids("u"),
+            to = by_kind("r", |k| k.transition().1),
+            from = by_kind("r", |k| k.transition().0),
+            from_o = by_kind("o", |k| k.transition().0),
+        );
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                sql,
+                [
+                    succeeded.into_iter().collect::<Vec<Uuid>>().into(),
+                    now.into(),
+                ],
+            ))
+            .await
+            .map_err(repo_err)?;
+        for row in rows {
+            let m = operation::Model::from_query_result(&row, "").map_err(repo_err)?;
+            ending.succeeded(calls, m);
+        }
+    }
+    let announced: HashSet<Uuid> = ending.ended.keys().copied().collect();
+    ending.the_others(db, calls, now).await?;
+    // Failures and cancellations (rare) are announced apart, without holding up the answers.
+    let others: Vec<Uuid> = ending
+        .ended
+        .keys()
+        .filter(|id| !announced.contains(id))
+        .copied()
+        .collect();
+    crate::notify::announce_later(db, others);
+    ending.answers(calls)
+}
+
+pub(super) fn succeeded_ids(calls: &[FinishCall]) -> HashSet<Uuid> {
+    calls
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Succeeded))
+        .map(|c| c.op.id)
+        .collect()
+}
+
+/// What a finish batch ended: which call made each operation final, and the operation as it
+/// ended.
+#[derive(Default)]
+pub(super) struct Ending {
+    winner: HashMap<Uuid, usize>,
+    ended: HashMap<Uuid, operation::Model>,
+}
+
+impl Ending {
+    /// `m` ended successfully: it is answered to the first call that asked for that.
+    fn succeeded(&mut self, calls: &[FinishCall], m: operation::Model) {
+        let first = calls
+            .iter()
+            .position(|c| c.op.id == m.id && matches!(c.outcome, Outcome::Succeeded))
+            .expect("a returned operation was asked for");
+        self.winner.insert(m.id, first);
+        self.ended.insert(m.id, m);
+    }
+
+    /// Failures and cancellations (rare: one statement each), for operations no call of this
+    /// batch has ended yet.
+    async fn the_others(
+        &mut self,
+        conn: &impl ConnectionTrait,
+        calls: &[FinishCall],
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        for (i, c) in calls.iter().enumerate() {
+            let (status, error) = match &c.outcome {
+                Outcome::Succeeded => continue,
+                Outcome::Failed(e) => ("failed", Some(e)),
+                Outcome::Cancelled => ("cancelled", None),
+            };
+            if self.winner.contains_key(&c.op.id) {
+                continue;
+            }
+            if let Some(m) = final_update(status, error, now)
+                .filter(operation::Column::Id.eq(c.op.id))
+                .exec_with_returning(conn)
+                .await
+                .map_err(repo_err)?
+                .into_iter()
+                .next()
+            {
+                self.winner.insert(m.id, i);
+                self.ended.insert(m.id, m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Each call's answer: the ended operation for the call that ended it, `None` for the
+    /// others.
+    fn answers(mut self, calls: &[FinishCall]) -> Result<Vec<Option<Operation>>, RepoError> {
+        calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match self.winner.get(&c.op.id) {
+                Some(&w) if w == i => self.ended.remove(&c.op.id).map(operation_of).transpose(),
+                _ => Ok(None),
+            })
+            .collect()
+    }
+}
+
+/// The update making a running operation final (rows locked by the caller).
+pub(super) fn final_update(
+    status: &'static str,
+    error: Option<&OperationError>,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<operation::Entity> {
+    operation::Entity::update_many()
+        .col_expr(operation::Column::Status, Expr::value(status))
+        .col_expr(
+            operation::Column::ErrorCode,
+            Expr::value(error.map(|e| e.code.clone())),
+        )
+        .col_expr(
+            operation::Column::ErrorDetail,
+            Expr::value(error.map(|e| e.detail.clone())),
+        )
+        .col_expr(operation::Column::UpdatedAt, Expr::value(now))
+        .col_expr(operation::Column::FinishedAt, Expr::value(Some(now)))
+        .filter(operation::Column::Status.eq("running"))
+}

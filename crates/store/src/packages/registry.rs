@@ -1,0 +1,224 @@
+//! The package port: register, read, list, update, delete packages.
+
+use super::*;
+
+#[async_trait]
+impl PackageRepository for SeaOrmPackageRepository {
+    #[tracing::instrument(skip_all)]
+    async fn insert(&self, p: &Package) -> Result<(), InsertError> {
+        self.batches()
+            .insert
+            .call(p.clone())
+            .await
+            .unwrap_or_else(|| Err(lost().into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get(&self, id: Uuid) -> Result<Package, RepoError> {
+        self.batches()
+            .get_package
+            .call(id)
+            .await
+            .unwrap_or_else(|| Err(lost()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list(
+        &self,
+        filter: &PackageFilter,
+        sort: PackageSort,
+        page: &PageRequest,
+    ) -> Result<Page<Package>, RepoError> {
+        let mut q = package::Entity::find();
+        if let Some(status) = filter.status {
+            q = q.filter(package::Column::Status.eq(status.as_str()));
+        }
+        if let Some(prefix) = &filter.name_prefix {
+            q = q.filter(package::Column::Name.starts_with(prefix.as_str()));
+        }
+        q = match (sort, &page.after) {
+            (PackageSort::CreatedAt, after) => {
+                if let Some(after) = after {
+                    q = q.filter(package::Column::Id.lt(after.id));
+                }
+                q.order_by_desc(package::Column::Id)
+            }
+            (PackageSort::Name, after) => {
+                if let Some(after) = after {
+                    q = q.filter(
+                        Condition::any()
+                            .add(package::Column::Name.gt(after.key.as_str()))
+                            .add(
+                                Condition::all()
+                                    .add(package::Column::Name.eq(after.key.as_str()))
+                                    .add(package::Column::Id.gt(after.id)),
+                            ),
+                    );
+                }
+                q.order_by_asc(package::Column::Name)
+                    .order_by_asc(package::Column::Id)
+            }
+        };
+        let rows = q
+            .limit(u64::from(page.limit()) + 1)
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .map(package_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(
+            rows,
+            page.limit(),
+            |p: &Package| match sort {
+                PackageSort::CreatedAt => Cursor::new("", p.id),
+                PackageSort::Name => Cursor::new(p.name.clone(), p.id),
+            },
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update(
+        &self,
+        id: Uuid,
+        f: &PackageFields,
+        expected_revision: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Package, UpdateError> {
+        let mut update = package::Entity::update_many()
+            .col_expr(
+                package::Column::Revision,
+                Expr::col(package::Column::Revision).add(1),
+            )
+            .col_expr(package::Column::UpdatedAt, Expr::value(now))
+            .filter(package::Column::Id.eq(id));
+        if let Some(rev) = expected_revision {
+            update = update.filter(package::Column::Revision.eq(rev));
+        }
+        if let Some(name) = &f.name {
+            update = update.col_expr(package::Column::Name, Expr::value(name.clone()));
+        }
+        if let Some(version) = &f.version {
+            update = update.col_expr(package::Column::Version, Expr::value(version.clone()));
+        }
+        if let Some(v) = &f.description {
+            update = update.col_expr(package::Column::Description, Expr::value(v.clone()));
+        }
+        if let Some(v) = &f.source_url {
+            update = update.col_expr(package::Column::SourceUrl, Expr::value(v.clone()));
+        }
+        if let Some(v) = &f.sha256 {
+            update = update.col_expr(package::Column::Sha256, Expr::value(v.clone()));
+        }
+        if let Some(v) = f.size_bytes {
+            update = update.col_expr(package::Column::SizeBytes, Expr::value(v));
+        }
+        // (name, version) is the only unique key an update can change.
+        let result = update.exec(&self.db).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                UpdateError::Duplicate
+            } else {
+                repo_err(e).into()
+            }
+        })?;
+        if result.rows_affected == 0 {
+            return match package::Entity::find_by_id(id)
+                .one(&self.db)
+                .await
+                .map_err(repo_err)?
+            {
+                Some(_) => Err(UpdateError::StaleRevision),
+                None => Err(UpdateError::NotFound),
+            };
+        }
+        PackageRepository::get(self, id).await.map_err(|e| match e {
+            RepoError::NotFound => UpdateError::NotFound,
+            e => e.into(),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError> {
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        let active = operation::Entity::find()
+            .filter(operation::Column::PackageId.eq(id))
+            .filter(not_finished())
+            .one(&txn)
+            .await
+            .map_err(repo_err)?;
+        if let Some(op) = active {
+            let op = operation_of(op)?;
+            return Err(DeleteError::Busy(BusyWith {
+                id: op.id,
+                kind: op.kind,
+                status: op.status,
+            }));
+        }
+        let mut q = package::Entity::delete_many().filter(package::Column::Id.eq(id));
+        if let Some(rev) = expected_revision {
+            q = q.filter(package::Column::Revision.eq(rev));
+        }
+        let result = q.exec(&txn).await.map_err(repo_err)?;
+        if result.rows_affected == 0 {
+            return match package::Entity::find_by_id(id)
+                .one(&txn)
+                .await
+                .map_err(repo_err)?
+            {
+                Some(_) => Err(DeleteError::StaleRevision),
+                None => Err(DeleteError::NotFound),
+            };
+        }
+        Ok(txn.commit().await.map_err(repo_err)?)
+    }
+}
+
+/// Inserts packages in one statement; a duplicate (name, version), also within the batch, is
+/// skipped by the database and answered `Conflict`.
+pub(super) async fn insert_batch(
+    db: &DatabaseConnection,
+    packages: Vec<Package>,
+) -> Vec<Result<(), InsertError>> {
+    each_alone_on_failure(
+        "insert",
+        &packages,
+        |packages| Box::pin(insert_batch_inner(db, packages)),
+        |e| Err(e.into()),
+    )
+    .await
+}
+
+pub(super) async fn insert_batch_inner(
+    db: &DatabaseConnection,
+    packages: &[Package],
+) -> Result<Vec<Result<(), InsertError>>, RepoError> {
+    // One insertion order (by the unique key) for every batch: concurrent batches holding the
+    // same names wait for each other instead of deadlocking.
+    let mut ordered: Vec<&Package> = packages.iter().collect();
+    ordered.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    let inserted = package::Entity::insert_many(ordered.into_iter().map(package_model))
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_with_returning_keys(db)
+        .await;
+    let ids: HashSet<Uuid> = inserted.map_err(repo_err)?.into_iter().collect();
+    Ok(packages
+        .iter()
+        .map(|p| {
+            if ids.contains(&p.id) {
+                Ok(())
+            } else {
+                // Skipped by `ON CONFLICT DO NOTHING`: (name, version) exists (the id is new).
+                Err(InsertError::Duplicate)
+            }
+        })
+        .collect())
+}
+
+pub(super) async fn get_package_batch(
+    db: &DatabaseConnection,
+    ids: Vec<Uuid>,
+) -> Vec<Result<Package, RepoError>> {
+    let found =
+        rows_by_id::<package::Entity>(db, package::Column::Id, ids.iter().copied(), |m| m.id).await;
+    answer_each(&ids, found, package_of)
+}

@@ -1,0 +1,131 @@
+//! Rows ↔ domain values, and reading rows by id.
+
+use super::*;
+
+pub(super) fn package_of(m: package::Model) -> Result<Package, RepoError> {
+    Ok(Package {
+        status: PackageStatus::parse(&m.status)
+            .ok_or_else(|| unexpected(format!("unknown package status `{}`", m.status)))?,
+        id: m.id,
+        name: m.name,
+        version: m.version,
+        description: m.description,
+        source_url: m.source_url,
+        sha256: m.sha256,
+        size_bytes: m.size_bytes,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        revision: m.revision,
+    })
+}
+
+pub(super) fn operation_of(m: operation::Model) -> Result<Operation, RepoError> {
+    Ok(Operation {
+        kind: OperationKind::parse(&m.kind)
+            .ok_or_else(|| unexpected(format!("unknown operation kind `{}`", m.kind)))?,
+        status: OperationStatus::parse(&m.status)
+            .ok_or_else(|| unexpected(format!("unknown operation status `{}`", m.status)))?,
+        id: m.id,
+        package_id: m.package_id,
+        progress: u8::try_from(m.progress.clamp(0, 100)).unwrap_or(0),
+        error: m.error_code.map(|code| OperationError {
+            code,
+            detail: m.error_detail.unwrap_or_default(),
+        }),
+        cancel_requested: m.cancel_requested,
+        attempts: m.attempts,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        finished_at: m.finished_at,
+    })
+}
+
+/// Answers every call of a batch with the batch's error.
+pub(super) fn all_failed<T>(n: usize, e: &RepoError) -> Vec<Result<T, RepoError>> {
+    (0..n).map(|_| Err(shared(e))).collect()
+}
+
+pub(super) fn package_model(p: &Package) -> package::ActiveModel {
+    package::ActiveModel {
+        id: Set(p.id),
+        name: Set(p.name.clone()),
+        version: Set(p.version.clone()),
+        status: Set(p.status.as_str().to_owned()),
+        description: Set(p.description.clone()),
+        source_url: Set(p.source_url.clone()),
+        sha256: Set(p.sha256.clone()),
+        size_bytes: Set(p.size_bytes),
+        created_at: Set(p.created_at),
+        updated_at: Set(p.updated_at),
+        revision: Set(p.revision),
+    }
+}
+
+/// Each asked id's row, converted; `NotFound` for an id with none.
+pub(super) fn answer_each<M: Clone, T>(
+    ids: &[Uuid],
+    found: Result<HashMap<Uuid, M>, RepoError>,
+    convert: fn(M) -> Result<T, RepoError>,
+) -> Vec<Result<T, RepoError>> {
+    match found {
+        Ok(found) => ids
+            .iter()
+            .map(|id| {
+                found
+                    .get(id)
+                    .cloned()
+                    .ok_or(RepoError::NotFound)
+                    .and_then(convert)
+            })
+            .collect(),
+        Err(e) => all_failed(ids.len(), &e),
+    }
+}
+
+/// The rows of `E` with these ids (one statement), by id.
+pub(super) async fn rows_by_id<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    column: E::Column,
+    ids: impl IntoIterator<Item = Uuid>,
+    id_of: impl Fn(&E::Model) -> Uuid,
+) -> Result<HashMap<Uuid, E::Model>, RepoError> {
+    let ids: HashSet<Uuid> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(E::find()
+        .filter(any_of(db.get_database_backend(), column, ids))
+        .all(db)
+        .await
+        .map_err(repo_err)?
+        .into_iter()
+        .map(|m| (id_of(&m), m))
+        .collect())
+}
+
+pub(super) async fn operations_by_id(
+    db: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, operation::Model>, RepoError> {
+    rows_by_id::<operation::Entity>(db, operation::Column::Id, ids, |m| m.id).await
+}
+
+pub(super) fn claimed_of(
+    op: operation::Model,
+    package: Option<package::Model>,
+) -> Result<Claimed, RepoError> {
+    Ok(Claimed {
+        operation: operation_of(op)?,
+        package: package.map(package_of).transpose()?,
+    })
+}
+
+/// `alias.col AS "prefixcol"` for every column of `E`, for reading a joined row with
+/// `FromQueryResult::from_query_result(row, prefix)`.
+pub(super) fn prefixed<E: EntityTrait>(alias: &str, prefix: &str) -> String {
+    use sea_orm::{IdenStatic, Iterable};
+    E::Column::iter()
+        .map(|c| format!(r#"{alias}."{0}" AS "{prefix}{0}""#, c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
