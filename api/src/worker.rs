@@ -13,15 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// Worth another try (the database was busy, the broker blinked).
-    #[error("retryable: {0}")]
-    Retryable(String),
-    /// Will never succeed (a malformed message).
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
+pub use depot_core::queue::JobError;
 
 #[async_trait]
 pub trait JobHandler: Send + Sync {
@@ -203,15 +195,7 @@ impl JobHandler for OperationJob {
     }
 
     async fn handle(&self, message: &Message, _attempt: u32) -> Result<(), JobError> {
-        use depot_packages::runner::RunError;
-        let finished = self
-            .runner
-            .handle(&message.body)
-            .await
-            .map_err(|e| match e {
-                RunError::Retryable(e) => JobError::Retryable(e),
-                RunError::Permanent(e) => JobError::Permanent(e),
-            })?;
+        let finished = self.runner.handle(&message.body).await?;
         if let Some(op) = finished {
             self.watch.observe(&op);
             let labels = [op.kind.as_str(), op.status.as_str()];

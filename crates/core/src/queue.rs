@@ -42,6 +42,20 @@ pub enum QueueError {
     Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Why handling a delivered message failed, and so how the worker settles it: the one retry
+/// classification from the executor (whose `Retryable` failures become `Retryable` here) through
+/// the job handlers to the worker runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another delivery (the database was busy, the broker or a remote blinked): the
+    /// message comes back after a backoff, up to `queue.max_deliveries`.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Will never succeed (a malformed message): dead-lettered at once.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
 /// Sends messages. `publish` returns only once the queue has taken responsibility for the message
 /// (for a broker: after the publisher confirm).
 #[async_trait]

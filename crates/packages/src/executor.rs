@@ -22,7 +22,8 @@ pub enum ExecError {
     /// Will not succeed by retrying (bad checksum, 404): the operation fails with this problem.
     #[error("{detail}")]
     Failed { code: String, detail: String },
-    /// Might succeed later (network blip): the message is retried, up to the attempt limit.
+    /// Might succeed later (network blip): the runner answers `JobError::Retryable`, so the
+    /// message is delivered again, up to the attempt limit.
     #[error("{0}")]
     Retryable(String),
 }

@@ -5,6 +5,7 @@ use crate::executor::{ExecError, Executor, Progress};
 use crate::model::{Operation, OperationError};
 use crate::ports::{Claimed, OperationRepository, Outcome};
 use async_trait::async_trait;
+use depot_core::queue::JobError;
 use depot_core::{Clock, RepoError};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -17,18 +18,8 @@ pub struct OperationMessage {
     pub operation_id: Uuid,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// Try the message again later.
-    #[error("{0}")]
-    Retryable(String),
-    /// The message can never be processed (malformed).
-    #[error("{0}")]
-    Permanent(String),
-}
-
-fn retryable(e: RepoError) -> RunError {
-    RunError::Retryable(e.to_string())
+fn retryable(e: RepoError) -> JobError {
+    JobError::Retryable(e.to_string())
 }
 
 pub struct OperationRunner {
@@ -92,7 +83,7 @@ impl OperationRunner {
         &self,
         op: &Operation,
         outcome: Outcome,
-    ) -> Result<Option<Operation>, RunError> {
+    ) -> Result<Option<Operation>, JobError> {
         let id = op.id;
         match self.operations.finish(op, &outcome, self.clock.now()).await {
             Ok(Some(op)) => {
@@ -110,9 +101,9 @@ impl OperationRunner {
     /// Handles one delivery of an operation message. Returns the operation when this delivery
     /// finished it (for metrics), `None` when there was nothing (left) to do.
     #[tracing::instrument(skip_all, fields(operation_id))]
-    pub async fn handle(&self, payload: &[u8]) -> Result<Option<Operation>, RunError> {
+    pub async fn handle(&self, payload: &[u8]) -> Result<Option<Operation>, JobError> {
         let msg: OperationMessage = serde_json::from_slice(payload)
-            .map_err(|e| RunError::Permanent(format!("not an operation message: {e}")))?;
+            .map_err(|e| JobError::Permanent(format!("not an operation message: {e}")))?;
         let id = msg.operation_id;
         tracing::Span::current().record("operation_id", tracing::field::display(id));
         // Claiming returns a final operation unchanged, so no separate read is needed first; it
@@ -171,7 +162,7 @@ impl OperationRunner {
                     detail: format!("gave up after {} attempts: {e}", op.attempts),
                 })
             }
-            Err(ExecError::Retryable(e)) => return Err(RunError::Retryable(e)),
+            Err(ExecError::Retryable(e)) => return Err(JobError::Retryable(e)),
         };
         self.finish(&op, outcome).await
     }
