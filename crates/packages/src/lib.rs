@@ -5,6 +5,8 @@
 
 pub mod cache;
 pub mod executor;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod model;
 pub mod ports;
 pub mod relay;

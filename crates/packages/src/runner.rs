@@ -179,3 +179,142 @@ impl OperationRunner {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::InMemoryPackages;
+    use crate::model::{OperationKind, OperationStatus, Package, PackageStatus};
+    use crate::ports::{OutboxMessage, PackageRepository};
+    use depot_core::FixedClock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Fails its first `transient` runs with a retryable error, then does what `then` says.
+    struct Scripted {
+        transient: u32,
+        runs: AtomicU32,
+        then: fn() -> Result<(), ExecError>,
+    }
+
+    #[async_trait]
+    impl Executor for Scripted {
+        async fn execute(
+            &self,
+            _: OperationKind,
+            _: &Package,
+            _: &dyn Progress,
+        ) -> Result<(), ExecError> {
+            if self.runs.fetch_add(1, Ordering::SeqCst) < self.transient {
+                return Err(ExecError::Retryable("the remote blinked".into()));
+            }
+            (self.then)()
+        }
+    }
+
+    async fn setup(
+        transient: u32,
+        then: fn() -> Result<(), ExecError>,
+    ) -> (Arc<InMemoryPackages>, OperationRunner, Package, Operation) {
+        let store = Arc::new(InMemoryPackages::default());
+        let now = chrono::Utc::now();
+        let package = Package::created("p".into(), "1".into(), now);
+        store.insert(&package).await.unwrap();
+        let op = Operation::pending(OperationKind::Download, package.id, now);
+        let message = OutboxMessage {
+            id: Uuid::now_v7(),
+            queue: crate::OPERATIONS_QUEUE.into(),
+            payload: vec![],
+            created_at: now,
+            headers: Default::default(),
+        };
+        store.start(&op, &message).await.unwrap();
+        let runner = OperationRunner::new(
+            store.clone(),
+            Arc::new(Scripted {
+                transient,
+                runs: AtomicU32::new(0),
+                then,
+            }),
+            Arc::new(FixedClock::new(now)),
+            3,
+        );
+        (store, runner, package, op)
+    }
+
+    fn message(op: &Operation) -> Vec<u8> {
+        serde_json::to_vec(&OperationMessage {
+            operation_id: op.id,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_success_moves_the_package_once() {
+        let (store, runner, package, op) = setup(0, || Ok(())).await;
+        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        assert_eq!(done.status, OperationStatus::Succeeded);
+        assert_eq!(
+            PackageRepository::get(store.as_ref(), package.id)
+                .await
+                .unwrap()
+                .status,
+            PackageStatus::Downloaded
+        );
+        // A redelivery finds it final: nothing more happens.
+        assert!(runner.handle(&message(&op)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_the_attempts_run_out() {
+        let (store, runner, package, op) = setup(10, || Ok(())).await;
+        for _ in 0..2 {
+            assert!(matches!(
+                runner.handle(&message(&op)).await,
+                Err(JobError::Retryable(_))
+            ));
+        }
+        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        assert_eq!(done.status, OperationStatus::Failed);
+        assert_eq!(done.error.unwrap().code, "attempts_exhausted");
+        assert_eq!(
+            PackageRepository::get(store.as_ref(), package.id)
+                .await
+                .unwrap()
+                .status,
+            PackageStatus::Created
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_a_cancellation_and_a_bad_message_end_as_they_should() {
+        let (_, runner, _, op) = setup(0, || {
+            Err(ExecError::Failed {
+                code: "checksum_mismatch".into(),
+                detail: "no".into(),
+            })
+        })
+        .await;
+        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        assert_eq!(done.error.unwrap().code, "checksum_mismatch");
+
+        let (store, runner, _, op) = setup(0, || Err(ExecError::Cancelled)).await;
+        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        assert_eq!(done.status, OperationStatus::Cancelled);
+        assert!(store.outbox().len() == 1);
+
+        assert!(matches!(
+            runner.handle(b"not json").await,
+            Err(JobError::Permanent(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_package_that_left_the_expected_status_fails_the_operation() {
+        let (store, runner, package, op) = setup(0, || Ok(())).await;
+        // Moved behind the lifecycle's back (a hand-edited database).
+        store.set_status(package.id, PackageStatus::Active);
+        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        assert_eq!(done.status, OperationStatus::Failed);
+        assert_eq!(done.error.unwrap().code, "invalid_transition");
+    }
+}

@@ -213,3 +213,107 @@ impl PackageService {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::InMemoryPackages;
+    use crate::model::{OperationStatus, PackageStatus};
+    use depot_core::FixedClock;
+
+    fn service() -> (Arc<InMemoryPackages>, PackageService) {
+        let store = Arc::new(InMemoryPackages::default());
+        let svc = PackageService::new(
+            store.clone(),
+            store.clone(),
+            Arc::new(FixedClock::new(chrono::Utc::now())),
+            Arc::new(Notify::new()),
+        );
+        (store, svc)
+    }
+
+    fn input(name: &str, version: &str) -> PackageInput {
+        PackageInput {
+            name: Some(name.into()),
+            version: Some(version.into()),
+            ..Default::default()
+        }
+    }
+
+    fn conflict_code(e: PackageError) -> &'static str {
+        match e {
+            PackageError::Conflict { code, .. } => code,
+            other => panic!("not a conflict: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn create_normalises_and_refuses_a_duplicate() {
+        let (_, svc) = service();
+        let p = svc.create(input("  left-pad ", " 1.0 ")).await.unwrap();
+        assert_eq!((p.name.as_str(), p.version.as_str()), ("left-pad", "1.0"));
+        assert_eq!(p.status, PackageStatus::Created);
+        let e = svc.create(input("left-pad", "1.0")).await.unwrap_err();
+        assert_eq!(conflict_code(e), "duplicate_package");
+        assert!(matches!(
+            svc.create(input(" ", "1")).await,
+            Err(PackageError::Validation(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn patch_tells_a_stale_revision_from_a_duplicate_and_a_missing_package() {
+        let (_, svc) = service();
+        let a = svc.create(input("a", "1")).await.unwrap();
+        svc.create(input("a", "2")).await.unwrap();
+        let to = |v: &str| PackageInput {
+            version: Some(v.into()),
+            ..Default::default()
+        };
+        let e = svc.patch(a.id, to("2"), None).await.unwrap_err();
+        assert_eq!(conflict_code(e), "duplicate_package");
+        assert!(matches!(
+            svc.patch(a.id, to("3"), Some(a.revision + 1)).await,
+            Err(PackageError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            svc.patch(Uuid::now_v7(), to("3"), None).await,
+            Err(PackageError::NotFound(_))
+        ));
+        let patched = svc.patch(a.id, to("3"), Some(a.revision)).await.unwrap();
+        assert_eq!(patched.revision, a.revision + 1);
+    }
+
+    #[tokio::test]
+    async fn starting_checks_the_state_machine_and_one_operation_at_a_time() {
+        let (store, svc) = service();
+        let p = svc.create(input("a", "1")).await.unwrap();
+        let e = svc.start(p.id, OperationKind::Activate).await.unwrap_err();
+        assert_eq!(conflict_code(e), "invalid_transition");
+        let op = svc.start(p.id, OperationKind::Download).await.unwrap();
+        assert_eq!(op.status, OperationStatus::Pending);
+        assert_eq!(store.outbox().len(), 1, "the message went with it");
+        let e = svc.start(p.id, OperationKind::Download).await.unwrap_err();
+        assert_eq!(conflict_code(e), "operation_in_progress");
+        assert!(matches!(
+            svc.start(Uuid::now_v7(), OperationKind::Download).await,
+            Err(PackageError::NotFound(_))
+        ));
+        // Busy: the package cannot be deleted; once the operation is over, it can.
+        let e = svc.delete(p.id, None).await.unwrap_err();
+        assert_eq!(conflict_code(e), "operation_in_progress");
+        let cancelled = svc.cancel(op.id).await.unwrap();
+        assert_eq!(cancelled.status, OperationStatus::Cancelled);
+        let e = svc.cancel(op.id).await.unwrap_err();
+        assert_eq!(conflict_code(e), "operation_finished");
+        assert!(matches!(
+            svc.delete(p.id, Some(p.revision + 3)).await,
+            Err(PackageError::PreconditionFailed)
+        ));
+        svc.delete(p.id, None).await.unwrap();
+        assert!(matches!(
+            svc.get(p.id).await,
+            Err(PackageError::NotFound(_))
+        ));
+    }
+}

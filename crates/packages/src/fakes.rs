@@ -1,0 +1,323 @@
+//! An in-memory implementation of the package and operation ports, for the services' unit
+//! tests. It keeps the rules the real adapter keeps (unique name and version, revisions, one
+//! unfinished operation per package, the state machine, finishing exactly once) so that a
+//! service tested against it meets the same outcomes it meets against the database.
+
+use crate::model::{Operation, OperationError, OperationStatus, Package, PackageFields};
+use crate::ports::{
+    BusyWith, CancelError, Claimed, DeleteError, InsertError, OperationFilter, OperationRepository,
+    OutboxMessage, Outcome, PackageFilter, PackageRepository, PackageSort, StartError, UpdateError,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use depot_core::{Cursor, Page, PageRequest, RepoError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use uuid::Uuid;
+
+#[derive(Default)]
+pub struct InMemoryPackages {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    packages: HashMap<Uuid, Package>,
+    operations: HashMap<Uuid, Operation>,
+    outbox: Vec<OutboxMessage>,
+}
+
+impl InMemoryPackages {
+    /// The outbox messages recorded so far.
+    pub fn outbox(&self) -> Vec<OutboxMessage> {
+        self.state.lock().unwrap().outbox.clone()
+    }
+
+    /// Sets a package's status directly (a test's shortcut past the lifecycle).
+    pub fn set_status(&self, id: Uuid, status: crate::model::PackageStatus) {
+        self.state
+            .lock()
+            .unwrap()
+            .packages
+            .get_mut(&id)
+            .expect("a package")
+            .status = status;
+    }
+}
+
+impl State {
+    fn busy_with(&self, package_id: Uuid) -> Option<&Operation> {
+        self.operations
+            .values()
+            .find(|o| o.package_id == package_id && o.finished_at.is_none())
+    }
+}
+
+#[async_trait]
+impl PackageRepository for InMemoryPackages {
+    async fn insert(&self, p: &Package) -> Result<(), InsertError> {
+        let mut s = self.state.lock().unwrap();
+        if s.packages
+            .values()
+            .any(|o| o.name == p.name && o.version == p.version)
+        {
+            return Err(InsertError::Duplicate);
+        }
+        s.packages.insert(p.id, p.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Package, RepoError> {
+        let s = self.state.lock().unwrap();
+        s.packages.get(&id).cloned().ok_or(RepoError::NotFound)
+    }
+
+    async fn list(
+        &self,
+        filter: &PackageFilter,
+        sort: PackageSort,
+        page: &PageRequest,
+    ) -> Result<Page<Package>, RepoError> {
+        let s = self.state.lock().unwrap();
+        let mut rows: Vec<Package> = s
+            .packages
+            .values()
+            .filter(|p| filter.status.is_none_or(|st| p.status == st))
+            .filter(|p| {
+                filter
+                    .name_prefix
+                    .as_deref()
+                    .is_none_or(|pre| p.name.starts_with(pre))
+            })
+            .cloned()
+            .collect();
+        match sort {
+            PackageSort::CreatedAt => rows.sort_by(|a, b| b.id.cmp(&a.id)),
+            PackageSort::Name => rows.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id))),
+        }
+        Ok(Page::from_overfetch(rows, page.limit(), |p| {
+            Cursor::new(p.name.clone(), p.id)
+        }))
+    }
+
+    async fn update(
+        &self,
+        id: Uuid,
+        f: &PackageFields,
+        expected_revision: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Package, UpdateError> {
+        let mut s = self.state.lock().unwrap();
+        let current = s.packages.get(&id).ok_or(UpdateError::NotFound)?.clone();
+        if expected_revision.is_some_and(|r| r != current.revision) {
+            return Err(UpdateError::StaleRevision);
+        }
+        let name = f.name.clone().unwrap_or(current.name.clone());
+        let version = f.version.clone().unwrap_or(current.version.clone());
+        if s.packages
+            .values()
+            .any(|o| o.id != id && o.name == name && o.version == version)
+        {
+            return Err(UpdateError::Duplicate);
+        }
+        let p = s.packages.get_mut(&id).expect("read above");
+        p.name = name;
+        p.version = version;
+        if let Some(v) = &f.description {
+            p.description = v.clone();
+        }
+        if let Some(v) = &f.source_url {
+            p.source_url = v.clone();
+        }
+        if let Some(v) = &f.sha256 {
+            p.sha256 = v.clone();
+        }
+        if let Some(v) = f.size_bytes {
+            p.size_bytes = v;
+        }
+        p.revision += 1;
+        p.updated_at = now;
+        Ok(p.clone())
+    }
+
+    async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError> {
+        let mut s = self.state.lock().unwrap();
+        if let Some(op) = s.busy_with(id) {
+            return Err(DeleteError::Busy(BusyWith {
+                id: op.id,
+                kind: op.kind,
+                status: op.status,
+            }));
+        }
+        let current = s.packages.get(&id).ok_or(DeleteError::NotFound)?;
+        if expected_revision.is_some_and(|r| r != current.revision) {
+            return Err(DeleteError::StaleRevision);
+        }
+        s.packages.remove(&id);
+        s.operations.retain(|_, o| o.package_id != id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl OperationRepository for InMemoryPackages {
+    async fn start(&self, op: &Operation, message: &OutboxMessage) -> Result<(), StartError> {
+        let mut s = self.state.lock().unwrap();
+        let package = s.packages.get(&op.package_id).ok_or(StartError::NotFound)?;
+        op.kind
+            .check(package.status)
+            .map_err(StartError::WrongStatus)?;
+        if let Some(other) = s.busy_with(op.package_id) {
+            return Err(StartError::Busy(other.id));
+        }
+        s.operations.insert(op.id, op.clone());
+        s.outbox.push(message.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Operation, RepoError> {
+        let s = self.state.lock().unwrap();
+        s.operations.get(&id).cloned().ok_or(RepoError::NotFound)
+    }
+
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>, RepoError> {
+        let s = self.state.lock().unwrap();
+        Ok(ids
+            .iter()
+            .filter_map(|id| s.operations.get(id).cloned())
+            .collect())
+    }
+
+    async fn list(
+        &self,
+        filter: &OperationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Operation>, RepoError> {
+        let s = self.state.lock().unwrap();
+        let mut rows: Vec<Operation> = s
+            .operations
+            .values()
+            .filter(|o| filter.package_id.is_none_or(|p| o.package_id == p))
+            .filter(|o| filter.status.is_none_or(|st| o.status == st))
+            .cloned()
+            .collect();
+        rows.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(Page::from_overfetch(rows, page.limit(), |o| {
+            Cursor::new("", o.id)
+        }))
+    }
+
+    async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<Claimed, RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let op = s.operations.get_mut(&id).ok_or(RepoError::NotFound)?;
+        if op.status.is_final() {
+            return Ok(Claimed {
+                operation: op.clone(),
+                package: None,
+            });
+        }
+        op.status = OperationStatus::Running;
+        op.attempts += 1;
+        op.updated_at = now;
+        let operation = op.clone();
+        let package = s.packages.get(&operation.package_id).cloned();
+        Ok(Claimed { operation, package })
+    }
+
+    async fn progress(
+        &self,
+        id: Uuid,
+        progress: u8,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let op = s.operations.get_mut(&id).ok_or(RepoError::NotFound)?;
+        if op.status == OperationStatus::Running && op.progress < progress {
+            op.progress = progress;
+            op.updated_at = now;
+        }
+        Ok(op.cancel_requested)
+    }
+
+    async fn finish(
+        &self,
+        claimed: &Operation,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Operation>, RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let State {
+            packages,
+            operations,
+            ..
+        } = &mut *s;
+        let Some(op) = operations
+            .get_mut(&claimed.id)
+            .filter(|o| o.status == OperationStatus::Running)
+        else {
+            return Ok(None);
+        };
+        match outcome {
+            Outcome::Succeeded => {
+                let (from, to) = op.kind.transition();
+                match packages.get_mut(&op.package_id) {
+                    Some(p) if p.status == from => {
+                        p.status = to;
+                        p.revision += 1;
+                        p.updated_at = now;
+                        op.status = OperationStatus::Succeeded;
+                        op.progress = 100;
+                    }
+                    _ => {
+                        op.status = OperationStatus::Failed;
+                        op.error = Some(OperationError {
+                            code: "invalid_transition".into(),
+                            detail: format!("the package was no longer {}", from.as_str()),
+                        });
+                    }
+                }
+            }
+            Outcome::Failed(e) => {
+                op.status = OperationStatus::Failed;
+                op.error = Some(e.clone());
+            }
+            Outcome::Cancelled => op.status = OperationStatus::Cancelled,
+        }
+        op.updated_at = now;
+        op.finished_at = Some(now);
+        Ok(Some(op.clone()))
+    }
+
+    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, CancelError> {
+        let mut s = self.state.lock().unwrap();
+        let op = s.operations.get_mut(&id).ok_or(CancelError::NotFound)?;
+        match op.status {
+            OperationStatus::Pending => {
+                op.status = OperationStatus::Cancelled;
+                op.finished_at = Some(now);
+            }
+            OperationStatus::Running => {}
+            finished => return Err(CancelError::Finished(finished)),
+        }
+        op.cancel_requested = true;
+        op.updated_at = now;
+        Ok(op.clone())
+    }
+
+    async fn unfinished(&self) -> Result<Vec<Operation>, RepoError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.operations
+            .values()
+            .filter(|o| o.finished_at.is_none())
+            .cloned()
+            .collect())
+    }
+
+    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let n = s.operations.len();
+        s.operations
+            .retain(|_, o| o.finished_at.is_none_or(|f| f >= before));
+        Ok((n - s.operations.len()) as u64)
+    }
+}
