@@ -92,7 +92,7 @@ impl PackageRepository for InMemoryPackages {
             .cloned()
             .collect();
         match sort {
-            PackageSort::CreatedAt => rows.sort_by(|a, b| b.id.cmp(&a.id)),
+            PackageSort::CreatedAt => rows.sort_by_key(|o| std::cmp::Reverse(o.id)),
             PackageSort::Name => rows.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id))),
         }
         Ok(Page::from_overfetch(rows, page.limit(), |p| {
@@ -201,7 +201,7 @@ impl OperationRepository for InMemoryPackages {
             .filter(|o| filter.status.is_none_or(|st| o.status == st))
             .cloned()
             .collect();
-        rows.sort_by(|a, b| b.id.cmp(&a.id));
+        rows.sort_by_key(|o| std::cmp::Reverse(o.id));
         Ok(Page::from_overfetch(rows, page.limit(), |o| {
             Cursor::new("", o.id)
         }))
