@@ -1,6 +1,8 @@
 //! API keys: the `dpk_` format, SHA-256 storage, verification on a cached hot path, management
 //! with an audit log, and batched usage recording.
 
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod key;
 pub mod model;
 pub mod ports;

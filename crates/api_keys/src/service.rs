@@ -424,3 +424,114 @@ impl ApiKeyService {
         Ok(self.audit.list(action, page).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::InMemoryKeys;
+    use depot_core::FixedClock;
+
+    fn service() -> (Arc<InMemoryKeys>, ApiKeyService) {
+        let store = Arc::new(InMemoryKeys::default());
+        let clock = Arc::new(FixedClock::new(Utc::now()));
+        let verifier = Arc::new(Verifier::new(
+            store.clone(),
+            clock.clone(),
+            Default::default(),
+        ));
+        let svc = ApiKeyService::new(store.clone(), store.clone(), clock, verifier, 15);
+        (store, svc)
+    }
+
+    fn admin() -> Actor {
+        Actor {
+            principal: Principal::admin(),
+            client_ip: Some("127.0.0.1".into()),
+        }
+    }
+
+    async fn create(svc: &ApiKeyService) -> ApiKey {
+        svc.create(
+            &admin(),
+            CreateKey {
+                name: " ci ".into(),
+                scopes: vec!["packages:read".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .0
+    }
+
+    #[tokio::test]
+    async fn create_validates_every_field_and_audits() {
+        let (store, svc) = service();
+        let key = create(&svc).await;
+        assert_eq!(key.name, "ci");
+        assert_eq!(
+            key.expires_at,
+            Some(svc.now() + Duration::days(15)),
+            "the default lifetime"
+        );
+        let e = svc
+            .create(
+                &admin(),
+                CreateKey {
+                    name: "".into(),
+                    scopes: vec!["packages:delete".into()],
+                    rate_limit_per_minute: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        let ApiKeyError::Validation(v) = e else {
+            panic!("{e:?}")
+        };
+        let fields: Vec<&str> = v.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["name", "scopes[0]", "rate_limit_per_minute"]);
+        assert_eq!(store.audit_actions(), ["api_key.create"]);
+    }
+
+    #[tokio::test]
+    async fn revoke_tells_a_stale_if_match_from_a_state_conflict() {
+        let (store, svc) = service();
+        let key = create(&svc).await;
+        assert!(matches!(
+            svc.revoke(&admin(), key.id, Some(key.revision + 1)).await,
+            Err(ApiKeyError::PreconditionFailed)
+        ));
+        // Changed by another request between the read and the write: the port says stale.
+        store.revoke_concurrently(key.id);
+        assert!(matches!(
+            svc.revoke(&admin(), key.id, None).await,
+            Err(ApiKeyError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            svc.revoke(&admin(), key.id, None).await,
+            Err(ApiKeyError::Conflict(_))
+        ));
+        let back = svc.reactivate(&admin(), key.id, None).await.unwrap();
+        assert!(back.revoked_at.is_none());
+        assert!(matches!(
+            svc.delete(&admin(), Uuid::now_v7(), None).await,
+            Err(ApiKeyError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_key_revoked_while_it_rotates_is_a_conflict() {
+        let (store, svc) = service();
+        let key = create(&svc).await;
+        store.revoke_concurrently(key.id);
+        assert!(matches!(
+            svc.rotate(&admin(), key.id, 0, None).await,
+            Err(ApiKeyError::Conflict(_))
+        ));
+        let key = create(&svc).await;
+        let (successor, _) = svc.rotate(&admin(), key.id, 60, None).await.unwrap();
+        assert_eq!(successor.rotated_from, Some(key.id));
+        assert_eq!(successor.scopes, key.scopes);
+    }
+}
