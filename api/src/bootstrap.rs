@@ -36,7 +36,7 @@ pub struct Adapters {
     pub queue_health: Arc<dyn QueueHealth>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::http::metrics::Metrics>,
     /// Set in embedded mode, so shutdown can close it.
     pub in_process_queue: Option<InProcessQueue>,
     /// The package read cache: only when this process is the database's only writer (SQLite
@@ -158,7 +158,7 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
         queue_health: queue.health,
         secrets: secret_store(settings),
         clock: Arc::new(SystemClock),
-        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics: Arc::new(crate::http::metrics::Metrics::new()),
         in_process_queue: queue.in_process,
     })
 }
@@ -172,7 +172,7 @@ pub struct Services {
     pub relay: Arc<OutboxRelay>,
     pub accounts: Arc<AccountService>,
     pub pending_logins: Arc<dyn depot_accounts::PendingLoginRepository>,
-    pub oidc: Option<Arc<crate::oidc::OidcClient>>,
+    pub oidc: Option<Arc<crate::accounts::oidc::OidcClient>>,
 }
 
 /// The access-token signer: the secret `jwt_signing_key` (Ed25519, PKCS#8 PEM), or an ephemeral
@@ -268,7 +268,7 @@ pub async fn account_service(
 async fn oidc_client(
     settings: &Settings,
     secrets: &dyn SecretStore,
-) -> Result<Option<Arc<crate::oidc::OidcClient>>, StartupError> {
+) -> Result<Option<Arc<crate::accounts::oidc::OidcClient>>, StartupError> {
     if !settings.oidc.enabled() {
         return Ok(None);
     }
@@ -279,7 +279,7 @@ async fn oidc_client(
             key: "secrets.oidc_client_secret",
             message: e.to_string(),
         })?;
-    crate::oidc::OidcClient::new(&settings.oidc, secret)
+    crate::accounts::oidc::OidcClient::new(&settings.oidc, secret)
         .map(Arc::new)
         .map(Some)
         .ok_or(StartupError {
@@ -298,7 +298,7 @@ pub fn executor(settings: &Settings) -> Result<Arc<dyn Executor>, StartupError> 
             failure_rate: x.simulated_failure_rate,
         }),
         crate::settings::ExecutorKind::Http => Arc::new(
-            crate::http_executor::HttpExecutor::new(
+            crate::packages::executor::HttpExecutor::new(
                 x.storage_dir.clone(),
                 std::time::Duration::from_secs(x.http_timeout_seconds),
                 x.max_download_bytes,

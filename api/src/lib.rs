@@ -1,21 +1,17 @@
-//! Depot's HTTP container: configuration, adapters wiring, routes, error mapping, docs.
+//! Depot's HTTP container. `http/` is the shared machinery (authentication, problem documents,
+//! idempotency, middleware, metrics, telemetry, docs); each component has one room
+//! (`packages/`, `api_keys/`, `accounts/`, `passwords/`) with its routes and its adapters;
+//! `bootstrap` and `startup` wire them; `cli/` is the command line's client side.
 
-pub mod auth;
+pub mod accounts;
+pub mod api_keys;
+pub mod app_routes;
 pub mod bootstrap;
-pub mod client;
-pub mod client_ip;
-pub mod docs;
-pub mod error;
-pub mod extract;
+pub mod cli;
 pub mod http;
-pub mod http_executor;
-pub mod idempotency;
-pub mod metrics;
-pub mod middleware;
-pub mod oidc;
-pub mod routes;
+pub mod packages;
+pub mod passwords;
 pub mod settings;
 pub mod startup;
 pub mod state;
-pub mod telemetry;
 pub mod worker;

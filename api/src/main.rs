@@ -2,9 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use depot_api::bootstrap;
+use depot_api::http::telemetry;
 use depot_api::settings::Settings;
 use depot_api::startup::{self, Application};
-use depot_api::telemetry;
 use depot_store::MigrateCommand;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,7 +28,7 @@ enum Command {
         action: MigrateAction,
     },
     /// Drive a running Depot: create, list, download, activate packages (with a progress bar).
-    Packages(depot_api::client::PackagesArgs),
+    Packages(depot_api::cli::packages::PackagesArgs),
     /// Generate passwords or passphrases locally, with the same rules as GET /api/v1/passwords.
     Password(Box<PasswordArgs>),
     /// Manage user accounts from the command line (the first administrator comes from here).
@@ -183,7 +183,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A client of a running Depot: needs no server settings.
     if let Some(Command::Packages(args)) = cli.command {
-        return depot_api::client::run(args);
+        return depot_api::cli::packages::run(args);
     }
     let settings = match Settings::load() {
         Ok(s) => s,

@@ -2,10 +2,10 @@
 //! (the tests) can ask for port 0 and learn the real port.
 
 use crate::bootstrap::{self, Adapters, StartupError};
-use crate::error::{ApiError, problem_for_any_error};
-use crate::extract::BodyLimit;
-use crate::middleware::{DepotRootSpan, request_context};
-use crate::routes;
+use crate::http::error::{ApiError, problem_for_any_error};
+use crate::http::extract::BodyLimit;
+use crate::http::health;
+use crate::http::middleware::{DepotRootSpan, request_context};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::worker::{Worker, WorkerHandle};
@@ -131,7 +131,7 @@ pub fn worker_for(settings: &Settings, adapters: &Adapters) -> Result<Worker, St
     )
     .max_deliveries(settings.queue.max_deliveries)
     .metrics(adapters.metrics.clone())
-    .register(Arc::new(crate::worker::OperationJob {
+    .register(Arc::new(crate::packages::jobs::OperationJob {
         runner,
         metrics: adapters.metrics.clone(),
         watch: adapters.operation_watch.clone(),
@@ -240,7 +240,7 @@ fn run(
         App::new()
             .wrap(ErrorHandlers::new().default_handler(problem_for_any_error))
             .wrap(cors(&app_settings))
-            .wrap(from_fn(crate::metrics::record_http))
+            .wrap(from_fn(crate::http::metrics::record_http))
             .wrap(TracingLogger::<DepotRootSpan>::new())
             .wrap(from_fn(request_context))
             .app_data(state.clone())
@@ -249,19 +249,19 @@ fn run(
             .app_data(web::PathConfig::default().error_handler(|e, _req| {
                 ApiError::from(depot_core::ValidationError::field("path", e.to_string())).into()
             }))
-            .service(web::resource("/health/live").route(web::get().to(routes::health::live)))
-            .service(web::resource("/health/ready").route(web::get().to(routes::health::ready)))
-            .service(web::resource("/metrics").route(web::get().to(crate::metrics::metrics)))
+            .service(web::resource("/health/live").route(web::get().to(health::live)))
+            .service(web::resource("/health/ready").route(web::get().to(health::ready)))
+            .service(web::resource("/metrics").route(web::get().to(crate::http::metrics::metrics)))
             .service(
                 web::resource("/.well-known/jwks.json")
-                    .route(web::get().to(routes::accounts::jwks)),
+                    .route(web::get().to(crate::accounts::routes::jwks)),
             )
-            .configure(crate::docs::configure(docs_enabled))
+            .configure(crate::http::docs::configure(docs_enabled))
             .service(
                 web::scope("/api/v1")
-                    .wrap(from_fn(crate::idempotency::idempotency))
-                    .wrap(from_fn(crate::auth::record_key_use))
-                    .configure(routes::configure_v1),
+                    .wrap(from_fn(crate::http::idempotency::idempotency))
+                    .wrap(from_fn(crate::http::auth::record_key_use))
+                    .configure(crate::app_routes::configure_v1),
             )
             .default_service(web::to(not_found))
     })

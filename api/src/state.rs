@@ -18,15 +18,15 @@ pub struct AppState {
     pub packages: Arc<depot_packages::PackageService>,
     pub idempotency: Arc<dyn depot_core::idempotency::IdempotencyStore>,
     pub clock: Arc<dyn depot_core::Clock>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::http::metrics::Metrics>,
     pub packages_relay: Arc<depot_packages::relay::OutboxRelay>,
     pub accounts: Arc<depot_accounts::AccountService>,
     pub pending_logins: Arc<dyn depot_accounts::PendingLoginRepository>,
-    pub oidc: Option<Arc<crate::oidc::OidcClient>>,
+    pub oidc: Option<Arc<crate::accounts::oidc::OidcClient>>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub package_cache: Option<Arc<depot_packages::cache::PackageCache>>,
     /// Rendered package list pages (only with the package cache, whose generation they follow).
-    pub package_lists: crate::http::RenderCache,
+    pub package_lists: crate::http::collection::RenderCache,
     /// Slots for Server-Sent Event streams (`operations.max_event_streams`).
     pub event_streams: Arc<tokio::sync::Semaphore>,
     /// What the event streams follow operations through (one query for all of them).

@@ -28,7 +28,7 @@ pub struct Worker {
     concurrency: u16,
     prefetch: u16,
     max_deliveries: u32,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    metrics: Option<Arc<crate::http::metrics::Metrics>>,
 }
 
 /// Stops a running worker and waits for its in-flight jobs.
@@ -76,7 +76,7 @@ impl Worker {
     }
 
     /// Counts job outcomes in these metrics.
-    pub fn metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn metrics(mut self, metrics: Arc<crate::http::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -180,41 +180,6 @@ impl Worker {
     }
 }
 
-/// Runs package operations from the `operations` queue.
-pub struct OperationJob {
-    pub runner: Arc<depot_packages::runner::OperationRunner>,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// This process's event streams see the final state at once (embedded mode).
-    pub watch: Arc<depot_packages::watch::OperationWatch>,
-}
-
-#[async_trait]
-impl JobHandler for OperationJob {
-    fn queue(&self) -> &'static str {
-        depot_packages::OPERATIONS_QUEUE
-    }
-
-    async fn handle(&self, message: &Message, _attempt: u32) -> Result<(), JobError> {
-        let finished = self.runner.handle(&message.body).await?;
-        if let Some(op) = finished {
-            self.watch.observe(&op);
-            let labels = [op.kind.as_str(), op.status.as_str()];
-            self.metrics
-                .operations_finished
-                .with_label_values(&labels)
-                .inc();
-            if let Some(end) = op.finished_at {
-                let seconds = (end - op.created_at).num_milliseconds().max(0) as f64 / 1000.0;
-                self.metrics
-                    .operation_duration
-                    .with_label_values(&labels)
-                    .observe(seconds);
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Delay before a failed job goes back to the queue: 200 ms, doubling per attempt, at most 10 s.
 fn retry_backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)))
@@ -236,7 +201,7 @@ async fn run_one(
         otel.name = %format!("consume {}", handler.queue()),
         otel.kind = "consumer",
     );
-    crate::telemetry::adopt(&span, &delivery.message().headers);
+    crate::http::telemetry::adopt(&span, &delivery.message().headers);
     let outcome = handler
         .handle(delivery.message(), attempt)
         .instrument(span)

@@ -44,7 +44,7 @@ fn init_logs() {
         if let Ok(level) = std::env::var("TEST_LOG") {
             let mut log = Settings::defaults().log;
             log.level = level;
-            depot_api::telemetry::init(&log);
+            depot_api::http::telemetry::init(&log);
         }
     });
 }

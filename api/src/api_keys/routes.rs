@@ -1,10 +1,10 @@
 //! `/api/v1/api-keys` and `/api/v1/audit-events`: key management for administrators (the admin
 //! secret, or a key with the `api_keys:admin` scope).
 
-use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Query};
-use crate::http::{PageQuery, collection, conditional, etag, if_match, page_request};
+use crate::http::auth::Auth;
+use crate::http::collection::{PageQuery, collection, conditional, etag, if_match, page_request};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{Json, Query};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -40,7 +40,7 @@ fn admin(auth: &Auth, req: &HttpRequest) -> Result<Actor, ApiError> {
     auth.0.require(Permission::ApiKeysAdmin)?;
     Ok(Actor {
         principal: auth.0.clone(),
-        client_ip: crate::client_ip::of(req),
+        client_ip: crate::http::client_ip::of(req),
     })
 }
 
@@ -227,7 +227,7 @@ fn created(key: ApiKey, plain: PlainKey, now: DateTime<Utc>) -> HttpResponse {
         });
     // The plaintext key must not be kept for an idempotent replay.
     res.extensions_mut()
-        .insert(crate::idempotency::SecretResponse);
+        .insert(crate::http::idempotency::SecretResponse);
     res
 }
 
@@ -267,7 +267,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListQuery),
     security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
-        (status = 200, description = "Newest first; follow `next_cursor` or the `Link` header", body = inline(crate::http::Collection<ApiKeyView>)),
+        (status = 200, description = "Newest first; follow `next_cursor` or the `Link` header", body = inline(crate::http::collection::Collection<ApiKeyView>)),
         (status = 422, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     req: HttpRequest,
@@ -423,7 +423,7 @@ pub async fn delete(
     params(("id" = Uuid, Path), PageQuery),
     security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
-        (status = 200, description = "The key's requests, newest first", body = inline(crate::http::Collection<UsageView>)),
+        (status = 200, description = "The key's requests, newest first", body = inline(crate::http::collection::Collection<UsageView>)),
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json")))]
 pub async fn usage(
     req: HttpRequest,
@@ -440,7 +440,7 @@ pub async fn usage(
 
 #[utoipa::path(get, path = "/api/v1/audit-events", tag = "api-keys", params(AuditQuery),
     security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
-    responses((status = 200, description = "Administrative actions, newest first", body = inline(crate::http::Collection<AuditEventView>))))]
+    responses((status = 200, description = "Administrative actions, newest first", body = inline(crate::http::collection::Collection<AuditEventView>))))]
 pub async fn audit_events(
     req: HttpRequest,
     auth: Auth,

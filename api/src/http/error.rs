@@ -181,7 +181,7 @@ pub fn problem(
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
         status: status.as_u16(),
         detail,
-        instance: crate::middleware::current_path(),
+        instance: crate::http::middleware::current_path(),
         code: code.to_owned(),
         errors,
     }
@@ -344,9 +344,9 @@ impl From<depot_accounts::AccountError> for ApiError {
     }
 }
 
-impl From<crate::oidc::OidcError> for ApiError {
-    fn from(e: crate::oidc::OidcError) -> Self {
-        use crate::oidc::OidcError as E;
+impl From<crate::accounts::oidc::OidcError> for ApiError {
+    fn from(e: crate::accounts::oidc::OidcError) -> Self {
+        use crate::accounts::oidc::OidcError as E;
         match e {
             E::Provider(detail) => {
                 tracing::error!(%detail, "the identity provider failed");

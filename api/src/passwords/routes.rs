@@ -1,7 +1,7 @@
 //! `GET /api/v1/passwords`: the password generator, compatible with the original service.
 
-use crate::auth::MaybeAuth;
-use crate::error::{ApiError, Problem};
+use crate::http::auth::MaybeAuth;
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -92,7 +92,7 @@ pub async fn generate(
             code: "credentials_missing",
             detail: "password generation needs a key or token with the passwords:generate scope"
                 .into(),
-            challenge: crate::error::CHALLENGE,
+            challenge: crate::http::error::CHALLENGE,
         })?;
         principal.require(depot_core::Permission::PasswordsGenerate)?;
     }

@@ -3,7 +3,7 @@
 //! actix's own `Json`/`Query` report type errors without the field's path; these use
 //! `serde_path_to_error`, so `{"scopes": [1]}` fails with `field: "scopes[0]"`.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};

@@ -135,9 +135,9 @@ impl RootSpanBuilder for DepotRootSpan {
             otel.name = %format!("{} {route}", request.method()),
             otel.kind = "server",
         );
-        crate::telemetry::adopt(
+        crate::http::telemetry::adopt(
             &span,
-            &crate::telemetry::request_trace_headers(request.headers()),
+            &crate::http::telemetry::request_trace_headers(request.headers()),
         );
         span
     }

@@ -3,7 +3,7 @@
 //! another body is a 422; while the first is still running, a 409. Keys are per caller (a hash of
 //! the credentials presented) and kept 24 hours.
 
-use crate::error::{ApiError, problem_response};
+use crate::http::error::{ApiError, problem_response};
 use crate::state::AppState;
 use actix_web::body::{BoxBody, MessageBody, to_bytes};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -190,7 +190,10 @@ pub async fn idempotency(
             .problem();
             StoredResponse {
                 status: p.status,
-                headers: vec![("content-type".into(), crate::error::PROBLEM_JSON.into())],
+                headers: vec![(
+                    "content-type".into(),
+                    crate::http::error::PROBLEM_JSON.into(),
+                )],
                 body: serde_json::to_vec(&p).unwrap_or_default(),
             }
         } else {

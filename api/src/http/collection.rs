@@ -1,6 +1,6 @@
 //! Shared HTTP contract helpers: collections with `Link`, ETags and `If-Match`.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use depot_core::{Cursor, Page, PageRequest};

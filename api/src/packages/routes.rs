@@ -1,9 +1,11 @@
 //! `/api/v1/packages` and `/api/v1/operations`: the registry and its long-running operations.
 
-use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Query};
-use crate::http::{collection, conditional, etag, if_match, page_request, render_collection};
+use crate::http::auth::Auth;
+use crate::http::collection::{
+    collection, conditional, etag, if_match, page_request, render_collection,
+};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{Json, Query};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -243,7 +245,7 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/packages", tag = "packages", params(PackageQuery),
     security(("api_key" = ["packages:read"]), ("bearer" = ["packages:read"])),
-    responses((status = 200, description = "A page of packages", body = inline(crate::http::Collection<PackageView>)),
+    responses((status = 200, description = "A page of packages", body = inline(crate::http::collection::Collection<PackageView>)),
         (status = 422, description = "Bad filter, sort or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     req: HttpRequest,
@@ -435,7 +437,7 @@ pub async fn get_operation(
 
 #[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(OperationQuery),
     security(("api_key" = ["operations:read"]), ("bearer" = ["operations:read"])),
-    responses((status = 200, description = "Operations, newest first", body = inline(crate::http::Collection<OperationView>))))]
+    responses((status = 200, description = "Operations, newest first", body = inline(crate::http::collection::Collection<OperationView>))))]
 pub async fn list_operations(
     req: HttpRequest,
     auth: Auth,

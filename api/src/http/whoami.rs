@@ -1,7 +1,7 @@
 //! `GET /api/v1/auth/whoami`: who the presented credentials say the caller is.
 
-use crate::auth::Auth;
-use crate::error::Problem;
+use crate::http::auth::Auth;
+use crate::http::error::Problem;
 use actix_web::HttpResponse;
 use depot_core::PrincipalKind;
 use serde::Serialize;

@@ -5,7 +5,9 @@
 //! in `X-API-Key` or `api-key` (or `?api_key=` / `?api-key=` when `auth.allow_query_keys`), a
 //! user's access token in `Authorization: Bearer`.
 
-use crate::error::{ApiError, CHALLENGE, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET};
+use crate::http::error::{
+    ApiError, CHALLENGE, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET,
+};
 use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -190,9 +192,9 @@ pub async fn record_key_use(
                 key_id,
                 at: chrono::Utc::now(),
                 method: request.method().to_string(),
-                route: crate::middleware::route_template(request),
+                route: crate::http::middleware::route_template(request),
                 status: res.status().as_u16(),
-                client_ip: crate::client_ip::of(request),
+                client_ip: crate::http::client_ip::of(request),
                 user_agent: request
                     .headers()
                     .get("user-agent")

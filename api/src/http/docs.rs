@@ -1,7 +1,11 @@
 //! The OpenAPI 3.1 document (generated from the code by utoipa) and the vendored Swagger UI.
 
-use crate::error::{Problem, ProblemField};
-use crate::routes::{accounts, api_keys, health, packages, passwords, whoami};
+use crate::accounts::routes as accounts;
+use crate::api_keys::routes as api_keys;
+use crate::http::error::{Problem, ProblemField};
+use crate::http::{health, whoami};
+use crate::packages::routes as packages;
+use crate::passwords::routes as passwords;
 use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};

@@ -188,7 +188,7 @@ pub async fn record_http(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
     if let Some(state) = state {
-        let route = crate::middleware::route_template(res.request());
+        let route = crate::http::middleware::route_template(res.request());
         let method = res.request().method().as_str().to_owned();
         let status = res.status().as_u16().to_string();
         state

@@ -1,10 +1,10 @@
 //! `/api/v1/auth/*` (register, login, refresh, logout, OpenID Connect sign-in), `/api/v1/users`
 //! and `/.well-known/jwks.json`.
 
-use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Query};
-use crate::http::{PageQuery, collection, conditional, etag, if_match, page_request};
+use crate::http::auth::Auth;
+use crate::http::collection::{PageQuery, collection, conditional, etag, if_match, page_request};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{Json, Query};
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::header;
@@ -193,7 +193,7 @@ pub async fn login(
     state: web::Data<AppState>,
     body: Json<CredentialsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let ip = crate::client_ip::of(&req);
+    let ip = crate::http::client_ip::of(&req);
     let r = state
         .accounts
         .login(&body.0.email, &body.0.password, ip.as_deref())
@@ -251,7 +251,7 @@ pub async fn me(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
     security(("bearer" = ["users:admin"]), ("admin_secret" = []), ("api_key" = ["users:admin"])),
     responses(
-        (status = 200, description = "A page of users, newest first", body = inline(crate::http::Collection<UserView>)),
+        (status = 200, description = "A page of users, newest first", body = inline(crate::http::collection::Collection<UserView>)),
         (status = 403, description = "Needs the users:admin scope", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     req: HttpRequest,
@@ -323,7 +323,7 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .json(state.accounts.tokens().jwks())
 }
 
-fn oidc_client(state: &AppState) -> Result<&crate::oidc::OidcClient, ApiError> {
+fn oidc_client(state: &AppState) -> Result<&crate::accounts::oidc::OidcClient, ApiError> {
     state
         .oidc
         .as_deref()

@@ -1,0 +1,3 @@
+//! The API-keys room: `/api/v1/api-keys` and `/api/v1/audit-events` ([`routes`]).
+
+pub mod routes;

@@ -1,0 +1,3 @@
+//! The command line's client side: `depot packages …` drives a running Depot.
+
+pub mod packages;

@@ -1,0 +1,41 @@
+//! The packages room's job: running operations from the `operations` queue.
+
+use crate::worker::{JobError, JobHandler};
+use async_trait::async_trait;
+use depot_core::queue::Message;
+use std::sync::Arc;
+
+/// Runs package operations from the `operations` queue.
+pub struct OperationJob {
+    pub runner: Arc<depot_packages::runner::OperationRunner>,
+    pub metrics: Arc<crate::http::metrics::Metrics>,
+    /// This process's event streams see the final state at once (embedded mode).
+    pub watch: Arc<depot_packages::watch::OperationWatch>,
+}
+
+#[async_trait]
+impl JobHandler for OperationJob {
+    fn queue(&self) -> &'static str {
+        depot_packages::OPERATIONS_QUEUE
+    }
+
+    async fn handle(&self, message: &Message, _attempt: u32) -> Result<(), JobError> {
+        let finished = self.runner.handle(&message.body).await?;
+        if let Some(op) = finished {
+            self.watch.observe(&op);
+            let labels = [op.kind.as_str(), op.status.as_str()];
+            self.metrics
+                .operations_finished
+                .with_label_values(&labels)
+                .inc();
+            if let Some(end) = op.finished_at {
+                let seconds = (end - op.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                self.metrics
+                    .operation_duration
+                    .with_label_values(&labels)
+                    .observe(seconds);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! The password generator's room: `GET /api/v1/passwords` ([`routes`]).
+
+pub mod routes;
