@@ -1,13 +1,17 @@
-//! The business routes under `/api/v1`, one `configure` per component room.
+//! Every route Depot serves, from each room's table (see `http::routes`).
 
-use crate::{accounts, api_keys, http::whoami, packages, passwords};
-use actix_web::web;
+use crate::http::routes::Route;
+use crate::http::{health, whoami};
+use crate::{accounts, api_keys, packages, passwords};
 
-/// Business routes under `/api/v1`.
-pub fn configure_v1(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/passwords").route(web::get().to(passwords::routes::generate)))
-        .service(web::resource("/auth/whoami").route(web::get().to(whoami::whoami)))
-        .configure(accounts::routes::configure)
-        .configure(api_keys::routes::configure)
-        .configure(packages::routes::configure);
+pub fn all() -> Vec<Route> {
+    [
+        health::routes(),
+        whoami::routes(),
+        passwords::routes::routes(),
+        accounts::routes::routes(),
+        api_keys::routes::routes(),
+        packages::routes::routes(),
+    ]
+    .concat()
 }

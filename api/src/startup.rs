@@ -4,7 +4,6 @@
 use crate::bootstrap::{self, Adapters, StartupError};
 use crate::http::error::{ApiError, problem_for_any_error};
 use crate::http::extract::BodyLimit;
-use crate::http::health;
 use crate::http::middleware::{DepotRootSpan, request_context};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -234,7 +233,11 @@ fn run(
     });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;
-    let docs_enabled = settings.docs.enabled;
+    let routes = Arc::new(crate::app_routes::all());
+    let docs = settings
+        .docs
+        .enabled
+        .then(|| Arc::new(crate::http::docs::openapi(&routes)));
     let app_settings = settings.clone();
     let mut server = HttpServer::new(move || {
         App::new()
@@ -249,19 +252,14 @@ fn run(
             .app_data(web::PathConfig::default().error_handler(|e, _req| {
                 ApiError::from(depot_core::ValidationError::field("path", e.to_string())).into()
             }))
-            .service(web::resource("/health/live").route(web::get().to(health::live)))
-            .service(web::resource("/health/ready").route(web::get().to(health::ready)))
+            .configure(|cfg| crate::http::routes::configure(&routes, false, cfg))
             .service(web::resource("/metrics").route(web::get().to(crate::http::metrics::metrics)))
+            .configure(crate::http::docs::configure(docs.clone()))
             .service(
-                web::resource("/.well-known/jwks.json")
-                    .route(web::get().to(crate::accounts::routes::jwks)),
-            )
-            .configure(crate::http::docs::configure(docs_enabled))
-            .service(
-                web::scope("/api/v1")
+                web::scope(crate::http::routes::API_PREFIX)
                     .wrap(from_fn(crate::http::idempotency::idempotency))
                     .wrap(from_fn(crate::http::auth::record_key_use))
-                    .configure(crate::app_routes::configure_v1),
+                    .configure(|cfg| crate::http::routes::configure(&routes, true, cfg)),
             )
             .default_service(web::to(not_found))
     })

@@ -3,8 +3,9 @@
 
 use crate::http::auth::Auth;
 use crate::http::collection::{PageQuery, collection, conditional, etag, if_match, page_request};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::extract::{Json, Query};
+use crate::http::routes::{Access, Route};
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::header;
@@ -22,20 +23,22 @@ const STATE_COOKIE: &str = "depot_oidc_state";
 const COOKIE_PATH: &str = "/api/v1/auth/oidc";
 const PENDING_MINUTES: i64 = 10;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/auth/register").route(web::post().to(register)))
-        .service(web::resource("/auth/login").route(web::post().to(login)))
-        .service(web::resource("/auth/refresh").route(web::post().to(refresh)))
-        .service(web::resource("/auth/logout").route(web::post().to(logout)))
-        .service(web::resource("/auth/oidc/login").route(web::get().to(oidc_login)))
-        .service(web::resource("/auth/oidc/callback").route(web::get().to(oidc_callback)))
-        .service(web::resource("/users/me").route(web::get().to(me)))
-        .service(web::resource("/users").route(web::get().to(list)))
-        .service(
-            web::resource("/users/{id}")
-                .route(web::get().to(get))
-                .route(web::patch().to(patch)),
-        );
+/// The accounts room's routes: sign-in is public, the user list is for user administrators.
+pub fn routes() -> Vec<Route> {
+    let admin = Access::Scope(Permission::UsersAdmin);
+    vec![
+        Route::new::<__path_register, _, _>(Access::Public, register),
+        Route::new::<__path_login, _, _>(Access::Public, login),
+        Route::new::<__path_refresh, _, _>(Access::Public, refresh),
+        Route::new::<__path_logout, _, _>(Access::Public, logout),
+        Route::new::<__path_oidc_login, _, _>(Access::Public, oidc_login),
+        Route::new::<__path_oidc_callback, _, _>(Access::Public, oidc_callback),
+        Route::new::<__path_me, _, _>(Access::User, me),
+        Route::new::<__path_list, _, _>(admin, list),
+        Route::new::<__path_get, _, _>(admin, get),
+        Route::new::<__path_patch, _, _>(admin, patch),
+        Route::new::<__path_jwks, _, _>(Access::Public, jwks),
+    ]
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -166,9 +169,9 @@ fn outcome<T>(state: &AppState, method: &str, r: &Result<T, depot_accounts::Acco
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = CredentialsRequest,
     responses(
         (status = 201, description = "The new account (role `user`); log in next", body = UserView),
-        (status = 403, description = "Registration is turned off", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The e-mail is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid e-mail or password length", body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "Registration is turned off"),
+        (status = 409, description = "The e-mail is taken"),
+        (status = 422, description = "Invalid e-mail or password length")))]
 pub async fn register(
     state: web::Data<AppState>,
     body: Json<CredentialsRequest>,
@@ -185,9 +188,9 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = CredentialsRequest,
     responses(
         (status = 200, description = "An access token and the first refresh token of a new session", body = TokenResponse),
-        (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The account is disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failures for this account; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)"),
+        (status = 403, description = "The account is disabled"),
+        (status = 429, description = "Too many failures for this account; see Retry-After")))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -206,8 +209,8 @@ pub async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new pair; the presented refresh token no longer works", body = TokenResponse),
-        (status = 401, description = "Unknown, expired or revoked token; a reused token also revokes its whole session", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The account is disabled", body = Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "Unknown, expired or revoked token; a reused token also revokes its whole session"),
+        (status = 403, description = "The account is disabled")))]
 pub async fn refresh(
     state: web::Data<AppState>,
     body: Json<RefreshRequest>,
@@ -220,7 +223,7 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 204, description = "The session (every refresh token of its family) is revoked"),
-        (status = 401, description = "Unknown refresh token", body = Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "Unknown refresh token")))]
 pub async fn logout(
     state: web::Data<AppState>,
     body: Json<RefreshRequest>,
@@ -230,17 +233,16 @@ pub async fn logout(
 }
 
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed-in user", body = UserView),
-        (status = 401, description = "Missing, expired or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials are not a user's (an API key or the admin secret)", body = Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "Missing, expired or invalid access token"),
+        (status = 403, description = "The credentials are not a user's (an API key or the admin secret)")))]
 pub async fn me(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let PrincipalKind::User { user_id } = auth.0.kind else {
-        return Err(ApiError::Refused {
-            code: "not_a_user",
-            detail: "these credentials do not belong to a user; sign in with a user account".into(),
-        });
+        // Access::User lets only users in.
+        return Err(ApiError::unexpected(anyhow::anyhow!(
+            "a non-user reached /users/me"
+        )));
     };
     let user = state.accounts.get(user_id).await?;
     Ok(HttpResponse::Ok()
@@ -249,17 +251,14 @@ pub async fn me(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, 
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
-    security(("bearer" = ["users:admin"]), ("admin_secret" = []), ("api_key" = ["users:admin"])),
     responses(
         (status = 200, description = "A page of users, newest first", body = inline(crate::http::collection::Collection<UserView>)),
-        (status = 403, description = "Needs the users:admin scope", body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "Needs the users:admin scope")))]
 pub async fn list(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::UsersAdmin)?;
     let page = page_request(query.0.limit, query.0.cursor.as_deref())?;
     let users = state.accounts.list(&page).await?;
     Ok(collection(&req, users, UserView::from))
@@ -272,38 +271,32 @@ fn user_response(u: User) -> HttpResponse {
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
-    security(("bearer" = ["users:admin"]), ("admin_secret" = []), ("api_key" = ["users:admin"])),
     responses(
         (status = 200, description = "The user, with its ETag", body = UserView),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such user")))]
 pub async fn get(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::UsersAdmin)?;
     let user = state.accounts.get(*id).await?;
     Ok(conditional(&req, user.revision, || user_response(user)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = PatchUserRequest,
-    security(("bearer" = ["users:admin"]), ("admin_secret" = []), ("api_key" = ["users:admin"])),
     responses(
         (status = 200, description = "The updated user", body = UserView),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It would leave no enabled administrator", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match names an old revision", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown role, or nothing to change", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such user"),
+        (status = 409, description = "It would leave no enabled administrator"),
+        (status = 412, description = "If-Match names an old revision"),
+        (status = 422, description = "Unknown role, or nothing to change")))]
 pub async fn patch(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     body: Json<PatchUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::UsersAdmin)?;
     let role = body.0.role.as_deref().map(str::parse::<Role>).transpose()?;
     let patch = UserPatch {
         role,
@@ -343,8 +336,8 @@ fn state_cookie(value: String, secure: bool, max_age: CookieDuration) -> Cookie<
 #[utoipa::path(get, path = "/api/v1/auth/oidc/login", tag = "auth",
     responses(
         (status = 302, description = "To the identity provider (authorization code flow with PKCE); sets a short-lived state cookie"),
-        (status = 404, description = "No identity provider is configured", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The provider's discovery document could not be read", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No identity provider is configured"),
+        (status = 502, description = "The provider's discovery document could not be read")))]
 pub async fn oidc_login(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let client = oidc_client(&state)?;
     let metadata = client.metadata().await?;
@@ -393,11 +386,11 @@ fn state_invalid(detail: &str) -> ApiError {
 #[utoipa::path(get, path = "/api/v1/auth/oidc/callback", tag = "auth", params(CallbackQuery),
     responses(
         (status = 200, description = "Signed in: Depot's own tokens", body = TokenResponse),
-        (status = 400, description = "Missing/mismatched state (or cookie), reused or expired sign-in, provider error, refused code", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "The ID token failed verification (signature, issuer, audience, expiry, nonce)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The account is disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "An account with the e-mail exists and the provider has not verified it", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The identity provider is unavailable", body = Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "Missing/mismatched state (or cookie), reused or expired sign-in, provider error, refused code"),
+        (status = 401, description = "The ID token failed verification (signature, issuer, audience, expiry, nonce)"),
+        (status = 403, description = "The account is disabled"),
+        (status = 409, description = "An account with the e-mail exists and the provider has not verified it"),
+        (status = 502, description = "The identity provider is unavailable")))]
 pub async fn oidc_callback(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -3,8 +3,9 @@
 
 use crate::http::auth::Auth;
 use crate::http::collection::{PageQuery, collection, conditional, etag, if_match, page_request};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::extract::{Json, Query};
+use crate::http::routes::{Access, Route};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -17,31 +18,29 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api-keys")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(
-        web::resource("/api-keys/{id}")
-            .route(web::get().to(get))
-            .route(web::delete().to(delete)),
-    )
-    .service(web::resource("/api-keys/{id}/revoke").route(web::post().to(revoke)))
-    .service(web::resource("/api-keys/{id}/reactivate").route(web::post().to(reactivate)))
-    .service(web::resource("/api-keys/{id}/renew").route(web::post().to(renew)))
-    .service(web::resource("/api-keys/{id}/rotate").route(web::post().to(rotate)))
-    .service(web::resource("/api-keys/{id}/usage").route(web::get().to(usage)))
-    .service(web::resource("/audit-events").route(web::get().to(audit_events)));
+/// The API-keys room's routes: all for key administrators.
+pub fn routes() -> Vec<Route> {
+    let admin = Access::Scope(Permission::ApiKeysAdmin);
+    vec![
+        Route::new::<__path_create, _, _>(admin, create),
+        Route::new::<__path_list, _, _>(admin, list),
+        Route::new::<__path_get, _, _>(admin, get),
+        Route::new::<__path_delete, _, _>(admin, delete),
+        Route::new::<__path_revoke, _, _>(admin, revoke),
+        Route::new::<__path_reactivate, _, _>(admin, reactivate),
+        Route::new::<__path_renew, _, _>(admin, renew),
+        Route::new::<__path_rotate, _, _>(admin, rotate),
+        Route::new::<__path_usage, _, _>(admin, usage),
+        Route::new::<__path_audit_events, _, _>(admin, audit_events),
+    ]
 }
 
-fn admin(auth: &Auth, req: &HttpRequest) -> Result<Actor, ApiError> {
-    auth.0.require(Permission::ApiKeysAdmin)?;
-    Ok(Actor {
+/// Who acts, for the audit log.
+fn actor(auth: &Auth, req: &HttpRequest) -> Actor {
+    Actor {
         principal: auth.0.clone(),
         client_ip: crate::http::client_ip::of(req),
-    })
+    }
 }
 
 /// A key as listings show it: never the key itself.
@@ -233,19 +232,18 @@ fn created(key: ApiKey, plain: PlainKey, now: DateTime<Utc>) -> HttpResponse {
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys",
     request_body = CreateApiKeyRequest,
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 201, description = "Created; `key` is shown this once", body = ApiKeyCreated),
-        (status = 401, description = "Missing or bad credentials", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "Missing or bad credentials"),
+        (status = 403, description = "Not an administrator"),
+        (status = 422, description = "Invalid fields, each named")))]
 pub async fn create(
     req: HttpRequest,
     auth: Auth,
     state: web::Data<AppState>,
     body: Json<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin(&auth, &req)?;
+    let actor = actor(&auth, &req);
     let b = body.0;
     let (key, plain) = state
         .api_keys
@@ -265,17 +263,14 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListQuery),
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "Newest first; follow `next_cursor` or the `Link` header", body = inline(crate::http::collection::Collection<ApiKeyView>)),
-        (status = 422, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "Bad filter or cursor")))]
 pub async fn list(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&auth, &req)?;
     let q = query.0;
     let page = page_request(q.limit, q.cursor.as_deref())?;
     let filter = KeyFilter {
@@ -289,18 +284,15 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = Uuid, Path)),
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "The key (never its secret), with an ETag", body = ApiKeyView),
         (status = 304, description = "If-None-Match matched"),
-        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such key")))]
 pub async fn get(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&auth, &req)?;
     let key = state.api_keys.get(*id).await?;
     Ok(conditional(&req, key.revision, || {
         single(key, state.api_keys.now())
@@ -309,36 +301,34 @@ pub async fn get(
 
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/revoke", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The ETag last read")),
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "Revoked: the key stops working at once on every replica", body = ApiKeyView),
-        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already revoked", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such key"),
+        (status = 409, description = "Already revoked"),
+        (status = 412, description = "Stale If-Match")))]
 pub async fn revoke(
     req: HttpRequest,
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin(&auth, &req)?;
+    let actor = actor(&auth, &req);
     let key = state.api_keys.revoke(&actor, *id, if_match(&req)?).await?;
     Ok(single(key, state.api_keys.now()))
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/reactivate", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "No longer revoked (an expired key stays expired until renewed)", body = ApiKeyView),
-        (status = 409, description = "Not revoked", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Not revoked")))]
 pub async fn reactivate(
     req: HttpRequest,
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin(&auth, &req)?;
+    let actor = actor(&auth, &req);
     let key = state
         .api_keys
         .reactivate(&actor, *id, if_match(&req)?)
@@ -349,11 +339,10 @@ pub async fn reactivate(
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/renew", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     request_body = RenewRequest,
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "The new expiry applies", body = ApiKeyView),
-        (status = 409, description = "Revoked keys are reactivated first", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad expiry", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Revoked keys are reactivated first"),
+        (status = 422, description = "Bad expiry")))]
 pub async fn renew(
     req: HttpRequest,
     auth: Auth,
@@ -361,7 +350,7 @@ pub async fn renew(
     id: web::Path<Uuid>,
     body: Json<RenewRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin(&auth, &req)?;
+    let actor = actor(&auth, &req);
     let b = body.0;
     let key = state
         .api_keys
@@ -382,10 +371,9 @@ pub async fn renew(
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/rotate", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     request_body = RotateRequest,
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 201, description = "The new key (shown once); the old one stops after the grace period", body = ApiKeyCreated),
-        (status = 409, description = "Only active keys rotate", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Only active keys rotate")))]
 pub async fn rotate(
     req: HttpRequest,
     auth: Auth,
@@ -393,7 +381,7 @@ pub async fn rotate(
     id: web::Path<Uuid>,
     body: Json<RotateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin(&auth, &req)?;
+    let actor = actor(&auth, &req);
     let (key, plain) = state
         .api_keys
         .rotate(&actor, *id, body.0.grace_seconds, if_match(&req)?)
@@ -403,51 +391,44 @@ pub async fn rotate(
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 204, description = "Deleted, with its usage log"),
-        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such key"),
+        (status = 412, description = "Stale If-Match")))]
 pub async fn delete(
     req: HttpRequest,
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin(&auth, &req)?;
+    let actor = actor(&auth, &req);
     state.api_keys.delete(&actor, *id, if_match(&req)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys/{id}/usage", tag = "api-keys",
     params(("id" = Uuid, Path), PageQuery),
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses(
         (status = 200, description = "The key's requests, newest first", body = inline(crate::http::collection::Collection<UsageView>)),
-        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such key")))]
 pub async fn usage(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&auth, &req)?;
     let page = page_request(query.0.limit, query.0.cursor.as_deref())?;
     let records = state.api_keys.usage(*id, &page).await?;
     Ok(collection(&req, records, UsageView::from))
 }
 
 #[utoipa::path(get, path = "/api/v1/audit-events", tag = "api-keys", params(AuditQuery),
-    security(("admin_secret" = []), ("api_key" = ["api_keys:admin"]), ("bearer" = ["api_keys:admin"])),
     responses((status = 200, description = "Administrative actions, newest first", body = inline(crate::http::collection::Collection<AuditEventView>))))]
 pub async fn audit_events(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     query: Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&auth, &req)?;
     let q = query.0;
     let page = page_request(q.limit, q.cursor.as_deref())?;
     let events = state

@@ -58,7 +58,8 @@ fn presented_key(req: &HttpRequest, allow_query: bool) -> Option<String> {
 }
 
 impl Auth {
-    async fn authenticate(req: HttpRequest) -> Result<Self, ApiError> {
+    /// Checks the credentials the request presents (see the module doc for the order).
+    pub(crate) async fn authenticate(req: HttpRequest) -> Result<Self, ApiError> {
         let state = req
             .app_data::<web::Data<AppState>>()
             .ok_or_else(|| ApiError::unexpected(anyhow::anyhow!("application state missing")))?
@@ -148,8 +149,25 @@ impl FromRequest for Auth {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
+    /// The caller the route's access check authenticated (see `http::routes`), or, on a route
+    /// without one, the credentials checked now.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        Box::pin(Self::authenticate(req.clone()))
+        let checked = req
+            .extensions()
+            .get::<crate::http::routes::Authenticated>()
+            .cloned();
+        match checked {
+            Some(crate::http::routes::Authenticated(Some(auth))) => {
+                Box::pin(async move { Ok(auth) })
+            }
+            Some(crate::http::routes::Authenticated(None)) => Box::pin(async {
+                Err(unauthorized(
+                    "credentials_missing",
+                    "this endpoint needs credentials",
+                ))
+            }),
+            None => Box::pin(Self::authenticate(req.clone())),
+        }
     }
 }
 
@@ -162,6 +180,13 @@ impl FromRequest for MaybeAuth {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some(crate::http::routes::Authenticated(checked)) = req
+            .extensions()
+            .get::<crate::http::routes::Authenticated>()
+            .cloned()
+        {
+            return Box::pin(async move { Ok(MaybeAuth(checked.map(|a| a.0))) });
+        }
         let req = req.clone();
         Box::pin(async move {
             match Auth::authenticate(req).await {

@@ -1,11 +1,6 @@
 //! The OpenAPI 3.1 document (generated from the code by utoipa) and the vendored Swagger UI.
 
-use crate::accounts::routes as accounts;
-use crate::api_keys::routes as api_keys;
 use crate::http::error::{Problem, ProblemField};
-use crate::http::{health, whoami};
-use crate::packages::routes as packages;
-use crate::passwords::routes as passwords;
 use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -19,68 +14,7 @@ use utoipa_swagger_ui::SwaggerUi;
                        API-key and user authentication, and a password generator.",
         license(name = "MIT OR Apache-2.0")
     ),
-    paths(
-        health::live,
-        health::ready,
-        passwords::generate,
-        whoami::whoami,
-        api_keys::create,
-        api_keys::list,
-        api_keys::get,
-        api_keys::revoke,
-        api_keys::reactivate,
-        api_keys::renew,
-        api_keys::rotate,
-        api_keys::delete,
-        api_keys::usage,
-        api_keys::audit_events,
-        packages::create,
-        packages::list,
-        packages::get,
-        packages::patch,
-        packages::delete,
-        packages::download,
-        packages::activate,
-        packages::deactivate,
-        packages::get_operation,
-        packages::list_operations,
-        packages::cancel,
-        packages::events,
-        accounts::register,
-        accounts::login,
-        accounts::refresh,
-        accounts::logout,
-        accounts::oidc_login,
-        accounts::oidc_callback,
-        accounts::me,
-        accounts::list,
-        accounts::get,
-        accounts::patch,
-        accounts::jwks
-    ),
-    components(schemas(
-        Problem,
-        ProblemField,
-        passwords::PasswordResponse,
-        whoami::WhoAmI,
-        api_keys::ApiKeyView,
-        api_keys::ApiKeyCreated,
-        api_keys::CreateApiKeyRequest,
-        api_keys::RenewRequest,
-        api_keys::RotateRequest,
-        api_keys::UsageView,
-        api_keys::AuditEventView,
-        packages::PackageView,
-        packages::OperationView,
-        packages::OperationProblem,
-        packages::CreatePackageRequest,
-        packages::PatchPackageRequest,
-        accounts::UserView,
-        accounts::TokenResponse,
-        accounts::CredentialsRequest,
-        accounts::RefreshRequest,
-        accounts::PatchUserRequest
-    )),
+    components(schemas(Problem, ProblemField)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "health", description = "Liveness and readiness"),
@@ -132,12 +66,23 @@ impl Modify for SecuritySchemes {
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
-/// Registers `/`, `/docs` and the OpenAPI document when enabled; with docs off they are 404.
-pub fn configure(enabled: bool) -> impl FnOnce(&mut web::ServiceConfig) {
+/// The document: Depot's description, security schemes and tags, and every route of the table
+/// with the schemas it names.
+pub fn openapi(routes: &[crate::http::routes::Route]) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    crate::http::routes::document(routes, &mut doc);
+    doc
+}
+
+/// Registers `/`, `/docs` and the OpenAPI document when there is one; with docs off they are
+/// 404.
+pub fn configure(
+    doc: Option<std::sync::Arc<utoipa::openapi::OpenApi>>,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        if !enabled {
+        let Some(doc) = doc else {
             return;
-        }
+        };
         cfg.route(
             "/",
             web::get().to(|| async {
@@ -154,6 +99,36 @@ pub fn configure(enabled: bool) -> impl FnOnce(&mut web::ServiceConfig) {
                     .finish()
             }),
         )
-        .service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_PATH, ApiDoc::openapi()));
+        .service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_PATH, (*doc).clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `$ref` in the document names a schema the document defines.
+    #[test]
+    fn every_reference_resolves() {
+        let doc = super::openapi(&crate::app_routes::all());
+        let json = serde_json::to_value(&doc).unwrap();
+        let schemas = json["components"]["schemas"].as_object().unwrap();
+        let mut refs = Vec::new();
+        fn walk(v: &serde_json::Value, refs: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(serde_json::Value::String(r)) = m.get("$ref") {
+                        refs.push(r.clone());
+                    }
+                    m.values().for_each(|v| walk(v, refs));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, refs)),
+                _ => {}
+            }
+        }
+        walk(&json, &mut refs);
+        assert!(refs.len() > 20, "{refs:?}");
+        for r in refs {
+            let name = r.trim_start_matches("#/components/schemas/");
+            assert!(schemas.contains_key(name), "{r} is not defined");
+        }
     }
 }

@@ -34,6 +34,14 @@ pub struct Readiness {
     pub checks: BTreeMap<String, CheckResult>,
 }
 
+pub fn routes() -> Vec<crate::http::routes::Route> {
+    use crate::http::routes::{Access, Route};
+    vec![
+        Route::new::<__path_live, _, _>(Access::Public, live),
+        Route::new::<__path_ready, _, _>(Access::Public, ready),
+    ]
+}
+
 #[utoipa::path(
     get,
     path = "/health/live",

@@ -13,5 +13,6 @@ pub mod health;
 pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
+pub mod routes;
 pub mod telemetry;
 pub mod whoami;

@@ -1,7 +1,7 @@
 //! `GET /api/v1/auth/whoami`: who the presented credentials say the caller is.
 
 use crate::http::auth::Auth;
-use crate::http::error::Problem;
+use crate::http::routes::{Access, Route};
 use actix_web::HttpResponse;
 use depot_core::PrincipalKind;
 use serde::Serialize;
@@ -17,12 +17,18 @@ pub struct WhoAmI {
     pub scopes: Vec<String>,
 }
 
+pub fn routes() -> Vec<Route> {
+    vec![Route::new::<__path_whoami, _, _>(
+        Access::Authenticated,
+        whoami,
+    )]
+}
+
 #[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth",
-    security(("api_key" = []), ("bearer" = []), ("admin_secret" = [])),
     responses(
         (status = 200, description = "The authenticated caller", body = WhoAmI),
-        (status = 401, description = "Missing, malformed, unknown, revoked or expired credentials", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The key's rate limit is exhausted", body = Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "Missing, malformed, unknown, revoked or expired credentials"),
+        (status = 429, description = "The key's rate limit is exhausted")))]
 pub async fn whoami(auth: Auth) -> HttpResponse {
     let (kind, id) = match auth.0.kind {
         PrincipalKind::Admin => ("admin", None),

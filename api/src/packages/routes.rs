@@ -1,16 +1,16 @@
 //! `/api/v1/packages` and `/api/v1/operations`: the registry and its long-running operations.
 
-use crate::http::auth::Auth;
 use crate::http::collection::{
     collection, conditional, etag, if_match, page_request, render_collection,
 };
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::extract::{Json, Query};
+use crate::http::routes::{Access, Route};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use depot_core::{Permission, Principal, ValidationError};
+use depot_core::{Permission, ValidationError};
 use depot_packages::model::PackageInput;
 use depot_packages::ports::{OperationFilter, PackageFilter, PackageSort};
 use depot_packages::{Operation, OperationKind, OperationStatus, Package, PackageStatus};
@@ -19,34 +19,24 @@ use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/packages")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(
-        web::resource("/packages/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(delete)),
-    )
-    .service(web::resource("/packages/{id}/download").route(web::post().to(download)))
-    .service(web::resource("/packages/{id}/activate").route(web::post().to(activate)))
-    .service(web::resource("/packages/{id}/deactivate").route(web::post().to(deactivate)))
-    .service(web::resource("/operations").route(web::get().to(list_operations)))
-    .service(web::resource("/operations/{id}").route(web::get().to(get_operation)))
-    .service(web::resource("/operations/{id}/cancel").route(web::post().to(cancel)))
-    .service(web::resource("/operations/{id}/events").route(web::get().to(events)));
-}
-
-/// Reading operations: `operations:read`, or `packages:read`.
-fn can_read_operations(p: &Principal) -> Result<(), ApiError> {
-    if p.has(Permission::OperationsRead) {
-        Ok(())
-    } else {
-        Ok(p.require(Permission::PackagesRead)?)
-    }
+/// The packages room's routes and who may call them.
+pub fn routes() -> Vec<Route> {
+    use Permission::{OperationsRead, PackagesRead, PackagesWrite};
+    const READ_OPERATIONS: Access = Access::AnyScope(&[OperationsRead, PackagesRead]);
+    vec![
+        Route::new::<__path_create, _, _>(Access::Scope(PackagesWrite), create),
+        Route::new::<__path_list, _, _>(Access::Scope(PackagesRead), list),
+        Route::new::<__path_get, _, _>(Access::Scope(PackagesRead), get),
+        Route::new::<__path_patch, _, _>(Access::Scope(PackagesWrite), patch),
+        Route::new::<__path_delete, _, _>(Access::Scope(PackagesWrite), delete),
+        Route::new::<__path_download, _, _>(Access::Scope(PackagesWrite), download),
+        Route::new::<__path_activate, _, _>(Access::Scope(PackagesWrite), activate),
+        Route::new::<__path_deactivate, _, _>(Access::Scope(PackagesWrite), deactivate),
+        Route::new::<__path_list_operations, _, _>(READ_OPERATIONS, list_operations),
+        Route::new::<__path_get_operation, _, _>(READ_OPERATIONS, get_operation),
+        Route::new::<__path_cancel, _, _>(Access::Scope(PackagesWrite), cancel),
+        Route::new::<__path_events, _, _>(READ_OPERATIONS, events),
+    ]
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -214,17 +204,14 @@ fn package_response(p: Package) -> HttpResponse {
 }
 
 #[utoipa::path(post, path = "/api/v1/packages", tag = "packages", request_body = CreatePackageRequest,
-    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses(
         (status = 201, description = "Registered (status `created`); the body equals what a GET returns", body = PackageView),
-        (status = 409, description = "This name and version exist", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named (an attempt to set `status` included)", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "This name and version exist"),
+        (status = 422, description = "Invalid fields, each named (an attempt to set `status` included)")))]
 pub async fn create(
-    auth: Auth,
     state: web::Data<AppState>,
     body: Json<CreatePackageRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::PackagesWrite)?;
     let b = body.0;
     let p = state
         .packages
@@ -244,16 +231,13 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/packages", tag = "packages", params(PackageQuery),
-    security(("api_key" = ["packages:read"]), ("bearer" = ["packages:read"])),
     responses((status = 200, description = "A page of packages", body = inline(crate::http::collection::Collection<PackageView>)),
-        (status = 422, description = "Bad filter, sort or cursor", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "Bad filter, sort or cursor")))]
 pub async fn list(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     query: Query<PackageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::PackagesRead)?;
     // Embedded topology: the page as rendered before, while no write has happened since.
     let generation = state.package_cache.as_ref().map(|c| c.generation());
     if let (Some(cache), Some(g)) = (&state.package_cache, generation)
@@ -292,36 +276,30 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/packages/{id}", tag = "packages", params(("id" = Uuid, Path)),
-    security(("api_key" = ["packages:read"]), ("bearer" = ["packages:read"])),
     responses((status = 200, description = "The package, with an ETag", body = PackageView),
         (status = 304, description = "If-None-Match matched"),
-        (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such package")))]
 pub async fn get(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::PackagesRead)?;
     let p = state.packages.get(*id).await?;
     Ok(conditional(&req, p.revision, || package_response(p)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/packages/{id}", tag = "packages",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), request_body = PatchPackageRequest,
-    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 200, description = "Updated", body = PackageView),
-        (status = 409, description = "Another package has this name and version", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (status cannot be set)", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Another package has this name and version"),
+        (status = 412, description = "Stale If-Match"),
+        (status = 422, description = "Invalid fields (status cannot be set)")))]
 pub async fn patch(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     body: Json<PatchPackageRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::PackagesWrite)?;
     let b = body.0;
     let p = state
         .packages
@@ -343,29 +321,24 @@ pub async fn patch(
 
 #[utoipa::path(delete, path = "/api/v1/packages/{id}", tag = "packages",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
-    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 204, description = "Deleted with its finished operations"),
-        (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "An operation is pending or running on it", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such package"),
+        (status = 409, description = "An operation is pending or running on it"),
+        (status = 412, description = "Stale If-Match")))]
 pub async fn delete(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::PackagesWrite)?;
     state.packages.delete(*id, if_match(&req)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn start(
-    auth: Auth,
     state: web::Data<AppState>,
     id: Uuid,
     kind: OperationKind,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::PackagesWrite)?;
     let op = state.packages.start(id, kind).await?;
     state
         .metrics
@@ -380,53 +353,44 @@ async fn start(
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/download", tag = "packages", params(("id" = Uuid, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "A UUID; a retry with the same key and body replays the first answer")),
-    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 202, description = "Accepted: poll Location (the operation) or stream its /events", body = OperationView,
             headers(("Location" = String), ("Retry-After" = String))),
-        (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not `created`, or another operation is in progress; the detail names the current state", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such package"),
+        (status = 409, description = "Not `created`, or another operation is in progress; the detail names the current state")))]
 pub async fn download(
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    start(auth, state, *id, OperationKind::Download).await
+    start(state, *id, OperationKind::Download).await
 }
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/activate", tag = "packages", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
-    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 202, description = "Accepted (downloaded → active)", body = OperationView),
-        (status = 409, description = "Not `downloaded`, or busy", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Not `downloaded`, or busy")))]
 pub async fn activate(
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    start(auth, state, *id, OperationKind::Activate).await
+    start(state, *id, OperationKind::Activate).await
 }
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/deactivate", tag = "packages", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
-    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 202, description = "Accepted (active → downloaded)", body = OperationView),
-        (status = 409, description = "Not `active`, or busy", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Not `active`, or busy")))]
 pub async fn deactivate(
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    start(auth, state, *id, OperationKind::Deactivate).await
+    start(state, *id, OperationKind::Deactivate).await
 }
 
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)),
-    security(("api_key" = ["operations:read"]), ("bearer" = ["operations:read"])),
     responses((status = 200, description = "The operation", body = OperationView),
-        (status = 404, description = "No such operation", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such operation")))]
 pub async fn get_operation(
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    can_read_operations(&auth.0)?;
     let op = state.packages.operation(*id).await?;
     let mut res = HttpResponse::Ok();
     if !op.status.is_final() {
@@ -436,15 +400,12 @@ pub async fn get_operation(
 }
 
 #[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(OperationQuery),
-    security(("api_key" = ["operations:read"]), ("bearer" = ["operations:read"])),
     responses((status = 200, description = "Operations, newest first", body = inline(crate::http::collection::Collection<OperationView>))))]
 pub async fn list_operations(
     req: HttpRequest,
-    auth: Auth,
     state: web::Data<AppState>,
     query: Query<OperationQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    can_read_operations(&auth.0)?;
     let q = query.0;
     let page = page_request(q.limit, q.cursor.as_deref())?;
     let status = match q.status.as_deref() {
@@ -470,15 +431,12 @@ pub async fn list_operations(
 }
 
 #[utoipa::path(post, path = "/api/v1/operations/{id}/cancel", tag = "operations", params(("id" = Uuid, Path)),
-    security(("api_key" = ["packages:write"]), ("bearer" = ["packages:write"])),
     responses((status = 202, description = "Cancelled (pending) or asked to stop (running)", body = OperationView),
-        (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Already finished")))]
 pub async fn cancel(
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.0.require(Permission::PackagesWrite)?;
     let op = state.packages.cancel(*id).await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/operations/{}", op.id)))
@@ -486,15 +444,12 @@ pub async fn cancel(
 }
 
 #[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations", params(("id" = Uuid, Path)),
-    security(("api_key" = ["operations:read"]), ("bearer" = ["operations:read"])),
     responses((status = 200, description = "Server-Sent Events: one `operation` event (the operation as JSON) per status or progress change; the stream closes after the final state", content_type = "text/event-stream"),
-        (status = 404, description = "No such operation", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such operation")))]
 pub async fn events(
-    auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    can_read_operations(&auth.0)?;
     let id = *id;
     let first = state.packages.operation(id).await?;
     // Held by the stream: released when the client goes or the operation ends.

@@ -1,7 +1,8 @@
 //! `GET /api/v1/passwords`: the password generator, compatible with the original service.
 
 use crate::http::auth::MaybeAuth;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
+use crate::http::routes::{Access, Route};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -66,6 +67,14 @@ pub struct PasswordResponse {
     pub mode: &'static str,
 }
 
+/// The generator's route: open, unless `password.require_scope` (checked by the handler).
+pub fn routes() -> Vec<Route> {
+    vec![Route::new::<__path_generate, _, _>(
+        Access::Optional,
+        generate,
+    )]
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/passwords",
@@ -74,12 +83,9 @@ pub struct PasswordResponse {
     responses(
         (status = 200, description = "Generated secrets (never cached, never logged)", body = PasswordResponse,
          headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 401, description = "Only with `password.require_scope`: missing or bad credentials", body = Problem,
-         content_type = "application/problem+json"),
-        (status = 403, description = "Only with `password.require_scope`: the credentials lack passwords:generate", body = Problem,
-         content_type = "application/problem+json"),
-        (status = 422, description = "A parameter is invalid; `errors` names each one", body = Problem,
-         content_type = "application/problem+json")
+        (status = 401, description = "Only with `password.require_scope`: missing or bad credentials"),
+        (status = 403, description = "Only with `password.require_scope`: the credentials lack passwords:generate"),
+        (status = 422, description = "A parameter is invalid; `errors` names each one")
     )
 )]
 pub async fn generate(

@@ -74,3 +74,78 @@ async fn docs_can_be_turned_off() {
         assert_problem(app.get(path).await, 404, "not_found").await;
     }
 }
+
+/// The route table is the one source of both the served routes and the document: every route
+/// of the table is documented once with its access, every documented operation is served (not
+/// the unknown-route 404 or a 405), and a protected one refuses a caller without credentials
+/// (401) and one without its scope (403 naming a documented scope).
+#[tokio::test]
+async fn every_route_is_documented_served_and_guarded_as_documented() {
+    use std::collections::BTreeSet;
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, _) in item.as_object().unwrap() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let table: BTreeSet<(String, String)> = depot_api::app_routes::all()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.clone()))
+        .collect();
+    assert_eq!(documented, table, "the document and the route table differ");
+
+    // A key with a scope no business route asks for alone.
+    let (_, weak) = app
+        .create_key(&["passwords:generate"], serde_json::json!({}))
+        .await;
+    for (method, path) in &documented {
+        let op = &doc["paths"][path][method.to_lowercase()];
+        let url = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
+        let send = |key: Option<&str>| {
+            let mut req = app
+                .client
+                .request(method.parse().unwrap(), app.url(&url))
+                .header("content-type", "application/json")
+                .body("{}");
+            if let Some(key) = key {
+                req = req.header("X-API-Key", key);
+            }
+            req.send()
+        };
+        let res = send(None).await.unwrap();
+        let status = res.status().as_u16();
+        let body = res.text().await.unwrap();
+        assert!(
+            status != 405 && !body.contains("no resource at"),
+            "{method} {path} is documented but not served: {status} {body}"
+        );
+        let security = op["security"].as_array();
+        let optional =
+            security.is_some_and(|s| s.iter().any(|r| r.as_object().unwrap().is_empty()));
+        if let Some(security) = security.filter(|_| !optional) {
+            assert_eq!(
+                status, 401,
+                "{method} {path} served without credentials: {body}"
+            );
+            let scopes: BTreeSet<String> = security
+                .iter()
+                .flat_map(|r| r.as_object().unwrap().values())
+                .flat_map(|v| v.as_array().unwrap().iter())
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            if !scopes.is_empty() && !scopes.contains("passwords:generate") {
+                let res = send(Some(&weak)).await.unwrap();
+                let p = assert_problem(res, 403, "insufficient_scope").await;
+                let detail = p["detail"].as_str().unwrap();
+                assert!(
+                    scopes.iter().any(|s| detail.contains(s.as_str())),
+                    "{method} {path}: {detail} names none of {scopes:?}"
+                );
+            }
+        } else {
+            assert_ne!(status, 401, "{method} {path} is documented open: {body}");
+        }
+    }
+}
