@@ -7,7 +7,9 @@
 //! second line gives each step's latency (median and 99th percentile, milliseconds), so a
 //! throughput figure always comes with what it cost the clients.
 
-use serde_json::{Value, json};
+use depot_client::Client;
+use depot_client::wire::{CreatePackageRequest, OperationKind, OperationStatus, OperationView};
+use futures::StreamExt;
 use std::time::{Duration, Instant};
 
 /// The timed steps of one package's lifecycle, in order.
@@ -20,73 +22,45 @@ const STEPS: [&str; 5] = [
 ];
 
 /// Waits for the operation through its event stream (one request, no polling).
-async fn wait(client: &reqwest::Client, base: &str, key: &str, op: &Value) -> Result<(), String> {
-    let id = op["id"].as_str().ok_or("no operation id")?;
-    let mut res = client
-        .get(format!("{base}/api/v1/operations/{id}/events"))
-        .header("X-API-Key", key)
-        .send()
+async fn wait(depot: &Client, op: &OperationView) -> Result<(), String> {
+    let events = depot
+        .operation_events(op.id)
         .await
         .map_err(|e| e.to_string())?;
-    if !res.status().is_success() {
-        return Err(format!("events: {}", res.status()));
-    }
-    let mut buf = String::new();
-    while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                continue;
-            };
-            let v: Value = serde_json::from_str(data).map_err(|e| e.to_string())?;
-            match v["status"].as_str() {
-                Some("succeeded") => return Ok(()),
-                Some("failed") | Some("cancelled") => return Err(format!("operation ended {v}")),
-                _ => {}
+    let mut events = std::pin::pin!(events);
+    while let Some(op) = events.next().await {
+        let op = op.map_err(|e| e.to_string())?;
+        match op.status {
+            OperationStatus::Succeeded => return Ok(()),
+            OperationStatus::Failed | OperationStatus::Cancelled => {
+                return Err(format!("operation ended {op:?}"));
             }
+            _ => {}
         }
     }
     Err("the event stream ended before the operation did".into())
 }
 
-async fn one(
-    client: reqwest::Client,
-    base: String,
-    key: String,
-    run: String,
-    i: usize,
-) -> Result<[Duration; 5], String> {
+async fn one(depot: Client, run: String, i: usize) -> Result<[Duration; 5], String> {
     let mut took = [Duration::ZERO; 5];
     let mut at = Instant::now();
-    let p: Value = client
-        .post(format!("{base}/api/v1/packages"))
-        .header("X-API-Key", &key)
-        .json(&json!({"name": format!("bench-{run}-{i}"), "version": "1.0.0"}))
-        .send()
+    let p = depot
+        .create_package(&CreatePackageRequest::new(
+            format!("bench-{run}-{i}"),
+            "1.0.0",
+        ))
         .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let id = p["id"]
-        .as_str()
-        .ok_or_else(|| format!("create failed: {p}"))?;
+        .map_err(|e| format!("create failed: {e}"))?;
     took[0] = at.elapsed();
-    for (step, kind) in ["download", "activate"].into_iter().enumerate() {
+    for (step, kind) in [OperationKind::Download, OperationKind::Activate]
+        .into_iter()
+        .enumerate()
+    {
         at = Instant::now();
-        let op: Value = client
-            .post(format!("{base}/api/v1/packages/{id}/{kind}"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let op = depot.start(p.id, kind).await.map_err(|e| e.to_string())?;
         took[1 + 2 * step] = at.elapsed();
         at = Instant::now();
-        wait(&client, &base, &key, &op).await?;
+        wait(&depot, &op).await?;
         took[2 + 2 * step] = at.elapsed();
     }
     Ok(took)
@@ -115,19 +89,20 @@ async fn main() {
     let key = args.get(2).cloned().expect("api key");
     let n: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(2000);
     let c: usize = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(64);
-    let client = reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .pool_max_idle_per_host(c)
         .build()
         .unwrap();
+    let depot = Client::with_http(http, base).with_api_key(key);
     let run = uuid::Uuid::now_v7().simple().to_string();
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(c));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
         let permit = sem.clone().acquire_owned().await.unwrap();
-        let (client, base, key, run) = (client.clone(), base.clone(), key.clone(), run.clone());
+        let (depot, run) = (depot.clone(), run.clone());
         tasks.spawn(async move {
-            let r = one(client, base, key, run, i).await;
+            let r = one(depot, run, i).await;
             drop(permit);
             r
         });

@@ -10,13 +10,15 @@ use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Utc};
 use depot_accounts::tokens::{random_token, sha256};
 use depot_accounts::{Identity, PendingLogin, Role, TokenPair, User, UserPatch};
+use depot_client::wire::{
+    self, CredentialsRequest, PatchUserRequest, RefreshRequest, TokenResponse, UserView,
+};
 use depot_core::{Permission, PrincipalKind, ValidationError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 const STATE_COOKIE: &str = "depot_oidc_state";
@@ -41,88 +43,34 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserView {
-    pub id: Uuid,
-    #[schema(example = "alice@example.com")]
-    pub email: String,
-    /// `admin` or `user`.
-    #[schema(example = "user")]
-    pub role: &'static str,
-    /// The scopes the role grants.
-    #[schema(example = json!(["packages:read", "packages:write"]))]
-    pub scopes: Vec<&'static str>,
-    pub disabled: bool,
-    /// False for accounts that only sign in through the identity provider.
-    pub has_password: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<User> for UserView {
-    fn from(u: User) -> Self {
-        Self {
-            id: u.id,
-            email: u.email.as_str().to_owned(),
-            role: u.role.as_str(),
-            scopes: u.role.scopes().iter().map(|p| p.as_str()).collect(),
-            disabled: u.disabled,
-            has_password: u.password_hash.is_some(),
-            created_at: u.created_at,
-            updated_at: u.updated_at,
-        }
+pub fn user_view(u: User) -> UserView {
+    UserView {
+        id: u.id,
+        email: u.email.as_str().to_owned(),
+        role: match u.role {
+            Role::Admin => wire::Role::Admin,
+            Role::User => wire::Role::User,
+        },
+        scopes: u
+            .role
+            .scopes()
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        disabled: u.disabled,
+        has_password: u.password_hash.is_some(),
+        created_at: u.created_at,
+        updated_at: u.updated_at,
     }
 }
 
-/// Depot's tokens (OAuth 2.0 token response shape).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenResponse {
-    /// A JWT for `Authorization: Bearer`.
-    pub access_token: String,
-    #[schema(example = "Bearer")]
-    pub token_type: &'static str,
-    /// Seconds until the access token expires.
-    #[schema(example = 900)]
-    pub expires_in: i64,
-    /// Opaque (`dpr_…`). Exchange it at /auth/refresh for a new pair; each one works once.
-    pub refresh_token: String,
-}
-
-impl From<TokenPair> for TokenResponse {
-    fn from(p: TokenPair) -> Self {
-        Self {
-            access_token: p.access_token,
-            token_type: p.token_type,
-            expires_in: p.expires_in,
-            refresh_token: p.refresh_token,
-        }
+pub fn token_response(p: TokenPair) -> TokenResponse {
+    TokenResponse {
+        access_token: p.access_token,
+        token_type: p.token_type.to_owned(),
+        expires_in: p.expires_in,
+        refresh_token: p.refresh_token,
     }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialsRequest {
-    #[schema(example = "alice@example.com")]
-    pub email: String,
-    /// 12–128 characters by default (settings); never truncated.
-    #[schema(example = "correct horse battery staple")]
-    pub password: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RefreshRequest {
-    #[schema(example = "dpr_…")]
-    pub refresh_token: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PatchUserRequest {
-    /// `admin` or `user`.
-    pub role: Option<String>,
-    /// Disabling revokes every session (refresh token) of the user at once.
-    pub disabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -140,7 +88,7 @@ fn tokens_response(pair: TokenPair) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
-        .json(TokenResponse::from(pair))
+        .json(token_response(pair))
 }
 
 fn count(state: &AppState, method: &str, result: &str) {
@@ -182,7 +130,7 @@ pub async fn register(
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/users/{}", user.id)))
-        .json(UserView::from(user)))
+        .json(user_view(user)))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = CredentialsRequest,
@@ -247,12 +195,12 @@ pub async fn me(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, 
     let user = state.accounts.get(user_id).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(UserView::from(user)))
+        .json(user_view(user)))
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
     responses(
-        (status = 200, description = "A page of users, newest first", body = inline(crate::http::collection::Collection<UserView>)),
+        (status = 200, description = "A page of users, newest first", body = inline(wire::Collection<UserView>)),
         (status = 403, description = "Needs the users:admin scope")))]
 pub async fn list(
     req: HttpRequest,
@@ -261,13 +209,13 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let page = page_request(query.0.limit, query.0.cursor.as_deref())?;
     let users = state.accounts.list(&page).await?;
-    Ok(collection(&req, users, UserView::from))
+    Ok(collection(&req, users, user_view))
 }
 
 fn user_response(u: User) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag(u.revision)))
-        .json(UserView::from(u))
+        .json(user_view(u))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",

@@ -13,9 +13,13 @@ use chrono::{DateTime, Utc};
 use depot_api_keys::{
     Actor, ApiKey, AuditEvent, CreateKey, KeyFilter, KeyStatus, PlainKey, Renewal, UsageRecord,
 };
+use depot_client::wire::{
+    self, ApiKeyCreated, ApiKeyView, AuditEventView, CreateApiKeyRequest, RenewRequest,
+    RotateRequest, UsageView,
+};
 use depot_core::Permission;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// The API-keys room's routes: all for key administrators.
@@ -43,95 +47,27 @@ fn actor(auth: &Auth, req: &HttpRequest) -> Actor {
     }
 }
 
-/// A key as listings show it: never the key itself.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApiKeyView {
-    pub id: Uuid,
-    pub name: String,
-    /// The key's visible start, e.g. `dpk_Ab3x…`.
-    #[schema(example = "dpk_Ab3x…")]
-    pub key_prefix: String,
-    #[schema(example = json!(["packages:read"]))]
-    pub scopes: Vec<String>,
-    /// `active`, `revoked` or `expired`.
-    #[schema(example = "active")]
-    pub status: &'static str,
-    pub rate_limit_per_minute: Option<u32>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// `null`: never expires.
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub total_uses: i64,
-    /// The key this one replaced by rotation.
-    pub rotated_from: Option<Uuid>,
-}
-
-impl ApiKeyView {
-    fn of(k: ApiKey, now: DateTime<Utc>) -> Self {
-        Self {
-            status: k.status(now).as_str(),
-            id: k.id,
-            name: k.name,
-            key_prefix: format!("{}…", k.prefix),
-            scopes: k.scopes.iter().map(|p| p.as_str().to_owned()).collect(),
-            rate_limit_per_minute: k.rate_limit_per_minute,
-            created_at: k.created_at,
-            updated_at: k.updated_at,
-            expires_at: k.expires_at,
-            revoked_at: k.revoked_at,
-            last_used_at: k.last_used_at,
-            total_uses: k.total_uses,
-            rotated_from: k.rotated_from,
-        }
+/// A key as listings show it (`now` decides whether it counts as expired).
+pub fn key_view(k: ApiKey, now: DateTime<Utc>) -> ApiKeyView {
+    ApiKeyView {
+        status: match k.status(now) {
+            KeyStatus::Active => wire::KeyStatus::Active,
+            KeyStatus::Revoked => wire::KeyStatus::Revoked,
+            KeyStatus::Expired => wire::KeyStatus::Expired,
+        },
+        id: k.id,
+        name: k.name,
+        key_prefix: format!("{}…", k.prefix),
+        scopes: k.scopes.iter().map(|p| p.as_str().to_owned()).collect(),
+        rate_limit_per_minute: k.rate_limit_per_minute,
+        created_at: k.created_at,
+        updated_at: k.updated_at,
+        expires_at: k.expires_at,
+        revoked_at: k.revoked_at,
+        last_used_at: k.last_used_at,
+        total_uses: k.total_uses,
+        rotated_from: k.rotated_from,
     }
-}
-
-/// A new key: the only time the plaintext `key` is shown.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApiKeyCreated {
-    /// The key itself. Store it now: it is not stored in Depot and cannot be shown again.
-    #[schema(example = "dpk_Ab3xQ9…")]
-    pub key: String,
-    #[serde(flatten)]
-    pub api_key: ApiKeyView,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateApiKeyRequest {
-    /// 1–100 characters (trimmed).
-    #[schema(example = "ci-pipeline")]
-    pub name: String,
-    /// At least one of packages:read, packages:write, operations:read, passwords:generate,
-    /// api_keys:admin, users:admin.
-    #[schema(example = json!(["packages:read", "packages:write"]))]
-    pub scopes: Vec<String>,
-    /// Give at most one of `expires_at`, `expires_in_days`, `never_expires`; none = the default
-    /// lifetime (15 days unless configured).
-    pub expires_at: Option<DateTime<Utc>>,
-    pub expires_in_days: Option<i64>,
-    pub never_expires: Option<bool>,
-    /// Requests per minute allowed with this key (per replica); none = unlimited.
-    pub rate_limit_per_minute: Option<u32>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RenewRequest {
-    /// Give one of `expires_at`, `days`, `never_expires`; none = the default lifetime from now.
-    pub expires_at: Option<DateTime<Utc>>,
-    pub days: Option<i64>,
-    pub never_expires: Option<bool>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateRequest {
-    /// How long the old key keeps working (0–604800 seconds; default 0: it stops now).
-    #[serde(default)]
-    pub grace_seconds: u64,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -156,54 +92,26 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UsageView {
-    pub at: DateTime<Utc>,
-    pub method: String,
-    /// The route template, e.g. `/api/v1/packages/{id}`.
-    pub route: String,
-    pub status: u16,
-    pub client_ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-impl From<UsageRecord> for UsageView {
-    fn from(r: UsageRecord) -> Self {
-        Self {
-            at: r.at,
-            method: r.method,
-            route: r.route,
-            status: r.status,
-            client_ip: r.client_ip,
-            user_agent: r.user_agent,
-        }
+pub fn usage_view(r: UsageRecord) -> UsageView {
+    UsageView {
+        at: r.at,
+        method: r.method,
+        route: r.route,
+        status: r.status,
+        client_ip: r.client_ip,
+        user_agent: r.user_agent,
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEventView {
-    pub id: Uuid,
-    pub at: DateTime<Utc>,
-    /// `admin`, `api_key:<id>` or `user:<id>`.
-    pub actor: String,
-    #[schema(example = "api_key.revoke")]
-    pub action: String,
-    pub target_id: Option<Uuid>,
-    pub client_ip: Option<String>,
-    pub details: Option<serde_json::Value>,
-}
-
-impl From<AuditEvent> for AuditEventView {
-    fn from(e: AuditEvent) -> Self {
-        Self {
-            id: e.id,
-            at: e.at,
-            actor: e.actor,
-            action: e.action,
-            target_id: e.target_id,
-            client_ip: e.client_ip,
-            details: e.details,
-        }
+pub fn audit_view(e: AuditEvent) -> AuditEventView {
+    AuditEventView {
+        id: e.id,
+        at: e.at,
+        actor: e.actor,
+        action: e.action,
+        target_id: e.target_id,
+        client_ip: e.client_ip,
+        details: e.details,
     }
 }
 
@@ -211,7 +119,7 @@ fn single(key: ApiKey, now: DateTime<Utc>) -> HttpResponse {
     let tag = etag(key.revision);
     HttpResponse::Ok()
         .insert_header((header::ETAG, tag))
-        .json(ApiKeyView::of(key, now))
+        .json(key_view(key, now))
 }
 
 fn created(key: ApiKey, plain: PlainKey, now: DateTime<Utc>) -> HttpResponse {
@@ -222,7 +130,7 @@ fn created(key: ApiKey, plain: PlainKey, now: DateTime<Utc>) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(ApiKeyCreated {
             key: plain.expose().to_owned(),
-            api_key: ApiKeyView::of(key, now),
+            api_key: key_view(key, now),
         });
     // The plaintext key must not be kept for an idempotent replay.
     res.extensions_mut()
@@ -264,7 +172,7 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListQuery),
     responses(
-        (status = 200, description = "Newest first; follow `next_cursor` or the `Link` header", body = inline(crate::http::collection::Collection<ApiKeyView>)),
+        (status = 200, description = "Newest first; follow `next_cursor` or the `Link` header", body = inline(wire::Collection<ApiKeyView>)),
         (status = 422, description = "Bad filter or cursor")))]
 pub async fn list(
     req: HttpRequest,
@@ -279,7 +187,7 @@ pub async fn list(
     };
     let keys = state.api_keys.list(&filter, &page).await?;
     let now = state.api_keys.now();
-    Ok(collection(&req, keys, |k| ApiKeyView::of(k, now)))
+    Ok(collection(&req, keys, |k| key_view(k, now)))
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys/{id}", tag = "api-keys",
@@ -409,7 +317,7 @@ pub async fn delete(
 #[utoipa::path(get, path = "/api/v1/api-keys/{id}/usage", tag = "api-keys",
     params(("id" = Uuid, Path), PageQuery),
     responses(
-        (status = 200, description = "The key's requests, newest first", body = inline(crate::http::collection::Collection<UsageView>)),
+        (status = 200, description = "The key's requests, newest first", body = inline(wire::Collection<UsageView>)),
         (status = 404, description = "No such key")))]
 pub async fn usage(
     req: HttpRequest,
@@ -419,11 +327,11 @@ pub async fn usage(
 ) -> Result<HttpResponse, ApiError> {
     let page = page_request(query.0.limit, query.0.cursor.as_deref())?;
     let records = state.api_keys.usage(*id, &page).await?;
-    Ok(collection(&req, records, UsageView::from))
+    Ok(collection(&req, records, usage_view))
 }
 
 #[utoipa::path(get, path = "/api/v1/audit-events", tag = "api-keys", params(AuditQuery),
-    responses((status = 200, description = "Administrative actions, newest first", body = inline(crate::http::collection::Collection<AuditEventView>))))]
+    responses((status = 200, description = "Administrative actions, newest first", body = inline(wire::Collection<AuditEventView>))))]
 pub async fn audit_events(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -435,5 +343,5 @@ pub async fn audit_events(
         .api_keys
         .audit_events(q.action.as_deref(), &page)
         .await?;
-    Ok(collection(&req, events, AuditEventView::from))
+    Ok(collection(&req, events, audit_view))
 }

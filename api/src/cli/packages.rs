@@ -2,10 +2,13 @@
 //! script did, with a progress bar while an operation runs.
 
 use clap::Subcommand;
+use depot_client::wire::{CreatePackageRequest, OperationKind, OperationStatus, OperationView};
+use depot_client::{Client, Error};
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
 use std::process::ExitCode;
 use std::time::Duration;
+use uuid::Uuid;
 
 #[derive(clap::Args)]
 pub struct PackagesArgs {
@@ -68,163 +71,107 @@ pub enum PackagesCommand {
     },
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    key: String,
+/// Prints a wire value as the server sent it.
+fn pretty<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-impl Client {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, String> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base.trim_end_matches('/')))
-            .header("X-API-Key", &self.key);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
-        let status = res.status();
-        let value: Value = res.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(value)
-        } else {
-            let detail = value["detail"].as_str().unwrap_or("");
-            let fields: Vec<String> = value["errors"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|e| {
-                            format!(
-                                "{}: {}",
-                                e["field"].as_str().unwrap_or("?"),
-                                e["message"].as_str().unwrap_or("")
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            Err(format!(
-                "{status} {}: {detail}{}",
-                value["code"].as_str().unwrap_or("error"),
+/// An error as one line: status, code, detail and each failing field.
+fn explain(e: Error) -> String {
+    match e.problem() {
+        Some(p) => {
+            let fields: Vec<String> = p
+                .errors
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect();
+            format!(
+                "{} {}: {}{}",
+                p.status,
+                p.code,
+                p.detail.as_deref().unwrap_or(""),
                 if fields.is_empty() {
                     String::new()
                 } else {
                     format!(" ({})", fields.join("; "))
                 }
-            ))
-        }
-    }
-
-    /// Starts an operation and follows it with a progress bar until it is final.
-    async fn operate(&self, id: &str, kind: &str, wait: bool) -> Result<bool, String> {
-        let op = self
-            .send(
-                reqwest::Method::POST,
-                &format!("/api/v1/packages/{id}/{kind}"),
-                None,
             )
-            .await?;
-        let op_id = op["id"].as_str().unwrap_or_default().to_owned();
-        if !wait {
-            println!("{}", serde_json::to_string_pretty(&op).unwrap_or_default());
-            return Ok(true);
         }
-        let bar = ProgressBar::new(100);
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos:>3}% {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(kind.to_owned());
-        // The event stream tells each change as it happens; when the server cannot give one
-        // (too many open, say) or it breaks off, poll instead.
-        let last = match self.follow_events(&op_id, &bar).await {
-            Some(op) => op,
-            None => self.poll(&op_id, &bar).await?,
-        };
-        let status = last["status"].as_str().unwrap_or("unknown");
-        if status == "succeeded" {
-            bar.finish_with_message("succeeded");
-            Ok(true)
-        } else {
-            bar.abandon_with_message(format!(
-                "{status}: {}",
-                last["error"]["detail"].as_str().unwrap_or("")
-            ));
-            Ok(false)
-        }
-    }
-
-    /// Shows an operation's changes from its event stream; the final state, or `None` when
-    /// there was no stream or it ended first.
-    async fn follow_events(&self, op_id: &str, bar: &ProgressBar) -> Option<Value> {
-        let url = format!(
-            "{}/api/v1/operations/{op_id}/events",
-            self.base.trim_end_matches('/')
-        );
-        let mut res = self
-            .http
-            .get(url)
-            .header("X-API-Key", &self.key)
-            .send()
-            .await
-            .ok()?;
-        if !res.status().is_success() {
-            return None;
-        }
-        let mut buf = String::new();
-        while let Ok(Some(chunk)) = res.chunk().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                let Some(op) = frame
-                    .lines()
-                    .find_map(|l| l.strip_prefix("data: "))
-                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                else {
-                    continue;
-                };
-                if show(bar, &op) {
-                    return Some(op);
-                }
-            }
-        }
-        None
-    }
-
-    /// Reads the operation every 200 ms until it is final; returns the final state.
-    async fn poll(&self, op_id: &str, bar: &ProgressBar) -> Result<Value, String> {
-        loop {
-            let op = self
-                .send(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/operations/{op_id}"),
-                    None,
-                )
-                .await?;
-            if show(bar, &op) {
-                return Ok(op);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        None => e.to_string(),
     }
 }
 
+fn parse_id(id: &str) -> Result<Uuid, String> {
+    id.parse()
+        .map_err(|_| format!("`{id}` is not a package id (a UUID)"))
+}
+
+/// Starts an operation and follows it with a progress bar until it is final.
+async fn operate(
+    client: &Client,
+    id: &str,
+    kind: OperationKind,
+    wait: bool,
+) -> Result<bool, String> {
+    let op = client.start(parse_id(id)?, kind).await.map_err(explain)?;
+    if !wait {
+        pretty(&op);
+        return Ok(true);
+    }
+    let bar = ProgressBar::new(100);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos:>3}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(kind.as_str());
+    // The event stream tells each change as it happens; when the server cannot give one
+    // (too many open, say) or it breaks off, poll instead.
+    let mut last = None;
+    if let Ok(events) = client.operation_events(op.id).await {
+        let mut events = std::pin::pin!(events);
+        while let Some(Ok(op)) = events.next().await {
+            if show(&bar, &op) {
+                last = Some(op);
+                break;
+            }
+        }
+    }
+    let last = match last {
+        Some(op) => op,
+        None => loop {
+            let op = client.get_operation(op.id).await.map_err(explain)?;
+            if show(&bar, &op) {
+                break op;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        },
+    };
+    if last.status == OperationStatus::Succeeded {
+        bar.finish_with_message("succeeded");
+        Ok(true)
+    } else {
+        bar.abandon_with_message(format!(
+            "{}: {}",
+            status_name(last.status),
+            last.error.map(|e| e.detail).unwrap_or_default()
+        ));
+        Ok(false)
+    }
+}
+
+fn status_name(s: OperationStatus) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// Puts an operation's progress and status on the bar; true when the status is final.
-fn show(bar: &ProgressBar, op: &Value) -> bool {
-    bar.set_position(op["progress"].as_u64().unwrap_or(0));
-    let status = op["status"].as_str().unwrap_or("unknown");
-    bar.set_message(status.to_owned());
-    matches!(status, "succeeded" | "failed" | "cancelled")
+fn show(bar: &ProgressBar, op: &OperationView) -> bool {
+    bar.set_position(u64::from(op.progress));
+    bar.set_message(status_name(op.status));
+    op.status.is_final()
 }
 
 pub fn run(args: PackagesArgs) -> ExitCode {
@@ -238,46 +185,71 @@ pub fn run(args: PackagesArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: args.url,
-        key: args.api_key,
-    };
+    let client = Client::new(args.url).with_api_key(args.api_key);
     let result: Result<bool, String> = runtime.block_on(async {
         match args.command {
-            PackagesCommand::Create { name, version, description, source_url, sha256, size_bytes } => {
-                let body = json!({"name": name, "version": version, "description": description,
-                                  "source_url": source_url, "sha256": sha256, "size_bytes": size_bytes});
-                let p = client.send(reqwest::Method::POST, "/api/v1/packages", Some(body)).await?;
-                println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+            PackagesCommand::Create {
+                name,
+                version,
+                description,
+                source_url,
+                sha256,
+                size_bytes,
+            } => {
+                let p = client
+                    .create_package(&CreatePackageRequest {
+                        name,
+                        version,
+                        description,
+                        source_url,
+                        sha256,
+                        size_bytes,
+                    })
+                    .await
+                    .map_err(explain)?;
+                pretty(&p);
                 Ok(true)
             }
-            PackagesCommand::List { status, name, limit } => {
-                let mut query = vec![("limit".to_owned(), limit.to_string())];
-                query.extend(status.map(|s| ("status".to_owned(), s)));
-                query.extend(name.map(|n| ("name".to_owned(), n)));
-                let qs = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
-                let page = client.send(reqwest::Method::GET, &format!("/api/v1/packages?{qs}"), None).await?;
+            PackagesCommand::List {
+                status,
+                name,
+                limit,
+            } => {
+                let page = client
+                    .list_packages(&[
+                        ("limit", Some(limit.to_string())),
+                        ("status", status),
+                        ("name", name),
+                    ])
+                    .await
+                    .map_err(explain)?;
                 println!("{:<36}  {:<30}  {:<12}  STATUS", "ID", "NAME", "VERSION");
-                for p in page["items"].as_array().into_iter().flatten() {
+                for p in page.items {
+                    let status = serde_json::to_value(p.status).unwrap_or_default();
                     println!(
                         "{:<36}  {:<30}  {:<12}  {}",
-                        p["id"].as_str().unwrap_or(""),
-                        p["name"].as_str().unwrap_or(""),
-                        p["version"].as_str().unwrap_or(""),
-                        p["status"].as_str().unwrap_or("")
+                        p.id,
+                        p.name,
+                        p.version,
+                        status.as_str().unwrap_or("")
                     );
                 }
                 Ok(true)
             }
             PackagesCommand::Get { id } => {
-                let p = client.send(reqwest::Method::GET, &format!("/api/v1/packages/{id}"), None).await?;
-                println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+                let p = client.get_package(parse_id(&id)?).await.map_err(explain)?;
+                pretty(&p.body);
                 Ok(true)
             }
-            PackagesCommand::Download { id, no_wait } => client.operate(&id, "download", !no_wait).await,
-            PackagesCommand::Activate { id, no_wait } => client.operate(&id, "activate", !no_wait).await,
-            PackagesCommand::Deactivate { id, no_wait } => client.operate(&id, "deactivate", !no_wait).await,
+            PackagesCommand::Download { id, no_wait } => {
+                operate(&client, &id, OperationKind::Download, !no_wait).await
+            }
+            PackagesCommand::Activate { id, no_wait } => {
+                operate(&client, &id, OperationKind::Activate, !no_wait).await
+            }
+            PackagesCommand::Deactivate { id, no_wait } => {
+                operate(&client, &id, OperationKind::Deactivate, !no_wait).await
+            }
         }
     });
     match result {

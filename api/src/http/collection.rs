@@ -3,9 +3,9 @@
 use crate::http::error::ApiError;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use depot_client::wire::Collection;
 use depot_core::{Cursor, Page, PageRequest};
 use serde::Serialize;
-use utoipa::ToSchema;
 
 /// `?limit=&cursor=` of a collection with no filters.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -15,14 +15,6 @@ pub struct PageQuery {
     pub limit: Option<i64>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,
-}
-
-/// `{"items": [...], "next_cursor": "..."}`; `next_cursor` is absent on the last page.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Collection<T: ToSchema> {
-    pub items: Vec<T>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
 }
 
 pub fn page_request(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
@@ -53,7 +45,7 @@ pub fn render_collection<T, U>(
     map: impl FnMut(T) -> U,
 ) -> RenderedCollection
 where
-    U: Serialize + ToSchema,
+    U: Serialize,
 {
     let next_cursor = page.next_cursor.as_ref().map(Cursor::encode);
     let body = Collection {
@@ -81,7 +73,7 @@ where
 /// Answers a page, with `Link: <…>; rel="next"` when there is more.
 pub fn collection<T, U>(req: &HttpRequest, page: Page<T>, map: impl FnMut(T) -> U) -> HttpResponse
 where
-    U: Serialize + ToSchema,
+    U: Serialize,
 {
     render_collection(req, page, map).response()
 }

@@ -9,11 +9,10 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
+pub use depot_client::wire::{Problem, ProblemField};
 use depot_core::error::FieldError;
 use depot_core::principal::Forbidden;
 use depot_core::{RepoError, ValidationError};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 pub const RATELIMIT_LIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit-limit");
@@ -23,47 +22,10 @@ pub const RATELIMIT_RESET: header::HeaderName = header::HeaderName::from_static(
 /// The `WWW-Authenticate` challenge of every 401.
 pub const CHALLENGE: &str = "ApiKey realm=\"depot\", Bearer realm=\"depot\"";
 
-/// An RFC 9457 problem document, with Depot's `code` and `errors` extensions.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "type": "https://depot.dev/problems/validation_failed",
-    "title": "Unprocessable Content",
-    "status": 422,
-    "detail": "the request has invalid fields",
-    "instance": "/api/v1/passwords",
-    "code": "validation_failed",
-    "errors": [{"field": "password_length", "message": "must be between 6 and 200"}]
-}))]
-pub struct Problem {
-    /// A URI naming the problem type.
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: String,
-    pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// The request path the problem occurred on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance: Option<String>,
-    /// A stable machine-readable code.
-    pub code: String,
-    /// Every failing field, for validation problems.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<ProblemField>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ProblemField {
-    pub field: String,
-    pub message: String,
-}
-
-impl From<FieldError> for ProblemField {
-    fn from(e: FieldError) -> Self {
-        Self {
-            field: e.field,
-            message: e.message,
-        }
+fn problem_field(e: FieldError) -> ProblemField {
+    ProblemField {
+        field: e.field,
+        message: e.message,
     }
 }
 
@@ -157,7 +119,7 @@ impl ApiError {
                 } else {
                     "the request has invalid fields".to_owned()
                 }),
-                v.errors.iter().cloned().map(ProblemField::from).collect(),
+                v.errors.iter().cloned().map(problem_field).collect(),
             ),
             ApiError::Unexpected(_) => (
                 Some("the server could not complete the request".to_owned()),

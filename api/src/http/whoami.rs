@@ -3,19 +3,8 @@
 use crate::http::auth::Auth;
 use crate::http::routes::{Access, Route};
 use actix_web::HttpResponse;
+use depot_client::wire::WhoAmI;
 use depot_core::PrincipalKind;
-use serde::Serialize;
-use utoipa::ToSchema;
-use uuid::Uuid;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WhoAmI {
-    /// `admin`, `api_key` or `user`.
-    pub kind: &'static str,
-    /// The key's or user's id.
-    pub id: Option<Uuid>,
-    pub scopes: Vec<String>,
-}
 
 pub fn routes() -> Vec<Route> {
     vec![Route::new::<__path_whoami, _, _>(
@@ -39,7 +28,7 @@ pub async fn whoami(auth: Auth) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(WhoAmI {
-            kind,
+            kind: kind.to_owned(),
             id,
             scopes: auth
                 .0

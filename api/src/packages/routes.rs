@@ -9,14 +9,16 @@ use crate::http::routes::{Access, Route};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Utc};
+use depot_client::wire::{
+    self, CreatePackageRequest, OperationProblem, OperationView, PackageView, PatchPackageRequest,
+};
 use depot_core::{Permission, ValidationError};
 use depot_packages::model::PackageInput;
 use depot_packages::ports::{OperationFilter, PackageFilter, PackageSort};
 use depot_packages::{Operation, OperationKind, OperationStatus, Package, PackageStatus};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Deserialize;
 use std::time::Duration;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// The packages room's routes and who may call them.
@@ -39,139 +41,66 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PackageView {
-    pub id: Uuid,
-    #[schema(example = "left-pad")]
-    pub name: String,
-    #[schema(example = "1.3.0")]
-    pub version: String,
-    /// `created`, `downloaded` or `active`.
-    #[schema(example = "created")]
-    pub status: &'static str,
-    pub description: Option<String>,
-    pub source_url: Option<String>,
-    pub sha256: Option<String>,
-    pub size_bytes: Option<i64>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Package> for PackageView {
-    fn from(p: Package) -> Self {
-        Self {
-            id: p.id,
-            name: p.name,
-            version: p.version,
-            status: p.status.as_str(),
-            description: p.description,
-            source_url: p.source_url,
-            sha256: p.sha256,
-            size_bytes: p.size_bytes,
-            created_at: p.created_at,
-            updated_at: p.updated_at,
-        }
+fn package_status(s: PackageStatus) -> wire::PackageStatus {
+    match s {
+        PackageStatus::Created => wire::PackageStatus::Created,
+        PackageStatus::Downloaded => wire::PackageStatus::Downloaded,
+        PackageStatus::Active => wire::PackageStatus::Active,
     }
 }
 
-/// Why an operation failed.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OperationProblem {
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: &'static str,
-    pub code: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OperationView {
-    pub id: Uuid,
-    /// `download`, `activate` or `deactivate`.
-    pub kind: &'static str,
-    pub package_id: Uuid,
-    /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: &'static str,
-    /// 0–100.
-    pub progress: u8,
-    /// The problem, when the operation failed.
-    pub error: Option<OperationProblem>,
-    /// Cancellation was asked for and the worker has not stopped yet.
-    pub cancel_requested: bool,
-    pub attempts: i32,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-impl From<Operation> for OperationView {
-    fn from(o: Operation) -> Self {
-        Self {
-            id: o.id,
-            kind: o.kind.as_str(),
-            package_id: o.package_id,
-            status: o.status.as_str(),
-            progress: o.progress,
-            error: o.error.map(|e| OperationProblem {
-                type_uri: format!("https://depot.dev/problems/{}", e.code),
-                title: "Operation failed",
-                code: e.code,
-                detail: e.detail,
-            }),
-            cancel_requested: o.cancel_requested && !o.status.is_final(),
-            attempts: o.attempts,
-            created_at: o.created_at,
-            updated_at: o.updated_at,
-            finished_at: o.finished_at,
-        }
+fn operation_kind(k: OperationKind) -> wire::OperationKind {
+    match k {
+        OperationKind::Download => wire::OperationKind::Download,
+        OperationKind::Activate => wire::OperationKind::Activate,
+        OperationKind::Deactivate => wire::OperationKind::Deactivate,
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreatePackageRequest {
-    /// 1–200 printable characters (trimmed).
-    #[schema(example = "left-pad")]
-    pub name: String,
-    /// 1–50 printable characters (trimmed).
-    #[schema(example = "1.3.0")]
-    pub version: String,
-    pub description: Option<String>,
-    /// http or https; what the `http` executor downloads.
-    pub source_url: Option<String>,
-    /// 64 hexadecimal characters; verified after download.
-    pub sha256: Option<String>,
-    /// Verified after download.
-    pub size_bytes: Option<i64>,
+fn operation_status(s: OperationStatus) -> wire::OperationStatus {
+    match s {
+        OperationStatus::Pending => wire::OperationStatus::Pending,
+        OperationStatus::Running => wire::OperationStatus::Running,
+        OperationStatus::Succeeded => wire::OperationStatus::Succeeded,
+        OperationStatus::Failed => wire::OperationStatus::Failed,
+        OperationStatus::Cancelled => wire::OperationStatus::Cancelled,
+    }
 }
 
-/// `Some(None)` for an explicit `null` (clear the field), `None` when absent.
-fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(de).map(Some)
+pub fn package_view(p: Package) -> PackageView {
+    PackageView {
+        id: p.id,
+        name: p.name,
+        version: p.version,
+        status: package_status(p.status),
+        description: p.description,
+        source_url: p.source_url,
+        sha256: p.sha256,
+        size_bytes: p.size_bytes,
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+    }
 }
 
-/// Any field but `status`, which only operations change. `null` clears an optional field.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PatchPackageRequest {
-    pub name: Option<String>,
-    pub version: Option<String>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub source_url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub sha256: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
-    pub size_bytes: Option<Option<i64>>,
+pub fn operation_view(o: Operation) -> OperationView {
+    OperationView {
+        id: o.id,
+        kind: operation_kind(o.kind),
+        package_id: o.package_id,
+        status: operation_status(o.status),
+        progress: o.progress,
+        error: o.error.map(|e| OperationProblem {
+            type_uri: format!("https://depot.dev/problems/{}", e.code),
+            title: "Operation failed".into(),
+            code: e.code,
+            detail: e.detail,
+        }),
+        cancel_requested: o.cancel_requested && !o.status.is_final(),
+        attempts: o.attempts,
+        created_at: o.created_at,
+        updated_at: o.updated_at,
+        finished_at: o.finished_at,
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -200,7 +129,7 @@ pub struct OperationQuery {
 fn package_response(p: Package) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag(p.revision)))
-        .json(PackageView::from(p))
+        .json(package_view(p))
 }
 
 #[utoipa::path(post, path = "/api/v1/packages", tag = "packages", request_body = CreatePackageRequest,
@@ -227,11 +156,11 @@ pub async fn create(
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/packages/{}", p.id)))
         .insert_header((header::ETAG, etag(p.revision)))
-        .json(PackageView::from(p)))
+        .json(package_view(p)))
 }
 
 #[utoipa::path(get, path = "/api/v1/packages", tag = "packages", params(PackageQuery),
-    responses((status = 200, description = "A page of packages", body = inline(crate::http::collection::Collection<PackageView>)),
+    responses((status = 200, description = "A page of packages", body = inline(wire::Collection<PackageView>)),
         (status = 422, description = "Bad filter, sort or cursor")))]
 pub async fn list(
     req: HttpRequest,
@@ -266,7 +195,7 @@ pub async fn list(
         name_prefix: q.name.filter(|n| !n.is_empty()),
     };
     let packages = state.packages.list(&filter, sort, &page).await?;
-    let rendered = render_collection(&req, packages, PackageView::from);
+    let rendered = render_collection(&req, packages, package_view);
     if let Some(g) = generation {
         state
             .package_lists
@@ -348,7 +277,7 @@ async fn start(
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/operations/{}", op.id)))
         .insert_header((header::RETRY_AFTER, "1"))
-        .json(OperationView::from(op)))
+        .json(operation_view(op)))
 }
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/download", tag = "packages", params(("id" = Uuid, Path),
@@ -396,11 +325,11 @@ pub async fn get_operation(
     if !op.status.is_final() {
         res.insert_header((header::RETRY_AFTER, "1"));
     }
-    Ok(res.json(OperationView::from(op)))
+    Ok(res.json(operation_view(op)))
 }
 
 #[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(OperationQuery),
-    responses((status = 200, description = "Operations, newest first", body = inline(crate::http::collection::Collection<OperationView>))))]
+    responses((status = 200, description = "Operations, newest first", body = inline(wire::Collection<OperationView>))))]
 pub async fn list_operations(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -427,7 +356,7 @@ pub async fn list_operations(
             &page,
         )
         .await?;
-    Ok(collection(&req, ops, OperationView::from))
+    Ok(collection(&req, ops, operation_view))
 }
 
 #[utoipa::path(post, path = "/api/v1/operations/{id}/cancel", tag = "operations", params(("id" = Uuid, Path)),
@@ -440,7 +369,7 @@ pub async fn cancel(
     let op = state.packages.cancel(*id).await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/operations/{}", op.id)))
-        .json(OperationView::from(op)))
+        .json(operation_view(op)))
 }
 
 #[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations", params(("id" = Uuid, Path)),
@@ -484,7 +413,7 @@ pub async fn events(
             if s.last != Some(key) {
                 s.last = Some(key);
                 s.done = op.status.is_final();
-                let json = serde_json::to_string(&OperationView::from(op)).unwrap_or_default();
+                let json = serde_json::to_string(&operation_view(op)).unwrap_or_default();
                 let frame = format!("event: operation\ndata: {json}\n\n");
                 return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), s));
             }

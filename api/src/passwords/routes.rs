@@ -6,9 +6,10 @@ use crate::http::routes::{Access, Route};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use depot_client::wire::PasswordResponse;
 use depot_password::Generation;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 /// Query parameters (all optional; defaults come from the `[password]` settings).
 #[derive(Debug, Deserialize, IntoParams)]
@@ -51,20 +52,6 @@ pub struct PasswordQuery {
     capitalize: Option<bool>,
     /// Passphrase: append a digit to one random word.
     include_number: Option<bool>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"password": "q7#Rb-2uX!vL0m%k", "entropy_bits": 104.84, "mode": "password"}))]
-pub struct PasswordResponse {
-    /// The (first) generated secret.
-    pub password: String,
-    /// All generated secrets, present when `count` was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub passwords: Option<Vec<String>>,
-    /// log2 of the number of secrets the request's rules allow (each is equally likely).
-    pub entropy_bits: f64,
-    /// `password` or `passphrase`.
-    pub mode: &'static str,
 }
 
 /// The generator's route: open, unless `password.require_scope` (checked by the handler).
@@ -122,7 +109,7 @@ pub async fn generate(
         password: secrets.first().cloned().unwrap_or_default(),
         passwords: listed.then(|| std::mem::take(&mut secrets)),
         entropy_bits: (entropy_bits * 100.0).round() / 100.0,
-        mode,
+        mode: mode.to_owned(),
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

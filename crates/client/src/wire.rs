@@ -1,0 +1,456 @@
+//! The wire format: every request and response body of the API, one definition each, used by
+//! the server to answer and by [`crate::Client`] to ask. Field names are `snake_case`,
+//! timestamps RFC 3339 UTC, ids UUIDv7 strings (shared/CONVENTIONS.md).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// `Some(None)` for an explicit `null` (clear the field), `None` when absent.
+fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+/// A page of a collection: `{"items": [...], "next_cursor": "..."}`; `next_cursor` is absent on
+/// the last page.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Collection<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// An RFC 9457 problem document, with Depot's `code` and `errors` extensions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "type": "https://depot.dev/problems/validation_failed",
+    "title": "Unprocessable Content",
+    "status": 422,
+    "detail": "the request has invalid fields",
+    "instance": "/api/v1/passwords",
+    "code": "validation_failed",
+    "errors": [{"field": "password_length", "message": "must be between 6 and 200"}]
+})))]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request path the problem occurred on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// A stable machine-readable code.
+    pub code: String,
+    /// Every failing field, for validation problems.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProblemField {
+    pub field: String,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packages and operations
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PackageStatus {
+    Created,
+    Downloaded,
+    Active,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    Download,
+    Activate,
+    Deactivate,
+}
+
+impl OperationKind {
+    /// The path segment that starts it: `/api/v1/packages/{id}/<segment>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Download => "download",
+            Self::Activate => "activate",
+            Self::Deactivate => "deactivate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl OperationStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PackageView {
+    pub id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "left-pad"))]
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(example = "1.3.0"))]
+    pub version: String,
+    pub status: PackageStatus,
+    pub description: Option<String>,
+    pub source_url: Option<String>,
+    pub sha256: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OperationProblem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OperationView {
+    pub id: Uuid,
+    pub kind: OperationKind,
+    pub package_id: Uuid,
+    pub status: OperationStatus,
+    /// 0–100.
+    pub progress: u8,
+    /// The problem, when the operation failed.
+    pub error: Option<OperationProblem>,
+    /// Cancellation was asked for and the worker has not stopped yet.
+    pub cancel_requested: bool,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreatePackageRequest {
+    /// 1–200 printable characters (trimmed).
+    #[cfg_attr(feature = "openapi", schema(example = "left-pad"))]
+    pub name: String,
+    /// 1–50 printable characters (trimmed).
+    #[cfg_attr(feature = "openapi", schema(example = "1.3.0"))]
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// http or https; what the `http` executor downloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    /// 64 hexadecimal characters; verified after download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Verified after download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+}
+
+impl CreatePackageRequest {
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Any field but `status`, which only operations change. `null` clears an optional field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PatchPackageRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub description: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub source_url: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub sha256: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub size_bytes: Option<Option<i64>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys and the audit log
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+    Expired,
+}
+
+/// A key as listings show it: never the key itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    /// The key's visible start, e.g. `dpk_Ab3x…`.
+    #[cfg_attr(feature = "openapi", schema(example = "dpk_Ab3x…"))]
+    pub key_prefix: String,
+    #[cfg_attr(feature = "openapi", schema(example = json!(["packages:read"])))]
+    pub scopes: Vec<String>,
+    pub status: KeyStatus,
+    pub rate_limit_per_minute: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// `null`: never expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub total_uses: i64,
+    /// The key this one replaced by rotation.
+    pub rotated_from: Option<Uuid>,
+}
+
+/// A new key: the only time the plaintext `key` is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApiKeyCreated {
+    /// The key itself. Store it now: it is not stored in Depot and cannot be shown again.
+    #[cfg_attr(feature = "openapi", schema(example = "dpk_Ab3xQ9…"))]
+    pub key: String,
+    #[serde(flatten)]
+    pub api_key: ApiKeyView,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    /// 1–100 characters (trimmed).
+    #[cfg_attr(feature = "openapi", schema(example = "ci-pipeline"))]
+    pub name: String,
+    /// At least one of packages:read, packages:write, operations:read, passwords:generate,
+    /// api_keys:admin, users:admin.
+    #[cfg_attr(feature = "openapi", schema(example = json!(["packages:read", "packages:write"])))]
+    pub scopes: Vec<String>,
+    /// Give at most one of `expires_at`, `expires_in_days`, `never_expires`; none = the default
+    /// lifetime (15 days unless configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub never_expires: Option<bool>,
+    /// Requests per minute allowed with this key (per replica); none = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// Give one of `expires_at`, `days`, `never_expires`; none = the default lifetime from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub never_expires: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old key keeps working (0–604800 seconds; default 0: it stops now).
+    #[serde(default)]
+    pub grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UsageView {
+    pub at: DateTime<Utc>,
+    pub method: String,
+    /// The route template, e.g. `/api/v1/packages/{id}`.
+    pub route: String,
+    pub status: u16,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditEventView {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    /// `admin`, `api_key:<id>` or `user:<id>`.
+    pub actor: String,
+    #[cfg_attr(feature = "openapi", schema(example = "api_key.revoke"))]
+    pub action: String,
+    pub target_id: Option<Uuid>,
+    pub client_ip: Option<String>,
+    pub details: Option<serde_json::Value>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UserView {
+    pub id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "alice@example.com"))]
+    pub email: String,
+    pub role: Role,
+    /// The scopes the role grants.
+    #[cfg_attr(feature = "openapi", schema(example = json!(["packages:read", "packages:write"])))]
+    pub scopes: Vec<String>,
+    pub disabled: bool,
+    /// False for accounts that only sign in through the identity provider.
+    pub has_password: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Depot's tokens (OAuth 2.0 token response shape).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenResponse {
+    /// A JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    #[cfg_attr(feature = "openapi", schema(example = "Bearer"))]
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    #[cfg_attr(feature = "openapi", schema(example = 900))]
+    pub expires_in: i64,
+    /// Opaque (`dpr_…`). Exchange it at /auth/refresh for a new pair; each one works once.
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsRequest {
+    #[cfg_attr(feature = "openapi", schema(example = "alice@example.com"))]
+    pub email: String,
+    /// 12–128 characters by default (settings); never truncated.
+    #[cfg_attr(feature = "openapi", schema(example = "correct horse battery staple"))]
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[cfg_attr(feature = "openapi", schema(example = "dpr_…"))]
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PatchUserRequest {
+    /// `admin` or `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Disabling revokes every session (refresh token) of the user at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+/// Who the presented credentials say the caller is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WhoAmI {
+    /// `admin`, `api_key` or `user`.
+    pub kind: String,
+    /// The key's or user's id.
+    pub id: Option<Uuid>,
+    pub scopes: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The password generator
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"password": "q7#Rb-2uX!vL0m%k", "entropy_bits": 104.84, "mode": "password"})))]
+pub struct PasswordResponse {
+    /// The (first) generated secret.
+    pub password: String,
+    /// All generated secrets, present when `count` was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passwords: Option<Vec<String>>,
+    /// log2 of the number of secrets the request's rules allow (each is equally likely).
+    pub entropy_bits: f64,
+    /// `password` or `passphrase`.
+    pub mode: String,
+}
