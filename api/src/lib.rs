@@ -5,13 +5,13 @@
 
 pub mod accounts;
 pub mod api_keys;
-pub mod app_routes;
+pub mod app;
 pub mod bootstrap;
 pub mod cli;
+pub mod component;
 pub mod http;
 pub mod packages;
 pub mod passwords;
 pub mod settings;
 pub mod startup;
-pub mod state;
 pub mod worker;

@@ -6,7 +6,6 @@ use crate::http::error::{ApiError, problem_for_any_error};
 use crate::http::extract::BodyLimit;
 use crate::http::middleware::{DepotRootSpan, request_context};
 use crate::settings::Settings;
-use crate::state::AppState;
 use crate::worker::{Worker, WorkerHandle};
 use actix_cors::Cors;
 use actix_web::dev::Server;
@@ -57,12 +56,15 @@ impl Application {
         if adapters.in_process_queue.is_some() {
             recover_unfinished(&settings, &adapters).await?;
         }
+        let state = web::Data::new(crate::app::components(&settings, &adapters, services));
         let (background_stop, stopped) = tokio::sync::watch::channel(false);
-        let background = vec![
-            tokio::spawn(services.verifier.clone().run(stopped.clone())),
-            tokio::spawn(services.relay.clone().run(stopped.clone())),
-            tokio::spawn(services.accounts.revocations().run(stopped.clone())),
-            tokio::spawn(adapters.operation_watch.clone().run(stopped.clone())),
+        let mut background: Vec<_> = state
+            .components
+            .iter()
+            .flat_map(|c| c.loops(stopped.clone()))
+            .map(tokio::spawn)
+            .collect();
+        background.extend([
             // PostgreSQL: operations other processes end reach the watch at once.
             tokio::spawn(depot_store::listen_for_operations(
                 adapters.db.clone(),
@@ -77,8 +79,8 @@ impl Application {
                 adapters.clone(),
                 stopped,
             )),
-        ];
-        let server = run(listener, &settings, &adapters, services).map_err(|e| StartupError {
+        ]);
+        let server = run(listener, &settings, state).map_err(|e| StartupError {
             key: "server.port",
             message: e.to_string(),
         })?;
@@ -195,45 +197,11 @@ fn cors(settings: &Settings) -> Cors {
 fn run(
     listener: TcpListener,
     settings: &Settings,
-    adapters: &Adapters,
-    services: bootstrap::Services,
+    state: web::Data<crate::http::state::HttpState>,
 ) -> std::io::Result<Server> {
-    let state = web::Data::new(AppState {
-        db: adapters.db.clone(),
-        queue_health: adapters.queue_health.clone(),
-        password_defaults: settings.password.defaults(),
-        password_require_scope: settings.password.require_scope,
-        api_keys: services.api_keys,
-        verifier: services.verifier,
-        admin_secret: services.admin_secret,
-        allow_query_keys: settings.auth.allow_query_keys,
-        packages: services.packages,
-        idempotency: Arc::new(depot_store::SeaOrmIdempotencyStore::new(
-            adapters.db.clone(),
-        )),
-        clock: adapters.clock.clone(),
-        metrics: adapters.metrics.clone(),
-        packages_relay: services.relay.clone(),
-        accounts: services.accounts,
-        pending_logins: services.pending_logins,
-        oidc: services.oidc,
-        trusted_proxies: settings
-            .server
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| p.parse::<std::net::IpAddr>().ok())
-            .map(|ip| ip.to_canonical())
-            .collect(),
-        package_cache: adapters.package_cache.clone(),
-        package_lists: Default::default(),
-        event_streams: Arc::new(tokio::sync::Semaphore::new(
-            settings.operations.max_event_streams,
-        )),
-        operation_watch: adapters.operation_watch.clone(),
-    });
     let settings = Arc::new(settings.clone());
     let body_limit = settings.server.body_limit_bytes;
-    let routes = Arc::new(crate::app_routes::all());
+    let routes = Arc::new(crate::app::route_table());
     let docs = settings
         .docs
         .enabled
@@ -247,6 +215,11 @@ fn run(
             .wrap(TracingLogger::<DepotRootSpan>::new())
             .wrap(from_fn(request_context))
             .app_data(state.clone())
+            .configure(|cfg| {
+                for component in &state.components {
+                    component.app_data(cfg);
+                }
+            })
             .app_data(web::PayloadConfig::new(body_limit))
             .app_data(BodyLimit(body_limit))
             .app_data(web::PathConfig::default().error_handler(|e, _req| {

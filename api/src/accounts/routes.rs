@@ -1,12 +1,12 @@
 //! `/api/v1/auth/*` (register, login, refresh, logout, OpenID Connect sign-in), `/api/v1/users`
 //! and `/.well-known/jwks.json`.
 
+use crate::accounts::AccountsRoom;
 use crate::http::auth::Auth;
 use crate::http::collection::{PageQuery, collection, conditional, etag, if_match, page_request};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Query};
 use crate::http::routes::{Access, Route};
-use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -91,7 +91,7 @@ fn tokens_response(pair: TokenPair) -> HttpResponse {
         .json(token_response(pair))
 }
 
-fn count(state: &AppState, method: &str, result: &str) {
+fn count(state: &AccountsRoom, method: &str, result: &str) {
     state
         .metrics
         .logins
@@ -99,7 +99,7 @@ fn count(state: &AppState, method: &str, result: &str) {
         .inc();
 }
 
-fn outcome<T>(state: &AppState, method: &str, r: &Result<T, depot_accounts::AccountError>) {
+fn outcome<T>(state: &AccountsRoom, method: &str, r: &Result<T, depot_accounts::AccountError>) {
     use depot_accounts::AccountError as E;
     let label = match r {
         Ok(_) => "success",
@@ -121,7 +121,7 @@ fn outcome<T>(state: &AppState, method: &str, r: &Result<T, depot_accounts::Acco
         (status = 409, description = "The e-mail is taken"),
         (status = 422, description = "Invalid e-mail or password length")))]
 pub async fn register(
-    state: web::Data<AppState>,
+    state: web::Data<AccountsRoom>,
     body: Json<CredentialsRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = state
@@ -141,7 +141,7 @@ pub async fn register(
         (status = 429, description = "Too many failures for this account; see Retry-After")))]
 pub async fn login(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<AccountsRoom>,
     body: Json<CredentialsRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = crate::http::client_ip::of(&req);
@@ -160,7 +160,7 @@ pub async fn login(
         (status = 401, description = "Unknown, expired or revoked token; a reused token also revokes its whole session"),
         (status = 403, description = "The account is disabled")))]
 pub async fn refresh(
-    state: web::Data<AppState>,
+    state: web::Data<AccountsRoom>,
     body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let r = state.accounts.refresh(&body.0.refresh_token).await;
@@ -173,7 +173,7 @@ pub async fn refresh(
         (status = 204, description = "The session (every refresh token of its family) is revoked"),
         (status = 401, description = "Unknown refresh token")))]
 pub async fn logout(
-    state: web::Data<AppState>,
+    state: web::Data<AccountsRoom>,
     body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     state.accounts.logout(&body.0.refresh_token).await?;
@@ -185,7 +185,7 @@ pub async fn logout(
         (status = 200, description = "The signed-in user", body = UserView),
         (status = 401, description = "Missing, expired or invalid access token"),
         (status = 403, description = "The credentials are not a user's (an API key or the admin secret)")))]
-pub async fn me(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn me(auth: Auth, state: web::Data<AccountsRoom>) -> Result<HttpResponse, ApiError> {
     let PrincipalKind::User { user_id } = auth.0.kind else {
         // Access::User lets only users in.
         return Err(ApiError::unexpected(anyhow::anyhow!(
@@ -204,7 +204,7 @@ pub async fn me(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, 
         (status = 403, description = "Needs the users:admin scope")))]
 pub async fn list(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<AccountsRoom>,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page_request(query.0.limit, query.0.cursor.as_deref())?;
@@ -225,7 +225,7 @@ fn user_response(u: User) -> HttpResponse {
         (status = 404, description = "No such user")))]
 pub async fn get(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<AccountsRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let user = state.accounts.get(*id).await?;
@@ -241,7 +241,7 @@ pub async fn get(
         (status = 422, description = "Unknown role, or nothing to change")))]
 pub async fn patch(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<AccountsRoom>,
     id: web::Path<Uuid>,
     body: Json<PatchUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -257,14 +257,14 @@ pub async fn patch(
 /// The public keys that verify Depot's access tokens (RFC 7517).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "The JSON Web Key Set", content_type = "application/jwk-set+json")))]
-pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+pub async fn jwks(state: web::Data<AccountsRoom>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/jwk-set+json")
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(state.accounts.tokens().jwks())
 }
 
-fn oidc_client(state: &AppState) -> Result<&crate::accounts::oidc::OidcClient, ApiError> {
+fn oidc_client(state: &AccountsRoom) -> Result<&crate::accounts::oidc::OidcClient, ApiError> {
     state
         .oidc
         .as_deref()
@@ -286,7 +286,7 @@ fn state_cookie(value: String, secure: bool, max_age: CookieDuration) -> Cookie<
         (status = 302, description = "To the identity provider (authorization code flow with PKCE); sets a short-lived state cookie"),
         (status = 404, description = "No identity provider is configured"),
         (status = 502, description = "The provider's discovery document could not be read")))]
-pub async fn oidc_login(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn oidc_login(state: web::Data<AccountsRoom>) -> Result<HttpResponse, ApiError> {
     let client = oidc_client(&state)?;
     let metadata = client.metadata().await?;
     let oidc_state = random_token(32);
@@ -341,7 +341,7 @@ fn state_invalid(detail: &str) -> ApiError {
         (status = 502, description = "The identity provider is unavailable")))]
 pub async fn oidc_callback(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<AccountsRoom>,
     query: Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let client = oidc_client(&state)?;

@@ -1,12 +1,12 @@
 //! `/api/v1/api-keys` and `/api/v1/audit-events`: key management for administrators (the admin
 //! secret, or a key with the `api_keys:admin` scope).
 
+use crate::api_keys::ApiKeysRoom;
 use crate::http::auth::Auth;
 use crate::http::collection::{PageQuery, collection, conditional, etag, if_match, page_request};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Query};
 use crate::http::routes::{Access, Route};
-use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -148,7 +148,7 @@ fn created(key: ApiKey, plain: PlainKey, now: DateTime<Utc>) -> HttpResponse {
 pub async fn create(
     req: HttpRequest,
     auth: Auth,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     body: Json<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = actor(&auth, &req);
@@ -176,7 +176,7 @@ pub async fn create(
         (status = 422, description = "Bad filter or cursor")))]
 pub async fn list(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.0;
@@ -198,7 +198,7 @@ pub async fn list(
         (status = 404, description = "No such key")))]
 pub async fn get(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let key = state.api_keys.get(*id).await?;
@@ -217,7 +217,7 @@ pub async fn get(
 pub async fn revoke(
     req: HttpRequest,
     auth: Auth,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = actor(&auth, &req);
@@ -233,7 +233,7 @@ pub async fn revoke(
 pub async fn reactivate(
     req: HttpRequest,
     auth: Auth,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = actor(&auth, &req);
@@ -254,7 +254,7 @@ pub async fn reactivate(
 pub async fn renew(
     req: HttpRequest,
     auth: Auth,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     id: web::Path<Uuid>,
     body: Json<RenewRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -285,7 +285,7 @@ pub async fn renew(
 pub async fn rotate(
     req: HttpRequest,
     auth: Auth,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     id: web::Path<Uuid>,
     body: Json<RotateRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -306,7 +306,7 @@ pub async fn rotate(
 pub async fn delete(
     req: HttpRequest,
     auth: Auth,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = actor(&auth, &req);
@@ -321,7 +321,7 @@ pub async fn delete(
         (status = 404, description = "No such key")))]
 pub async fn usage(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     id: web::Path<Uuid>,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -334,7 +334,7 @@ pub async fn usage(
     responses((status = 200, description = "Administrative actions, newest first", body = inline(wire::Collection<AuditEventView>))))]
 pub async fn audit_events(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<ApiKeysRoom>,
     query: Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.0;

@@ -8,7 +8,7 @@
 use crate::http::error::{
     ApiError, CHALLENGE, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET,
 };
-use crate::state::AppState;
+use crate::http::state::HttpState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
@@ -61,7 +61,7 @@ impl Auth {
     /// Checks the credentials the request presents (see the module doc for the order).
     pub(crate) async fn authenticate(req: HttpRequest) -> Result<Self, ApiError> {
         let state = req
-            .app_data::<web::Data<AppState>>()
+            .app_data::<web::Data<HttpState>>()
             .ok_or_else(|| ApiError::unexpected(anyhow::anyhow!("application state missing")))?
             .clone();
         if let Some(given) = req.headers().get(ADMIN_SECRET_HEADER) {
@@ -211,7 +211,7 @@ pub async fn record_key_use(
     let key_use = res.request().extensions().get::<KeyUse>().copied();
     if let Some(KeyUse { key_id, rate }) = key_use {
         let request = res.request();
-        if let Some(state) = request.app_data::<web::Data<AppState>>() {
+        if let Some(state) = request.app_data::<web::Data<HttpState>>() {
             state.verifier.record_use(UsageRecord {
                 id: Uuid::now_v7(),
                 key_id,

@@ -48,7 +48,7 @@ pub fn resolve(
 /// The client address of a request, as text.
 pub fn of(req: &HttpRequest) -> Option<String> {
     let trusted = req
-        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .app_data::<actix_web::web::Data<crate::http::state::HttpState>>()
         .map(|s| s.trusted_proxies.as_slice())
         .unwrap_or_default();
     // Several X-Forwarded-For lines form one list, in order.

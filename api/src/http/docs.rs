@@ -108,7 +108,7 @@ mod tests {
     /// Every `$ref` in the document names a schema the document defines.
     #[test]
     fn every_reference_resolves() {
-        let doc = super::openapi(&crate::app_routes::all());
+        let doc = super::openapi(&crate::app::route_table());
         let json = serde_json::to_value(&doc).unwrap();
         let schemas = json["components"]["schemas"].as_object().unwrap();
         let mut refs = Vec::new();

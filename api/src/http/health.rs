@@ -1,7 +1,7 @@
 //! `/health/live` (the process is up; never checks dependencies) and `/health/ready` (the
 //! database and the queue answer).
 
-use crate::state::AppState;
+use crate::http::state::HttpState;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -86,7 +86,7 @@ where
         (status = 503, description = "A dependency is down; the body says which", body = Readiness)
     )
 )]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+pub async fn ready(state: web::Data<HttpState>) -> HttpResponse {
     let (database, queue) = tokio::join!(
         timed(depot_store::ping(&state.db)),
         timed(state.queue_health.check())

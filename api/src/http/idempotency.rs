@@ -4,7 +4,7 @@
 //! the credentials presented) and kept 24 hours.
 
 use crate::http::error::{ApiError, problem_response};
-use crate::state::AppState;
+use crate::http::state::HttpState;
 use actix_web::body::{BoxBody, MessageBody, to_bytes};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
@@ -39,7 +39,7 @@ fn hex(bytes: &[u8]) -> String {
 /// Who is asking: a user (whose access tokens change every few minutes, so a retry after a
 /// token refresh still finds its key), or else a hash of the credentials presented (never the
 /// credentials themselves).
-fn owner(req: &ServiceRequest, state: &AppState) -> String {
+fn owner(req: &ServiceRequest, state: &HttpState) -> String {
     let bearer = req
         .headers()
         .get("authorization")
@@ -86,7 +86,7 @@ pub async fn idempotency(
         let e = ValidationError::field("Idempotency-Key", "must be a UUID");
         return Ok(error(e.into(), req));
     };
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(state) = req.app_data::<web::Data<HttpState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let body = req.extract::<web::Bytes>().await?;

@@ -5,7 +5,8 @@
 //! series. Domain figures (key verifications, cache hits, jobs, outbox backlog, database pool)
 //! come from counters kept here and from the components' own statistics, read at scrape time.
 
-use crate::state::AppState;
+use crate::component::gauge;
+use crate::http::state::HttpState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -13,7 +14,6 @@ use actix_web::{HttpResponse, web};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 pub struct Metrics {
@@ -185,7 +185,7 @@ pub async fn record_http(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let state = req.app_data::<web::Data<HttpState>>().cloned();
     let res = next.call(req).await?;
     if let Some(state) = state {
         let route = crate::http::middleware::route_template(res.request());
@@ -205,60 +205,10 @@ pub async fn record_http(
     Ok(res)
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
-    out.push_str(&format!(
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-    ));
-}
-
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
     let mut out = state.metrics.render();
-    let stats = &state.verifier.stats;
-    gauge(
-        &mut out,
-        "depot_api_key_cache_hits_total",
-        "Key verifications answered from the cache",
-        "counter",
-        stats.cache_hits.load(Ordering::Relaxed),
-    );
-    gauge(
-        &mut out,
-        "depot_api_key_cache_misses_total",
-        "Key verifications that read the database",
-        "counter",
-        stats.cache_misses.load(Ordering::Relaxed),
-    );
-    gauge(
-        &mut out,
-        "depot_queue_published_total",
-        "Messages the outbox relay published and the broker confirmed",
-        "counter",
-        state.packages_relay.published(),
-    );
-    if let Some(cache) = &state.package_cache {
-        gauge(
-            &mut out,
-            "depot_package_cache_hits_total",
-            "Package reads answered from memory (embedded topology)",
-            "counter",
-            cache.hits.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "depot_package_cache_misses_total",
-            "Package reads that went to the database",
-            "counter",
-            cache.misses.load(Ordering::Relaxed),
-        );
-    }
-    if let Ok(n) = state.packages_relay.backlog().await {
-        gauge(
-            &mut out,
-            "depot_outbox_backlog",
-            "Operation messages not yet published",
-            "gauge",
-            n,
-        );
+    for component in &state.components {
+        component.metrics(&mut out).await;
     }
     let (size, idle) = match state.db.get_database_backend() {
         sea_orm::DatabaseBackend::Postgres => {

@@ -14,5 +14,6 @@ pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 pub mod routes;
+pub mod state;
 pub mod telemetry;
 pub mod whoami;

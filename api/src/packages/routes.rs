@@ -6,7 +6,7 @@ use crate::http::collection::{
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Query};
 use crate::http::routes::{Access, Route};
-use crate::state::AppState;
+use crate::packages::PackagesRoom;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use depot_client::wire::{
@@ -138,7 +138,7 @@ fn package_response(p: Package) -> HttpResponse {
         (status = 409, description = "This name and version exist"),
         (status = 422, description = "Invalid fields, each named (an attempt to set `status` included)")))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     body: Json<CreatePackageRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
@@ -164,7 +164,7 @@ pub async fn create(
         (status = 422, description = "Bad filter, sort or cursor")))]
 pub async fn list(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     query: Query<PackageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     // Embedded topology: the page as rendered before, while no write has happened since.
@@ -210,7 +210,7 @@ pub async fn list(
         (status = 404, description = "No such package")))]
 pub async fn get(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let p = state.packages.get(*id).await?;
@@ -225,7 +225,7 @@ pub async fn get(
         (status = 422, description = "Invalid fields (status cannot be set)")))]
 pub async fn patch(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
     body: Json<PatchPackageRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -256,7 +256,7 @@ pub async fn patch(
         (status = 412, description = "Stale If-Match")))]
 pub async fn delete(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     state.packages.delete(*id, if_match(&req)?).await?;
@@ -264,7 +264,7 @@ pub async fn delete(
 }
 
 async fn start(
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: Uuid,
     kind: OperationKind,
 ) -> Result<HttpResponse, ApiError> {
@@ -287,7 +287,7 @@ async fn start(
         (status = 404, description = "No such package"),
         (status = 409, description = "Not `created`, or another operation is in progress; the detail names the current state")))]
 pub async fn download(
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     start(state, *id, OperationKind::Download).await
@@ -297,7 +297,7 @@ pub async fn download(
     responses((status = 202, description = "Accepted (downloaded → active)", body = OperationView),
         (status = 409, description = "Not `downloaded`, or busy")))]
 pub async fn activate(
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     start(state, *id, OperationKind::Activate).await
@@ -307,7 +307,7 @@ pub async fn activate(
     responses((status = 202, description = "Accepted (active → downloaded)", body = OperationView),
         (status = 409, description = "Not `active`, or busy")))]
 pub async fn deactivate(
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     start(state, *id, OperationKind::Deactivate).await
@@ -317,7 +317,7 @@ pub async fn deactivate(
     responses((status = 200, description = "The operation", body = OperationView),
         (status = 404, description = "No such operation")))]
 pub async fn get_operation(
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let op = state.packages.operation(*id).await?;
@@ -332,7 +332,7 @@ pub async fn get_operation(
     responses((status = 200, description = "Operations, newest first", body = inline(wire::Collection<OperationView>))))]
 pub async fn list_operations(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     query: Query<OperationQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.0;
@@ -363,7 +363,7 @@ pub async fn list_operations(
     responses((status = 202, description = "Cancelled (pending) or asked to stop (running)", body = OperationView),
         (status = 409, description = "Already finished")))]
 pub async fn cancel(
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let op = state.packages.cancel(*id).await?;
@@ -376,7 +376,7 @@ pub async fn cancel(
     responses((status = 200, description = "Server-Sent Events: one `operation` event (the operation as JSON) per status or progress change; the stream closes after the final state", content_type = "text/event-stream"),
         (status = 404, description = "No such operation")))]
 pub async fn events(
-    state: web::Data<AppState>,
+    state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = *id;

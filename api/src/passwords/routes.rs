@@ -3,7 +3,7 @@
 use crate::http::auth::MaybeAuth;
 use crate::http::error::ApiError;
 use crate::http::routes::{Access, Route};
-use crate::state::AppState;
+use crate::passwords::PasswordsRoom;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use depot_client::wire::PasswordResponse;
@@ -77,7 +77,7 @@ pub fn routes() -> Vec<Route> {
 )]
 pub async fn generate(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<PasswordsRoom>,
     auth: MaybeAuth,
 ) -> Result<HttpResponse, ApiError> {
     if state.password_require_scope {

@@ -90,7 +90,7 @@ async fn every_route_is_documented_served_and_guarded_as_documented() {
             documented.insert((method.to_uppercase(), path.clone()));
         }
     }
-    let table: BTreeSet<(String, String)> = depot_api::app_routes::all()
+    let table: BTreeSet<(String, String)> = depot_api::app::route_table()
         .iter()
         .map(|r| (r.method.to_string(), r.path.clone()))
         .collect();

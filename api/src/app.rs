@@ -1,0 +1,88 @@
+//! The wiring: what Depot is made of. Each component has a room (`packages/`, `api_keys/`,
+//! `accounts/`, `passwords/`) with its route table and its state; this file lists them both.
+//! `bootstrap` builds the adapters and services this file hands to the rooms, and `startup`
+//! serves the result (see docs/ARCHITECTURE.md for a request's and an operation's path).
+
+use crate::accounts::AccountsRoom;
+use crate::api_keys::ApiKeysRoom;
+use crate::bootstrap::{Adapters, Services};
+use crate::component::Component;
+use crate::http::routes::Route;
+use crate::http::state::HttpState;
+use crate::http::{health, whoami};
+use crate::packages::PackagesRoom;
+use crate::passwords::PasswordsRoom;
+use crate::settings::Settings;
+use crate::{accounts, api_keys, packages, passwords};
+use actix_web::web;
+use std::sync::Arc;
+
+/// Every route Depot serves (see `http::routes`): the shared ones, then each room's.
+pub fn route_table() -> Vec<Route> {
+    [
+        health::routes(),
+        whoami::routes(),
+        passwords::routes::routes(),
+        accounts::routes::routes(),
+        api_keys::routes::routes(),
+        packages::routes::routes(),
+    ]
+    .concat()
+}
+
+/// The rooms' states, and the shared machinery's, from the services.
+pub fn components(settings: &Settings, adapters: &Adapters, services: Services) -> HttpState {
+    let packages = web::Data::new(PackagesRoom {
+        packages: services.packages,
+        metrics: adapters.metrics.clone(),
+        relay: services.relay,
+        package_cache: adapters.package_cache.clone(),
+        package_lists: Default::default(),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(
+            settings.operations.max_event_streams,
+        )),
+        operation_watch: adapters.operation_watch.clone(),
+    });
+    let api_keys = web::Data::new(ApiKeysRoom {
+        api_keys: services.api_keys,
+        verifier: services.verifier.clone(),
+    });
+    let accounts = web::Data::new(AccountsRoom {
+        accounts: services.accounts.clone(),
+        pending_logins: services.pending_logins,
+        oidc: services.oidc,
+        clock: adapters.clock.clone(),
+        metrics: adapters.metrics.clone(),
+    });
+    let passwords = web::Data::new(PasswordsRoom {
+        password_defaults: settings.password.defaults(),
+        password_require_scope: settings.password.require_scope,
+    });
+    let components: Vec<Arc<dyn Component>> = vec![
+        Arc::new(api_keys),
+        Arc::new(accounts),
+        Arc::new(packages),
+        Arc::new(passwords),
+    ];
+    HttpState {
+        db: adapters.db.clone(),
+        queue_health: adapters.queue_health.clone(),
+        verifier: services.verifier,
+        admin_secret: services.admin_secret,
+        allow_query_keys: settings.auth.allow_query_keys,
+        accounts: services.accounts,
+        idempotency: Arc::new(depot_store::SeaOrmIdempotencyStore::new(
+            adapters.db.clone(),
+        )),
+        clock: adapters.clock.clone(),
+        metrics: adapters.metrics.clone(),
+        trusted_proxies: settings
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+            .collect(),
+        components,
+    }
+}
