@@ -5,7 +5,7 @@
 #   bash scripts/fuzz.sh [extra `st run` options, e.g. --continue-on-failure]
 #
 # Knobs: FUZZ_SEED (fixed default, so runs are reproducible), FUZZ_MAX_EXAMPLES (per operation
-# and phase; 30 gives ~1,100 cases in ~30 s on the debug build), FUZZ_TIMEOUT (seconds for the
+# and phase; 30 gives ~1,200-1,800 cases in 30-40 s on the debug build), FUZZ_TIMEOUT (seconds for the
 # whole Schemathesis run, default 1800), FUZZ_PORT (default: a free one), FUZZ_SKIP_BUILD=1 (use
 # the existing target/debug/depot), FUZZ_KEEP=1 (keep the temp dir: server log, config, hooks).
 # Reports (JSON summary, JUnit, NDJSON of every recorded request) go to target/fuzz-report/.

@@ -233,6 +233,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = PatchUserRequest,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses(
         (status = 200, description = "The updated user", body = UserView),
         (status = 404, description = "No such user"),
@@ -335,6 +336,7 @@ fn state_invalid(detail: &str) -> ApiError {
     responses(
         (status = 200, description = "Signed in: Depot's own tokens", body = TokenResponse),
         (status = 400, description = "Missing/mismatched state (or cookie), reused or expired sign-in, provider error, refused code"),
+        (status = 404, description = "No identity provider is configured"),
         (status = 401, description = "The ID token failed verification (signature, issuer, audience, expiry, nonce)"),
         (status = 403, description = "The account is disabled"),
         (status = 409, description = "An account with the e-mail exists and the provider has not verified it"),

@@ -74,10 +74,12 @@ pub fn key_view(k: ApiKey, now: DateTime<Utc>) -> ApiKeyView {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `active`, `revoked` or `expired`.
+    #[param(value_type = Option<wire::KeyStatus>)]
     pub status: Option<String>,
     /// Exact name.
     pub name: Option<String>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -88,6 +90,7 @@ pub struct ListQuery {
 pub struct AuditQuery {
     /// e.g. `api_key.revoke`.
     pub action: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

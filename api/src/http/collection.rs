@@ -12,6 +12,7 @@ use serde::Serialize;
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,

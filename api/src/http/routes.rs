@@ -87,10 +87,8 @@ impl Access {
                 Some(s)
             }
             Access::Authenticated => Some(all(vec![])),
-            Access::User => Some(vec![SecurityRequirement::new::<&str, [&str; 0], &str>(
-                "bearer",
-                [],
-            )]),
+            // Any credentials reach the route; those not of a user get 403 `not_a_user`.
+            Access::User => Some(all(vec![])),
             Access::Scope(p) => Some(all(vec![p.as_str()])),
             Access::AnyScope(ps) => {
                 let mut s = Vec::new();
@@ -230,6 +228,22 @@ impl Route {
                 .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
         };
         let in_path = has(params, ParameterIn::Path);
+        let if_match = params
+            .iter()
+            .any(|p| matches!(p, RefOr::T(p) if p.name == "If-Match"));
+        // A header is a string or absent, never `null`.
+        for p in params.iter_mut() {
+            if let RefOr::T(p) = p
+                && p.parameter_in == ParameterIn::Header
+                && p.name != "Idempotency-Key"
+            {
+                p.schema = Some(RefOr::T(Schema::Object(
+                    utoipa::openapi::schema::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String)
+                        .build(),
+                )));
+            }
+        }
         let in_query = has(params, ParameterIn::Query);
         let idempotent = self.method == Method::POST
             && self.path.starts_with("/api/v1/")
@@ -267,7 +281,11 @@ impl Route {
                 .or_insert_with(|| RefOr::T(Response::new(description)));
         };
         if in_path {
+            add("404", "No such resource");
             add("422", "A path parameter is malformed (e.g. not a UUID)");
+        }
+        if if_match {
+            add("412", "If-Match does not name the current ETag");
         }
         if in_query {
             add("422", "A query parameter is invalid; `errors` names it");

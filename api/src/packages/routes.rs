@@ -103,15 +103,27 @@ pub fn operation_view(o: Operation) -> OperationView {
     }
 }
 
+/// The orders a package list comes in (documentation only: the handler names a bad one).
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PackageSortKey {
+    CreatedAt,
+    Name,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PackageQuery {
     /// `created`, `downloaded` or `active`.
+    #[param(value_type = Option<wire::PackageStatus>)]
     pub status: Option<String>,
     /// Names starting with this.
     pub name: Option<String>,
     /// `created_at` (newest first, the default) or `name`.
+    #[param(inline, value_type = Option<PackageSortKey>)]
     pub sort: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -121,7 +133,9 @@ pub struct PackageQuery {
 pub struct OperationQuery {
     pub package_id: Option<Uuid>,
     /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
+    #[param(value_type = Option<wire::OperationStatus>)]
     pub status: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -280,8 +294,7 @@ async fn start(
         .json(operation_view(op)))
 }
 
-#[utoipa::path(post, path = "/api/v1/packages/{id}/download", tag = "packages", params(("id" = Uuid, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "A UUID; a retry with the same key and body replays the first answer")),
+#[utoipa::path(post, path = "/api/v1/packages/{id}/download", tag = "packages", params(("id" = Uuid, Path)),
     responses((status = 202, description = "Accepted: poll Location (the operation) or stream its /events", body = OperationView,
             headers(("Location" = String), ("Retry-After" = String))),
         (status = 404, description = "No such package"),
@@ -293,7 +306,7 @@ pub async fn download(
     start(state, *id, OperationKind::Download).await
 }
 
-#[utoipa::path(post, path = "/api/v1/packages/{id}/activate", tag = "packages", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(post, path = "/api/v1/packages/{id}/activate", tag = "packages", params(("id" = Uuid, Path)),
     responses((status = 202, description = "Accepted (downloaded → active)", body = OperationView),
         (status = 409, description = "Not `downloaded`, or busy")))]
 pub async fn activate(
@@ -303,7 +316,7 @@ pub async fn activate(
     start(state, *id, OperationKind::Activate).await
 }
 
-#[utoipa::path(post, path = "/api/v1/packages/{id}/deactivate", tag = "packages", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(post, path = "/api/v1/packages/{id}/deactivate", tag = "packages", params(("id" = Uuid, Path)),
     responses((status = 202, description = "Accepted (active → downloaded)", body = OperationView),
         (status = 409, description = "Not `active`, or busy")))]
 pub async fn deactivate(

@@ -181,6 +181,7 @@ pub struct CreatePackageRequest {
     pub sha256: Option<String>,
     /// Verified after download.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub size_bytes: Option<i64>,
 }
 
@@ -229,7 +230,7 @@ pub struct PatchPackageRequest {
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>, minimum = 0))]
     pub size_bytes: Option<Option<i64>>,
 }
 
@@ -280,6 +281,24 @@ pub struct ApiKeyCreated {
     pub api_key: ApiKeyView,
 }
 
+/// A scope a key or role grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum Scope {
+    #[serde(rename = "packages:read")]
+    PackagesRead,
+    #[serde(rename = "packages:write")]
+    PackagesWrite,
+    #[serde(rename = "operations:read")]
+    OperationsRead,
+    #[serde(rename = "passwords:generate")]
+    PasswordsGenerate,
+    #[serde(rename = "api_keys:admin")]
+    ApiKeysAdmin,
+    #[serde(rename = "users:admin")]
+    UsersAdmin,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -289,18 +308,20 @@ pub struct CreateApiKeyRequest {
     pub name: String,
     /// At least one of packages:read, packages:write, operations:read, passwords:generate,
     /// api_keys:admin, users:admin.
-    #[cfg_attr(feature = "openapi", schema(example = json!(["packages:read", "packages:write"])))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Scope>, min_items = 1, example = json!(["packages:read", "packages:write"])))]
     pub scopes: Vec<String>,
     /// Give at most one of `expires_at`, `expires_in_days`, `never_expires`; none = the default
     /// lifetime (15 days unless configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub expires_in_days: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub never_expires: Option<bool>,
     /// Requests per minute allowed with this key (per replica); none = unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub rate_limit_per_minute: Option<u32>,
 }
 
@@ -312,6 +333,7 @@ pub struct RenewRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub days: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub never_expires: Option<bool>,
@@ -323,6 +345,7 @@ pub struct RenewRequest {
 pub struct RotateRequest {
     /// How long the old key keeps working (0–604800 seconds; default 0: it stops now).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 604_800))]
     pub grace_seconds: u64,
 }
 
@@ -410,7 +433,7 @@ pub struct CredentialsRequest {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    #[cfg_attr(feature = "openapi", schema(example = "dpr_…"))]
+    #[cfg_attr(feature = "openapi", schema(example = "dpr_…", min_length = 1))]
     pub refresh_token: String,
 }
 
@@ -420,6 +443,7 @@ pub struct RefreshRequest {
 pub struct PatchUserRequest {
     /// `admin` or `user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Role>))]
     pub role: Option<String>,
     /// Disabling revokes every session (refresh token) of the user at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
