@@ -184,24 +184,36 @@ impl TestApp {
             .header("X-Admin-Secret", &self.admin_secret)
     }
 
-    /// Creates a key with these scopes (and extra JSON fields); returns (id, plaintext key).
+    /// The typed client of this app, without credentials.
+    pub fn depot(&self) -> depot_client::Client {
+        depot_client::Client::with_http(self.client.clone(), &self.address)
+    }
+
+    /// The typed client, with the admin secret.
+    pub fn admin_depot(&self) -> depot_client::Client {
+        self.depot().with_admin_secret(&self.admin_secret)
+    }
+
+    /// The typed client, with an API key.
+    pub fn depot_with_key(&self, key: &str) -> depot_client::Client {
+        self.depot().with_api_key(key)
+    }
+
+    /// Creates a key with these scopes (and extra fields of the request); returns (id,
+    /// plaintext key).
     pub async fn create_key(&self, scopes: &[&str], extra: serde_json::Value) -> (String, String) {
         let mut body = serde_json::json!({"name": "test key", "scopes": scopes});
         if let serde_json::Value::Object(extra) = extra {
             body.as_object_mut().unwrap().extend(extra);
         }
-        let res = self
-            .admin(reqwest::Method::POST, "/api/v1/api-keys")
-            .json(&body)
-            .send()
+        let request: depot_client::wire::CreateApiKeyRequest =
+            serde_json::from_value(body).expect("a key request");
+        let created = self
+            .admin_depot()
+            .create_api_key(&request)
             .await
-            .unwrap();
-        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-        let v: serde_json::Value = res.json().await.unwrap();
-        (
-            v["id"].as_str().unwrap().to_owned(),
-            v["key"].as_str().unwrap().to_owned(),
-        )
+            .unwrap_or_else(|e| panic!("creating a key: {e}"));
+        (created.api_key.id.to_string(), created.key)
     }
 
     /// A key holding every package and operation scope.

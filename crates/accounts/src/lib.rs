@@ -3,6 +3,8 @@
 //! family), per-account login throttling, and sign-in through an external OpenID Connect
 //! provider.
 
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod model;
 pub mod oidc;
 pub mod password;

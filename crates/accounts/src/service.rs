@@ -433,3 +433,158 @@ impl AccountService {
         Ok((user, pair))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::InMemoryAccounts;
+    use crate::password::ArgonParams;
+    use crate::tokens::TokenSettings;
+    use depot_core::FixedClock;
+
+    fn service() -> AccountService {
+        service_at(Arc::new(FixedClock::new(Utc::now())))
+    }
+
+    fn service_at(clock: Arc<FixedClock>) -> AccountService {
+        let store = Arc::new(InMemoryAccounts::default());
+        // Cheap hashing: the rules are under test here, not argon2's cost.
+        let hasher = PasswordHasher::new(
+            ArgonParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            4,
+        )
+        .unwrap();
+        let tokens = TokenIssuer::from_pem(
+            &tokens::generate_ed25519_pem(),
+            TokenSettings {
+                issuer: "depot-test".into(),
+                audience: "depot-test".into(),
+                access_ttl: Duration::minutes(15),
+            },
+        )
+        .unwrap();
+        AccountService::new(
+            store.clone(),
+            store.clone(),
+            store,
+            Arc::new(hasher),
+            Arc::new(tokens),
+            clock,
+            AccountSettings {
+                registration_enabled: true,
+                password_policy: PasswordPolicy {
+                    min_length: 12,
+                    max_length: 128,
+                },
+                refresh_ttl: Duration::days(14),
+                session_max: Duration::days(30),
+            },
+        )
+    }
+
+    const PASSWORD: &str = "correct horse battery staple";
+
+    #[tokio::test]
+    async fn a_taken_email_is_told_apart_from_other_failures() {
+        let svc = service();
+        let u = svc.register("Alice@Example.com", PASSWORD).await.unwrap();
+        assert_eq!(
+            (u.email.as_str(), u.role),
+            ("alice@example.com", Role::User)
+        );
+        assert!(matches!(
+            svc.register("alice@example.com", PASSWORD).await,
+            Err(AccountError::EmailTaken)
+        ));
+        assert!(matches!(
+            svc.register("bob@example.com", "short").await,
+            Err(AccountError::Validation(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_last_administrator_stays_and_a_stale_revision_is_a_failed_precondition() {
+        let svc = service();
+        let admin = svc
+            .create_user("root@example.com", PASSWORD, Role::Admin)
+            .await
+            .unwrap();
+        let demote = UserPatch {
+            role: Some(Role::User),
+            disabled: None,
+        };
+        assert!(matches!(
+            svc.update(admin.id, demote.clone(), None).await,
+            Err(AccountError::LastAdmin)
+        ));
+        assert!(matches!(
+            svc.update(admin.id, demote.clone(), Some(admin.revision + 1))
+                .await,
+            Err(AccountError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            svc.update(Uuid::now_v7(), demote.clone(), None).await,
+            Err(AccountError::NotFound)
+        ));
+        assert!(matches!(
+            svc.update(admin.id, UserPatch::default(), None).await,
+            Err(AccountError::Validation(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn login_refresh_rotation_and_reuse() {
+        let clock = Arc::new(FixedClock::new(Utc::now()));
+        let svc = service_at(clock.clone());
+        let user = svc.register("carol@example.com", PASSWORD).await.unwrap();
+        assert!(matches!(
+            svc.login("carol@example.com", "wrong password!!", None)
+                .await,
+            Err(AccountError::InvalidCredentials)
+        ));
+        assert!(matches!(
+            svc.login("nobody@example.com", PASSWORD, None).await,
+            Err(AccountError::InvalidCredentials)
+        ));
+        let (_, pair) = svc
+            .login("carol@example.com", PASSWORD, Some("127.0.0.1"))
+            .await
+            .unwrap();
+        let principal = svc.authenticate(&pair.access_token).unwrap();
+        assert_eq!(principal.kind, PrincipalKind::User { user_id: user.id });
+        let next = svc.refresh(&pair.refresh_token).await.unwrap();
+        assert!(matches!(
+            svc.refresh(&pair.refresh_token).await,
+            Err(AccountError::RefreshReused)
+        ));
+        // The reuse revoked the family: the rotated token is dead too.
+        assert!(matches!(
+            svc.refresh(&next.refresh_token).await,
+            Err(AccountError::RefreshReused)
+        ));
+        // (A change voids tokens issued before its second, not in it: the trust issue's item.)
+        clock.advance(Duration::seconds(1));
+        svc.update(
+            user.id,
+            UserPatch {
+                role: None,
+                disabled: Some(true),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            svc.login("carol@example.com", PASSWORD, None).await,
+            Err(AccountError::Disabled)
+        ));
+        assert!(matches!(
+            svc.authenticate(&pair.access_token),
+            Err(TokenError::Revoked)
+        ));
+    }
+}
