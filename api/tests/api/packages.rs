@@ -52,41 +52,38 @@ async fn run_op(app: &TestApp, key: &str, id: &str, kind: &str) -> Value {
 
 #[tokio::test]
 async fn create_normalises_and_the_body_equals_a_get() {
+    use depot_client::wire::{CreatePackageRequest, PackageStatus};
     let app = spawn_app().await;
-    let key = app.writer_key().await;
-    let res = create(
-        &app,
-        &key,
-        json!({"name": "  left-pad ", "version": " 1.3.0 ", "description": "  pads  ",
-               "sha256": "AB".repeat(32), "size_bytes": 12, "source_url": "https://example.com/a.tgz"}),
-    )
-    .await;
-    assert_eq!(res.status(), 201);
-    let location = res.headers()["location"].to_str().unwrap().to_owned();
-    let created: Value = res.json().await.unwrap();
-    assert_eq!(created["name"], "left-pad");
-    assert_eq!(created["version"], "1.3.0");
-    assert_eq!(created["description"], "pads");
-    assert_eq!(created["status"], "created");
-    assert_eq!(created["sha256"], "ab".repeat(32));
-    assert_eq!(get_json(&app, &key, &location).await, created);
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let created = depot
+        .create_package(&CreatePackageRequest {
+            description: Some("  pads  ".into()),
+            sha256: Some("AB".repeat(32)),
+            size_bytes: Some(12),
+            source_url: Some("https://example.com/a.tgz".into()),
+            ..CreatePackageRequest::new("  left-pad ", " 1.3.0 ")
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.name, "left-pad");
+    assert_eq!(created.version, "1.3.0");
+    assert_eq!(created.description.as_deref(), Some("pads"));
+    assert_eq!(created.status, PackageStatus::Created);
+    assert_eq!(created.sha256, Some("ab".repeat(32)));
+    let read = depot.get_package(created.id).await.unwrap();
+    assert_eq!(read.body, created);
+    assert!(read.etag.is_some());
 
-    let p = assert_problem(
-        create(&app, &key, json!({"name": "left-pad", "version": "1.3.0"})).await,
-        409,
-        "duplicate_package",
-    )
-    .await;
-    assert!(p["detail"].as_str().unwrap().contains("left-pad 1.3.0"));
+    let e = depot
+        .create_package(&CreatePackageRequest::new("left-pad", "1.3.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status_and_code(), Some((409, "duplicate_package")));
+    let detail = e.problem().unwrap().detail.clone().unwrap();
+    assert!(detail.contains("left-pad 1.3.0"), "{detail}");
     // A missing package is a 404 problem, never `200 null`.
-    let missing = uuid::Uuid::now_v7();
-    assert_problem(
-        app.get_with_key(&format!("/api/v1/packages/{missing}"), &key)
-            .await,
-        404,
-        "not_found",
-    )
-    .await;
+    let e = depot.get_package(uuid::Uuid::now_v7()).await.unwrap_err();
+    assert_eq!(e.status_and_code(), Some((404, "not_found")));
 }
 
 #[tokio::test]
