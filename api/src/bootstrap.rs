@@ -3,10 +3,7 @@
 
 use crate::settings::{QueueKind, Settings};
 use anyhow::Context;
-use depot_accounts::{
-    AccountService, AccountSettings, ArgonParams, PasswordHasher, PasswordPolicy, TokenIssuer,
-    TokenSettings,
-};
+use depot_accounts::{AccountService, PasswordHasher, TokenIssuer, TokenSettings};
 use depot_api_keys::{ApiKeyService, Verifier};
 use depot_core::queue::{MessageConsumer, MessagePublisher, QueueHealth};
 use depot_core::secrets::ExposeSecret;
@@ -229,18 +226,11 @@ pub async fn account_service(
     clock: Arc<dyn Clock>,
 ) -> Result<AccountService, StartupError> {
     let a = &settings.accounts;
-    let hasher = PasswordHasher::new(
-        ArgonParams {
-            memory_kib: a.argon2_memory_kib,
-            iterations: a.argon2_iterations,
-            parallelism: a.argon2_parallelism,
-        },
-        a.max_concurrent_hashes,
-    )
-    .map_err(|e| StartupError {
-        key: "accounts.argon2_memory_kib",
-        message: e.to_string(),
-    })?;
+    let hasher =
+        PasswordHasher::new(a.argon(), a.max_concurrent_hashes).map_err(|e| StartupError {
+            key: "accounts.argon2_memory_kib",
+            message: e.to_string(),
+        })?;
     hasher.warm_up().await.map_err(|e| StartupError {
         key: "accounts.argon2_memory_kib",
         message: e.to_string(),
@@ -253,15 +243,7 @@ pub async fn account_service(
         Arc::new(hasher),
         Arc::new(token_issuer(settings, secrets).await?),
         clock,
-        AccountSettings {
-            registration_enabled: a.registration_enabled,
-            password_policy: PasswordPolicy {
-                min_length: a.password_min_length,
-                max_length: a.password_max_length,
-            },
-            refresh_ttl: chrono::Duration::days(a.refresh_token_days),
-            session_max: chrono::Duration::days(a.session_max_days),
-        },
+        a.service(),
     ))
 }
 

@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::accounts::settings::{AccountsSection, OidcSettings};
+pub use crate::api_keys::settings::{ApiKeySettings, AuthSettings};
+pub use crate::packages::settings::{
+    ExecutorKind, ExecutorSettings, OperationSettings, PackagesSettings,
+};
+pub use crate::passwords::settings::PasswordSettings;
+
 const BUILT_IN: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,131 +33,9 @@ pub struct Settings {
     pub api_keys: ApiKeySettings,
     pub executor: ExecutorSettings,
     pub operations: OperationSettings,
-    pub accounts: AccountSettings,
+    pub accounts: AccountsSection,
     pub oidc: OidcSettings,
     pub packages: PackagesSettings,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PackagesSettings {
-    pub read_cache: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccountSettings {
-    pub registration_enabled: bool,
-    pub password_min_length: usize,
-    pub password_max_length: usize,
-    pub access_token_minutes: i64,
-    pub refresh_token_days: i64,
-    pub session_max_days: i64,
-    pub token_issuer: String,
-    pub token_audience: String,
-    pub argon2_memory_kib: u32,
-    pub argon2_iterations: u32,
-    pub argon2_parallelism: u32,
-    pub max_concurrent_hashes: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OidcSettings {
-    pub issuer_url: Option<String>,
-    pub client_id: Option<String>,
-    pub redirect_url: Option<String>,
-    pub scopes: Vec<String>,
-    pub cookie_secure: bool,
-    pub jwks_refresh_min_seconds: u64,
-    pub http_timeout_seconds: u64,
-}
-
-impl OidcSettings {
-    pub fn enabled(&self) -> bool {
-        self.issuer_url.is_some()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExecutorKind {
-    Simulated,
-    Http,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecutorSettings {
-    pub kind: ExecutorKind,
-    pub simulated_duration_ms: u64,
-    pub simulated_steps: u32,
-    pub simulated_failure_rate: f64,
-    pub storage_dir: PathBuf,
-    pub http_timeout_seconds: u64,
-    pub max_download_bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OperationSettings {
-    pub max_attempts: i32,
-    pub relay_interval_ms: u64,
-    pub retention_hours: i64,
-    pub max_event_streams: usize,
-    pub watch_interval_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSettings {
-    pub allow_query_keys: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeySettings {
-    pub default_lifetime_days: i64,
-    pub usage_retention_days: i64,
-    pub cache_ttl_seconds: u64,
-    pub change_poll_milliseconds: u64,
-    pub usage_flush_milliseconds: u64,
-}
-
-impl ApiKeySettings {
-    pub fn verifier(&self) -> depot_api_keys::VerifierSettings {
-        depot_api_keys::VerifierSettings {
-            cache_ttl: Duration::from_secs(self.cache_ttl_seconds),
-            poll_interval: Duration::from_millis(self.change_poll_milliseconds),
-            flush_interval: Duration::from_millis(self.usage_flush_milliseconds),
-            usage_retention_days: self.usage_retention_days,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordSettings {
-    pub default_length: usize,
-    pub numbers: bool,
-    pub lower_case_chars: bool,
-    pub upper_case_chars: bool,
-    pub special_symbols: bool,
-    pub symbols: Option<String>,
-    pub require_scope: bool,
-}
-
-impl PasswordSettings {
-    pub fn defaults(&self) -> depot_password::Defaults {
-        depot_password::Defaults {
-            length: self.default_length,
-            numbers: self.numbers,
-            lower: self.lower_case_chars,
-            upper: self.upper_case_chars,
-            symbols: self.special_symbols,
-            symbol_set: self.symbols.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,6 +50,43 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<String>,
 }
 
+impl ServerSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.host.trim().is_empty() {
+            return Err(SettingsError::new("server.host", "must not be empty"));
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(SettingsError::new(
+                "server.body_limit_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.shutdown_grace_seconds > 3600 {
+            return Err(SettingsError::new(
+                "server.shutdown_grace_seconds",
+                "must be at most 3600",
+            ));
+        }
+        for origin in &self.cors_allowed_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(SettingsError::new(
+                    "server.cors_allowed_origins",
+                    format!("`{origin}` is not an origin (scheme://host[:port]) or \"*\""),
+                ));
+            }
+        }
+        for proxy in &self.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                return Err(SettingsError::new(
+                    "server.trusted_proxies",
+                    format!("`{proxy}` is not an IP address"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
@@ -175,6 +97,45 @@ pub struct DatabaseSettings {
     pub acquire_timeout_seconds: u64,
     pub auto_migrate: Option<bool>,
     pub log_statements: bool,
+}
+
+impl DatabaseSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        match Backend::of_url(&self.url) {
+            None => {
+                return Err(SettingsError::new(
+                    "database.url",
+                    "must start with sqlite:, postgres:// or postgresql://",
+                ));
+            }
+            Some(Backend::Sqlite) if !depot_store::database::is_valid_sqlite_url(&self.url) => {
+                return Err(SettingsError::new(
+                    "database.url",
+                    "is not a valid SQLite URL",
+                ));
+            }
+            _ => {}
+        }
+        if self.max_connections == 0 {
+            return Err(SettingsError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.min_connections > self.max_connections {
+            return Err(SettingsError::new(
+                "database.min_connections",
+                "must not exceed database.max_connections",
+            ));
+        }
+        if self.connect_timeout_seconds == 0 || self.acquire_timeout_seconds == 0 {
+            return Err(SettingsError::new(
+                "database.connect_timeout_seconds",
+                "timeouts must be at least 1 second",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,11 +155,64 @@ pub struct QueueSettings {
     pub max_deliveries: u32,
 }
 
+impl QueueSettings {
+    /// `rabbitmq` when an AMQP URL is set, else `in_process`, unless `kind` says.
+    pub fn kind(&self) -> QueueKind {
+        self.kind.unwrap_or(if self.amqp_url.is_some() {
+            QueueKind::Rabbitmq
+        } else {
+            QueueKind::InProcess
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.kind() == QueueKind::Rabbitmq {
+            match self.amqp_url.as_deref() {
+                Some(u) if u.starts_with("amqp://") || u.starts_with("amqps://") => {}
+                Some(_) => {
+                    return Err(SettingsError::new(
+                        "queue.amqp_url",
+                        "must start with amqp:// or amqps://",
+                    ));
+                }
+                None => {
+                    return Err(SettingsError::new(
+                        "queue.amqp_url",
+                        "is required when queue.kind = \"rabbitmq\"",
+                    ));
+                }
+            }
+        }
+        if self.max_deliveries == 0 {
+            return Err(SettingsError::new(
+                "queue.max_deliveries",
+                "must be at least 1",
+            ));
+        }
+        if self.prefetch == 0 {
+            return Err(SettingsError::new("queue.prefetch", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
     pub embedded: bool,
     pub concurrency: u16,
+}
+
+impl WorkerSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.concurrency == 0 {
+            return Err(SettingsError::new(
+                "worker.concurrency",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +229,15 @@ pub struct LogSettings {
     pub level: String,
 }
 
+impl LogSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.level) {
+            return Err(SettingsError::new("log.level", e.to_string()));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocsSettings {
@@ -225,6 +248,20 @@ pub struct DocsSettings {
 #[serde(deny_unknown_fields)]
 pub struct SecretsSettings {
     pub dir: Option<PathBuf>,
+}
+
+impl SecretsSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(dir) = &self.dir
+            && !dir.is_dir()
+        {
+            return Err(SettingsError::new(
+                "secrets.dir",
+                format!("{} is not a readable directory", dir.display()),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A configuration problem, printed as one line: `configuration error: <key>: <problem>`.
@@ -303,309 +340,23 @@ impl Settings {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let s = &self.server;
-        if s.host.trim().is_empty() {
-            return Err(SettingsError::new("server.host", "must not be empty"));
-        }
-        if s.body_limit_bytes < 1024 {
-            return Err(SettingsError::new(
-                "server.body_limit_bytes",
-                "must be at least 1024",
-            ));
-        }
-        if s.shutdown_grace_seconds > 3600 {
-            return Err(SettingsError::new(
-                "server.shutdown_grace_seconds",
-                "must be at most 3600",
-            ));
-        }
-        for origin in &s.cors_allowed_origins {
-            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
-                return Err(SettingsError::new(
-                    "server.cors_allowed_origins",
-                    format!("`{origin}` is not an origin (scheme://host[:port]) or \"*\""),
-                ));
-            }
-        }
-        for proxy in &self.server.trusted_proxies {
-            if proxy.parse::<std::net::IpAddr>().is_err() {
-                return Err(SettingsError::new(
-                    "server.trusted_proxies",
-                    format!("`{proxy}` is not an IP address"),
-                ));
-            }
-        }
-        let d = &self.database;
-        match Backend::of_url(&d.url) {
-            None => {
-                return Err(SettingsError::new(
-                    "database.url",
-                    "must start with sqlite:, postgres:// or postgresql://",
-                ));
-            }
-            Some(Backend::Sqlite) if !depot_store::database::is_valid_sqlite_url(&d.url) => {
-                return Err(SettingsError::new(
-                    "database.url",
-                    "is not a valid SQLite URL",
-                ));
-            }
-            _ => {}
-        }
-        if d.max_connections == 0 {
-            return Err(SettingsError::new(
-                "database.max_connections",
-                "must be at least 1",
-            ));
-        }
-        if d.min_connections > d.max_connections {
-            return Err(SettingsError::new(
-                "database.min_connections",
-                "must not exceed database.max_connections",
-            ));
-        }
-        if d.connect_timeout_seconds == 0 || d.acquire_timeout_seconds == 0 {
-            return Err(SettingsError::new(
-                "database.connect_timeout_seconds",
-                "timeouts must be at least 1 second",
-            ));
-        }
-        if self.queue_kind() == QueueKind::Rabbitmq {
-            match self.queue.amqp_url.as_deref() {
-                Some(u) if u.starts_with("amqp://") || u.starts_with("amqps://") => {}
-                Some(_) => {
-                    return Err(SettingsError::new(
-                        "queue.amqp_url",
-                        "must start with amqp:// or amqps://",
-                    ));
-                }
-                None => {
-                    return Err(SettingsError::new(
-                        "queue.amqp_url",
-                        "is required when queue.kind = \"rabbitmq\"",
-                    ));
-                }
-            }
-        }
-        if self.queue.max_deliveries == 0 {
-            return Err(SettingsError::new(
-                "queue.max_deliveries",
-                "must be at least 1",
-            ));
-        }
-        if self.queue.prefetch == 0 {
-            return Err(SettingsError::new("queue.prefetch", "must be at least 1"));
-        }
-        if self.worker.concurrency == 0 {
-            return Err(SettingsError::new(
-                "worker.concurrency",
-                "must be at least 1",
-            ));
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return Err(SettingsError::new("log.level", e.to_string()));
-        }
-        if let Some(dir) = &self.secrets.dir
-            && !dir.is_dir()
-        {
-            return Err(SettingsError::new(
-                "secrets.dir",
-                format!("{} is not a readable directory", dir.display()),
-            ));
-        }
-        let k = &self.api_keys;
-        if !(1..=3650).contains(&k.default_lifetime_days) {
-            return Err(SettingsError::new(
-                "api_keys.default_lifetime_days",
-                "must be between 1 and 3650",
-            ));
-        }
-        if !(1..=3650).contains(&k.usage_retention_days) {
-            return Err(SettingsError::new(
-                "api_keys.usage_retention_days",
-                "must be between 1 and 3650",
-            ));
-        }
-        if !(1..=3600).contains(&k.cache_ttl_seconds) {
-            return Err(SettingsError::new(
-                "api_keys.cache_ttl_seconds",
-                "must be between 1 and 3600",
-            ));
-        }
-        if !(50..=1000).contains(&k.change_poll_milliseconds) {
-            return Err(SettingsError::new(
-                "api_keys.change_poll_milliseconds",
-                "must be between 50 and 1000 (revocations must reach every replica within 1 s)",
-            ));
-        }
-        if !(100..=60_000).contains(&k.usage_flush_milliseconds) {
-            return Err(SettingsError::new(
-                "api_keys.usage_flush_milliseconds",
-                "must be between 100 and 60000",
-            ));
-        }
-        let x = &self.executor;
-        if !(0.0..=1.0).contains(&x.simulated_failure_rate) {
-            return Err(SettingsError::new(
-                "executor.simulated_failure_rate",
-                "must be between 0.0 and 1.0",
-            ));
-        }
-        if x.simulated_steps == 0 {
-            return Err(SettingsError::new(
-                "executor.simulated_steps",
-                "must be at least 1",
-            ));
-        }
-        if x.max_download_bytes == 0 {
-            return Err(SettingsError::new(
-                "executor.max_download_bytes",
-                "must be at least 1",
-            ));
-        }
-        if x.http_timeout_seconds == 0 {
-            return Err(SettingsError::new(
-                "executor.http_timeout_seconds",
-                "must be at least 1",
-            ));
-        }
-        let o = &self.operations;
-        if !(1..=100).contains(&o.max_attempts) {
-            return Err(SettingsError::new(
-                "operations.max_attempts",
-                "must be between 1 and 100",
-            ));
-        }
-        if !(10..=60_000).contains(&o.relay_interval_ms) {
-            return Err(SettingsError::new(
-                "operations.relay_interval_ms",
-                "must be between 10 and 60000",
-            ));
-        }
-        if !(10..=5_000).contains(&o.watch_interval_ms) {
-            return Err(SettingsError::new(
-                "operations.watch_interval_ms",
-                "must be between 10 and 5000",
-            ));
-        }
-        if o.retention_hours < 24 {
-            return Err(SettingsError::new(
-                "operations.retention_hours",
-                "must be at least 24 (operations are kept at least a day)",
-            ));
-        }
-        self.validate_accounts()?;
-        if let Err(e) = self.password.defaults().validate() {
-            let key = |field: &str| match field {
-                "password_length" => "password.default_length",
-                "symbols" => "password.symbols",
-                _ => "password",
-            };
-            let first = &e.errors[0];
-            let problem = if e.errors.len() > 1 && key(&first.field) == "password" {
-                "every character class is disabled (password.numbers, password.lower_case_chars, \
-                 password.upper_case_chars, password.special_symbols)"
-                    .to_owned()
-            } else {
-                first.message.clone()
-            };
-            return Err(SettingsError::new(key(&first.field), problem));
-        }
-        Ok(())
-    }
-
-    fn validate_accounts(&self) -> Result<(), SettingsError> {
-        let a = &self.accounts;
-        if a.password_min_length < 8 || a.password_min_length > a.password_max_length {
-            return Err(SettingsError::new(
-                "accounts.password_min_length",
-                "must be at least 8 and at most accounts.password_max_length",
-            ));
-        }
-        if a.password_max_length > 1024 {
-            return Err(SettingsError::new(
-                "accounts.password_max_length",
-                "must be at most 1024",
-            ));
-        }
-        if !(1..=60).contains(&a.access_token_minutes) {
-            return Err(SettingsError::new(
-                "accounts.access_token_minutes",
-                "must be between 1 and 60 (a disabled user keeps a token until it expires)",
-            ));
-        }
-        if !(1..=365).contains(&a.refresh_token_days) {
-            return Err(SettingsError::new(
-                "accounts.refresh_token_days",
-                "must be between 1 and 365",
-            ));
-        }
-        if a.session_max_days < a.refresh_token_days || a.session_max_days > 3650 {
-            return Err(SettingsError::new(
-                "accounts.session_max_days",
-                "must be at least accounts.refresh_token_days and at most 3650",
-            ));
-        }
-        if a.token_issuer.trim().is_empty() || a.token_audience.trim().is_empty() {
-            return Err(SettingsError::new(
-                "accounts.token_issuer",
-                "the token issuer and audience must not be empty",
-            ));
-        }
-        let owasp = depot_accounts::OWASP_PARAMS;
-        if a.argon2_memory_kib < owasp.memory_kib || a.argon2_iterations < owasp.iterations {
-            return Err(SettingsError::new(
-                "accounts.argon2_memory_kib",
-                "argon2id must be at least as strong as OWASP's m=19456 KiB, t=2",
-            ));
-        }
-        if a.argon2_parallelism == 0 || a.max_concurrent_hashes == 0 {
-            return Err(SettingsError::new(
-                "accounts.max_concurrent_hashes",
-                "argon2_parallelism and max_concurrent_hashes must be at least 1",
-            ));
-        }
-        let o = &self.oidc;
-        if let Some(issuer) = &o.issuer_url {
-            let url = url::Url::parse(issuer)
-                .map_err(|_| SettingsError::new("oidc.issuer_url", "is not a URL"))?;
-            let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-            if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
-                return Err(SettingsError::new(
-                    "oidc.issuer_url",
-                    "must be https (plain http only for a provider on loopback)",
-                ));
-            }
-            if o.client_id.as_deref().is_none_or(str::is_empty) {
-                return Err(SettingsError::new(
-                    "oidc.client_id",
-                    "is required when oidc.issuer_url is set",
-                ));
-            }
-            match o.redirect_url.as_deref().map(url::Url::parse) {
-                Some(Ok(u)) if matches!(u.scheme(), "https" | "http") => {}
-                _ => {
-                    return Err(SettingsError::new(
-                        "oidc.redirect_url",
-                        "must be the absolute URL of /api/v1/auth/oidc/callback when oidc.issuer_url is set",
-                    ));
-                }
-            }
-        }
-        if !(1..=120).contains(&o.http_timeout_seconds) {
-            return Err(SettingsError::new(
-                "oidc.http_timeout_seconds",
-                "must be between 1 and 120",
-            ));
-        }
+        self.server.validate()?;
+        self.database.validate()?;
+        self.queue.validate()?;
+        self.worker.validate()?;
+        self.log.validate()?;
+        self.secrets.validate()?;
+        self.api_keys.validate()?;
+        self.executor.validate()?;
+        self.operations.validate()?;
+        self.accounts.validate()?;
+        self.oidc.validate()?;
+        self.password.validate()?;
         Ok(())
     }
 
     pub fn queue_kind(&self) -> QueueKind {
-        self.queue.kind.unwrap_or(if self.queue.amqp_url.is_some() {
-            QueueKind::Rabbitmq
-        } else {
-            QueueKind::InProcess
-        })
+        self.queue.kind()
     }
 
     pub fn backend(&self) -> Backend {

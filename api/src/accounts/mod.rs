@@ -3,6 +3,7 @@
 
 pub mod oidc;
 pub mod routes;
+pub mod settings;
 
 use crate::component::Component;
 use crate::http::metrics::Metrics;

@@ -2,7 +2,7 @@
 //! (cached; the keys are refetched when a token names an unknown `kid`, at most every
 //! `oidc.jwks_refresh_min_seconds`), and the authorization-code exchange.
 
-use crate::settings::OidcSettings;
+use crate::accounts::settings::OidcSettings;
 use depot_accounts::oidc::{self, IdClaims, IdTokenError, ProviderMetadata};
 use depot_core::secrets::{ExposeSecret, SecretString};
 use jsonwebtoken::jwk::JwkSet;

@@ -1,6 +1,7 @@
 //! The API-keys room: `/api/v1/api-keys` and `/api/v1/audit-events` ([`routes`]).
 
 pub mod routes;
+pub mod settings;
 
 use crate::component::{Component, gauge};
 use actix_web::web;

@@ -120,12 +120,20 @@ fn integral_floats_to_integers(v: &mut serde_json::Value) -> bool {
             }
             whole
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |any, i| integral_floats_to_integers(i) || any),
-        Value::Object(fields) => fields
-            .values_mut()
-            .fold(false, |any, i| integral_floats_to_integers(i) || any),
+        Value::Array(items) => {
+            let mut changed = false;
+            for item in items {
+                changed |= integral_floats_to_integers(item);
+            }
+            changed
+        }
+        Value::Object(fields) => {
+            let mut changed = false;
+            for field in fields.values_mut() {
+                changed |= integral_floats_to_integers(field);
+            }
+            changed
+        }
         _ => false,
     }
 }

@@ -4,6 +4,7 @@
 pub mod executor;
 pub mod jobs;
 pub mod routes;
+pub mod settings;
 
 use crate::component::{Component, gauge};
 use crate::http::collection::RenderCache;

@@ -1,6 +1,7 @@
 //! The password generator's room: `GET /api/v1/passwords` ([`routes`]).
 
 pub mod routes;
+pub mod settings;
 
 use crate::component::Component;
 use actix_web::web;
