@@ -86,3 +86,88 @@ pub fn components(settings: &Settings, adapters: &Adapters, services: Services) 
         components,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::route_table;
+    use crate::http::routes::Access::{self, *};
+    use depot_core::Permission::*;
+
+    /// Who may call each route, written out: a route whose access changes (a scope dropped, a
+    /// route made public) fails here, whatever the table and the document agree on.
+    #[test]
+    fn every_route_has_the_access_written_here() {
+        const OPS: Access = AnyScope(&[PackagesRead, OperationsRead]);
+        let expected: Vec<(&str, &str, Access)> = vec![
+            ("GET", "/health/live", Public),
+            ("GET", "/health/ready", Public),
+            ("GET", "/.well-known/jwks.json", Public),
+            ("GET", "/api/v1/auth/whoami", Authenticated),
+            ("GET", "/api/v1/passwords", Optional),
+            ("POST", "/api/v1/auth/register", Public),
+            ("POST", "/api/v1/auth/login", Public),
+            ("POST", "/api/v1/auth/refresh", Public),
+            ("POST", "/api/v1/auth/logout", Public),
+            ("GET", "/api/v1/auth/oidc/login", Public),
+            ("GET", "/api/v1/auth/oidc/callback", Public),
+            ("GET", "/api/v1/users/me", User),
+            ("GET", "/api/v1/users", Scope(UsersAdmin)),
+            ("GET", "/api/v1/users/{id}", Scope(UsersAdmin)),
+            ("PATCH", "/api/v1/users/{id}", Scope(UsersAdmin)),
+            ("POST", "/api/v1/api-keys", Scope(ApiKeysAdmin)),
+            ("GET", "/api/v1/api-keys", Scope(ApiKeysAdmin)),
+            ("GET", "/api/v1/api-keys/{id}", Scope(ApiKeysAdmin)),
+            ("DELETE", "/api/v1/api-keys/{id}", Scope(ApiKeysAdmin)),
+            ("POST", "/api/v1/api-keys/{id}/revoke", Scope(ApiKeysAdmin)),
+            (
+                "POST",
+                "/api/v1/api-keys/{id}/reactivate",
+                Scope(ApiKeysAdmin),
+            ),
+            ("POST", "/api/v1/api-keys/{id}/renew", Scope(ApiKeysAdmin)),
+            ("POST", "/api/v1/api-keys/{id}/rotate", Scope(ApiKeysAdmin)),
+            ("GET", "/api/v1/api-keys/{id}/usage", Scope(ApiKeysAdmin)),
+            ("GET", "/api/v1/audit-events", Scope(ApiKeysAdmin)),
+            ("POST", "/api/v1/packages", Scope(PackagesWrite)),
+            ("GET", "/api/v1/packages", Scope(PackagesRead)),
+            ("GET", "/api/v1/packages/{id}", Scope(PackagesRead)),
+            ("PATCH", "/api/v1/packages/{id}", Scope(PackagesWrite)),
+            ("DELETE", "/api/v1/packages/{id}", Scope(PackagesWrite)),
+            (
+                "POST",
+                "/api/v1/packages/{id}/download",
+                Scope(PackagesWrite),
+            ),
+            (
+                "POST",
+                "/api/v1/packages/{id}/activate",
+                Scope(PackagesWrite),
+            ),
+            (
+                "POST",
+                "/api/v1/packages/{id}/deactivate",
+                Scope(PackagesWrite),
+            ),
+            ("GET", "/api/v1/operations", OPS),
+            ("GET", "/api/v1/operations/{id}", OPS),
+            (
+                "POST",
+                "/api/v1/operations/{id}/cancel",
+                Scope(PackagesWrite),
+            ),
+            ("GET", "/api/v1/operations/{id}/events", OPS),
+        ];
+        let mut expected: Vec<(String, String, Access)> = expected
+            .into_iter()
+            .map(|(m, p, a)| (m.to_owned(), p.to_owned(), a))
+            .collect();
+        let mut actual: Vec<(String, String, Access)> = route_table()
+            .into_iter()
+            .map(|r| (r.method.to_string(), r.path, r.access))
+            .collect();
+        let key = |r: &(String, String, Access)| (r.1.clone(), r.0.clone());
+        expected.sort_by_key(key);
+        actual.sort_by_key(key);
+        assert_eq!(actual, expected);
+    }
+}

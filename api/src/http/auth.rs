@@ -166,7 +166,13 @@ impl FromRequest for Auth {
                     "this endpoint needs credentials",
                 ))
             }),
-            None => Box::pin(Self::authenticate(req.clone())),
+            // A route without an access check in the route table: refuse rather than
+            // authenticate without checking anything (fail closed).
+            None => Box::pin(async {
+                Err(ApiError::unexpected(anyhow::anyhow!(
+                    "a handler takes Auth on a route the route table does not guard"
+                )))
+            }),
         }
     }
 }
@@ -180,22 +186,19 @@ impl FromRequest for MaybeAuth {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        if let Some(crate::http::routes::Authenticated(checked)) = req
+        let checked = req
             .extensions()
             .get::<crate::http::routes::Authenticated>()
-            .cloned()
-        {
-            return Box::pin(async move { Ok(MaybeAuth(checked.map(|a| a.0))) });
-        }
-        let req = req.clone();
+            .cloned();
         Box::pin(async move {
-            match Auth::authenticate(req).await {
-                Ok(Auth(p)) => Ok(MaybeAuth(Some(p))),
-                Err(ApiError::Unauthorized {
-                    code: "credentials_missing",
-                    ..
-                }) => Ok(MaybeAuth(None)),
-                Err(e) => Err(e),
+            match checked {
+                Some(crate::http::routes::Authenticated(checked)) => {
+                    Ok(MaybeAuth(checked.map(|a| a.0)))
+                }
+                // Fail closed, as Auth does.
+                None => Err(ApiError::unexpected(anyhow::anyhow!(
+                    "a handler takes MaybeAuth on a route the route table does not guard"
+                ))),
             }
         })
     }

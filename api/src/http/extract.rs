@@ -65,25 +65,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 }
             })?;
             let de = &mut serde_json::Deserializer::from_slice(&bytes);
-            let first = serde_path_to_error::deserialize::<_, T>(de);
-            // JSON Schema counts `760.0` as the integer 760; serde's integers do not. Only a
-            // body that failed (and has a number with a fraction) is read the slow way.
-            let parsed = match first {
-                Err(e) if !e.inner().is_syntax() && bytes.contains(&b'.') => {
-                    match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                        Ok(mut v) => {
-                            if integral_floats_to_integers(&mut v) {
-                                serde_path_to_error::deserialize::<_, T>(v).map_err(|_| e)
-                            } else {
-                                Err(e)
-                            }
-                        }
-                        Err(_) => Err(e),
-                    }
-                }
-                other => other,
-            };
-            match parsed {
+            match serde_path_to_error::deserialize::<_, T>(de) {
                 Ok(v) => Ok(Json(v)),
                 Err(e) => {
                     let path = e.path().to_string();
@@ -105,36 +87,6 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 }
             }
         })
-    }
-}
-
-/// Rewrites every whole-number float (`760.0`) as an integer; true when it changed one.
-fn integral_floats_to_integers(v: &mut serde_json::Value) -> bool {
-    use serde_json::Value;
-    match v {
-        Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or(f64::NAN);
-            let whole = f.fract() == 0.0 && f.abs() < 9.0e15;
-            if whole {
-                *v = Value::from(f as i64);
-            }
-            whole
-        }
-        Value::Array(items) => {
-            let mut changed = false;
-            for item in items {
-                changed |= integral_floats_to_integers(item);
-            }
-            changed
-        }
-        Value::Object(fields) => {
-            let mut changed = false;
-            for field in fields.values_mut() {
-                changed |= integral_floats_to_integers(field);
-            }
-            changed
-        }
-        _ => false,
     }
 }
 
@@ -238,33 +190,6 @@ mod tests {
             json("text/plain", r#"{}"#).await,
             Err(ApiError::UnsupportedMediaType { .. })
         ));
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[allow(dead_code)]
-    struct Sized {
-        size: i64,
-        tags: Vec<u32>,
-    }
-
-    #[actix_web::test]
-    async fn whole_number_floats_are_integers_as_json_schema_says() {
-        let (req, mut payload) = actix_web::test::TestRequest::post()
-            .insert_header(("content-type", "application/json"))
-            .set_payload(r#"{"size": 760.0, "tags": [1.0, 2]}"#)
-            .to_http_parts();
-        let Json(v) = Json::<Sized>::from_request(&req, &mut payload)
-            .await
-            .unwrap();
-        assert_eq!((v.size, v.tags), (760, vec![1, 2]));
-        let (req, mut payload) = actix_web::test::TestRequest::post()
-            .insert_header(("content-type", "application/json"))
-            .set_payload(r#"{"size": 760.5, "tags": []}"#)
-            .to_http_parts();
-        match Json::<Sized>::from_request(&req, &mut payload).await {
-            Err(ApiError::Validation(v)) => assert_eq!(v.errors[0].field, "size"),
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]

@@ -18,7 +18,6 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{FromRequest, HttpMessage, web};
 use depot_core::principal::Forbidden;
 use depot_core::{Permission, PrincipalKind};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::openapi::path::{HttpMethod, Operation, Parameter, ParameterIn};
 use utoipa::openapi::security::SecurityRequirement;
@@ -351,16 +350,22 @@ pub const API_PREFIX: &str = "/api/v1";
 /// one path share one actix resource (a resource answers 405 for methods it lacks, so they
 /// cannot be split).
 pub fn configure(routes: &[Route], api: bool, cfg: &mut web::ServiceConfig) {
-    let mut by_path: BTreeMap<&str, Vec<&Route>> = BTreeMap::new();
+    check(routes);
+    // In the table's order: actix matches resources in the order they are registered.
+    let mut by_path: Vec<(&str, Vec<&Route>)> = Vec::new();
     for r in routes {
         let under_api = r
             .path
             .strip_prefix(API_PREFIX)
             .filter(|rest| rest.starts_with('/'));
-        match (api, under_api) {
-            (true, Some(rest)) => by_path.entry(rest).or_default().push(r),
-            (false, None) => by_path.entry(r.path.as_str()).or_default().push(r),
-            _ => {}
+        let path = match (api, under_api) {
+            (true, Some(rest)) => rest,
+            (false, None) => r.path.as_str(),
+            _ => continue,
+        };
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, same)) => same.push(r),
+            None => by_path.push((path, vec![r])),
         }
     }
     for (path, routes) in by_path {
@@ -369,6 +374,29 @@ pub fn configure(routes: &[Route], api: bool, cfg: &mut web::ServiceConfig) {
             resource = resource.route((r.build)());
         }
         cfg.service(resource);
+    }
+}
+
+/// Paths outside [`API_PREFIX`] the table may hold (they skip the business scope's middlewares).
+const ROOT_PATHS: [&str; 2] = ["/health/", "/.well-known/"];
+
+/// The table's invariants: each (method, path) once, and every path under [`API_PREFIX`] or one
+/// of the [`ROOT_PATHS`] (a typo would otherwise serve a route outside the business scope).
+fn check(routes: &[Route]) {
+    let mut seen = std::collections::HashSet::new();
+    for r in routes {
+        assert!(
+            seen.insert((r.method.clone(), r.path.as_str())),
+            "{} {} is in the route table twice",
+            r.method,
+            r.path
+        );
+        assert!(
+            r.path.starts_with(&format!("{API_PREFIX}/"))
+                || ROOT_PATHS.iter().any(|p| r.path.starts_with(p)),
+            "{} is neither under {API_PREFIX}/ nor a root path",
+            r.path
+        );
     }
 }
 

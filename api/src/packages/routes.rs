@@ -24,7 +24,8 @@ use uuid::Uuid;
 /// The packages room's routes and who may call them.
 pub fn routes() -> Vec<Route> {
     use Permission::{OperationsRead, PackagesRead, PackagesWrite};
-    const READ_OPERATIONS: Access = Access::AnyScope(&[OperationsRead, PackagesRead]);
+    // packages:read first: a refusal names it, as it always did.
+    const READ_OPERATIONS: Access = Access::AnyScope(&[PackagesRead, OperationsRead]);
     vec![
         Route::new::<__path_create, _, _>(Access::Scope(PackagesWrite), create),
         Route::new::<__path_list, _, _>(Access::Scope(PackagesRead), list),

@@ -18,6 +18,57 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
+/// Integers as JSON Schema counts them: `760` and `760.0` alike; a fraction is refused. (serde
+/// alone refuses `760.0`, which a client generated from the OpenAPI document may send.)
+mod whole {
+    use serde::Deserialize;
+    use serde::de::{Deserializer, Error, Unexpected};
+
+    fn integer<E: Error>(n: serde_json::Number) -> Result<i128, E> {
+        if let Some(i) = n.as_i64() {
+            return Ok(i128::from(i));
+        }
+        if let Some(u) = n.as_u64() {
+            return Ok(i128::from(u));
+        }
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            Ok(f as i128)
+        } else {
+            Err(E::invalid_type(Unexpected::Float(f), &"an integer"))
+        }
+    }
+
+    fn ranged<T: TryFrom<i128>, E: Error>(i: i128) -> Result<T, E> {
+        T::try_from(i).map_err(|_| {
+            E::invalid_value(
+                Unexpected::Other(&format!("integer {i}")),
+                &"an integer in range",
+            )
+        })
+    }
+
+    pub fn required<'de, D: Deserializer<'de>, T: TryFrom<i128>>(de: D) -> Result<T, D::Error> {
+        ranged(integer(serde_json::Number::deserialize(de)?)?)
+    }
+
+    pub fn option<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        de: D,
+    ) -> Result<Option<T>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(de)? {
+            None => Ok(None),
+            Some(n) => ranged(integer(n)?).map(Some),
+        }
+    }
+
+    /// `Some(None)` for an explicit `null`, as `double_option`.
+    pub fn double_option<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        de: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        option(de).map(Some)
+    }
+}
+
 /// A page of a collection: `{"items": [...], "next_cursor": "..."}`; `next_cursor` is absent on
 /// the last page.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -180,7 +231,11 @@ pub struct CreatePackageRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// Verified after download.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub size_bytes: Option<i64>,
 }
@@ -227,7 +282,7 @@ pub struct PatchPackageRequest {
     pub sha256: Option<Option<String>>,
     #[serde(
         default,
-        deserialize_with = "double_option",
+        deserialize_with = "whole::double_option",
         skip_serializing_if = "Option::is_none"
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>, minimum = 0))]
@@ -314,13 +369,21 @@ pub struct CreateApiKeyRequest {
     /// lifetime (15 days unless configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub expires_in_days: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub never_expires: Option<bool>,
     /// Requests per minute allowed with this key (per replica); none = unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub rate_limit_per_minute: Option<u32>,
 }
@@ -332,7 +395,11 @@ pub struct RenewRequest {
     /// Give one of `expires_at`, `days`, `never_expires`; none = the default lifetime from now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub days: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -344,7 +411,7 @@ pub struct RenewRequest {
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// How long the old key keeps working (0–604800 seconds; default 0: it stops now).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::required")]
     #[cfg_attr(feature = "openapi", schema(maximum = 604_800))]
     pub grace_seconds: u64,
 }
@@ -477,4 +544,39 @@ pub struct PasswordResponse {
     pub entropy_bits: f64,
     /// `password` or `passphrase`.
     pub mode: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_number_floats_are_integers_and_fractions_are_not() {
+        let p: CreatePackageRequest =
+            serde_json::from_str(r#"{"name":"a","version":"1","size_bytes":760.0}"#).unwrap();
+        assert_eq!(p.size_bytes, Some(760));
+        let r: RotateRequest = serde_json::from_str(r#"{"grace_seconds":60.0}"#).unwrap();
+        assert_eq!(r.grace_seconds, 60);
+        let k: PatchPackageRequest = serde_json::from_str(r#"{"size_bytes":null}"#).unwrap();
+        assert_eq!(k.size_bytes, Some(None));
+        for bad in [
+            r#"{"name":"a","version":"1","size_bytes":760.5}"#,
+            r#"{"name":"a","version":"1","size_bytes":"760"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<CreatePackageRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        let e = serde_json::from_str::<CreateApiKeyRequest>(
+            r#"{"name":"k","scopes":[],"rate_limit_per_minute":-1}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("in range"), "{e}");
+        // Duplicate fields stay refused (no second parse keeps only the last one).
+        assert!(
+            serde_json::from_str::<RotateRequest>(r#"{"grace_seconds":1.0,"grace_seconds":2}"#)
+                .is_err()
+        );
+    }
 }
