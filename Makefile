@@ -1,5 +1,5 @@
 # Depot developer targets. `make run` and `make test` are the README's two commands.
-.PHONY: run test lint fmt fuzz migrate bench cluster cluster-test build release clean docker-build docker-up docker-test docker-down docker-check locust
+.PHONY: run test lint fmt fuzz coverage migrate bench cluster cluster-test build release clean docker-build docker-up docker-test docker-down docker-check locust
 
 run:            ## Start Depot with no external services (SQLite file, in-process queue)
 	cargo run --release --locked -p depot-api --bin depot -- serve
@@ -16,6 +16,9 @@ fmt:
 
 fuzz:           ## Schemathesis (--checks all) against a temp Depot; FUZZ_SEED, FUZZ_MAX_EXAMPLES, FUZZ_SKIP_BUILD=1
 	bash scripts/fuzz.sh
+
+coverage:       ## Line coverage of the workspace's tests: target/coverage/html, summary printed
+	bash scripts/coverage.sh
 
 migrate:        ## Apply migrations to the configured database (DATABASE_URL or config)
 	cargo run --locked -p depot-api --bin depot -- migrate up

@@ -30,6 +30,15 @@ pub fn route_table() -> Vec<Route> {
     .concat()
 }
 
+/// The OpenAPI document: the route table's, with what the rooms add that derived schemas
+/// cannot say.
+pub fn openapi(settings: &Settings) -> serde_json::Value {
+    let doc = crate::http::docs::openapi(&route_table());
+    let mut json = serde_json::to_value(&doc).expect("the document serialises");
+    accounts::routes::refine_docs(&mut json, &settings.accounts);
+    json
+}
+
 /// The rooms' states, and the shared machinery's, from the services.
 pub fn components(settings: &Settings, adapters: &Adapters, services: Services) -> HttpState {
     let packages = web::Data::new(PackagesRoom {

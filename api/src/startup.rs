@@ -205,7 +205,7 @@ fn run(
     let docs = settings
         .docs
         .enabled
-        .then(|| Arc::new(crate::http::docs::openapi(&routes)));
+        .then(|| web::Bytes::from(crate::app::openapi(&settings).to_string()));
     let app_settings = settings.clone();
     let mut server = HttpServer::new(move || {
         App::new()

@@ -114,6 +114,50 @@ fn outcome<T>(state: &AccountsRoom, method: &str, r: &Result<T, depot_accounts::
     count(state, method, label);
 }
 
+/// What the derived schemas cannot say: the configured password length on registration (login
+/// takes any non-empty password), and that a change to a user names `role` or `disabled`.
+pub fn refine_docs(
+    doc: &mut serde_json::Value,
+    settings: &crate::accounts::settings::AccountsSection,
+) {
+    let body = |path: &str| {
+        format!(
+            "/paths/{}/post/requestBody/content/application~1json/schema",
+            path.replace('~', "~0").replace('/', "~1")
+        )
+    };
+    let credentials = |password: serde_json::Value| {
+        serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["email", "password"],
+            "properties": {
+                "email": {"type": "string", "examples": ["alice@example.com"]},
+                "password": password,
+            }
+        })
+    };
+    if let Some(schema) = doc.pointer_mut(&body("/api/v1/auth/register")) {
+        *schema = credentials(serde_json::json!({
+            "type": "string",
+            "minLength": settings.password_min_length,
+            "maxLength": settings.password_max_length,
+        }));
+    }
+    if let Some(schema) = doc.pointer_mut(&body("/api/v1/auth/login")) {
+        *schema = credentials(serde_json::json!({"type": "string", "minLength": 1}));
+    }
+    if let Some(schema) = doc.pointer_mut("/components/schemas/PatchUserRequest") {
+        let derived = schema.take();
+        *schema = serde_json::json!({
+            "allOf": [derived, {"anyOf": [
+                {"required": ["role"], "properties": {"role": {"type": "string"}}},
+                {"required": ["disabled"], "properties": {"disabled": {"type": "boolean"}}},
+            ]}]
+        });
+    }
+}
+
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = CredentialsRequest,
     responses(
         (status = 201, description = "The new account (role `user`); log in next", body = UserView),

@@ -1,3 +1,10 @@
-//! The command line's client side: `depot packages …` drives a running Depot.
+//! The `depot` command line, one module per command: `serve` (and `worker`), `migrate`,
+//! `users`, `config`, `password`, `healthcheck`, and `packages` (a client of a running Depot).
 
+pub mod config;
+pub mod healthcheck;
+pub mod migrate;
 pub mod packages;
+pub mod password;
+pub mod serve;
+pub mod users;
