@@ -36,6 +36,7 @@ pub fn openapi(settings: &Settings) -> serde_json::Value {
     let doc = crate::http::docs::openapi(&route_table());
     let mut json = serde_json::to_value(&doc).expect("the document serialises");
     accounts::routes::refine_docs(&mut json, &settings.accounts);
+    api_keys::routes::refine_docs(&mut json);
     json
 }
 

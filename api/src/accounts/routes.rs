@@ -132,7 +132,8 @@ pub fn refine_docs(
             "additionalProperties": false,
             "required": ["email", "password"],
             "properties": {
-                "email": {"type": "string", "examples": ["alice@example.com"]},
+                // What `Email::parse` takes: an address of at most 254 characters.
+                "email": {"type": "string", "format": "email", "maxLength": 254, "examples": ["alice@example.com"]},
                 "password": password,
             }
         })

@@ -348,3 +348,38 @@ pub async fn audit_events(
         .await?;
     Ok(collection(&req, events, audit_view))
 }
+
+/// What the derived schemas cannot say: a key's lifetime is given at most one way. (That an
+/// `expires_at` lies in the future, within 3650 days, depends on the clock: the field's
+/// description says it, and a past instant answers 422 naming `expires_at`.)
+pub fn refine_docs(doc: &mut serde_json::Value) {
+    for (schema, days) in [
+        ("CreateApiKeyRequest", "expires_in_days"),
+        ("RenewRequest", "days"),
+    ] {
+        let Some(schema) = doc.pointer_mut(&format!("/components/schemas/{schema}")) else {
+            continue;
+        };
+        // A field counts as given when it is not null (`never_expires` only when true).
+        let given = |field: &str| match field {
+            "never_expires" => serde_json::json!({
+                "required": [field], "properties": {field: {"const": true}}
+            }),
+            "expires_at" => serde_json::json!({
+                "required": [field], "properties": {field: {"type": "string"}}
+            }),
+            _ => serde_json::json!({
+                "required": [field], "properties": {field: {"type": "integer"}}
+            }),
+        };
+        let pair = |a: &str, b: &str| serde_json::json!({"allOf": [given(a), given(b)]});
+        let derived = schema.take();
+        *schema = serde_json::json!({
+            "allOf": [derived, {"not": {"anyOf": [
+                pair("expires_at", days),
+                pair("expires_at", "never_expires"),
+                pair(days, "never_expires"),
+            ]}}]
+        });
+    }
+}

@@ -37,7 +37,8 @@ pub struct PasswordQuery {
     exclude_ambiguous: Option<bool>,
     /// Characters to leave out.
     exclude: Option<String>,
-    /// A custom symbol set (ASCII punctuation) replacing the 32 defaults.
+    /// A custom symbol set (1–64 ASCII punctuation characters) replacing the 32 defaults.
+    #[param(min_length = 1, max_length = 64, pattern = "^[!-/:-@\\[-`{-~]+$")]
     symbols: Option<String>,
     /// At least this many digits (0–200).
     min_numbers: Option<u32>,
@@ -46,7 +47,8 @@ pub struct PasswordQuery {
     /// Passphrase: number of words, 3–20 (default 6).
     #[param(minimum = 3, maximum = 20)]
     words: Option<u32>,
-    /// Passphrase: between words (default `-`, at most 5 characters).
+    /// Passphrase: between words (default `-`, at most 5 characters, no control characters).
+    #[param(max_length = 5, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     separator: Option<String>,
     /// Passphrase: capitalise each word.
     capitalize: Option<bool>,
@@ -67,6 +69,13 @@ pub fn routes() -> Vec<Route> {
     path = "/api/v1/passwords",
     tag = "passwords",
     params(PasswordQuery),
+    description = "Generates passwords (`mode=password`, the default) or passphrases \
+        (`mode=passphrase`). Rules between parameters, which a schema cannot state, answer 422 \
+        naming the field: a parameter of the other mode is refused (`words` with \
+        `mode=password`); at least one of the four character classes must be on; `min_numbers` \
+        and `min_symbols` need their class on and, with one character of every other class, \
+        must fit in `password_length`; `exclude` and `exclude_ambiguous` must leave every \
+        enabled class at least one character.",
     responses(
         (status = 200, description = "Generated secrets (never cached, never logged)", body = PasswordResponse,
          headers(("Cache-Control" = String, description = "no-store"))),

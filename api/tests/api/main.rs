@@ -5,6 +5,7 @@
 mod accounts;
 mod api_keys;
 mod cli;
+mod doc_patterns;
 mod docs;
 mod errors;
 mod health;

@@ -217,18 +217,50 @@ pub struct OperationView {
 #[serde(deny_unknown_fields)]
 pub struct CreatePackageRequest {
     /// 1–200 printable characters (trimmed).
-    #[cfg_attr(feature = "openapi", schema(example = "left-pad"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "left-pad",
+            max_length = 200,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub name: String,
     /// 1–50 printable characters (trimmed).
-    #[cfg_attr(feature = "openapi", schema(example = "1.3.0"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "1.3.0",
+            max_length = 50,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub version: String,
+    /// At most 2,000 characters; line breaks and tabs are the only control characters allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2000,
+            pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub description: Option<String>,
-    /// http or https; what the `http` executor downloads.
+    /// http or https; what the `http` executor downloads. (The pattern is the documented subset:
+    /// a DNS host name, an optional port; the server also takes any URL the WHATWG URL standard
+    /// parses with an http(s) scheme and a host.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2000,
+            pattern = "^\\s*[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:[0-9]{1,4})?([/?#][!-~]*)?\\s*$"
+        )
+    )]
     pub source_url: Option<String>,
     /// 64 hexadecimal characters; verified after download.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^\\s*[0-9A-Fa-f]{64}\\s*$"))]
     pub sha256: Option<String>,
     /// Verified after download.
     #[serde(
@@ -256,29 +288,43 @@ impl CreatePackageRequest {
 #[serde(deny_unknown_fields)]
 pub struct PatchPackageRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 200,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 50,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub version: Option<String>,
     #[serde(
         default,
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 2000, pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"))]
     pub description: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 2000, pattern = "^\\s*[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:[0-9]{1,4})?([/?#][!-~]*)?\\s*$"))]
     pub source_url: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^\\s*[0-9A-Fa-f]{64}\\s*$"))]
     pub sha256: Option<Option<String>>,
     #[serde(
         default,
@@ -358,15 +404,23 @@ pub enum Scope {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
-    /// 1–100 characters (trimmed).
-    #[cfg_attr(feature = "openapi", schema(example = "ci-pipeline"))]
+    /// 1–100 printable characters (trimmed).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "ci-pipeline",
+            max_length = 100,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub name: String,
     /// At least one of packages:read, packages:write, operations:read, passwords:generate,
     /// api_keys:admin, users:admin.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Scope>, min_items = 1, example = json!(["packages:read", "packages:write"])))]
     pub scopes: Vec<String>,
     /// Give at most one of `expires_at`, `expires_in_days`, `never_expires`; none = the default
-    /// lifetime (15 days unless configured).
+    /// lifetime (15 days unless configured). `expires_at` must lie in the future, within 3650
+    /// days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(
@@ -392,7 +446,8 @@ pub struct CreateApiKeyRequest {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RenewRequest {
-    /// Give one of `expires_at`, `days`, `never_expires`; none = the default lifetime from now.
+    /// Give at most one of `expires_at`, `days`, `never_expires`; none = the default lifetime
+    /// from now. `expires_at` must lie in the future, within 3650 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(
