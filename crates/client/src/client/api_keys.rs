@@ -81,8 +81,17 @@ impl Client {
     }
 
     pub async fn api_key_usage(&self, id: Uuid) -> Result<Collection<UsageView>, Error> {
-        self.call(self.request(Method::GET, &format!("/api/v1/api-keys/{id}/usage")))
-            .await
+        self.api_key_usage_with(id, &[]).await
+    }
+
+    /// `GET /api/v1/api-keys/{id}/usage` with filters: `limit`, `cursor`; newest first.
+    pub async fn api_key_usage_with(
+        &self,
+        id: Uuid,
+        query: &[(&str, Option<String>)],
+    ) -> Result<Collection<UsageView>, Error> {
+        let path = Self::query(&format!("/api/v1/api-keys/{id}/usage"), query);
+        self.call(self.request(Method::GET, &path)).await
     }
 
     /// `GET /api/v1/audit-events` with filters: `action`, `limit`, `cursor`.
