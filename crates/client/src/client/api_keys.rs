@@ -10,6 +10,18 @@ impl Client {
             .await
     }
 
+    /// [`Client::create_api_key`] with an optional `Idempotency-Key`, answering with the headers
+    /// (`Location`). The plaintext key is never replayed: a retry with the same key answers
+    /// `409 idempotency_secret_not_replayable`.
+    pub async fn create_api_key_with(
+        &self,
+        k: &CreateApiKeyRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Response<ApiKeyCreated>, Error> {
+        let req = self.json(Method::POST, "/api/v1/api-keys", k);
+        self.send(Self::idempotency_key(req, idempotency_key)).await
+    }
+
     /// `GET /api/v1/api-keys` with filters: `status`, `name`, `limit`, `cursor`.
     pub async fn list_api_keys(
         &self,
@@ -22,6 +34,17 @@ impl Client {
     pub async fn get_api_key(&self, id: Uuid) -> Result<Response<ApiKeyView>, Error> {
         self.send(self.request(Method::GET, &format!("/api/v1/api-keys/{id}")))
             .await
+    }
+
+    /// A conditional `GET` (`If-None-Match: etag`): `None` when the key still has that ETag
+    /// (`304 Not Modified`), else the key as [`Client::get_api_key`] answers it.
+    pub async fn get_api_key_if_none_match(
+        &self,
+        id: Uuid,
+        etag: &str,
+    ) -> Result<Option<Response<ApiKeyView>>, Error> {
+        let path = format!("/api/v1/api-keys/{id}");
+        self.get_if_none_match(&path, etag).await
     }
 
     async fn key_action<B: Serialize + ?Sized, T: DeserializeOwned>(

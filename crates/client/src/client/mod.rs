@@ -247,10 +247,27 @@ impl Client {
         })
     }
 
-    /// `GET` of a path the API handed out (a [`Response::next_link`], a `Location`), decoded
-    /// as `T`.
+    /// `GET` of any path, decoded as `T` with the answer's headers: for paths the API handed
+    /// out (a [`Response::next_link`], a `Location`) and reads whose headers matter.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Response<T>, Error> {
         self.send(self.request(Method::GET, path)).await
+    }
+
+    /// A conditional `GET` of `path`: `None` on `304 Not Modified`.
+    async fn get_if_none_match<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        etag: &str,
+    ) -> Result<Option<Response<T>>, Error> {
+        let res = self
+            .request(Method::GET, path)
+            .header(header::IF_NONE_MATCH, etag)
+            .send()
+            .await?;
+        if res.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        Self::decode(res).await.map(Some)
     }
 
     async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, Error> {

@@ -43,15 +43,8 @@ impl Client {
         id: Uuid,
         etag: &str,
     ) -> Result<Option<Response<PackageView>>, Error> {
-        let res = self
-            .request(Method::GET, &format!("/api/v1/packages/{id}"))
-            .header(header::IF_NONE_MATCH, etag)
-            .send()
-            .await?;
-        if res.status() == StatusCode::NOT_MODIFIED {
-            return Ok(None);
-        }
-        Self::decode(res).await.map(Some)
+        let path = format!("/api/v1/packages/{id}");
+        self.get_if_none_match(&path, etag).await
     }
 
     pub async fn patch_package(
