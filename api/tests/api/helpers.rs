@@ -1,8 +1,10 @@
 use depot_api::bootstrap::Adapters;
 use depot_api::settings::{QueueKind, Settings};
 use depot_api::startup::Application;
+use depot_client::wire::{ApiKeyCreated, CreateApiKeyRequest, OperationView, Problem};
 use sea_orm::{ConnectionTrait, Database};
 use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub struct TestApp {
@@ -199,31 +201,36 @@ impl TestApp {
         self.depot().with_api_key(key)
     }
 
+    /// Creates a key (with the admin secret) from this request.
+    pub async fn create_key_with(&self, request: &CreateApiKeyRequest) -> ApiKeyCreated {
+        self.admin_depot()
+            .create_api_key(request)
+            .await
+            .unwrap_or_else(|e| panic!("creating a key: {e}"))
+    }
+
+    /// Creates a key named "test key" with these scopes and the default lifetime.
+    pub async fn key_with_scopes(&self, scopes: &[&str]) -> ApiKeyCreated {
+        self.create_key_with(&key_request(scopes)).await
+    }
+
     /// Creates a key with these scopes (and extra fields of the request); returns (id,
     /// plaintext key).
     pub async fn create_key(&self, scopes: &[&str], extra: serde_json::Value) -> (String, String) {
-        let mut body = serde_json::json!({"name": "test key", "scopes": scopes});
+        let mut body = serde_json::to_value(key_request(scopes)).unwrap();
         if let serde_json::Value::Object(extra) = extra {
             body.as_object_mut().unwrap().extend(extra);
         }
-        let request: depot_client::wire::CreateApiKeyRequest =
-            serde_json::from_value(body).expect("a key request");
-        let created = self
-            .admin_depot()
-            .create_api_key(&request)
-            .await
-            .unwrap_or_else(|e| panic!("creating a key: {e}"));
+        let request: CreateApiKeyRequest = serde_json::from_value(body).expect("a key request");
+        let created = self.create_key_with(&request).await;
         (created.api_key.id.to_string(), created.key)
     }
 
     /// A key holding every package and operation scope.
     pub async fn writer_key(&self) -> String {
-        self.create_key(
-            &["packages:read", "packages:write", "operations:read"],
-            serde_json::json!({}),
-        )
-        .await
-        .1
+        self.key_with_scopes(&["packages:read", "packages:write", "operations:read"])
+            .await
+            .key
     }
 
     /// A request with an API key.
@@ -317,4 +324,77 @@ pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> 
         "{body}"
     );
     body
+}
+
+/// The same checks for a raw answer, its problem read through the wire type.
+pub async fn assert_raw_problem(res: reqwest::Response, status: u16, code: &str) -> Problem {
+    let body = assert_problem(res, status, code).await;
+    serde_json::from_value(body).expect("a problem document")
+}
+
+/// Asserts that a typed call failed with a problem+json answer of this status and code (the
+/// wire type requires `type` and `title`); returns the problem.
+pub fn assert_api_problem<T: std::fmt::Debug>(
+    result: Result<T, depot_client::Error>,
+    status: u16,
+    code: &str,
+) -> Problem {
+    let e = match result {
+        Ok(answer) => panic!("expected a {status} {code} problem, got {answer:?}"),
+        Err(e) => e,
+    };
+    assert_eq!(e.status(), Some(status), "status: {e}");
+    assert_eq!(e.status_and_code(), Some((status, code)), "{e}");
+    let ct = e
+        .headers()
+        .and_then(|h| h.get(reqwest::header::CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type {ct}"
+    );
+    e.problem().cloned().unwrap()
+}
+
+/// The fields a validation problem names, in order.
+pub fn fields(problem: &Problem) -> Vec<&str> {
+    problem.errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+/// A key request named "test key" with these scopes and nothing else.
+pub fn key_request(scopes: &[&str]) -> CreateApiKeyRequest {
+    CreateApiKeyRequest {
+        name: "test key".into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Polls an operation until it is final (at most 20 s).
+pub async fn wait_final(depot: &depot_client::Client, op_id: Uuid) -> OperationView {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let op = depot.get_operation(op_id).await.unwrap();
+        if op.status.is_final() {
+            return op;
+        }
+        assert!(Instant::now() < deadline, "operation still {op:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`wait_final`] for the tests that still read operations as JSON: with an API key, the
+/// operation as a `serde_json::Value`.
+pub async fn wait_final_json(app: &TestApp, key: &str, op_id: &str) -> serde_json::Value {
+    let op_id = op_id.parse().expect("an operation id");
+    serde_json::to_value(wait_final(&app.depot_with_key(key), op_id).await).unwrap()
+}
+
+/// A problem's `detail`, which must be there.
+pub fn detail(problem: &Problem) -> &str {
+    problem
+        .detail
+        .as_deref()
+        .unwrap_or_else(|| panic!("a detail: {problem:?}"))
 }

@@ -1,7 +1,7 @@
 //! The `http` executor against a local HTTP server started by the test (never the internet).
 
+use crate::helpers::wait_final_json as wait_final;
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::packages::wait_final;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use reqwest::Method;
 use serde_json::{Value, json};

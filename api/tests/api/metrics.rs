@@ -1,5 +1,5 @@
 use crate::helpers::spawn_app;
-use crate::packages::wait_final;
+use crate::helpers::wait_final_json as wait_final;
 use reqwest::Method;
 use serde_json::{Value, json};
 

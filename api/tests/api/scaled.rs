@@ -3,8 +3,8 @@
 //! SQLite run and run by `scripts/test.sh` with `--include-ignored` in the PostgreSQL + RabbitMQ
 //! run, where a missing service fails them.
 
+use crate::helpers::wait_final_json as wait_final;
 use crate::helpers::{TestApp, amqp_url, postgres_url, spawn_app_with};
-use crate::packages::wait_final;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::process::{Child, Command};

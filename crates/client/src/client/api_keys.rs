@@ -10,6 +10,18 @@ impl Client {
             .await
     }
 
+    /// [`Client::create_api_key`] with an optional `Idempotency-Key`, answering with the headers
+    /// (`Location`). The plaintext key is never replayed: a retry with the same key answers
+    /// `409 idempotency_secret_not_replayable`.
+    pub async fn create_api_key_with(
+        &self,
+        k: &CreateApiKeyRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Response<ApiKeyCreated>, Error> {
+        let req = self.json(Method::POST, "/api/v1/api-keys", k);
+        self.send(Self::idempotency_key(req, idempotency_key)).await
+    }
+
     /// `GET /api/v1/api-keys` with filters: `status`, `name`, `limit`, `cursor`.
     pub async fn list_api_keys(
         &self,
@@ -22,6 +34,17 @@ impl Client {
     pub async fn get_api_key(&self, id: Uuid) -> Result<Response<ApiKeyView>, Error> {
         self.send(self.request(Method::GET, &format!("/api/v1/api-keys/{id}")))
             .await
+    }
+
+    /// A conditional `GET` (`If-None-Match: etag`): `None` when the key still has that ETag
+    /// (`304 Not Modified`), else the key as [`Client::get_api_key`] answers it.
+    pub async fn get_api_key_if_none_match(
+        &self,
+        id: Uuid,
+        etag: &str,
+    ) -> Result<Option<Response<ApiKeyView>>, Error> {
+        let path = format!("/api/v1/api-keys/{id}");
+        self.get_if_none_match(&path, etag).await
     }
 
     async fn key_action<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -81,8 +104,17 @@ impl Client {
     }
 
     pub async fn api_key_usage(&self, id: Uuid) -> Result<Collection<UsageView>, Error> {
-        self.call(self.request(Method::GET, &format!("/api/v1/api-keys/{id}/usage")))
-            .await
+        self.api_key_usage_with(id, &[]).await
+    }
+
+    /// `GET /api/v1/api-keys/{id}/usage` with filters: `limit`, `cursor`; newest first.
+    pub async fn api_key_usage_with(
+        &self,
+        id: Uuid,
+        query: &[(&str, Option<String>)],
+    ) -> Result<Collection<UsageView>, Error> {
+        let path = Self::query(&format!("/api/v1/api-keys/{id}/usage"), query);
+        self.call(self.request(Method::GET, &path)).await
     }
 
     /// `GET /api/v1/audit-events` with filters: `action`, `limit`, `cursor`.

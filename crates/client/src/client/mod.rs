@@ -40,9 +40,15 @@ impl std::fmt::Debug for Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The server answered with a problem document.
+    /// The server answered with a problem document; `status` and `headers` are the answer's
+    /// (its HTTP status, which the problem's `status` repeats; `Content-Type`, `Retry-After`,
+    /// `WWW-Authenticate`, …).
     #[error("{} {}: {}", .problem.status, .problem.code, .problem.detail.as_deref().unwrap_or(""))]
-    Api { problem: Box<Problem> },
+    Api {
+        problem: Box<Problem>,
+        status: u16,
+        headers: Box<header::HeaderMap>,
+    },
     /// The server could not be reached, or the connection broke.
     #[error("cannot reach Depot: {0}")]
     Transport(#[from] reqwest::Error),
@@ -55,7 +61,23 @@ impl Error {
     /// The problem document, when the server sent one.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
-            Error::Api { problem } => Some(problem),
+            Error::Api { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the answer, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } | Error::Unexpected { status, .. } => Some(*status),
+            Error::Transport(e) => e.status().map(|s| s.as_u16()),
+        }
+    }
+
+    /// The headers of the answer that carried the problem document.
+    pub fn headers(&self) -> Option<&header::HeaderMap> {
+        match self {
+            Error::Api { headers, .. } => Some(headers),
             _ => None,
         }
     }
@@ -76,6 +98,27 @@ pub struct Response<T> {
     pub body: T,
 }
 
+impl<T> Response<T> {
+    /// The target of the `Link: <…>; rel="next"` header of a collection page (a path with its
+    /// query), to fetch with [`Client::get`]; `None` on the last page.
+    pub fn next_link(&self) -> Option<String> {
+        self.headers
+            .get_all(header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .find(|link| {
+                link.split(';')
+                    .skip(1)
+                    .any(|param| param.trim() == "rel=\"next\"")
+            })
+            .and_then(|link| {
+                let target = link.trim().strip_prefix('<')?;
+                Some(target[..target.find('>')?].to_owned())
+            })
+    }
+}
+
 /// A typed client of one Depot.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -85,10 +128,12 @@ pub struct Client {
     poll_interval: Duration,
 }
 
-fn status_error(status: StatusCode, bytes: &[u8]) -> Error {
+fn status_error(status: StatusCode, headers: header::HeaderMap, bytes: &[u8]) -> Error {
     match serde_json::from_slice::<Problem>(bytes) {
         Ok(problem) => Error::Api {
             problem: Box::new(problem),
+            status: status.as_u16(),
+            headers: Box::new(headers),
         },
         Err(_) => Error::Unexpected {
             status: status.as_u16(),
@@ -166,12 +211,16 @@ impl Client {
         &self,
         req: RequestBuilder,
     ) -> Result<Response<T>, Error> {
-        let res = req.send().await?;
+        Self::decode(req.send().await?).await
+    }
+
+    /// Decodes an answer as [`Client::send`] does.
+    async fn decode<T: DeserializeOwned>(res: reqwest::Response) -> Result<Response<T>, Error> {
         let status = res.status();
         let headers = res.headers().clone();
         let bytes = res.bytes().await?;
         if !status.is_success() {
-            return Err(status_error(status, &bytes));
+            return Err(status_error(status, headers, &bytes));
         }
         // A 204 (or an empty 2xx) decodes as JSON `null`, which `()` accepts.
         let body = if bytes.is_empty() {
@@ -198,6 +247,29 @@ impl Client {
         })
     }
 
+    /// `GET` of any path, decoded as `T` with the answer's headers: for paths the API handed
+    /// out (a [`Response::next_link`], a `Location`) and reads whose headers matter.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Response<T>, Error> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    /// A conditional `GET` of `path`: `None` on `304 Not Modified`.
+    async fn get_if_none_match<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        etag: &str,
+    ) -> Result<Option<Response<T>>, Error> {
+        let res = self
+            .request(Method::GET, path)
+            .header(header::IF_NONE_MATCH, etag)
+            .send()
+            .await?;
+        if res.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        Self::decode(res).await.map(Some)
+    }
+
     async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, Error> {
         Ok(self.send(req).await?.body)
     }
@@ -209,6 +281,13 @@ impl Client {
     fn if_match(req: RequestBuilder, etag: Option<&str>) -> RequestBuilder {
         match etag {
             Some(tag) => req.header(header::IF_MATCH, tag),
+            None => req,
+        }
+    }
+
+    fn idempotency_key(req: RequestBuilder, key: Option<&str>) -> RequestBuilder {
+        match key {
+            Some(key) => req.header("Idempotency-Key", key),
             None => req,
         }
     }
@@ -226,5 +305,46 @@ impl Client {
         } else {
             format!("{path}?{qs}")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_links(links: &[&str]) -> Response<()> {
+        let mut headers = header::HeaderMap::new();
+        for l in links {
+            headers.append(header::LINK, l.parse().unwrap());
+        }
+        Response {
+            status: 200,
+            etag: None,
+            location: None,
+            headers,
+            body: (),
+        }
+    }
+
+    #[test]
+    fn next_link_is_the_rel_next_target() {
+        let next = "</api/v1/packages?limit=1&cursor=abc>; rel=\"next\"";
+        assert_eq!(
+            with_links(&[next]).next_link().as_deref(),
+            Some("/api/v1/packages?limit=1&cursor=abc")
+        );
+        let both = "</a?page=1>; rel=\"prev\", </a?page=3>; rel=\"next\"";
+        assert_eq!(
+            with_links(&[both]).next_link().as_deref(),
+            Some("/a?page=3")
+        );
+        assert_eq!(
+            with_links(&["</a>; rel=\"prev\"", "</b>; rel=\"next\""])
+                .next_link()
+                .as_deref(),
+            Some("/b")
+        );
+        assert_eq!(with_links(&["</a?page=1>; rel=\"prev\""]).next_link(), None);
+        assert_eq!(with_links(&[]).next_link(), None);
     }
 }

@@ -10,6 +10,18 @@ impl Client {
             .await
     }
 
+    /// [`Client::create_package`] with an optional `Idempotency-Key` (a UUID: a retry with the
+    /// same key and body replays the first answer), answering with the headers (`Location`,
+    /// `Idempotent-Replayed: true` on a replay).
+    pub async fn create_package_with(
+        &self,
+        p: &CreatePackageRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Response<PackageView>, Error> {
+        let req = self.json(Method::POST, "/api/v1/packages", p);
+        self.send(Self::idempotency_key(req, idempotency_key)).await
+    }
+
     /// `GET /api/v1/packages` with filters: `status`, `name` (prefix), `sort`, `limit`, `cursor`.
     pub async fn list_packages(
         &self,
@@ -22,6 +34,17 @@ impl Client {
     pub async fn get_package(&self, id: Uuid) -> Result<Response<PackageView>, Error> {
         self.send(self.request(Method::GET, &format!("/api/v1/packages/{id}")))
             .await
+    }
+
+    /// A conditional `GET` (`If-None-Match: etag`): `None` when the package still has that
+    /// ETag (`304 Not Modified`), else the package as [`Client::get_package`] answers it.
+    pub async fn get_package_if_none_match(
+        &self,
+        id: Uuid,
+        etag: &str,
+    ) -> Result<Option<Response<PackageView>>, Error> {
+        let path = format!("/api/v1/packages/{id}");
+        self.get_if_none_match(&path, etag).await
     }
 
     pub async fn patch_package(
@@ -46,6 +69,21 @@ impl Client {
             &format!("/api/v1/packages/{id}/{}", kind.as_str()),
         ))
         .await
+    }
+
+    /// [`Client::start`] with an optional `Idempotency-Key` (a retried start answers the same
+    /// operation), answering with the headers (`Location` of the operation, `Retry-After`).
+    pub async fn start_with(
+        &self,
+        id: Uuid,
+        kind: OperationKind,
+        idempotency_key: Option<&str>,
+    ) -> Result<Response<OperationView>, Error> {
+        let req = self.request(
+            Method::POST,
+            &format!("/api/v1/packages/{id}/{}", kind.as_str()),
+        );
+        self.send(Self::idempotency_key(req, idempotency_key)).await
     }
 
     // --- operations ---------------------------------------------------------------------
@@ -81,8 +119,9 @@ impl Client {
             .await?;
         let status = res.status();
         if !status.is_success() {
+            let headers = res.headers().clone();
             let bytes = res.bytes().await?;
-            return Err(status_error(status, &bytes));
+            return Err(status_error(status, headers, &bytes));
         }
         let chunks = res.bytes_stream();
         let state = (
