@@ -1,5 +1,5 @@
 //! The wiring: what Depot is made of. Each component has a room (`packages/`, `api_keys/`,
-//! `accounts/`, `passwords/`) with its route table and its state; this file lists them both.
+//! `accounts/`, `passwords/`) with its route table, its state and its jobs; this file lists them.
 //! `bootstrap` builds the adapters and services this file hands to the rooms, and `startup`
 //! serves the result (see docs/ARCHITECTURE.md for a request's and an operation's path).
 
@@ -28,6 +28,14 @@ pub fn route_table() -> Vec<Route> {
         packages::routes::routes(),
     ]
     .concat()
+}
+
+/// The jobs a worker runs, each room's (a room without queued work adds none).
+pub fn jobs(
+    settings: &Settings,
+    adapters: &Adapters,
+) -> Result<Vec<Arc<dyn crate::worker::JobHandler>>, crate::bootstrap::StartupError> {
+    packages::jobs::jobs(settings, adapters)
 }
 
 /// The OpenAPI document: the route table's, with what the rooms add that derived schemas

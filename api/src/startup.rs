@@ -122,21 +122,18 @@ impl Application {
     }
 }
 
-/// The job handlers every worker runs. Components add theirs here.
+/// A worker running every room's jobs (listed in `app::jobs`).
 pub fn worker_for(settings: &Settings, adapters: &Adapters) -> Result<Worker, StartupError> {
-    let runner = bootstrap::operation_runner(settings, adapters)?;
-    Ok(Worker::new(
+    let worker = Worker::new(
         adapters.consumer.clone(),
         settings.worker.concurrency,
         settings.queue.prefetch,
     )
     .max_deliveries(settings.queue.max_deliveries)
-    .metrics(adapters.metrics.clone())
-    .register(Arc::new(crate::packages::jobs::OperationJob {
-        runner,
-        metrics: adapters.metrics.clone(),
-        watch: adapters.operation_watch.clone(),
-    })))
+    .metrics(adapters.metrics.clone());
+    Ok(crate::app::jobs(settings, adapters)?
+        .into_iter()
+        .fold(worker, Worker::register))
 }
 
 /// Embedded mode: the in-process queue did not survive a restart, so unfinished operations are

@@ -5,6 +5,18 @@ use async_trait::async_trait;
 use depot_core::queue::Message;
 use std::sync::Arc;
 
+/// The packages room's jobs.
+pub fn jobs(
+    settings: &crate::settings::Settings,
+    adapters: &crate::bootstrap::Adapters,
+) -> Result<Vec<Arc<dyn JobHandler>>, crate::bootstrap::StartupError> {
+    Ok(vec![Arc::new(OperationJob {
+        runner: crate::bootstrap::operation_runner(settings, adapters)?,
+        metrics: adapters.metrics.clone(),
+        watch: adapters.operation_watch.clone(),
+    })])
+}
+
 /// Runs package operations from the `operations` queue.
 pub struct OperationJob {
     pub runner: Arc<depot_packages::runner::OperationRunner>,
