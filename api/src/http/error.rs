@@ -239,6 +239,10 @@ impl From<depot_api_keys::ApiKeyError> for ApiError {
             E::PreconditionFailed => ApiError::PreconditionFailed {
                 detail: "the resource has changed since it was read (If-Match)".into(),
             },
+            E::CannotGrant { reason, .. } => ApiError::Refused {
+                code: "insufficient_scope",
+                detail: reason,
+            },
             E::Repo(r) => r.into(),
         }
     }

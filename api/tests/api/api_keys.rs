@@ -344,7 +344,11 @@ async fn a_keys_rate_limit_answers_429_with_headers() {
 #[tokio::test]
 async fn admin_keys_manage_keys_too() {
     let app = spawn_app().await;
-    let admin_key = app.key_with_scopes(&["api_keys:admin"]).await.key;
+    // It grants only what it holds (see a_key_administrator_cannot_mint_more_than_it_holds).
+    let admin_key = app
+        .key_with_scopes(&["api_keys:admin", "packages:read"])
+        .await
+        .key;
     let res = app
         .depot_with_key(&admin_key)
         .create_api_key_with(
@@ -755,4 +759,66 @@ async fn graceful_shutdown_flushes_pending_usage() {
         records.items.len()
     );
     assert_eq!(records.items.len(), 5);
+}
+
+/// The review's escalation: a key with `api_keys:admin` minted a `users:admin` key, which then
+/// promoted a user to administrator. A principal grants only what it holds, and `users:admin`
+/// only the admin secret or an administrator user grants.
+#[tokio::test]
+async fn a_key_administrator_cannot_mint_more_than_it_holds() {
+    let app = spawn_app().await;
+    let key_admin = app
+        .key_with_scopes(&["api_keys:admin", "packages:read"])
+        .await;
+    let depot = app.depot_with_key(&key_admin.key);
+    // A subset of its own scopes: allowed.
+    depot
+        .create_api_key(&key_request(&["packages:read"]))
+        .await
+        .unwrap();
+    for (scopes, named) in [
+        (&["users:admin"][..], "users:admin"),
+        (&["packages:read", "packages:write"][..], "packages:write"),
+        (
+            &["api_keys:admin", "operations:read"][..],
+            "operations:read",
+        ),
+    ] {
+        let e = depot
+            .create_api_key(&key_request(scopes))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status_and_code(), Some((403, "insufficient_scope")));
+        let detail = e.problem().unwrap().detail.clone().unwrap();
+        assert!(detail.contains(named), "{detail}");
+    }
+    // Holding users:admin is not enough for a key: it cannot hand it on.
+    let holder = app
+        .key_with_scopes(&["api_keys:admin", "users:admin"])
+        .await;
+    let e = app
+        .depot_with_key(&holder.key)
+        .create_api_key(&key_request(&["users:admin"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status_and_code(), Some((403, "insufficient_scope")));
+    // Rotating or reactivating a stronger key is handing out its scopes again.
+    let strong = app.key_with_scopes(&["packages:write"]).await;
+    let e = depot
+        .rotate_api_key(strong.api_key.id, &RotateRequest::default(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status_and_code(), Some((403, "insufficient_scope")));
+    let admin = app.admin_depot();
+    admin.revoke_api_key(strong.api_key.id, None).await.unwrap();
+    let e = depot
+        .reactivate_api_key(strong.api_key.id, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status_and_code(), Some((403, "insufficient_scope")));
+    // The admin secret grants anything.
+    admin
+        .create_api_key(&key_request(&["users:admin"]))
+        .await
+        .unwrap();
 }

@@ -10,9 +10,44 @@ use crate::ports::{
 };
 use crate::verifier::Verifier;
 use chrono::{DateTime, Duration, Utc};
-use depot_core::{Clock, Page, PageRequest, Principal, RepoError, ValidationError};
+use depot_core::{
+    Clock, Page, PageRequest, Permission, Principal, PrincipalKind, RepoError, ValidationError,
+};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// Whether `principal` may hand out a key holding `scopes` (on create, rotate and reactivate):
+/// the admin secret grants anything; anyone else only scopes it holds itself, and `users:admin`
+/// (which can make administrators) only an administrator user does.
+pub fn check_grant(
+    principal: &Principal,
+    scopes: &BTreeSet<Permission>,
+) -> Result<(), ApiKeyError> {
+    if principal.kind == PrincipalKind::Admin {
+        return Ok(());
+    }
+    for scope in scopes {
+        if !principal.scopes.contains(scope) {
+            return Err(ApiKeyError::CannotGrant {
+                scope: *scope,
+                reason: format!(
+                    "a key with `{scope}` can only be issued by a principal holding `{scope}`"
+                ),
+            });
+        }
+        if *scope == Permission::UsersAdmin && !matches!(principal.kind, PrincipalKind::User { .. })
+        {
+            return Err(ApiKeyError::CannotGrant {
+                scope: *scope,
+                reason: "a key with `users:admin` can only be issued by the admin secret or an \
+                         administrator user"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
@@ -26,6 +61,12 @@ pub enum ApiKeyError {
     /// `If-Match` names a revision that is no longer current.
     #[error("the key has changed since it was read")]
     PreconditionFailed,
+    /// The caller may not grant this scope (see [`check_grant`]).
+    #[error("{reason}")]
+    CannotGrant {
+        scope: depot_core::Permission,
+        reason: String,
+    },
     #[error("storage failed")]
     Repo(#[source] RepoError),
 }
@@ -191,9 +232,11 @@ impl ApiKeyService {
         if let Some(e) = ValidationError::from_errors(errors) {
             return Err(e.into());
         }
+        let scopes = scopes.expect("checked");
+        check_grant(&actor.principal, &scopes)?;
         let (new, plain) = self.new_key(
             name.expect("checked").into_string(),
-            scopes.expect("checked"),
+            scopes,
             rate.expect("checked"),
             expiry.expect("checked"),
             None,
@@ -276,6 +319,7 @@ impl ApiKeyService {
     ) -> Result<ApiKey, ApiKeyError> {
         let key = self.repo.get(id).await?;
         Self::check_revision(&key, if_match)?;
+        check_grant(&actor.principal, &key.scopes)?;
         let now = self.clock.now();
         if key.revoked_at.is_none() {
             return Err(ApiKeyError::Conflict(format!(
@@ -345,6 +389,7 @@ impl ApiKeyService {
         }
         let old = self.repo.get(id).await?;
         Self::check_revision(&old, if_match)?;
+        check_grant(&actor.principal, &old.scopes)?;
         let now = self.clock.now();
         match old.status(now) {
             KeyStatus::Active => {}
@@ -492,6 +537,86 @@ mod tests {
         let fields: Vec<&str> = v.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["name", "scopes[0]", "rate_limit_per_minute"]);
         assert_eq!(store.audit_actions(), ["api_key.create"]);
+    }
+
+    fn key_actor(scopes: &[Permission]) -> Actor {
+        Actor {
+            principal: Principal {
+                kind: PrincipalKind::ApiKey {
+                    key_id: Uuid::now_v7(),
+                },
+                scopes: scopes.iter().copied().collect(),
+            },
+            client_ip: None,
+        }
+    }
+
+    fn request(scopes: &[&str]) -> CreateKey {
+        CreateKey {
+            name: "minted".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn refused_scope(r: Result<impl std::fmt::Debug, ApiKeyError>) -> Permission {
+        match r {
+            Err(ApiKeyError::CannotGrant { scope, .. }) => scope,
+            other => panic!("expected CannotGrant, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_principal_grants_only_scopes_it_holds_and_users_admin_never_by_key() {
+        use Permission::*;
+        let (store, svc) = service();
+        let key_admin = key_actor(&[ApiKeysAdmin, PackagesRead]);
+        // A subset of its own scopes: fine.
+        svc.create(&key_admin, request(&["packages:read"]))
+            .await
+            .unwrap();
+        // A scope it lacks, named in the refusal.
+        let r = svc
+            .create(&key_admin, request(&["packages:read", "packages:write"]))
+            .await;
+        assert_eq!(refused_scope(r), PackagesWrite);
+        // users:admin makes administrators: not from a key, even one holding it.
+        let holder = key_actor(&[ApiKeysAdmin, UsersAdmin]);
+        let r = svc.create(&holder, request(&["users:admin"])).await;
+        assert_eq!(refused_scope(r), UsersAdmin);
+        // An administrator user and the admin secret may.
+        let admin_user = Actor {
+            principal: Principal {
+                kind: PrincipalKind::User {
+                    user_id: Uuid::now_v7(),
+                },
+                scopes: Permission::ALL.into_iter().collect(),
+            },
+            client_ip: None,
+        };
+        svc.create(&admin_user, request(&["users:admin"]))
+            .await
+            .unwrap();
+        let (strong, _) = svc
+            .create(&admin(), request(&["users:admin", "packages:write"]))
+            .await
+            .unwrap();
+        // Rotating or reactivating a key hands out its scopes again: the same rule.
+        let r = svc.rotate(&key_admin, strong.id, 0, None).await;
+        assert_eq!(refused_scope(r), PackagesWrite);
+        svc.revoke(&admin(), strong.id, None).await.unwrap();
+        let r = svc.reactivate(&holder, strong.id, None).await;
+        assert_eq!(refused_scope(r), PackagesWrite);
+        // Nothing was written by the refused calls.
+        assert_eq!(
+            store.audit_actions(),
+            [
+                "api_key.create",
+                "api_key.create",
+                "api_key.create",
+                "api_key.revoke"
+            ]
+        );
     }
 
     #[tokio::test]
