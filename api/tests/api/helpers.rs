@@ -179,13 +179,6 @@ impl TestApp {
         launch(app, settings, self.resources.clone())
     }
 
-    /// A request authenticated with the admin secret.
-    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .header("X-Admin-Secret", &self.admin_secret)
-    }
-
     /// The typed client of this app, without credentials.
     pub fn depot(&self) -> depot_client::Client {
         depot_client::Client::with_http(self.client.clone(), &self.address)
