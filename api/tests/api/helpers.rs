@@ -415,13 +415,6 @@ pub async fn wait_final(depot: &depot_client::Client, op_id: Uuid) -> OperationV
     }
 }
 
-/// [`wait_final`] for the tests that still read operations as JSON: with an API key, the
-/// operation as a `serde_json::Value`.
-pub async fn wait_final_json(app: &TestApp, key: &str, op_id: &str) -> serde_json::Value {
-    let op_id = op_id.parse().expect("an operation id");
-    serde_json::to_value(wait_final(&app.depot_with_key(key), op_id).await).unwrap()
-}
-
 /// A problem's `detail`, which must be there.
 pub fn detail(problem: &Problem) -> &str {
     problem
