@@ -204,6 +204,7 @@ async fn requests_succeed_while_the_broker_is_away_and_the_work_completes_after(
     let depot = app.depot_with_key(&app.writer_key().await);
 
     proxy.cut();
+    // Readiness has no wire type (nor a typed call): its status is read raw.
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.get("/health/ready").await.status() != 503 {
         assert!(
