@@ -1,167 +1,186 @@
 //! Accounts: registration, login, access tokens, refresh-token rotation and reuse detection,
 //! throttling, user administration, bearer tokens on protected routes, the `depot users` CLI.
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_api_problem, assert_raw_problem_text, fields, key_request, spawn_app,
+    spawn_app_with, status_of,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use depot_client::wire::{
+    Collection, CreateApiKeyRequest, CreatePackageRequest, CredentialsRequest, PatchUserRequest,
+    RefreshRequest, Role, TokenResponse, UserView, WhoAmI,
+};
+use depot_client::{Error, Response};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use reqwest::Method;
-use serde_json::{Value, json};
+use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+const ME: &str = "/api/v1/users/me";
+const JWKS: &str = "/.well-known/jwks.json";
+
+pub fn credentials(email: &str, password: &str) -> CredentialsRequest {
+    CredentialsRequest {
+        email: email.into(),
+        password: password.into(),
+    }
+}
+
+/// The sign-in calls go through the client's transport with the wire types, for the answer's
+/// status and headers (the typed `register`, `login` and `refresh` answer the body alone).
 impl TestApp {
-    pub async fn register(&self, email: &str, password: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/v1/auth/register"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .unwrap()
+    /// `POST /api/v1/auth/register`, with the answer's status and headers (`Location`).
+    pub async fn register(&self, email: &str, password: &str) -> Result<Response<UserView>, Error> {
+        let depot = self.depot();
+        let req = depot.request(Method::POST, "/api/v1/auth/register");
+        depot.send(req.json(&credentials(email, password))).await
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+    /// `POST /api/v1/auth/login`, with the answer's status and headers.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Response<TokenResponse>, Error> {
         self.login_from(email, password, None).await
     }
 
+    /// [`TestApp::login`] as if through a proxy, from `forwarded_for` (`X-Forwarded-For`, a
+    /// header the client does not send).
     pub async fn login_from(
         &self,
         email: &str,
         password: &str,
         forwarded_for: Option<&str>,
-    ) -> reqwest::Response {
-        let mut req = self
-            .client
-            .post(self.url("/api/v1/auth/login"))
-            .json(&json!({"email": email, "password": password}));
+    ) -> Result<Response<TokenResponse>, Error> {
+        let depot = self.depot();
+        let mut req = depot.request(Method::POST, "/api/v1/auth/login");
         if let Some(ip) = forwarded_for {
             req = req.header("X-Forwarded-For", ip);
         }
-        req.send().await.unwrap()
+        depot.send(req.json(&credentials(email, password))).await
     }
 
     /// Registers and logs in; returns the token response.
-    pub async fn signed_in_user(&self, email: &str) -> Value {
-        let res = self.register(email, PASSWORD).await;
-        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-        let res = self.login(email, PASSWORD).await;
-        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-        res.json().await.unwrap()
+    pub async fn signed_in_user(&self, email: &str) -> TokenResponse {
+        let res = self.register(email, PASSWORD).await.unwrap();
+        assert_eq!(res.status, 201, "{res:?}");
+        let res = self.login(email, PASSWORD).await.unwrap();
+        assert_eq!(res.status, 200, "{res:?}");
+        res.body
     }
 
-    pub async fn refresh(&self, token: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/v1/auth/refresh"))
-            .json(&json!({"refresh_token": token}))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub fn with_token(&self, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(token)
+    /// `POST /api/v1/auth/refresh`, with the answer's status.
+    pub async fn refresh(&self, token: &str) -> Result<Response<TokenResponse>, Error> {
+        let depot = self.depot();
+        let req = depot.request(Method::POST, "/api/v1/auth/refresh");
+        let body = RefreshRequest {
+            refresh_token: token.into(),
+        };
+        depot.send(req.json(&body)).await
     }
 
     /// The id of the user these tokens belong to (`GET /users/me`).
-    pub async fn user_id(&self, tokens: &Value) -> String {
+    pub async fn user_id(&self, tokens: &TokenResponse) -> Uuid {
         let res = self
-            .with_token(Method::GET, "/api/v1/users/me", access(tokens))
-            .send()
+            .depot_with_token(&tokens.access_token)
+            .get::<UserView>(ME)
             .await
             .unwrap();
-        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-        res.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        assert_eq!(res.status, 200, "{res:?}");
+        res.body.id
     }
 
     /// Makes a registered user an administrator (with the admin secret).
-    pub async fn promote(&self, user_id: &str) {
+    pub async fn promote(&self, user_id: Uuid) {
         let res = self
-            .admin(Method::PATCH, &format!("/api/v1/users/{user_id}"))
-            .json(&json!({"role": "admin"}))
-            .send()
+            .admin_depot()
+            .patch_user(user_id, &role("admin"), None)
             .await
             .unwrap();
-        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        assert_eq!(res.status, 200, "{res:?}");
     }
 }
 
-fn access(tokens: &Value) -> &str {
-    tokens["access_token"].as_str().unwrap()
+fn role(role: &str) -> PatchUserRequest {
+    PatchUserRequest {
+        role: Some(role.into()),
+        ..Default::default()
+    }
 }
 
-fn refresh_token(tokens: &Value) -> &str {
-    tokens["refresh_token"].as_str().unwrap()
+fn disabled(disabled: bool) -> PatchUserRequest {
+    PatchUserRequest {
+        disabled: Some(disabled),
+        ..Default::default()
+    }
 }
 
+fn q(name: &'static str, value: impl ToString) -> (&'static str, Option<String>) {
+    (name, Some(value.to_string()))
+}
+
+/// The registration's answer is read raw as well: the test is about which members it carries.
 #[tokio::test]
 async fn register_login_me_refresh_and_logout() {
     let app = spawn_app().await;
-    let res = app.register("  Alice@Example.com ", PASSWORD).await;
+    let res = app
+        .depot()
+        .request(Method::POST, "/api/v1/auth/register")
+        .json(&credentials("  Alice@Example.com ", PASSWORD))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
-    let user: Value = res.json().await.unwrap();
-    assert_eq!(user["email"], "alice@example.com");
-    assert_eq!(user["role"], "user");
-    assert_eq!(
-        location,
-        format!("/api/v1/users/{}", user["id"].as_str().unwrap())
+    let body = res.text().await.unwrap();
+    assert!(!body.contains("\"password_hash\""), "{body}");
+    let user: UserView = serde_json::from_str(&body).unwrap();
+    assert_eq!(user.email, "alice@example.com");
+    assert_eq!(user.role, Role::User);
+    assert_eq!(location, format!("/api/v1/users/{}", user.id));
+
+    let res = app.login("alice@example.com", PASSWORD).await.unwrap();
+    assert_eq!(res.status, 200);
+    assert_eq!(res.headers["cache-control"], "no-store");
+    let tokens = res.body;
+    assert_eq!(tokens.token_type, "Bearer");
+    assert_eq!(tokens.expires_in, 900);
+    assert!(tokens.refresh_token.starts_with("dpr_"));
+
+    let user_depot = app.depot_with_token(&tokens.access_token);
+    let me = user_depot.me().await.unwrap();
+    assert_eq!(me.id, user.id);
+    assert!(me.has_password);
+    let who = user_depot.whoami().await.unwrap();
+    assert_eq!(who.kind, "user");
+    assert_eq!(who.id, Some(user.id));
+
+    let res = app.refresh(&tokens.refresh_token).await.unwrap();
+    assert_eq!(res.status, 200);
+    let rotated = res.body;
+    assert_ne!(rotated.refresh_token, tokens.refresh_token);
+    let res = app
+        .depot_with_token(&rotated.access_token)
+        .get::<UserView>(ME)
+        .await
+        .unwrap();
+    assert_eq!(res.status, 200);
+
+    let depot = app.depot();
+    let req = depot.request(Method::POST, "/api/v1/auth/logout");
+    let body = RefreshRequest {
+        refresh_token: rotated.refresh_token.clone(),
+    };
+    let res = depot.send::<()>(req.json(&body)).await.unwrap();
+    assert_eq!(res.status, 204);
+    assert_api_problem(
+        app.refresh(&rotated.refresh_token).await,
+        401,
+        "refresh_token_invalid",
     );
-    assert!(user.get("password_hash").is_none());
-
-    let res = app.login("alice@example.com", PASSWORD).await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["cache-control"], "no-store");
-    let tokens: Value = res.json().await.unwrap();
-    assert_eq!(tokens["token_type"], "Bearer");
-    assert_eq!(tokens["expires_in"], 900);
-    assert!(refresh_token(&tokens).starts_with("dpr_"));
-
-    let me: Value = app
-        .with_token(Method::GET, "/api/v1/users/me", access(&tokens))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["id"], user["id"]);
-    assert_eq!(me["has_password"], true);
-    let who: Value = app
-        .with_token(Method::GET, "/api/v1/auth/whoami", access(&tokens))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(who["kind"], "user");
-    assert_eq!(who["id"], user["id"]);
-
-    let res = app.refresh(refresh_token(&tokens)).await;
-    assert_eq!(res.status(), 200);
-    let rotated: Value = res.json().await.unwrap();
-    assert_ne!(refresh_token(&rotated), refresh_token(&tokens));
-    let res = app
-        .with_token(Method::GET, "/api/v1/users/me", access(&rotated))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-
-    let res = app
-        .client
-        .post(app.url("/api/v1/auth/logout"))
-        .json(&json!({"refresh_token": refresh_token(&rotated)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    let res = app.refresh(refresh_token(&rotated)).await;
-    assert_problem(res, 401, "refresh_token_invalid").await;
 }
 
 #[tokio::test]
@@ -180,7 +199,7 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
     assert_eq!(rows.len(), 1);
     let stored: Vec<u8> = rows[0].try_get("", "token_hash").unwrap();
     assert_eq!(stored.len(), 32, "a SHA-256, not the token");
-    let plain = refresh_token(&tokens).as_bytes();
+    let plain = tokens.refresh_token.as_bytes();
     assert!(!stored.windows(8).any(|w| plain.windows(8).any(|p| p == w)));
     let users = db
         .query_all_raw(Statement::from_string(
@@ -201,31 +220,29 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
 async fn a_reused_refresh_token_revokes_the_whole_family() {
     let app = spawn_app().await;
     let first = app.signed_in_user("reuse@example.com").await;
-    let second: Value = app
-        .refresh(refresh_token(&first))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second = app.refresh(&first.refresh_token).await.unwrap().body;
     // An attacker (or a confused client) presents the used token again.
-    let res = app.refresh(refresh_token(&first)).await;
-    assert_problem(res, 401, "refresh_token_reused").await;
+    assert_api_problem(
+        app.refresh(&first.refresh_token).await,
+        401,
+        "refresh_token_reused",
+    );
     // The legitimate holder's current token is revoked too.
-    let res = app.refresh(refresh_token(&second)).await;
-    assert_problem(res, 401, "refresh_token_invalid").await;
+    assert_api_problem(
+        app.refresh(&second.refresh_token).await,
+        401,
+        "refresh_token_invalid",
+    );
     // Another session of the same user is untouched.
-    let other: Value = app
-        .login("reuse@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(app.refresh(refresh_token(&other)).await.status(), 200);
-    let res = app.refresh("dpr_not-a-token").await;
-    assert_problem(res, 401, "refresh_token_invalid").await;
-    let res = app.refresh("").await;
-    let body = assert_problem(res, 422, "validation_failed").await;
-    assert_eq!(body["errors"][0]["field"], "refresh_token");
+    let other = app.login("reuse@example.com", PASSWORD).await.unwrap().body;
+    assert_eq!(status_of(&app.refresh(&other.refresh_token).await), 200);
+    assert_api_problem(
+        app.refresh("dpr_not-a-token").await,
+        401,
+        "refresh_token_invalid",
+    );
+    let p = assert_api_problem(app.refresh("").await, 422, "validation_failed");
+    assert_eq!(fields(&p)[0], "refresh_token");
 }
 
 #[tokio::test]
@@ -233,15 +250,15 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
     let app = spawn_app().await;
     app.signed_in_user("bob@example.com").await;
     let wrong = app.login("bob@example.com", "not the password!").await;
-    let wrong = assert_problem(wrong, 401, "credentials_invalid").await;
+    let wrong = assert_api_problem(wrong, 401, "credentials_invalid");
     let unknown = app.login("nobody@example.com", "not the password!").await;
-    let unknown = assert_problem(unknown, 401, "credentials_invalid").await;
-    assert_eq!(wrong["detail"], unknown["detail"]);
+    let unknown = assert_api_problem(unknown, 401, "credentials_invalid");
+    assert_eq!(wrong.detail, unknown.detail);
     // Both verify one argon2id hash, so they take comparable time. Alternating samples and
     // comparing the fastest of each keeps other tests' load out of the comparison.
     let time = async |email: &str| {
         let start = std::time::Instant::now();
-        app.login(email, "not the password!").await;
+        let _ = app.login(email, "not the password!").await;
         start.elapsed()
     };
     let (mut known, mut unknown) = (std::time::Duration::MAX, std::time::Duration::MAX);
@@ -255,36 +272,33 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
         "known {known:?} vs unknown {unknown:?}"
     );
 
-    let res = app.login("not-an-email", "").await;
-    let body = assert_problem(res, 422, "validation_failed").await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["email", "password"]);
+    let p = assert_api_problem(
+        app.login("not-an-email", "").await,
+        422,
+        "validation_failed",
+    );
+    assert_eq!(fields(&p), ["email", "password"]);
 }
 
 #[tokio::test]
 async fn registration_validates_and_can_be_turned_off() {
     let app = spawn_app().await;
     let res = app.register("carol@example.com", "short").await;
-    let body = assert_problem(res, 422, "validation_failed").await;
-    assert_eq!(body["errors"][0]["field"], "password");
+    let p = assert_api_problem(res, 422, "validation_failed");
+    assert_eq!(fields(&p)[0], "password");
     let res = app.register("carol", "x".repeat(129).as_str()).await;
-    let body = assert_problem(res, 422, "validation_failed").await;
-    assert_eq!(body["errors"].as_array().unwrap().len(), 2);
+    let p = assert_api_problem(res, 422, "validation_failed");
+    assert_eq!(p.errors.len(), 2);
     assert_eq!(
-        app.register("carol@example.com", PASSWORD).await.status(),
+        status_of(&app.register("carol@example.com", PASSWORD).await),
         201
     );
     let res = app.register("CAROL@example.com", PASSWORD).await;
-    assert_problem(res, 409, "conflict").await;
+    assert_api_problem(res, 409, "conflict");
 
     let closed = spawn_app_with(|s| s.accounts.registration_enabled = false).await;
     let res = closed.register("dave@example.com", PASSWORD).await;
-    assert_problem(res, 403, "registration_disabled").await;
+    assert_api_problem(res, 403, "registration_disabled");
 }
 
 #[tokio::test]
@@ -296,29 +310,35 @@ async fn repeated_failures_slow_the_account_down_per_client() {
         let res = app
             .login_from("erin@example.com", "guess guess guess", attacker)
             .await;
-        assert_eq!(res.status(), 401);
+        assert_eq!(status_of(&res), 401);
     }
     let res = app
         .login_from("erin@example.com", "guess guess guess", attacker)
         .await;
-    assert_eq!(res.status(), 401, "the 6th failure is answered, then locks");
+    assert_eq!(
+        status_of(&res),
+        401,
+        "the 6th failure is answered, then locks"
+    );
     let res = app.login_from("erin@example.com", PASSWORD, attacker).await;
-    assert!(res.headers().contains_key("retry-after"));
-    assert_problem(res, 429, "login_throttled").await;
+    let headers = res.as_ref().err().and_then(Error::headers);
+    assert!(headers.is_some_and(|h| h.contains_key("retry-after")));
+    assert_api_problem(res, 429, "login_throttled");
     // The owner, elsewhere, is not locked out by the attacker.
     let res = app
         .login_from("erin@example.com", PASSWORD, Some("198.51.100.7"))
         .await;
-    assert_eq!(res.status(), 200);
+    assert_eq!(status_of(&res), 200);
     // Unknown accounts are throttled alike (no way to tell which e-mails exist).
     for _ in 0..6 {
-        app.login_from("ghost@example.com", "guess guess guess", attacker)
+        let _ = app
+            .login_from("ghost@example.com", "guess guess guess", attacker)
             .await;
     }
     let res = app
         .login_from("ghost@example.com", "guess guess guess", attacker)
         .await;
-    assert_problem(res, 429, "login_throttled").await;
+    assert_api_problem(res, 429, "login_throttled");
 }
 
 #[tokio::test]
@@ -331,8 +351,8 @@ async fn parallel_guesses_are_counted_one_by_one() {
         .map(|p| app.login_from("burst@example.com", p, Some("203.0.113.9")));
     let statuses: Vec<u16> = futures::future::join_all(guesses)
         .await
-        .into_iter()
-        .map(|r| r.status().as_u16())
+        .iter()
+        .map(status_of)
         .collect();
     let answered = statuses.iter().filter(|s| **s == 401).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
@@ -346,12 +366,10 @@ async fn parallel_guesses_are_counted_one_by_one() {
 #[tokio::test]
 async fn a_third_party_cannot_lock_the_owner_out() {
     let app = spawn_app_with(|s| s.server.trusted_proxies = vec!["127.0.0.1".into()]).await;
-    app.register("owner@example.com", PASSWORD).await;
+    let _ = app.register("owner@example.com", PASSWORD).await;
     let home = Some("198.51.100.20");
     assert_eq!(
-        app.login_from("owner@example.com", PASSWORD, home)
-            .await
-            .status(),
+        status_of(&app.login_from("owner@example.com", PASSWORD, home).await),
         200
     );
     // Guesses from many addresses exhaust the account-wide allowance (20)…
@@ -360,17 +378,15 @@ async fn a_third_party_cannot_lock_the_owner_out() {
         let res = app
             .login_from("owner@example.com", "guess guess guess", Some(&ip))
             .await;
-        assert_eq!(res.status(), 401, "attempt {i}");
+        assert_eq!(status_of(&res), 401, "attempt {i}");
     }
     let res = app
         .login_from("owner@example.com", PASSWORD, Some("192.0.2.77"))
         .await;
-    assert_problem(res, 429, "login_throttled").await;
+    assert_api_problem(res, 429, "login_throttled");
     // …but the owner, from where they signed in before, still gets in.
     assert_eq!(
-        app.login_from("owner@example.com", PASSWORD, home)
-            .await
-            .status(),
+        status_of(&app.login_from("owner@example.com", PASSWORD, home).await),
         200
     );
 }
@@ -378,68 +394,47 @@ async fn a_third_party_cannot_lock_the_owner_out() {
 #[tokio::test]
 async fn disabled_users_cannot_sign_in_or_refresh_and_the_last_admin_stays() {
     let app = spawn_app().await;
+    let admin = app.admin_depot();
     let tokens = app.signed_in_user("frank@example.com").await;
     let id = app.user_id(&tokens).await;
-    let res = app
-        .admin(Method::GET, &format!("/api/v1/users/{id}"))
-        .send()
-        .await
-        .unwrap();
-    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
-    let res = app
-        .admin(Method::PATCH, &format!("/api/v1/users/{id}"))
-        .header("If-Match", &etag)
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let res = app
-        .admin(Method::PATCH, &format!("/api/v1/users/{id}"))
-        .header("If-Match", &etag)
-        .json(&json!({"disabled": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 412, "precondition_failed").await;
+    let etag = admin.get_user(id).await.unwrap().etag.expect("an ETag");
+    let res = admin.patch_user(id, &disabled(true), Some(&etag)).await;
+    assert_eq!(status_of(&res), 200);
+    let res = admin.patch_user(id, &disabled(false), Some(&etag)).await;
+    assert_api_problem(res, 412, "precondition_failed");
 
     let res = app.login("frank@example.com", PASSWORD).await;
-    assert_problem(res, 403, "account_disabled").await;
-    let res = app.refresh(refresh_token(&tokens)).await;
-    assert_eq!(res.status().as_u16() / 100, 4, "sessions were revoked");
+    assert_api_problem(res, 403, "account_disabled");
+    let res = app.refresh(&tokens.refresh_token).await;
+    assert_eq!(status_of(&res) / 100, 4, "sessions were revoked");
 
-    let res = app
-        .admin(Method::PATCH, &format!("/api/v1/users/{id}"))
-        .json(&json!({"role": "root"}))
-        .send()
-        .await
-        .unwrap();
-    let body = assert_problem(res, 422, "validation_failed").await;
-    assert_eq!(body["errors"][0]["field"], "role");
+    let res = admin.patch_user(id, &role("root"), None).await;
+    let p = assert_api_problem(res, 422, "validation_failed");
+    assert_eq!(fields(&p)[0], "role");
 
     // The only administrator cannot demote or disable itself away.
-    let admin = app.signed_in_user("gina@example.com").await;
-    let admin_id = app.user_id(&admin).await;
-    app.promote(&admin_id).await;
-    let res = app
-        .admin(Method::PATCH, &format!("/api/v1/users/{admin_id}"))
-        .json(&json!({"role": "user"}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 409, "conflict").await;
+    let gina = app.signed_in_user("gina@example.com").await;
+    let gina_id = app.user_id(&gina).await;
+    app.promote(gina_id).await;
+    let res = admin.patch_user(gina_id, &role("user"), None).await;
+    assert_api_problem(res, 409, "conflict");
+}
+
+/// `GET /users/me` with `token` on `app`.
+async fn me(app: &TestApp, token: &str) -> Result<Response<UserView>, Error> {
+    app.depot_with_token(token).get(ME).await
 }
 
 /// `GET /users/me` with `token` on `app` until it answers `status`, for up to 5 s.
-async fn until_me_answers(app: &TestApp, token: &str, status: u16) -> reqwest::Response {
+async fn until_me_answers(
+    app: &TestApp,
+    token: &str,
+    status: u16,
+) -> Result<Response<UserView>, Error> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let res = app
-            .with_token(Method::GET, "/api/v1/users/me", token)
-            .send()
-            .await
-            .unwrap();
-        if res.status() == status || std::time::Instant::now() > deadline {
+        let res = me(app, token).await;
+        if status_of(&res) == status || std::time::Instant::now() > deadline {
             return res;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -459,61 +454,50 @@ async fn access_tokens_die_with_a_disable_or_a_demotion_on_every_replica() {
     let other = app.spawn_replica().await;
     let ivy = app.signed_in_user("ivy@example.com").await;
     assert_eq!(
-        until_me_answers(&other, access(&ivy), 200).await.status(),
+        status_of(&until_me_answers(&other, &ivy.access_token, 200).await),
         200
     );
     let ivy_id = app.user_id(&ivy).await;
 
     // A promotion: the token issued as a plain user keeps working (as that user).
-    app.promote(&ivy_id).await;
+    app.promote(ivy_id).await;
     assert_eq!(
-        until_me_answers(&app, access(&ivy), 200).await.status(),
+        status_of(&until_me_answers(&app, &ivy.access_token, 200).await),
         200
     );
 
     // Another administrator, so that Ivy is not the last one.
     let jack = app.signed_in_user("jack@example.com").await;
-    app.promote(&app.user_id(&jack).await).await;
+    app.promote(app.user_id(&jack).await).await;
 
     // An administrator's token, then a demotion (a second later: `iat` has whole seconds).
-    let res = app.login("ivy@example.com", PASSWORD).await;
-    let as_admin: Value = res.json().await.unwrap();
+    let as_admin = app.login("ivy@example.com", PASSWORD).await.unwrap().body;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let res = app
-        .admin(Method::PATCH, &format!("/api/v1/users/{ivy_id}"))
-        .json(&json!({"role": "user"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let res = app
-        .with_token(Method::GET, "/api/v1/users/me", access(&as_admin))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 401, "token_revoked").await;
-    let res = until_me_answers(&other, access(&as_admin), 401).await;
-    assert_problem(res, 401, "token_revoked").await;
+        .admin_depot()
+        .patch_user(ivy_id, &role("user"), None)
+        .await;
+    assert_eq!(status_of(&res), 200);
+    assert_api_problem(me(&app, &as_admin.access_token).await, 401, "token_revoked");
+    let res = until_me_answers(&other, &as_admin.access_token, 401).await;
+    assert_api_problem(res, 401, "token_revoked");
     // Signing in again gives a token that works.
-    let res = app.login("ivy@example.com", PASSWORD).await;
-    let fresh: Value = res.json().await.unwrap();
+    let fresh = app.login("ivy@example.com", PASSWORD).await.unwrap().body;
     assert_eq!(
-        until_me_answers(&other, access(&fresh), 200).await.status(),
+        status_of(&until_me_answers(&other, &fresh.access_token, 200).await),
         200
     );
 
     // Disabled: every token of the user stops, on both replicas.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let res = other
-        .admin(Method::PATCH, &format!("/api/v1/users/{ivy_id}"))
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+        .admin_depot()
+        .patch_user(ivy_id, &disabled(true), None)
+        .await;
+    assert_eq!(status_of(&res), 200);
     for replica in [&other, &app] {
-        let res = until_me_answers(replica, access(&fresh), 401).await;
-        assert_problem(res, 401, "token_revoked").await;
+        let res = until_me_answers(replica, &fresh.access_token, 401).await;
+        assert_api_problem(res, 401, "token_revoked");
     }
 }
 
@@ -521,82 +505,59 @@ async fn access_tokens_die_with_a_disable_or_a_demotion_on_every_replica() {
 async fn roles_decide_what_a_bearer_token_may_do() {
     let app = spawn_app().await;
     let user = app.signed_in_user("henry@example.com").await;
+    let as_user = app.depot_with_token(&user.access_token);
     // A user works with packages by bearer token, exactly as with an API key.
-    let res = app
-        .with_token(Method::POST, "/api/v1/packages", access(&user))
-        .json(&json!({"name": "bearer-pkg", "version": "1.0.0"}))
-        .send()
+    let res = as_user
+        .create_package_with(&CreatePackageRequest::new("bearer-pkg", "1.0.0"), None)
+        .await;
+    assert_eq!(status_of(&res), 201, "{res:?}");
+    let key = app.key_with_scopes(&["packages:read"]).await.key;
+    let via_key = app
+        .depot_with_key(&key)
+        .list_packages(&[q("name", "bearer")])
         .await
         .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    let key = app.create_key(&["packages:read"], json!({})).await.1;
-    let via_key: Value = app
-        .get_with_key("/api/v1/packages?name=bearer", &key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let via_token: Value = app
-        .with_token(Method::GET, "/api/v1/packages?name=bearer", access(&user))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(via_key["items"], via_token["items"]);
-    assert_eq!(via_key["items"].as_array().unwrap().len(), 1);
+    let via_token = as_user.list_packages(&[q("name", "bearer")]).await.unwrap();
+    assert_eq!(via_key.items, via_token.items);
+    assert_eq!(via_key.items.len(), 1);
     // ...but administration needs the admin role.
-    for path in ["/api/v1/users", "/api/v1/api-keys"] {
-        let res = app
-            .with_token(Method::GET, path, access(&user))
-            .send()
-            .await
-            .unwrap();
-        assert_problem(res, 403, "insufficient_scope").await;
-    }
+    assert_api_problem(as_user.list_users(&[]).await, 403, "insufficient_scope");
+    assert_api_problem(as_user.list_api_keys(&[]).await, 403, "insufficient_scope");
     // An API key is not a user.
-    let res = app.get_with_key("/api/v1/users/me", &key).await;
-    assert_problem(res, 403, "not_a_user").await;
+    assert_api_problem(app.depot_with_key(&key).me().await, 403, "not_a_user");
 
     // Promoted, the user gets the admin scopes with the next token (after refresh).
     let user_id = app.user_id(&user).await;
-    app.promote(&user_id).await;
-    let admin: Value = app
-        .refresh(refresh_token(&user))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let res = app
-        .with_token(Method::POST, "/api/v1/api-keys", access(&admin))
-        .json(&json!({"name": "made-by-a-user", "scopes": ["packages:read"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let audit: Value = app
-        .with_token(Method::GET, "/api/v1/audit-events", access(&admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(audit["items"][0]["actor"], format!("user:{user_id}"));
-    let users: Value = app
-        .with_token(Method::GET, "/api/v1/users?limit=1", access(&admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(users["items"].as_array().unwrap().len(), 1);
+    app.promote(user_id).await;
+    let admin = app.refresh(&user.refresh_token).await.unwrap().body;
+    let as_admin = app.depot_with_token(&admin.access_token);
+    let res = as_admin
+        .create_api_key_with(
+            &CreateApiKeyRequest {
+                name: "made-by-a-user".into(),
+                ..key_request(&["packages:read"])
+            },
+            None,
+        )
+        .await;
+    assert_eq!(status_of(&res), 201);
+    let audit = as_admin.audit_events(&[]).await.unwrap();
+    assert_eq!(audit.items[0].actor, format!("user:{user_id}"));
+    let users = as_admin.list_users(&[q("limit", 1)]).await.unwrap();
+    assert_eq!(users.items.len(), 1);
 }
 
-fn jwt_part(v: &Value) -> String {
+/// A part of a JWT: the base64url of `v` as JSON.
+fn jwt_part(v: &impl serde::Serialize) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+}
+
+/// The key ids of the published key set, in order.
+fn kids(jwks: &JwkSet) -> Vec<&str> {
+    jwks.keys
+        .iter()
+        .map(|k| k.common.key_id.as_deref().expect("a kid"))
+        .collect()
 }
 
 /// A signing-key rotation: with the old key as `jwt_previous_signing_key`, tokens it signed
@@ -627,40 +588,31 @@ async fn tokens_of_the_previous_signing_key_work_during_a_rotation() {
     .unwrap();
     let signed_before = old.issue(uuid::Uuid::now_v7(), Role::User, chrono::Utc::now());
     let res = app
-        .with_token(Method::GET, "/api/v1/auth/whoami", &signed_before)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        .depot_with_token(&signed_before)
+        .get::<WhoAmI>("/api/v1/auth/whoami")
+        .await;
+    assert_eq!(status_of(&res), 200, "{res:?}");
 
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let kids: Vec<&str> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap())
-        .collect();
+    let jwks = app.depot().get::<JwkSet>(JWKS).await.unwrap().body;
+    let kids = kids(&jwks);
     let old_kid = old.jwks().keys[0].common.key_id.clone().unwrap();
-    assert_eq!(kids.len(), 2, "{jwks}");
+    assert_eq!(kids.len(), 2, "{jwks:?}");
     assert_eq!(kids[1], old_kid, "the previous key comes second");
 
     let fresh = app.signed_in_user("kim@example.com").await;
-    let header: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(access(&fresh).split('.').next().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(header["kid"], kids[0], "new tokens use the current key");
+    let header = jsonwebtoken::decode_header(&fresh.access_token).unwrap();
+    assert_eq!(
+        header.kid.as_deref(),
+        Some(kids[0]),
+        "new tokens use the current key"
+    );
 }
 
+/// The forged tokens are made by hand: an `alg: none` header is beyond jsonwebtoken's types (it
+/// is written as JSON), and the `Basic` credentials beyond the client's (sent raw).
 #[tokio::test]
 async fn expired_tampered_unsigned_and_confused_tokens_are_refused() {
+    use depot_accounts::tokens::AccessClaims;
     let pem = depot_accounts::tokens::generate_ed25519_pem();
     let key_file = pem.clone();
     let app = spawn_app_with(move |s| {
@@ -672,29 +624,22 @@ async fn expired_tampered_unsigned_and_confused_tokens_are_refused() {
     })
     .await;
     let tokens = app.signed_in_user("ivy@example.com").await;
-    let token = access(&tokens);
+    let token = tokens.access_token.as_str();
     let parts: Vec<&str> = token.split('.').collect();
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-    assert_eq!(header["alg"], "EdDSA");
-    assert_eq!(header["typ"], "at+jwt");
-    for claim in ["iss", "aud", "sub", "exp", "iat", "jti", "role", "scope"] {
-        assert!(claims.get(claim).is_some(), "{claim} in {claims}");
-    }
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let kid = header.kid.clone().expect("a kid");
+    // Every claim is there: iss, aud, sub, exp, iat, jti, role and scope (AccessClaims needs each).
+    let claims: AccessClaims =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
 
     // The published key set verifies the token.
-    let jwks: jsonwebtoken::jwk::JwkSet = app
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let jwk = jwks
-        .find(header["kid"].as_str().unwrap())
-        .expect("the token's kid is published");
+    let jwks = app.depot().get::<JwkSet>(JWKS).await.unwrap().body;
+    let jwk = jwks.find(&kid).expect("the token's kid is published");
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     validation.set_audience(&["depot"]);
-    jsonwebtoken::decode::<Value>(
+    jsonwebtoken::decode::<AccessClaims>(
         token,
         &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
         &validation,
@@ -702,26 +647,23 @@ async fn expired_tampered_unsigned_and_confused_tokens_are_refused() {
     .expect("verifies with the published key");
 
     let check = async |t: String, code: &str| {
-        let res = app
-            .with_token(Method::GET, "/api/v1/users/me", &t)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            res.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .contains("Bearer")
-        );
-        assert_problem(res, 401, code).await;
+        let res = me(&app, &t).await;
+        let challenge = res.as_ref().err().and_then(Error::headers).unwrap()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(challenge.contains("Bearer"), "{challenge}");
+        assert_api_problem(res, 401, code);
     };
     // Expired (signed with the server's own key).
-    let mut old = claims.clone();
-    old["iat"] = json!(chrono::Utc::now().timestamp() - 3600);
-    old["exp"] = json!(chrono::Utc::now().timestamp() - 1800);
+    let old = AccessClaims {
+        iat: chrono::Utc::now().timestamp() - 3600,
+        exp: chrono::Utc::now().timestamp() - 1800,
+        ..claims.clone()
+    };
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     h.typ = Some("at+jwt".into());
-    h.kid = header["kid"].as_str().map(str::to_owned);
+    h.kid = Some(kid.clone());
     let expired = jsonwebtoken::encode(
         &h,
         &old,
@@ -730,24 +672,26 @@ async fn expired_tampered_unsigned_and_confused_tokens_are_refused() {
     .unwrap();
     check(expired, "token_expired").await;
     // Tampered claims: a user promoting itself.
-    let mut forged = claims.clone();
-    forged["role"] = json!("admin");
+    let forged = AccessClaims {
+        role: "admin".into(),
+        ..claims.clone()
+    };
     check(
         format!("{}.{}.{}", parts[0], jwt_part(&forged), parts[2]),
         "credentials_invalid",
     )
     .await;
     // alg: none.
-    let none = jwt_part(&json!({"alg": "none", "typ": "at+jwt", "kid": header["kid"]}));
+    let none = jwt_part(&serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}));
     check(format!("{none}.{}.", parts[1]), "credentials_invalid").await;
     // Algorithm confusion: HS256 keyed with the public key.
-    let x = serde_json::to_value(&jwks).unwrap()["keys"][0]["x"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let x = match &jwks.keys[0].algorithm {
+        AlgorithmParameters::OctetKeyPair(okp) => okp.x.clone(),
+        other => panic!("an Ed25519 key, not {other:?}"),
+    };
     let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs.typ = Some("at+jwt".into());
-    hs.kid = header["kid"].as_str().map(str::to_owned);
+    hs.kid = Some(kid.clone());
     let confused = jsonwebtoken::encode(
         &hs,
         &claims,
@@ -756,47 +700,55 @@ async fn expired_tampered_unsigned_and_confused_tokens_are_refused() {
     .unwrap();
     check(confused, "credentials_invalid").await;
     check("garbage".into(), "credentials_invalid").await;
-    let res = app
-        .client
-        .get(app.url("/api/v1/users/me"))
-        .header("Authorization", "Basic Zm9vOmJhcg==")
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 401, "credentials_invalid").await;
+    let depot = app.depot();
+    let req = depot
+        .request(Method::GET, ME)
+        .header("Authorization", "Basic Zm9vOmJhcg==");
+    assert_api_problem(
+        depot.send::<UserView>(req).await,
+        401,
+        "credentials_invalid",
+    );
 }
 
+/// The login carries an `Idempotency-Key` (which the typed login does not send), and the
+/// replayed key creation is read raw: the test is about which bytes its answer carries.
 #[tokio::test]
 async fn secrets_are_never_kept_for_idempotent_replay() {
     use sea_orm::{ConnectionTrait, Database, Statement};
     let app = spawn_app().await;
-    app.register("jack@example.com", PASSWORD).await;
+    let _ = app.register("jack@example.com", PASSWORD).await;
     let key = uuid::Uuid::new_v4().to_string();
+    let depot = app.depot();
     let login = || {
-        app.client
-            .post(app.url("/api/v1/auth/login"))
-            .header("Idempotency-Key", &key)
-            .json(&json!({"email": "jack@example.com", "password": PASSWORD}))
-            .send()
+        let req = depot
+            .request(Method::POST, "/api/v1/auth/login")
+            .header("Idempotency-Key", &key);
+        depot.send::<TokenResponse>(req.json(&credentials("jack@example.com", PASSWORD)))
     };
     // Sign-in is outside idempotency altogether: nothing about it is stored, a retry signs in again.
-    let first: Value = login().await.unwrap().json().await.unwrap();
+    let first = login().await.unwrap().body;
     let again = login().await.unwrap();
-    assert_eq!(again.status(), 200);
-    assert!(again.headers().get("idempotent-replayed").is_none());
-    let again: Value = again.json().await.unwrap();
-    assert_ne!(first["refresh_token"], again["refresh_token"]);
+    assert_eq!(again.status, 200);
+    assert!(again.headers.get("idempotent-replayed").is_none());
+    assert_ne!(first.refresh_token, again.body.refresh_token);
     // A new API key's plaintext is not kept either: the retry is told so instead.
-    let create = || {
-        app.admin(Method::POST, "/api/v1/api-keys")
-            .header("Idempotency-Key", &key)
-            .json(&json!({"name": "once", "scopes": ["packages:read"]}))
-            .send()
+    let admin = app.admin_depot();
+    let once = CreateApiKeyRequest {
+        name: "once".into(),
+        ..key_request(&["packages:read"])
     };
-    assert_eq!(create().await.unwrap().status(), 201);
-    let replay = create().await.unwrap();
-    let body = assert_problem(replay, 409, "idempotency_secret_not_replayable").await;
-    assert!(!body.to_string().contains("dpk_"));
+    let created = admin.create_api_key_with(&once, Some(&key)).await;
+    assert_eq!(status_of(&created), 201);
+    let replay = admin
+        .request(Method::POST, "/api/v1/api-keys")
+        .header("Idempotency-Key", &key)
+        .json(&once)
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = assert_raw_problem_text(replay, 409, "idempotency_secret_not_replayable").await;
+    assert!(!body.contains("dpk_"), "{body}");
     let db = Database::connect(&app.settings.database.url).await.unwrap();
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -836,18 +788,12 @@ async fn the_cli_creates_the_first_administrator() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("created admin root@example.com"));
-    let tokens: Value = app
-        .login("root@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tokens = app.login("root@example.com", PASSWORD).await.unwrap().body;
     let res = app
-        .with_token(Method::GET, "/api/v1/users", access(&tokens))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+        .depot_with_token(&tokens.access_token)
+        .get::<Collection<UserView>>("/api/v1/users")
+        .await;
+    assert_eq!(status_of(&res), 200);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_depot"))
         .args(["users", "create", "--email", "weak@example.com"])
         .env("DATABASE_URL", &app.settings.database.url)
@@ -879,14 +825,17 @@ async fn a_session_ends_after_its_maximum_life_however_often_it_is_refreshed() {
     // Refreshed every 20 days (within the 30-day refresh lifetime) for 80 days: still fine.
     for _ in 0..4 {
         clock.advance(chrono::Duration::days(20));
-        let res = app.refresh(refresh_token(&tokens)).await;
-        assert_eq!(res.status(), 200);
-        tokens = res.json().await.unwrap();
+        let res = app.refresh(&tokens.refresh_token).await.unwrap();
+        assert_eq!(res.status, 200);
+        tokens = res.body;
     }
     // Day 100: past the 90-day maximum, although the token was used 20 days ago.
     clock.advance(chrono::Duration::days(20));
-    let res = app.refresh(refresh_token(&tokens)).await;
-    assert_problem(res, 401, "refresh_token_invalid").await;
+    assert_api_problem(
+        app.refresh(&tokens.refresh_token).await,
+        401,
+        "refresh_token_invalid",
+    );
 }
 
 #[tokio::test]
@@ -894,18 +843,15 @@ async fn two_concurrent_demotions_cannot_remove_the_last_administrators() {
     let app = spawn_app().await;
     let mut ids = vec![];
     for email in ["ann@example.com", "ben@example.com"] {
-        let user: Value = app.register(email, PASSWORD).await.json().await.unwrap();
-        let id = user["id"].as_str().unwrap().to_owned();
-        app.promote(&id).await;
-        ids.push(id);
+        let user = app.register(email, PASSWORD).await.unwrap().body;
+        app.promote(user.id).await;
+        ids.push(user.id);
     }
-    let demote = |id: &String| {
-        app.admin(Method::PATCH, &format!("/api/v1/users/{id}"))
-            .json(&json!({"role": "user"}))
-            .send()
-    };
-    let (a, b) = tokio::join!(demote(&ids[0]), demote(&ids[1]));
-    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    let admin = app.admin_depot();
+    let demotion = role("user");
+    let demote = |id: Uuid| admin.patch_user(id, &demotion, None);
+    let (a, b) = tokio::join!(demote(ids[0]), demote(ids[1]));
+    let mut statuses = [status_of(&a), status_of(&b)];
     statuses.sort();
     assert_eq!(statuses, [200, 409], "exactly one administrator remains");
 }
@@ -915,31 +861,20 @@ async fn an_idempotent_retry_after_a_token_refresh_is_still_a_retry() {
     let app = spawn_app().await;
     let first = app.signed_in_user("retry@example.com").await;
     let key = uuid::Uuid::new_v4().to_string();
-    let create = |token: String| {
-        let key = key.clone();
-        let app = &app;
-        async move {
-            app.with_token(Method::POST, "/api/v1/packages", &token)
-                .header("Idempotency-Key", key)
-                .json(&json!({"name": "retried", "version": "1"}))
-                .send()
-                .await
-                .unwrap()
-        }
+    let package = CreatePackageRequest::new("retried", "1");
+    let create = async |token: &str| {
+        app.depot_with_token(token)
+            .create_package_with(&package, Some(&key))
+            .await
+            .unwrap()
     };
-    let res = create(access(&first).to_owned()).await;
-    assert_eq!(res.status(), 201);
-    let created: Value = res.json().await.unwrap();
+    let res = create(&first.access_token).await;
+    assert_eq!(res.status, 201);
+    let created = res.body;
     // The client's token expires; it refreshes and retries the same request.
-    let second: Value = app
-        .refresh(refresh_token(&first))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let res = create(access(&second).to_owned()).await;
-    assert_eq!(res.status(), 201);
-    assert_eq!(res.headers()["idempotent-replayed"], "true");
-    let replayed: Value = res.json().await.unwrap();
-    assert_eq!(replayed["id"], created["id"], "one package, not two");
+    let second = app.refresh(&first.refresh_token).await.unwrap().body;
+    let res = create(&second.access_token).await;
+    assert_eq!(res.status, 201);
+    assert_eq!(res.headers["idempotent-replayed"], "true");
+    assert_eq!(res.body.id, created.id, "one package, not two");
 }

@@ -1,3 +1,7 @@
+//! Health, request ids, CORS. The health answers are read as JSON: they have no wire type (the
+//! server's `Liveness` / `Readiness` in api/src/http/health.rs only serialise), and the other
+//! tests are about raw headers (`X-Request-Id`, `Origin`).
+
 use crate::helpers::{spawn_app, spawn_app_with_adapters};
 use depot_queue::InProcessQueue;
 use std::sync::Arc;

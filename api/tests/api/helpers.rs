@@ -179,13 +179,6 @@ impl TestApp {
         launch(app, settings, self.resources.clone())
     }
 
-    /// A request authenticated with the admin secret.
-    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .header("X-Admin-Secret", &self.admin_secret)
-    }
-
     /// The typed client of this app, without credentials.
     pub fn depot(&self) -> depot_client::Client {
         depot_client::Client::with_http(self.client.clone(), &self.address)
@@ -199,6 +192,11 @@ impl TestApp {
     /// The typed client, with an API key.
     pub fn depot_with_key(&self, key: &str) -> depot_client::Client {
         self.depot().with_api_key(key)
+    }
+
+    /// The typed client, with a user's access token (`Authorization: Bearer`).
+    pub fn depot_with_token(&self, token: &str) -> depot_client::Client {
+        self.depot().with_bearer(token)
     }
 
     /// Creates a key (with the admin secret) from this request.
@@ -328,8 +326,41 @@ pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> 
 
 /// The same checks for a raw answer, its problem read through the wire type.
 pub async fn assert_raw_problem(res: reqwest::Response, status: u16, code: &str) -> Problem {
-    let body = assert_problem(res, status, code).await;
-    serde_json::from_value(body).expect("a problem document")
+    assert_raw_problem_text(res, status, code).await.0
+}
+
+/// [`assert_raw_problem`], also returning the body as it was sent: for tests about which bytes
+/// a problem carries (the wire type drops members it does not know).
+pub async fn assert_raw_problem_text(
+    res: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> (Problem, String) {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type {ct}"
+    );
+    let text = res.text().await.expect("a body");
+    let problem: Problem =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("a problem document ({e}): {text}"));
+    assert_eq!(problem.status, status, "{text}");
+    assert_eq!(problem.code, code, "{text}");
+    (problem, text)
+}
+
+/// The HTTP status of an answer, whether it succeeded or not.
+pub fn status_of<T>(answer: &Result<depot_client::Response<T>, depot_client::Error>) -> u16 {
+    match answer {
+        Ok(res) => res.status,
+        Err(e) => e.status().unwrap_or_else(|| panic!("no answer: {e}")),
+    }
 }
 
 /// Asserts that a typed call failed with a problem+json answer of this status and code (the
@@ -382,13 +413,6 @@ pub async fn wait_final(depot: &depot_client::Client, op_id: Uuid) -> OperationV
         assert!(Instant::now() < deadline, "operation still {op:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// [`wait_final`] for the tests that still read operations as JSON: with an API key, the
-/// operation as a `serde_json::Value`.
-pub async fn wait_final_json(app: &TestApp, key: &str, op_id: &str) -> serde_json::Value {
-    let op_id = op_id.parse().expect("an operation id");
-    serde_json::to_value(wait_final(&app.depot_with_key(key), op_id).await).unwrap()
 }
 
 /// A problem's `detail`, which must be there.

@@ -1,11 +1,13 @@
 //! The `http` executor against a local HTTP server started by the test (never the internet).
 
-use crate::helpers::wait_final_json as wait_final;
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{spawn_app_with, wait_final};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use reqwest::Method;
-use serde_json::{Value, json};
+use depot_client::Client;
+use depot_client::wire::{
+    CreatePackageRequest, OperationKind, OperationStatus, OperationView, PackageStatus,
+};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 const ARTIFACT: &[u8] = b"a package's bytes, streamed in chunks by the test server\n";
 
@@ -39,15 +41,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-async fn lifecycle_op(app: &TestApp, key: &str, id: &str, kind: &str) -> Value {
-    let res = app
-        .with_key(Method::POST, &format!("/api/v1/packages/{id}/{kind}"), key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let op: Value = res.json().await.unwrap();
-    wait_final(app, key, op["id"].as_str().unwrap()).await
+/// Starts an operation, which must answer 202, and waits for its end.
+async fn lifecycle_op(depot: &Client, id: Uuid, kind: OperationKind) -> OperationView {
+    let res = depot.start_with(id, kind, None).await.unwrap();
+    assert_eq!(res.status, 202);
+    wait_final(depot, res.body.id).await
+}
+
+/// The operation's failure code, if it failed.
+fn error_code(op: &OperationView) -> Option<&str> {
+    op.error.as_ref().map(|e| e.code.as_str())
 }
 
 #[tokio::test]
@@ -60,32 +63,33 @@ async fn downloads_verifies_activates_and_deactivates_on_disk() {
         s.executor.storage_dir = dir;
     })
     .await;
-    let key = app.writer_key().await;
-    let res = app
-        .with_key(Method::POST, "/api/v1/packages", &key)
-        .json(&json!({"name": "@scope/tool", "version": "2.0.0", "source_url": format!("{base}/artifact.tgz"),
-                      "sha256": sha256_hex(ARTIFACT), "size_bytes": ARTIFACT.len()}))
-        .send()
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let p = depot
+        .create_package(&CreatePackageRequest {
+            source_url: Some(format!("{base}/artifact.tgz")),
+            sha256: Some(sha256_hex(ARTIFACT)),
+            size_bytes: Some(ARTIFACT.len() as i64),
+            ..CreatePackageRequest::new("@scope/tool", "2.0.0")
+        })
         .await
         .unwrap();
-    let p: Value = res.json().await.unwrap();
-    let id = p["id"].as_str().unwrap();
+    let id = p.id.to_string();
 
-    let op = lifecycle_op(&app, &key, id, "download").await;
-    assert_eq!(op["status"], "succeeded", "{op}");
-    let artifact = storage.path().join("packages").join(id).join("artifact");
+    let op = lifecycle_op(&depot, p.id, OperationKind::Download).await;
+    assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
+    let artifact = storage.path().join("packages").join(&id).join("artifact");
     assert_eq!(std::fs::read(&artifact).unwrap(), ARTIFACT);
 
-    let op = lifecycle_op(&app, &key, id, "activate").await;
-    assert_eq!(op["status"], "succeeded", "{op}");
+    let op = lifecycle_op(&depot, p.id, OperationKind::Activate).await;
+    assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
     let link = storage.path().join("active").join("%40scope%2Ftool");
     assert_eq!(
         std::fs::read_link(&link).unwrap(),
-        storage.path().join("packages").join(id)
+        storage.path().join("packages").join(&id)
     );
 
-    let op = lifecycle_op(&app, &key, id, "deactivate").await;
-    assert_eq!(op["status"], "succeeded", "{op}");
+    let op = lifecycle_op(&depot, p.id, OperationKind::Deactivate).await;
+    assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
     assert!(
         std::fs::symlink_metadata(&link).is_err(),
         "the active link is gone"
@@ -102,7 +106,7 @@ async fn a_bad_checksum_or_a_404_fails_the_operation_and_keeps_the_status() {
         s.executor.storage_dir = dir;
     })
     .await;
-    let key = app.writer_key().await;
+    let depot = app.depot_with_key(&app.writer_key().await);
     for (version, url, sha, code) in [
         (
             "1",
@@ -117,31 +121,24 @@ async fn a_bad_checksum_or_a_404_fails_the_operation_and_keeps_the_status() {
             "download_failed",
         ),
     ] {
-        let p: Value = app
-            .with_key(Method::POST, "/api/v1/packages", &key)
-            .json(&json!({"name": "bad", "version": version, "source_url": url, "sha256": sha}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = p["id"].as_str().unwrap();
-        let op = lifecycle_op(&app, &key, id, "download").await;
-        assert_eq!(op["status"], "failed", "{op}");
-        assert_eq!(op["error"]["code"], code, "{op}");
-        let now: Value = app
-            .get_with_key(&format!("/api/v1/packages/{id}"), &key)
-            .await
-            .json()
+        let p = depot
+            .create_package(&CreatePackageRequest {
+                source_url: Some(url),
+                sha256: Some(sha),
+                ..CreatePackageRequest::new("bad", version)
+            })
             .await
             .unwrap();
-        assert_eq!(now["status"], "created");
+        let op = lifecycle_op(&depot, p.id, OperationKind::Download).await;
+        assert_eq!(op.status, OperationStatus::Failed, "{op:?}");
+        assert_eq!(error_code(&op), Some(code), "{op:?}");
+        let now = depot.get_package(p.id).await.unwrap().body;
+        assert_eq!(now.status, PackageStatus::Created);
         assert!(
             !storage
                 .path()
                 .join("packages")
-                .join(id)
+                .join(p.id.to_string())
                 .join("artifact")
                 .exists()
         );
@@ -159,22 +156,19 @@ async fn a_download_stops_at_the_configured_maximum_size() {
         s.executor.max_download_bytes = 16;
     })
     .await;
-    let key = app.writer_key().await;
+    let depot = app.depot_with_key(&app.writer_key().await);
     // No size_bytes declared: only the limit stops an endless or huge body.
-    let p: Value = app
-        .with_key(Method::POST, "/api/v1/packages", &key)
-        .json(&json!({"name": "big", "version": "1", "source_url": format!("{base}/artifact.tgz")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let p = depot
+        .create_package(&CreatePackageRequest {
+            source_url: Some(format!("{base}/artifact.tgz")),
+            ..CreatePackageRequest::new("big", "1")
+        })
         .await
         .unwrap();
-    let id = p["id"].as_str().unwrap();
-    let op = lifecycle_op(&app, &key, id, "download").await;
-    assert_eq!(op["status"], "failed", "{op}");
-    assert_eq!(op["error"]["code"], "too_large", "{op}");
-    let dir = storage.path().join("packages").join(id);
+    let op = lifecycle_op(&depot, p.id, OperationKind::Download).await;
+    assert_eq!(op.status, OperationStatus::Failed, "{op:?}");
+    assert_eq!(error_code(&op), Some("too_large"), "{op:?}");
+    let dir = storage.path().join("packages").join(p.id.to_string());
     let left: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.flatten().collect())
         .unwrap_or_default();

@@ -1,7 +1,5 @@
-use crate::helpers::spawn_app;
-use crate::helpers::wait_final_json as wait_final;
-use reqwest::Method;
-use serde_json::{Value, json};
+use crate::helpers::{spawn_app, wait_final};
+use depot_client::wire::{CreatePackageRequest, OperationKind};
 
 #[tokio::test]
 async fn metrics_use_route_templates_and_count_the_domain() {
@@ -11,41 +9,20 @@ async fn metrics_use_route_templates_and_count_the_domain() {
     for i in 0..3 {
         app.get(&format!("/scanner/probe-{i}")).await;
     }
-    let p: Value = app
-        .with_key(Method::POST, "/api/v1/packages", &key)
-        .json(&json!({"name": "m", "version": "1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let depot = app.depot_with_key(&key);
+    let p = depot
+        .create_package(&CreatePackageRequest::new("m", "1"))
         .await
         .unwrap();
-    let id = p["id"].as_str().unwrap();
-    app.get_with_key(&format!("/api/v1/packages/{id}"), &key)
-        .await;
-    app.get_with_key("/api/v1/auth/whoami", "dpk_not-a-key")
-        .await;
-    app.client
-        .get(app.url("/api/v1/auth/whoami"))
-        .bearer_auth("not-a-token")
-        .send()
-        .await
-        .unwrap();
-    let op: Value = app
-        .with_key(
-            Method::POST,
-            &format!("/api/v1/packages/{id}/download"),
-            &key,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    wait_final(&app, &key, op["id"].as_str().unwrap()).await;
+    depot.get_package(p.id).await.unwrap();
+    // Refused credentials, counted as such: a malformed key and an invalid access token.
+    let _ = app.depot_with_key("dpk_not-a-key").whoami().await;
+    let _ = app.depot_with_token("not-a-token").whoami().await;
+    let op = depot.start(p.id, OperationKind::Download).await.unwrap();
+    wait_final(&depot, op.id).await;
 
-    // The worker counts the finished operation just after writing its final status.
+    // The worker counts the finished operation just after writing its final status. The
+    // metrics are Prometheus text, not JSON: read raw.
     let mut text = String::new();
     for _ in 0..50 {
         let res = app.get("/metrics").await;
@@ -85,5 +62,5 @@ async fn metrics_use_route_templates_and_count_the_domain() {
     }
     // Raw paths and ids never become label values.
     assert!(!text.contains("probe-"), "{text}");
-    assert!(!text.contains(id), "{text}");
+    assert!(!text.contains(&p.id.to_string()), "{text}");
 }

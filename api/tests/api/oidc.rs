@@ -2,14 +2,17 @@
 //! (discovery document, key set, authorization and token endpoints, its own Ed25519 keys).
 
 use crate::accounts::PASSWORD;
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_api_problem, assert_raw_problem, detail, fields, spawn_app_with, status_of,
+};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use depot_client::wire::{PatchUserRequest, Role, TokenResponse, UserView};
+use depot_client::{Error, Response};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -221,7 +224,8 @@ async fn app_with(provider: &Provider) -> TestApp {
     .await
 }
 
-/// The browser's part up to the callback: (callback URL on the app, state cookie).
+/// The browser's part up to the callback: (callback URL on the app, state cookie). Raw: the
+/// redirects and the cookie are the browser's, beyond the typed client.
 async fn start_sign_in(app: &TestApp) -> (String, String) {
     let res = app.get("/api/v1/auth/oidc/login").await;
     assert_eq!(res.status(), 302);
@@ -240,27 +244,37 @@ async fn start_sign_in(app: &TestApp) -> (String, String) {
     (callback, cookie)
 }
 
-async fn callback(app: &TestApp, url: &str, cookie: Option<&str>) -> reqwest::Response {
+/// The browser's return to the callback (with its cookie, which the client cannot send), its
+/// answer decoded by the client: Depot's tokens, with the headers (`Set-Cookie`).
+async fn callback(
+    app: &TestApp,
+    url: &str,
+    cookie: Option<&str>,
+) -> Result<Response<TokenResponse>, Error> {
     let mut req = app.client.get(url);
     if let Some(c) = cookie {
         req = req.header("Cookie", c);
     }
-    req.send().await.unwrap()
+    app.depot().send(req).await
 }
 
-async fn sign_in(app: &TestApp) -> reqwest::Response {
+async fn sign_in(app: &TestApp) -> Result<Response<TokenResponse>, Error> {
     let (url, cookie) = start_sign_in(app).await;
     callback(app, &url, Some(&cookie)).await
 }
 
-async fn me(app: &TestApp, tokens: &Value) -> Value {
-    app.client
-        .get(app.url("/api/v1/users/me"))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
+/// Signs in, which must succeed: Depot's tokens.
+async fn signed_in(app: &TestApp) -> TokenResponse {
+    let res = sign_in(app)
         .await
-        .unwrap()
-        .json()
+        .unwrap_or_else(|e| panic!("signing in: {e}"));
+    assert_eq!(res.status, 200);
+    res.body
+}
+
+async fn me(app: &TestApp, tokens: &TokenResponse) -> UserView {
+    app.depot_with_token(&tokens.access_token)
+        .me()
         .await
         .unwrap()
 }
@@ -269,102 +283,100 @@ async fn me(app: &TestApp, tokens: &Value) -> Value {
 async fn signing_in_creates_the_account_once_and_issues_depot_tokens() {
     let provider = start_provider().await;
     let app = app_with(&provider).await;
-    let res = sign_in(&app).await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-    let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let res = sign_in(&app).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status, 200, "{res:?}");
+    let set_cookie = res.headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(
         set_cookie.contains("Max-Age=0"),
         "the state cookie is cleared: {set_cookie}"
     );
-    let tokens: Value = res.json().await.unwrap();
+    let tokens = res.body;
     let user = me(&app, &tokens).await;
-    assert_eq!(user["email"], "oidc.user@example.com");
-    assert_eq!(user["has_password"], false);
-    assert_eq!(user["role"], "user");
-    let again: Value = sign_in(&app).await.json().await.unwrap();
-    assert_eq!(
-        me(&app, &again).await["id"],
-        user["id"],
-        "linked by subject"
-    );
+    assert_eq!(user.email, "oidc.user@example.com");
+    assert!(!user.has_password);
+    assert_eq!(user.role, Role::User);
+    let again = signed_in(&app).await;
+    assert_eq!(me(&app, &again).await.id, user.id, "linked by subject");
     assert_eq!(
         *provider.jwks_fetches.lock().unwrap(),
         1,
         "the key set is cached"
     );
     // Depot's refresh tokens work for OIDC sessions too.
-    let res = app.refresh(again["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(res.status(), 200);
+    let res = app.refresh(&again.refresh_token).await;
+    assert_eq!(status_of(&res), 200);
 }
 
 #[tokio::test]
 async fn a_verified_email_links_an_existing_account_an_unverified_one_does_not() {
     let provider = start_provider().await;
     let app = app_with(&provider).await;
-    let local = app.register("oidc.user@example.com", PASSWORD).await;
-    let local: Value = local.json().await.unwrap();
+    let local = app
+        .register("oidc.user@example.com", PASSWORD)
+        .await
+        .unwrap()
+        .body;
     provider.behaviour.lock().unwrap().email_verified = false;
-    let res = sign_in(&app).await;
-    assert_problem(res, 409, "conflict").await;
+    assert_api_problem(sign_in(&app).await, 409, "conflict");
     // A session of whoever set the local password (maybe not the address's owner).
-    let squatter: Value = app
+    let squatter = app
         .login("oidc.user@example.com", PASSWORD)
         .await
-        .json()
-        .await
-        .unwrap();
+        .unwrap()
+        .body;
     provider.behaviour.lock().unwrap().email_verified = true;
-    let tokens: Value = sign_in(&app).await.json().await.unwrap();
+    let tokens = signed_in(&app).await;
     let linked = me(&app, &tokens).await;
-    assert_eq!(linked["id"], local["id"]);
+    assert_eq!(linked.id, local.id);
     // Linking hands the account to the verified owner: the local password and its sessions end.
-    assert_eq!(linked["has_password"], false);
+    assert!(!linked.has_password);
     let res = app.login("oidc.user@example.com", PASSWORD).await;
-    assert_problem(res, 401, "credentials_invalid").await;
-    let res = app
-        .refresh(squatter["refresh_token"].as_str().unwrap())
-        .await;
-    assert_problem(res, 401, "refresh_token_invalid").await;
+    assert_api_problem(res, 401, "credentials_invalid");
+    let res = app.refresh(&squatter.refresh_token).await;
+    assert_api_problem(res, 401, "refresh_token_invalid");
 }
 
 #[tokio::test]
 async fn administrators_are_never_linked_automatically() {
     let provider = start_provider().await;
     let app = app_with(&provider).await;
-    let admin: Value = app
+    let admin = app
         .register("oidc.user@example.com", PASSWORD)
         .await
-        .json()
-        .await
-        .unwrap();
-    app.promote(admin["id"].as_str().unwrap()).await;
-    let res = sign_in(&app).await;
-    assert_problem(res, 409, "conflict").await;
+        .unwrap()
+        .body;
+    app.promote(admin.id).await;
+    assert_api_problem(sign_in(&app).await, 409, "conflict");
     assert_eq!(
-        app.login("oidc.user@example.com", PASSWORD).await.status(),
+        status_of(&app.login("oidc.user@example.com", PASSWORD).await),
         200
     );
 }
 
+/// The callback is called without, or with someone else's, cookie: raw, as a browser would.
 #[tokio::test]
 async fn state_must_match_the_browser_and_is_single_use() {
     let provider = start_provider().await;
     let app = app_with(&provider).await;
     let (url, cookie) = start_sign_in(&app).await;
     let res = callback(&app, &url, None).await;
-    assert_problem(res, 400, "oidc_state_invalid").await;
+    assert_api_problem(res, 400, "oidc_state_invalid");
     let res = callback(&app, &url, Some("depot_oidc_state=someone-elses-state")).await;
-    assert_problem(res, 400, "oidc_state_invalid").await;
-    assert_eq!(callback(&app, &url, Some(&cookie)).await.status(), 200);
+    assert_api_problem(res, 400, "oidc_state_invalid");
+    assert_eq!(status_of(&callback(&app, &url, Some(&cookie)).await), 200);
     let res = callback(&app, &url, Some(&cookie)).await;
-    assert_problem(res, 400, "oidc_state_invalid").await;
+    assert_api_problem(res, 400, "oidc_state_invalid");
     let res = app
-        .get("/api/v1/auth/oidc/callback?error=access_denied")
+        .depot()
+        .get::<TokenResponse>("/api/v1/auth/oidc/callback?error=access_denied")
         .await;
-    assert_problem(res, 400, "oidc_provider_error").await;
-    let res = app.get("/api/v1/auth/oidc/callback").await;
-    let body = assert_problem(res, 422, "validation_failed").await;
-    assert_eq!(body["errors"][0]["field"], "code");
+    assert_api_problem(res, 400, "oidc_provider_error");
+    let res = app
+        .depot()
+        .get::<TokenResponse>("/api/v1/auth/oidc/callback")
+        .await;
+    let p = assert_api_problem(res, 422, "validation_failed");
+    assert_eq!(fields(&p)[0], "code");
 }
 
 #[tokio::test]
@@ -372,25 +384,20 @@ async fn a_nonce_mismatch_or_a_bad_signature_is_refused() {
     let provider = start_provider().await;
     let app = app_with(&provider).await;
     provider.behaviour.lock().unwrap().nonce_override = Some("replayed-nonce".into());
-    let res = sign_in(&app).await;
-    let body = assert_problem(res, 401, "oidc_token_invalid").await;
-    assert!(body["detail"].as_str().unwrap().contains("nonce"), "{body}");
+    let p = assert_api_problem(sign_in(&app).await, 401, "oidc_token_invalid");
+    assert!(detail(&p).contains("nonce"), "{p:?}");
     provider.behaviour.lock().unwrap().nonce_override = None;
     // Signed by a key that claims the published kid but is not the provider's.
     provider.behaviour.lock().unwrap().signing = 2;
-    let res = sign_in(&app).await;
-    let body = assert_problem(res, 401, "oidc_token_invalid").await;
-    assert!(
-        body["detail"].as_str().unwrap().contains("signature"),
-        "{body}"
-    );
+    let p = assert_api_problem(sign_in(&app).await, 401, "oidc_token_invalid");
+    assert!(detail(&p).contains("signature"), "{p:?}");
 }
 
 #[tokio::test]
 async fn an_unknown_kid_refetches_the_keys_so_rotation_works() {
     let provider = start_provider().await;
     let app = app_with(&provider).await;
-    assert_eq!(sign_in(&app).await.status(), 200);
+    assert_eq!(status_of(&sign_in(&app).await), 200);
     assert_eq!(*provider.jwks_fetches.lock().unwrap(), 1);
     // The provider rotates to kid-b: Depot's cached set does not have it yet.
     {
@@ -399,33 +406,31 @@ async fn an_unknown_kid_refetches_the_keys_so_rotation_works() {
         b.signing = 1;
     }
     let res = sign_in(&app).await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(status_of(&res), 200, "{res:?}");
     assert_eq!(*provider.jwks_fetches.lock().unwrap(), 2, "refetched once");
     // A kid the provider never publishes stays refused after the refetch.
     provider.behaviour.lock().unwrap().signing = 3;
-    let res = sign_in(&app).await;
-    let body = assert_problem(res, 401, "oidc_token_invalid").await;
-    assert!(body["detail"].as_str().unwrap().contains("kid-c"), "{body}");
+    let p = assert_api_problem(sign_in(&app).await, 401, "oidc_token_invalid");
+    assert!(detail(&p).contains("kid-c"), "{p:?}");
     assert_eq!(*provider.jwks_fetches.lock().unwrap(), 3);
 }
 
+/// The sign-in's start is a browser redirect: read raw.
 #[tokio::test]
 async fn without_a_provider_the_routes_are_absent_and_disabled_users_stay_out() {
     let app = crate::helpers::spawn_app().await;
     let res = app.get("/api/v1/auth/oidc/login").await;
-    assert_problem(res, 404, "not_found").await;
+    assert_raw_problem(res, 404, "not_found").await;
 
     let provider = start_provider().await;
     let app = app_with(&provider).await;
-    let tokens: Value = sign_in(&app).await.json().await.unwrap();
-    let id = me(&app, &tokens).await["id"].as_str().unwrap().to_owned();
-    let res = app
-        .admin(Method::PATCH, &format!("/api/v1/users/{id}"))
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let res = sign_in(&app).await;
-    assert_problem(res, 403, "account_disabled").await;
+    let tokens = signed_in(&app).await;
+    let id = me(&app, &tokens).await.id;
+    let disable = PatchUserRequest {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    let res = app.admin_depot().patch_user(id, &disable, None).await;
+    assert_eq!(status_of(&res), 200);
+    assert_api_problem(sign_in(&app).await, 403, "account_disabled");
 }

@@ -1,6 +1,6 @@
 use crate::helpers::{
     TestApp, assert_api_problem, assert_raw_problem, detail, fields, spawn_app, spawn_app_with,
-    wait_final,
+    status_of, wait_final,
 };
 use depot_client::wire::{
     Collection, CreatePackageRequest, OperationKind, OperationStatus, OperationView, PackageStatus,
@@ -53,14 +53,6 @@ async fn cancel(depot: &Client, op_id: Uuid) -> Result<Response<OperationView>, 
     depot
         .send(depot.request(Method::POST, &format!("/api/v1/operations/{op_id}/cancel")))
         .await
-}
-
-/// The HTTP status of an answer, whether it succeeded or not.
-fn status_of<T>(answer: &Result<Response<T>, Error>) -> u16 {
-    match answer {
-        Ok(res) => res.status,
-        Err(e) => e.status().unwrap_or_else(|| panic!("no answer: {e}")),
-    }
 }
 
 fn q(name: &'static str, value: impl ToString) -> (&'static str, Option<String>) {

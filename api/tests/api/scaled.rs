@@ -3,15 +3,15 @@
 //! SQLite run and run by `scripts/test.sh` with `--include-ignored` in the PostgreSQL + RabbitMQ
 //! run, where a missing service fails them.
 
-use crate::helpers::wait_final_json as wait_final;
-use crate::helpers::{TestApp, amqp_url, postgres_url, spawn_app_with};
-use reqwest::Method;
-use serde_json::{Value, json};
+use crate::helpers::{TestApp, amqp_url, postgres_url, spawn_app_with, wait_final};
+use depot_client::Client;
+use depot_client::wire::{CreatePackageRequest, OperationKind, OperationStatus, PackageStatus};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
+use uuid::Uuid;
 
 fn require_services() -> (String, String) {
     (
@@ -56,49 +56,35 @@ fn spawn_worker(app: &TestApp) -> KillOnDrop {
         .expect("starting depot worker")
 }
 
-async fn create_and_download(app: &TestApp, key: &str, n: usize) -> Vec<(String, String)> {
+/// Creates `n` packages and starts their downloads: (package id, operation id) each.
+async fn create_and_download(depot: &Client, n: usize) -> Vec<(Uuid, Uuid)> {
     let mut out = Vec::new();
     for i in 0..n {
-        let p: Value = app
-            .with_key(Method::POST, "/api/v1/packages", key)
-            .json(&json!({"name": format!("pkg-{i}"), "version": "1"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
+        let p = depot
+            .create_package(&CreatePackageRequest::new(format!("pkg-{i}"), "1"))
             .await
             .unwrap();
-        let id = p["id"].as_str().unwrap().to_owned();
-        let res = app
-            .with_key(
-                Method::POST,
-                &format!("/api/v1/packages/{id}/download"),
-                key,
-            )
-            .send()
+        let res = depot
+            .start_with(p.id, OperationKind::Download, None)
             .await
             .unwrap();
         assert_eq!(
-            res.status(),
-            202,
+            res.status, 202,
             "the request succeeds whatever the broker does"
         );
-        let op: Value = res.json().await.unwrap();
-        out.push((id, op["id"].as_str().unwrap().to_owned()));
+        out.push((p.id, res.body.id));
     }
     out
 }
 
 /// Every operation succeeded and every package changed status exactly once (ETag = revision 2).
-async fn assert_all_done_once(app: &TestApp, key: &str, ops: &[(String, String)]) {
+async fn assert_all_done_once(depot: &Client, ops: &[(Uuid, Uuid)]) {
     for (pkg, op) in ops {
-        let done = wait_final(app, key, op).await;
-        assert_eq!(done["status"], "succeeded", "{done}");
-        let res = app
-            .get_with_key(&format!("/api/v1/packages/{pkg}"), key)
-            .await;
-        assert_eq!(res.headers()["etag"], "\"2\"", "one status change");
-        assert_eq!(res.json::<Value>().await.unwrap()["status"], "downloaded");
+        let done = wait_final(depot, *op).await;
+        assert_eq!(done.status, OperationStatus::Succeeded, "{done:?}");
+        let res = depot.get_package(*pkg).await.unwrap();
+        assert_eq!(res.etag.as_deref(), Some("\"2\""), "one status change");
+        assert_eq!(res.body.status, PackageStatus::Downloaded);
     }
 }
 
@@ -112,20 +98,18 @@ async fn a_killed_worker_loses_no_operation_and_none_runs_twice() {
         s.executor.simulated_steps = 15;
     })
     .await;
-    let key = app.writer_key().await;
+    let depot = app.depot_with_key(&app.writer_key().await);
     let mut first = spawn_worker(&app);
-    let ops = create_and_download(&app, &key, 12).await;
+    let ops = create_and_download(&depot, 12).await;
 
     // Kill the worker with SIGKILL while operations are running.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let running: Value = app
-            .get_with_key("/api/v1/operations?status=running", &key)
-            .await
-            .json()
+        let running = depot
+            .list_operations(&[("status", Some("running".into()))])
             .await
             .unwrap();
-        if !running["items"].as_array().unwrap().is_empty() {
+        if !running.items.is_empty() {
             break;
         }
         assert!(Instant::now() < deadline, "no operation started running");
@@ -135,17 +119,11 @@ async fn a_killed_worker_loses_no_operation_and_none_runs_twice() {
     first.0.wait().unwrap();
 
     let mut second = spawn_worker(&app);
-    assert_all_done_once(&app, &key, &ops).await;
+    assert_all_done_once(&depot, &ops).await;
     // The crashed worker's operations ran again (attempts > 1) but changed the status once.
     let mut retried = 0;
     for (_, op) in &ops {
-        let v: Value = app
-            .get_with_key(&format!("/api/v1/operations/{op}"), &key)
-            .await
-            .json()
-            .await
-            .unwrap();
-        if v["attempts"].as_i64().unwrap() > 1 {
+        if depot.get_operation(*op).await.unwrap().attempts > 1 {
             retried += 1;
         }
     }
@@ -223,9 +201,10 @@ async fn requests_succeed_while_the_broker_is_away_and_the_work_completes_after(
     via_proxy.set_port(Some(proxy.port)).unwrap();
     let via_proxy = via_proxy.to_string();
     let app = spawn_app_with(move |s| s.queue.amqp_url = Some(via_proxy)).await;
-    let key = app.writer_key().await;
+    let depot = app.depot_with_key(&app.writer_key().await);
 
     proxy.cut();
+    // Readiness has no wire type (nor a typed call): its status is read raw.
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.get("/health/ready").await.status() != 503 {
         assert!(
@@ -234,23 +213,19 @@ async fn requests_succeed_while_the_broker_is_away_and_the_work_completes_after(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ops = create_and_download(&app, &key, 5).await;
+    let ops = create_and_download(&depot, 5).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (_, op) in &ops {
-        let v: Value = app
-            .get_with_key(&format!("/api/v1/operations/{op}"), &key)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let v = depot.get_operation(*op).await.unwrap();
         assert_eq!(
-            v["status"], "pending",
+            v.status,
+            OperationStatus::Pending,
             "nothing ran while the broker was away"
         );
     }
 
     proxy.restore();
-    assert_all_done_once(&app, &key, &ops).await;
+    assert_all_done_once(&depot, &ops).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.get("/health/ready").await.status() != 200 {
         assert!(Instant::now() < deadline, "readiness never recovered");
@@ -272,21 +247,23 @@ async fn event_streams_hear_at_once_of_operations_a_worker_process_ends() {
     })
     .await;
     let key = app.writer_key().await;
+    let depot = app.depot_with_key(&key);
     let _worker = spawn_worker(&app);
-    let ops = create_and_download(&app, &key, 1).await;
+    let ops = create_and_download(&depot, 1).await;
     let path = format!("/api/v1/operations/{}", ops[0].1);
     // Follow it once it runs: the worker process is up, and about a second of work is left.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let op: Value = app.get_with_key(&path, &key).await.json().await.unwrap();
-        if op["status"] == "running" {
+        let op = depot.get_operation(ops[0].1).await.unwrap();
+        if op.status == OperationStatus::Running {
             break;
         }
-        assert_eq!(op["status"], "pending", "{op}");
+        assert_eq!(op.status, OperationStatus::Pending, "{op:?}");
         assert!(Instant::now() < deadline, "the operation never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let started = Instant::now();
+    // The event stream is read raw, as its text: the test times its end.
     let res = app.get_with_key(&format!("{path}/events"), &key).await;
     assert_eq!(res.status(), 200);
     let body = tokio::time::timeout(Duration::from_secs(20), res.text())
@@ -314,12 +291,12 @@ async fn the_operation_listener_takes_no_connection_from_the_pool() {
         s.executor.simulated_duration_ms = 0;
     })
     .await;
-    let key = app.writer_key().await;
+    let depot = app.depot_with_key(&app.writer_key().await);
     // Let the listener connect first.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let ops = create_and_download(&app, &key, 2).await;
+    let ops = create_and_download(&depot, 2).await;
     for (_, op) in &ops {
-        let done = wait_final(&app, &key, op).await;
-        assert_eq!(done["status"], "succeeded", "{done}");
+        let done = wait_final(&depot, *op).await;
+        assert_eq!(done.status, OperationStatus::Succeeded, "{done:?}");
     }
 }
