@@ -42,6 +42,8 @@ pub struct Adapters {
     /// Follows operations for this process's event streams; an embedded worker pushes final
     /// states into it.
     pub operation_watch: Arc<OperationWatch>,
+    /// The egress policy every outbound client is built with (downloads, OIDC).
+    pub egress: crate::http::egress::Egress,
 }
 
 /// The package and operation ports, through the read cache when there is one.
@@ -157,7 +159,17 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
         clock: Arc::new(SystemClock),
         metrics: Arc::new(crate::http::metrics::Metrics::new()),
         in_process_queue: queue.in_process,
+        egress: egress(settings)?,
     })
+}
+
+/// The egress policy from `[egress]`, with the system resolver.
+pub fn egress(settings: &Settings) -> Result<crate::http::egress::Egress, StartupError> {
+    let policy = settings.egress.policy().map_err(|e| StartupError {
+        key: "egress.allowed_networks",
+        message: e.problem,
+    })?;
+    Ok(crate::http::egress::Egress::new(policy))
 }
 
 /// The components' services, wired to the adapters.
@@ -250,6 +262,7 @@ pub async fn account_service(
 async fn oidc_client(
     settings: &Settings,
     secrets: &dyn SecretStore,
+    egress: &crate::http::egress::Egress,
 ) -> Result<Option<Arc<crate::accounts::oidc::OidcClient>>, StartupError> {
     if !settings.oidc.enabled() {
         return Ok(None);
@@ -261,7 +274,7 @@ async fn oidc_client(
             key: "secrets.oidc_client_secret",
             message: e.to_string(),
         })?;
-    crate::accounts::oidc::OidcClient::new(&settings.oidc, secret)
+    crate::accounts::oidc::OidcClient::new(&settings.oidc, secret, egress)
         .map(Arc::new)
         .map(Some)
         .ok_or(StartupError {
@@ -271,7 +284,10 @@ async fn oidc_client(
 }
 
 /// The executor the configuration names.
-pub fn executor(settings: &Settings) -> Result<Arc<dyn Executor>, StartupError> {
+pub fn executor(
+    settings: &Settings,
+    egress: &crate::http::egress::Egress,
+) -> Result<Arc<dyn Executor>, StartupError> {
     let x = &settings.executor;
     Ok(match x.kind {
         crate::settings::ExecutorKind::Simulated => Arc::new(SimulatedExecutor {
@@ -284,6 +300,7 @@ pub fn executor(settings: &Settings) -> Result<Arc<dyn Executor>, StartupError> 
                 x.storage_dir.clone(),
                 std::time::Duration::from_secs(x.http_timeout_seconds),
                 x.max_download_bytes,
+                egress,
             )
             .map_err(|e| StartupError {
                 key: "executor.storage_dir",
@@ -301,7 +318,7 @@ pub fn operation_runner(
     let (_, operations) = package_ports(adapters);
     Ok(Arc::new(OperationRunner::new(
         operations,
-        executor(settings)?,
+        executor(settings, &adapters.egress)?,
         adapters.clock.clone(),
         settings.operations.max_attempts,
     )))
@@ -375,7 +392,7 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
         relay,
         accounts,
         pending_logins: Arc::new(SeaOrmAccountRepository::new(adapters.db.clone())),
-        oidc: oidc_client(settings, adapters.secrets.as_ref()).await?,
+        oidc: oidc_client(settings, adapters.secrets.as_ref(), &adapters.egress).await?,
     })
 }
 

@@ -22,6 +22,7 @@ const BUILT_IN: &str = include_str!("../../config/default.toml");
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
+    pub egress: EgressSettings,
     pub database: DatabaseSettings,
     pub queue: QueueSettings,
     pub worker: WorkerSettings,
@@ -84,6 +85,27 @@ impl ServerSettings {
             }
         }
         Ok(())
+    }
+}
+
+/// `[egress]`: the destinations Depot's outbound calls may reach (see `depot_core::egress`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSettings {
+    /// CIDRs opened despite being non-public (e.g. `10.0.0.0/8` for an internal mirror).
+    pub allowed_networks: Vec<String>,
+    /// Host names allowed whatever they resolve to.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl EgressSettings {
+    pub fn policy(&self) -> Result<depot_core::egress::EgressPolicy, SettingsError> {
+        depot_core::egress::EgressPolicy::new(&self.allowed_networks, &self.allowed_hosts)
+            .map_err(|e| SettingsError::new("egress.allowed_networks", e.to_string()))
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.policy().map(|_| ())
     }
 }
 
@@ -311,7 +333,10 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("server.cors_allowed_origins")
                     .with_list_parse_key("server.trusted_proxies")
-                    .with_list_parse_key("oidc.scopes"),
+                    .with_list_parse_key("egress.allowed_networks")
+                    .with_list_parse_key("egress.allowed_hosts")
+                    .with_list_parse_key("oidc.scopes")
+                    .with_list_parse_key("oidc.allowed_endpoint_hosts"),
             );
         for (var, key) in ALIASES {
             if let Ok(value) = std::env::var(var) {
@@ -341,6 +366,7 @@ impl Settings {
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.server.validate()?;
+        self.egress.validate()?;
         self.database.validate()?;
         self.queue.validate()?;
         self.worker.validate()?;

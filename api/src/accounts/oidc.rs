@@ -3,6 +3,7 @@
 //! `oidc.jwks_refresh_min_seconds`), and the authorization-code exchange.
 
 use crate::accounts::settings::OidcSettings;
+use crate::http::egress::redact;
 use depot_accounts::oidc::{self, IdClaims, IdTokenError, ProviderMetadata};
 use depot_core::secrets::{ExposeSecret, SecretString};
 use jsonwebtoken::jwk::JwkSet;
@@ -29,13 +30,14 @@ struct Cache {
 }
 
 pub struct OidcClient {
-    http: reqwest::Client,
+    http: crate::http::egress::EgressClient,
     issuer: String,
     pub client_id: String,
     client_secret: Option<SecretString>,
     pub redirect_url: String,
     pub scopes: Vec<String>,
     pub cookie_secure: bool,
+    allowed_endpoint_hosts: Vec<String>,
     refresh_min: Duration,
     cache: Mutex<Cache>,
 }
@@ -46,13 +48,15 @@ struct TokenResponse {
 }
 
 impl OidcClient {
-    pub fn new(settings: &OidcSettings, client_secret: Option<SecretString>) -> Option<Self> {
+    pub fn new(
+        settings: &OidcSettings,
+        client_secret: Option<SecretString>,
+        egress: &crate::http::egress::Egress,
+    ) -> Option<Self> {
         let issuer = settings.issuer_url.clone()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.http_timeout_seconds))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .ok()?;
+        let builder =
+            reqwest::Client::builder().timeout(Duration::from_secs(settings.http_timeout_seconds));
+        let http = egress.client(builder, None).ok()?;
         Some(Self {
             http,
             issuer,
@@ -61,6 +65,7 @@ impl OidcClient {
             redirect_url: settings.redirect_url.clone().unwrap_or_default(),
             scopes: settings.scopes.clone(),
             cookie_secure: settings.cookie_secure,
+            allowed_endpoint_hosts: settings.allowed_endpoint_hosts.clone(),
             refresh_min: Duration::from_secs(settings.jwks_refresh_min_seconds),
             cache: Mutex::new(Cache {
                 metadata: None,
@@ -76,16 +81,23 @@ impl OidcClient {
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, OidcError> {
         let res = self
             .http
-            .get(url)
+            .request(reqwest::Method::GET, url)
+            .map_err(|e| OidcError::Provider(format!("GET {}: {e}", redact(url))))?
             .send()
             .await
-            .map_err(|e| OidcError::Provider(format!("GET {url}: {e}")))?;
+            .map_err(|e| {
+                OidcError::Provider(format!("GET {}: {}", redact(url), e.without_url()))
+            })?;
         if !res.status().is_success() {
-            return Err(OidcError::Provider(format!("GET {url}: {}", res.status())));
+            return Err(OidcError::Provider(format!(
+                "GET {}: {}",
+                redact(url),
+                res.status()
+            )));
         }
         res.json()
             .await
-            .map_err(|e| OidcError::Provider(format!("GET {url}: {e}")))
+            .map_err(|e| OidcError::Provider(format!("GET {}: {}", redact(url), e.without_url())))
     }
 
     /// The discovery document, fetched once. Its `issuer` must be the configured one exactly.
@@ -104,8 +116,39 @@ impl OidcClient {
                 m.issuer, self.issuer
             )));
         }
+        self.check_endpoint("token_endpoint", &m.token_endpoint)?;
+        self.check_endpoint("jwks_uri", &m.jwks_uri)?;
         self.cache.lock().await.metadata = Some(m.clone());
         Ok(m)
+    }
+
+    /// The endpoints Depot calls itself (the code exchange, the key set) are https on the
+    /// issuer's own origin, or on a host listed in `oidc.allowed_endpoint_hosts` (Google's are
+    /// on googleapis.com); plain http only for a provider on loopback, on its own origin. A
+    /// tampered or misconfigured discovery document cannot point Depot anywhere else.
+    fn check_endpoint(&self, what: &str, endpoint: &str) -> Result<(), OidcError> {
+        let refuse = |why: &str| {
+            Err(OidcError::Provider(format!(
+                "the discovery document's {what} ({}) {why}",
+                redact(endpoint)
+            )))
+        };
+        let (Ok(issuer), Ok(url)) = (url::Url::parse(&self.issuer), url::Url::parse(endpoint))
+        else {
+            return refuse("is not a URL");
+        };
+        let same_origin = url.origin() == issuer.origin();
+        let listed = url.host_str().is_some_and(|h| {
+            self.allowed_endpoint_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(h.trim_end_matches('.')))
+        });
+        match url.scheme() {
+            "https" if same_origin || listed => Ok(()),
+            "https" => refuse("is not on the issuer's origin nor in oidc.allowed_endpoint_hosts"),
+            "http" if same_origin && issuer.scheme() == "http" => Ok(()),
+            _ => refuse("is not https"),
+        }
     }
 
     async fn jwks(&self, m: &ProviderMetadata, refresh: bool) -> Result<JwkSet, OidcError> {
@@ -140,14 +183,18 @@ impl OidcClient {
             ("client_id", self.client_id.as_str()),
             ("code_verifier", code_verifier),
         ];
-        let mut req = self.http.post(&m.token_endpoint).form(&form);
+        let mut req = self
+            .http
+            .request(reqwest::Method::POST, &m.token_endpoint)
+            .map_err(|e| OidcError::Provider(format!("token endpoint: {e}")))?
+            .form(&form);
         if let Some(secret) = &self.client_secret {
             req = req.basic_auth(&self.client_id, Some(secret.expose_secret()));
         }
         let res = req
             .send()
             .await
-            .map_err(|e| OidcError::Provider(format!("token endpoint: {e}")))?;
+            .map_err(|e| OidcError::Provider(format!("token endpoint: {}", e.without_url())))?;
         if res.status().is_client_error() {
             return Err(OidcError::CodeRejected);
         }
@@ -160,7 +207,7 @@ impl OidcClient {
         let body: TokenResponse = res
             .json()
             .await
-            .map_err(|e| OidcError::Provider(format!("token endpoint: {e}")))?;
+            .map_err(|e| OidcError::Provider(format!("token endpoint: {}", e.without_url())))?;
         let id_token = body
             .id_token
             .ok_or_else(|| OidcError::Provider("the token response has no id_token".into()))?;

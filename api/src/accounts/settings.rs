@@ -109,6 +109,8 @@ pub struct OidcSettings {
     pub cookie_secure: bool,
     pub jwks_refresh_min_seconds: u64,
     pub http_timeout_seconds: u64,
+    /// Hosts besides the issuer's own that its `token_endpoint` and `jwks_uri` may be on.
+    pub allowed_endpoint_hosts: Vec<String>,
 }
 
 impl OidcSettings {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client_ip;
 pub mod collection;
 pub mod docs;
+pub mod egress;
 pub mod error;
 pub mod extract;
 pub mod health;

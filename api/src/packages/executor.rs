@@ -5,6 +5,7 @@
 //!
 //! Layout: `<storage>/packages/<package id>/artifact` and `<storage>/active/<escaped name>`.
 
+use crate::http::egress::{Egress, EgressClient, redact, refusal};
 use async_trait::async_trait;
 use depot_packages::executor::{ExecError, Executor, Progress};
 use depot_packages::{OperationKind, Package};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 pub struct HttpExecutor {
-    client: reqwest::Client,
+    client: EgressClient,
     storage: PathBuf,
     max_bytes: u64,
 }
@@ -25,6 +26,28 @@ fn failed(code: &str, detail: impl Into<String>) -> ExecError {
         code: code.to_owned(),
         detail: detail.into(),
     }
+}
+
+/// Redirects a download follows (each hop checked by the egress policy).
+const MAX_REDIRECTS: usize = 5;
+
+fn forbidden(site: &str, reason: &dyn std::fmt::Display) -> ExecError {
+    tracing::warn!(source = %site, %reason, "download refused by the egress policy");
+    failed(
+        "destination_forbidden",
+        "the source_url's destination is not allowed by the egress policy",
+    )
+}
+
+fn unreachable_source() -> ExecError {
+    ExecError::Retryable("unreachable: the source could not be reached".into())
+}
+
+fn size_mismatch() -> ExecError {
+    failed(
+        "size_mismatch",
+        "the artifact's size is not the declared size_bytes",
+    )
 }
 
 fn io_retryable(what: &str, e: std::io::Error) -> ExecError {
@@ -48,16 +71,22 @@ pub fn escape_name(name: &str) -> String {
 }
 
 impl HttpExecutor {
-    pub fn new(storage: PathBuf, timeout: Duration, max_bytes: u64) -> Result<Self, String> {
+    pub fn new(
+        storage: PathBuf,
+        timeout: Duration,
+        max_bytes: u64,
+        egress: &Egress,
+    ) -> Result<Self, String> {
         for dir in [storage.join("packages"), storage.join("active")] {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("depot/", env!("CARGO_PKG_VERSION")))
-            .build()
+            .user_agent(concat!("depot/", env!("CARGO_PKG_VERSION")));
+        let client = egress
+            .client(builder, Some(MAX_REDIRECTS))
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             client,
@@ -99,20 +128,31 @@ impl HttpExecutor {
         if Self::verified(&target, p).await? {
             return Ok(());
         }
-        let response = self
+        // What the remote said or how it failed goes to the log (the URL redacted); the
+        // operation's error carries only a code and a fixed sentence, so neither the answer nor a
+        // connection error can be read back by whoever chose the URL.
+        let site = redact(url);
+        let request = self
             .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| ExecError::Retryable(format!("requesting {url}: {e}")))?;
+            .request(reqwest::Method::GET, url)
+            .map_err(|e| forbidden(&site, &e))?;
+        let response = request.send().await.map_err(|e| match refusal(&e) {
+            Some(refused) => forbidden(&site, refused),
+            None => {
+                tracing::warn!(package_id = %p.id, source = %site, error = %e.without_url(), "download failed");
+                unreachable_source()
+            }
+        })?;
         let status = response.status();
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(ExecError::Retryable(format!("{url} answered {status}")));
+            tracing::warn!(package_id = %p.id, source = %site, %status, "download answered a temporary error");
+            return Err(unreachable_source());
         }
         if !status.is_success() {
+            tracing::warn!(package_id = %p.id, source = %site, %status, "download refused");
             return Err(failed(
                 "download_failed",
-                format!("{url} answered {status}"),
+                "the source did not hand over the artifact",
             ));
         }
         let expected = p.size_bytes.map(|s| s as u64).or(response.content_length());
@@ -126,7 +166,10 @@ impl HttpExecutor {
         let mut received: u64 = 0;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ExecError::Retryable(format!("reading {url}: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                tracing::warn!(package_id = %p.id, source = %site, error = %e.without_url(), "download interrupted");
+                unreachable_source()
+            })?;
             received += chunk.len() as u64;
             // Whatever the package or the server declare, a download stops at the limit.
             if received > self.max_bytes {
@@ -143,10 +186,7 @@ impl HttpExecutor {
                 && received > size as u64
             {
                 let _ = tokio::fs::remove_file(&partial).await;
-                return Err(failed(
-                    "size_mismatch",
-                    format!("more than the declared {size} bytes"),
-                ));
+                return Err(size_mismatch());
             }
             hasher.update(&chunk);
             file.write_all(&chunk)
@@ -172,10 +212,7 @@ impl HttpExecutor {
             && received != size as u64
         {
             let _ = tokio::fs::remove_file(&partial).await;
-            return Err(failed(
-                "size_mismatch",
-                format!("got {received} bytes, expected {size}"),
-            ));
+            return Err(size_mismatch());
         }
         let digest = hex(&hasher.finalize());
         if let Some(want) = p.sha256.as_deref()
@@ -184,7 +221,7 @@ impl HttpExecutor {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(failed(
                 "checksum_mismatch",
-                format!("sha256 is {digest}, expected {want}"),
+                "the artifact's sha256 is not the declared one",
             ));
         }
         tokio::fs::rename(&partial, &target)

@@ -71,6 +71,9 @@ pub async fn test_settings() -> (Settings, TestResources) {
     settings.executor.simulated_duration_ms = 100;
     settings.executor.simulated_steps = 4;
     settings.api_keys.usage_flush_milliseconds = 200;
+    // The tests' artifact servers and identity provider listen on loopback, which the egress
+    // policy refuses by default; the egress tests put the default back.
+    settings.egress.allowed_networks = vec!["127.0.0.0/8".into(), "::1/128".into()];
     let mut pg = None;
     let dir = tempfile::tempdir().expect("a temp dir");
     // The admin secret comes through the real file secret store.

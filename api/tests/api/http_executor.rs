@@ -174,3 +174,171 @@ async fn a_download_stops_at_the_configured_maximum_size() {
         .unwrap_or_default();
     assert!(left.is_empty(), "no partial file is left: {left:?}");
 }
+
+/// A loopback server that counts its connections and answers `/redirect` with a 302 to
+/// `location` and anything else with the artifact.
+fn counting_server(
+    location: Option<String>,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let server = HttpServer::new(move || {
+        let counter = counter.clone();
+        let location = location.clone();
+        App::new().default_service(web::to(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let location = location.clone();
+            async move {
+                match location {
+                    Some(to) => HttpResponse::Found()
+                        .insert_header(("location", to))
+                        .finish(),
+                    None => HttpResponse::Ok().body(ARTIFACT),
+                }
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    (port, hits)
+}
+
+/// The review's SSRF: a `packages:write` holder made Depot fetch loopback in several spellings
+/// and through a redirect, and read the answer's details back from the operation's error. With
+/// the default egress policy no such request leaves Depot, and the error is only a code.
+#[tokio::test]
+async fn the_default_egress_policy_refuses_internal_destinations_in_every_spelling() {
+    use std::sync::atomic::Ordering;
+    let (port, hits) = counting_server(None);
+    // A first hop the policy allows (`localhost` exempted by name) that redirects inside.
+    let (hop, hop_hits) = counting_server(Some(format!("http://127.0.0.1:{port}/internal")));
+    let storage = tempfile::tempdir().unwrap();
+    let dir = storage.path().to_owned();
+    let app = spawn_app_with(move |s| {
+        s.executor.kind = depot_api::settings::ExecutorKind::Http;
+        s.executor.storage_dir = dir;
+        s.egress = Default::default();
+        s.egress.allowed_hosts = vec!["localhost".into()];
+    })
+    .await;
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let urls = [
+        format!("http://127.0.0.1:{port}/artifact.tgz"),
+        format!("http://2130706433:{port}/artifact.tgz"),
+        format!("http://0x7f.0.0.1:{port}/artifact.tgz"),
+        format!("http://[::ffff:127.0.0.1]:{port}/artifact.tgz"),
+        format!("http://[::1]:{port}/artifact.tgz"),
+        format!("http://localhost:{hop}/redirect"),
+    ];
+    for (i, url) in urls.iter().enumerate() {
+        let p = depot
+            .create_package(&CreatePackageRequest {
+                source_url: Some(url.clone()),
+                ..CreatePackageRequest::new("internal", format!("1.0.{i}"))
+            })
+            .await
+            .unwrap();
+        let op = lifecycle_op(&depot, p.id, OperationKind::Download).await;
+        assert_eq!(op.status, OperationStatus::Failed, "{url}: {op:?}");
+        assert_eq!(
+            error_code(&op),
+            Some("destination_forbidden"),
+            "{url}: {op:?}"
+        );
+        let detail = &op.error.as_ref().unwrap().detail;
+        for leak in [port.to_string(), "127.0.0.1".into(), "loopback".into()] {
+            assert!(
+                !detail.contains(&leak),
+                "{url}: the error names {leak}: {detail}"
+            );
+        }
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the internal server"
+    );
+    assert_eq!(
+        hop_hits.load(Ordering::SeqCst),
+        1,
+        "the allowed hop was asked once"
+    );
+    // Credentials in the URL are refused up front.
+    let e = depot
+        .create_package(&CreatePackageRequest {
+            source_url: Some("https://user:secret@example.com/a.tgz".into()),
+            ..CreatePackageRequest::new("internal", "2.0.0")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.status_and_code(), Some((422, "validation_failed")));
+    assert_eq!(e.problem().unwrap().errors[0].field, "source_url");
+}
+
+/// What a remote answered (a checksum, a size, a status, a connection error) never reaches the
+/// operation's error: it would make Depot an oracle for whoever chose the URL.
+#[tokio::test]
+async fn failed_downloads_say_only_what_failed() {
+    let base = artifact_server();
+    let storage = tempfile::tempdir().unwrap();
+    let dir = storage.path().to_owned();
+    let app = spawn_app_with(move |s| {
+        s.executor.kind = depot_api::settings::ExecutorKind::Http;
+        s.executor.storage_dir = dir;
+    })
+    .await;
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let actual = sha256_hex(ARTIFACT);
+    for (version, url, sha, size, code) in [
+        (
+            "1",
+            format!("{base}/artifact.tgz"),
+            Some("0".repeat(64)),
+            None,
+            "checksum_mismatch",
+        ),
+        (
+            "2",
+            format!("{base}/artifact.tgz"),
+            None,
+            Some(3),
+            "size_mismatch",
+        ),
+        (
+            "3",
+            format!("{base}/artifact.tgz"),
+            None,
+            Some(9999),
+            "size_mismatch",
+        ),
+        ("4", format!("{base}/broken"), None, None, "download_failed"),
+    ] {
+        let p = depot
+            .create_package(&CreatePackageRequest {
+                source_url: Some(url),
+                sha256: sha,
+                size_bytes: size,
+                ..CreatePackageRequest::new("oracle", version)
+            })
+            .await
+            .unwrap();
+        let op = lifecycle_op(&depot, p.id, OperationKind::Download).await;
+        assert_eq!(error_code(&op), Some(code), "{op:?}");
+        let detail = &op.error.as_ref().unwrap().detail;
+        for leak in [
+            actual.as_str(),
+            &ARTIFACT.len().to_string(),
+            "404",
+            "Not Found",
+            "127.0.0.1",
+        ] {
+            assert!(!detail.contains(leak), "the error names {leak}: {detail}");
+        }
+    }
+}

@@ -57,6 +57,8 @@ struct Behaviour {
     published: Vec<usize>,
     /// Put this nonce in the token instead of the requested one.
     nonce_override: Option<String>,
+    /// Name these as token_endpoint and jwks_uri in the discovery document instead.
+    endpoints_override: Option<(String, String)>,
 }
 
 struct Grant {
@@ -74,11 +76,18 @@ struct Provider {
 }
 
 async fn discovery(p: web::Data<Provider>) -> HttpResponse {
+    let (token, jwks) = p
+        .behaviour
+        .lock()
+        .unwrap()
+        .endpoints_override
+        .clone()
+        .unwrap_or_else(|| (format!("{}/token", p.issuer), format!("{}/jwks", p.issuer)));
     HttpResponse::Ok().json(json!({
         "issuer": p.issuer,
         "authorization_endpoint": format!("{}/authorize", p.issuer),
-        "token_endpoint": format!("{}/token", p.issuer),
-        "jwks_uri": format!("{}/jwks", p.issuer),
+        "token_endpoint": token,
+        "jwks_uri": jwks,
         "id_token_signing_alg_values_supported": ["EdDSA", "RS256"],
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
@@ -184,6 +193,7 @@ async fn start_provider() -> Arc<web::Data<Provider>> {
             signing: 0,
             published: vec![0],
             nonce_override: None,
+            endpoints_override: None,
         }),
         grants: Mutex::new(HashMap::new()),
         jwks_fetches: Mutex::new(0),
@@ -433,4 +443,54 @@ async fn without_a_provider_the_routes_are_absent_and_disabled_users_stay_out() 
     let res = app.admin_depot().patch_user(id, &disable, None).await;
     assert_eq!(status_of(&res), 200);
     assert_api_problem(sign_in(&app).await, 403, "account_disabled");
+}
+
+/// A discovery document may not send Depot's own calls (the code exchange, the key set) off the
+/// issuer's origin or over plain http: the provider's answer is checked before it is used.
+#[tokio::test]
+async fn discovery_endpoints_must_be_on_the_issuers_origin() {
+    let provider = start_provider().await;
+    let issuer = provider.issuer.clone();
+    let port: u16 = issuer.rsplit(':').next().unwrap().parse().unwrap();
+    for (token, jwks) in [
+        // Another origin (another port on the same host is another origin).
+        (
+            format!("http://127.0.0.1:{}/token", port + 1),
+            format!("{issuer}/jwks"),
+        ),
+        (
+            format!("{issuer}/token"),
+            "https://keys.example.com/jwks".to_string(),
+        ),
+        // Plain http to another host.
+        (
+            format!("http://localhost:{port}/token"),
+            format!("{issuer}/jwks"),
+        ),
+    ] {
+        provider.behaviour.lock().unwrap().endpoints_override = Some((token, jwks));
+        let app = app_with(&provider).await;
+        let res = app.get("/api/v1/auth/oidc/login").await;
+        assert_eq!(res.status(), 502, "{}", res.text().await.unwrap());
+        let body = res.text().await.unwrap();
+        assert!(
+            !body.contains("example.com") && !body.contains("token"),
+            "{body}"
+        );
+    }
+    // Listed in oidc.allowed_endpoint_hosts, another https host is accepted (the discovery
+    // succeeds; nothing is fetched from it until a sign-in completes).
+    provider.behaviour.lock().unwrap().endpoints_override = Some((
+        format!("{issuer}/token"),
+        "https://keys.example.com/jwks".into(),
+    ));
+    let issuer_url = issuer.clone();
+    let app = spawn_app_with(move |s| {
+        s.oidc.issuer_url = Some(issuer_url);
+        s.oidc.client_id = Some(CLIENT_ID.into());
+        s.oidc.redirect_url = Some(REDIRECT.into());
+        s.oidc.allowed_endpoint_hosts = vec!["keys.example.com".into()];
+    })
+    .await;
+    assert_eq!(app.get("/api/v1/auth/oidc/login").await.status(), 302);
 }

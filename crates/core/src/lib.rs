@@ -5,6 +5,7 @@
 //! `cargo tree -p depot-core` must stay free of actix, sea-orm, sqlx and lapin.
 
 pub mod clock;
+pub mod egress;
 pub mod error;
 pub mod idempotency;
 pub mod principal;

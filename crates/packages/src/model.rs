@@ -301,6 +301,14 @@ impl PackageInput {
             u.and_then(|u| {
                 let u = u.trim().to_owned();
                 match url::Url::parse(&u) {
+                    // Credentials in a URL end up in logs and in every reader's hands.
+                    Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+                        errors.push(FieldError {
+                            field: "source_url".into(),
+                            message: "must not carry credentials (user:pass@)".into(),
+                        });
+                        None
+                    }
                     Ok(parsed)
                         if matches!(parsed.scheme(), "http" | "https")
                             && parsed.host().is_some()
@@ -430,6 +438,24 @@ mod tests {
         let e = PackageInput::default().validate(true).unwrap_err();
         assert_eq!(e.errors.len(), 2);
         assert!(PackageInput::default().validate(false).is_ok());
+    }
+
+    #[test]
+    fn source_urls_with_credentials_are_refused() {
+        for url in [
+            "https://user:pass@example.com/a.tgz",
+            "https://token@example.com/a.tgz",
+            "http://:pw@example.com/",
+        ] {
+            let e = PackageInput {
+                source_url: Some(Some(url.into())),
+                ..Default::default()
+            }
+            .validate(false)
+            .unwrap_err();
+            assert_eq!(e.errors[0].field, "source_url", "{url}");
+            assert!(e.errors[0].message.contains("credentials"), "{url}");
+        }
     }
 
     #[test]
