@@ -18,7 +18,8 @@ User classes and their share of the simulated users:
                           (sometimes conditionally, If-None-Match -> 304)
     LifecycleUser    (2)  create -> download -> activate, polling each operation until final
     AccountUser      (1)  registers once, then /users/me with its access token and a token
-                          refresh now and then
+                          refresh now and then (needs accounts.registration_enabled, off by
+                          default; without it these users stay idle)
     KeyAdmin         (1)  API-key management at a low rate: create, get, rotate, revoke, delete
     Prober           (1)  /health/live and /health/ready, as an orchestrator does
 """
@@ -192,6 +193,15 @@ class LifecycleUser(HttpUser):
         )
 
 
+_warned = set()
+
+
+def _warn_once(message):
+    if message not in _warned:
+        _warned.add(message)
+        print(f"locustfile: {message}")
+
+
 class AccountUser(HttpUser):
     """A person signed in with a user account: uses its access token, refreshes it sometimes."""
 
@@ -201,7 +211,19 @@ class AccountUser(HttpUser):
     def on_start(self):
         email = f"locust-{uuid.uuid4().hex[:12]}@example.com"
         password = uuid.uuid4().hex
-        self.client.post("/api/v1/auth/register", json={"email": email, "password": password}, name="/api/v1/auth/register")
+        self.tokens = None
+        with self.client.post(
+            "/api/v1/auth/register",
+            json={"email": email, "password": password},
+            name="/api/v1/auth/register",
+            catch_response=True,
+        ) as r:
+            # Registration is off by default: this user class then has nothing to do (start
+            # Depot with DEPOT__ACCOUNTS__REGISTRATION_ENABLED=true to load it).
+            if r.status_code == 403 and "registration_disabled" in r.text:
+                r.success()
+                _warn_once("registration is off on this Depot: AccountUser users stay idle")
+                return
         r = self.client.post("/api/v1/auth/login", json={"email": email, "password": password}, name="/api/v1/auth/login")
         self.tokens = r.json() if r.status_code == 200 else None
 

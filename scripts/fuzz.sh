@@ -61,6 +61,7 @@ ROOT=$PWD
   exec env -u DATABASE_URL -u AMQP_URL -u PORT -u DEPOT_ENV \
     DEPOT__SERVER__HOST=127.0.0.1 DEPOT__SERVER__PORT="$PORT" \
     DEPOT_ADMIN_SECRET="$ADMIN_SECRET" DEPOT__LOG__LEVEL=warn \
+    DEPOT__ACCOUNTS__REGISTRATION_ENABLED=true \
     "$ROOT/$BIN" serve
 ) >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
@@ -76,7 +77,7 @@ curl -fsS "$BASE/health/live" >/dev/null || { echo "fuzz: no answer at $BASE/hea
 create_key() {
   curl -fsS -X POST "$BASE/api/v1/api-keys" \
     -H "X-Admin-Secret: $ADMIN_SECRET" -H 'Content-Type: application/json' \
-    -d "{\"name\":\"$1\",\"scopes\":[\"packages:read\",\"packages:write\",\"operations:read\",\"passwords:generate\",\"api_keys:admin\",\"users:admin\"],\"never_expires\":true}"
+    -d "{\"name\":\"$1\",\"scopes\":[\"packages:read\",\"packages:write\",\"packages:admin\",\"operations:read\",\"passwords:generate\",\"api_keys:admin\",\"users:admin\"],\"never_expires\":true}"
 }
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 KEY_JSON=$(create_key fuzz)

@@ -50,6 +50,7 @@ pub fn user_view(u: User) -> UserView {
         role: match u.role {
             Role::Admin => wire::Role::Admin,
             Role::User => wire::Role::User,
+            Role::Reader => wire::Role::Reader,
         },
         scopes: u
             .role

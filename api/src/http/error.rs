@@ -255,6 +255,10 @@ impl From<depot_packages::PackageError> for ApiError {
             E::Validation(v) => ApiError::Validation(v),
             E::NotFound(detail) => ApiError::not_found(detail),
             E::Conflict { code, detail } => ApiError::Conflict { code, detail },
+            E::NotOwner(detail) => ApiError::Refused {
+                code: "not_owner",
+                detail,
+            },
             E::PreconditionFailed => ApiError::PreconditionFailed {
                 detail: "the resource has changed since it was read (If-Match)".into(),
             },

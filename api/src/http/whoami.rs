@@ -21,7 +21,7 @@ pub fn routes() -> Vec<Route> {
 pub async fn whoami(auth: Auth) -> HttpResponse {
     let (kind, id) = match auth.0.kind {
         PrincipalKind::Admin => ("admin", None),
-        PrincipalKind::ApiKey { key_id } => ("api_key", Some(key_id)),
+        PrincipalKind::ApiKey { key_id, .. } => ("api_key", Some(key_id)),
         PrincipalKind::User { user_id } => ("user", Some(user_id)),
         PrincipalKind::Anonymous => ("anonymous", None),
     };

@@ -1,5 +1,6 @@
 //! `/api/v1/packages` and `/api/v1/operations`: the registry and its long-running operations.
 
+use crate::http::auth::Auth;
 use crate::http::collection::{
     collection, conditional, etag, if_match, page_request, render_collection,
 };
@@ -78,6 +79,14 @@ pub fn package_view(p: Package) -> PackageView {
         source_url: p.source_url,
         sha256: p.sha256,
         size_bytes: p.size_bytes,
+        owner: p.owner.map(|o| wire::OwnerView {
+            kind: match o.kind {
+                depot_core::OwnerKind::ApiKey => wire::OwnerKind::ApiKey,
+                depot_core::OwnerKind::User => wire::OwnerKind::User,
+                depot_core::OwnerKind::Admin => wire::OwnerKind::Admin,
+            },
+            id: o.id,
+        }),
         created_at: p.created_at,
         updated_at: p.updated_at,
     }
@@ -154,19 +163,23 @@ fn package_response(p: Package) -> HttpResponse {
         (status = 422, description = "Invalid fields, each named (an attempt to set `status` included)")))]
 pub async fn create(
     state: web::Data<PackagesRoom>,
+    auth: Auth,
     body: Json<CreatePackageRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
     let p = state
         .packages
-        .create(PackageInput {
-            name: Some(b.name),
-            version: Some(b.version),
-            description: Some(b.description),
-            source_url: Some(b.source_url),
-            sha256: Some(b.sha256),
-            size_bytes: Some(b.size_bytes),
-        })
+        .create(
+            &auth.0,
+            PackageInput {
+                name: Some(b.name),
+                version: Some(b.version),
+                description: Some(b.description),
+                source_url: Some(b.source_url),
+                sha256: Some(b.sha256),
+                size_bytes: Some(b.size_bytes),
+            },
+        )
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/packages/{}", p.id)))
@@ -241,6 +254,7 @@ pub async fn get(
 pub async fn patch(
     req: HttpRequest,
     state: web::Data<PackagesRoom>,
+    auth: Auth,
     id: web::Path<Uuid>,
     body: Json<PatchPackageRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -248,6 +262,7 @@ pub async fn patch(
     let p = state
         .packages
         .patch(
+            &auth.0,
             *id,
             PackageInput {
                 name: b.name,
@@ -272,18 +287,20 @@ pub async fn patch(
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<PackagesRoom>,
+    auth: Auth,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    state.packages.delete(*id, if_match(&req)?).await?;
+    state.packages.delete(&auth.0, *id, if_match(&req)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn start(
     state: web::Data<PackagesRoom>,
+    auth: Auth,
     id: Uuid,
     kind: OperationKind,
 ) -> Result<HttpResponse, ApiError> {
-    let op = state.packages.start(id, kind).await?;
+    let op = state.packages.start(&auth.0, id, kind).await?;
     state
         .metrics
         .operations_started
@@ -302,9 +319,10 @@ async fn start(
         (status = 409, description = "Not `created`, or another operation is in progress; the detail names the current state")))]
 pub async fn download(
     state: web::Data<PackagesRoom>,
+    auth: Auth,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    start(state, *id, OperationKind::Download).await
+    start(state, auth, *id, OperationKind::Download).await
 }
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/activate", tag = "packages", params(("id" = Uuid, Path)),
@@ -312,9 +330,10 @@ pub async fn download(
         (status = 409, description = "Not `downloaded`, or busy")))]
 pub async fn activate(
     state: web::Data<PackagesRoom>,
+    auth: Auth,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    start(state, *id, OperationKind::Activate).await
+    start(state, auth, *id, OperationKind::Activate).await
 }
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/deactivate", tag = "packages", params(("id" = Uuid, Path)),
@@ -322,9 +341,10 @@ pub async fn activate(
         (status = 409, description = "Not `active`, or busy")))]
 pub async fn deactivate(
     state: web::Data<PackagesRoom>,
+    auth: Auth,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    start(state, *id, OperationKind::Deactivate).await
+    start(state, auth, *id, OperationKind::Deactivate).await
 }
 
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)),
@@ -378,9 +398,10 @@ pub async fn list_operations(
         (status = 409, description = "Already finished")))]
 pub async fn cancel(
     state: web::Data<PackagesRoom>,
+    auth: Auth,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let op = state.packages.cancel(*id).await?;
+    let op = state.packages.cancel(&auth.0, *id).await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/operations/{}", op.id)))
         .json(operation_view(op)))

@@ -67,6 +67,14 @@ impl TestApp {
     pub async fn signed_in_user(&self, email: &str) -> TokenResponse {
         let res = self.register(email, PASSWORD).await.unwrap();
         assert_eq!(res.status, 201, "{res:?}");
+        // Registered accounts are readers; an administrator makes this one a `user` (a
+        // package writer), as the tests of what users do need.
+        let granted = self
+            .admin_depot()
+            .patch_user(res.body.id, &role("user"), None)
+            .await
+            .unwrap();
+        assert_eq!(granted.body.role, Role::User);
         let res = self.login(email, PASSWORD).await.unwrap();
         assert_eq!(res.status, 200, "{res:?}");
         res.body
@@ -139,7 +147,8 @@ async fn register_login_me_refresh_and_logout() {
     assert!(!body.contains("\"password_hash\""), "{body}");
     let user: UserView = serde_json::from_str(&body).unwrap();
     assert_eq!(user.email, "alice@example.com");
-    assert_eq!(user.role, Role::User);
+    // Least privilege: a self-registered account reads until an administrator grants more.
+    assert_eq!(user.role, Role::Reader);
     assert_eq!(location, format!("/api/v1/users/{}", user.id));
 
     let res = app.login("alice@example.com", PASSWORD).await.unwrap();

@@ -74,6 +74,8 @@ pub async fn test_settings() -> (Settings, TestResources) {
     // The tests' artifact servers and identity provider listen on loopback, which the egress
     // policy refuses by default; the egress tests put the default back.
     settings.egress.allowed_networks = vec!["127.0.0.0/8".into(), "::1/128".into()];
+    // Most account tests register users; the default (off) has its own test.
+    settings.accounts.registration_enabled = true;
     let mut pg = None;
     let dir = tempfile::tempdir().expect("a temp dir");
     // The admin secret comes through the real file secret store.

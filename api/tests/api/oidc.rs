@@ -304,7 +304,8 @@ async fn signing_in_creates_the_account_once_and_issues_depot_tokens() {
     let user = me(&app, &tokens).await;
     assert_eq!(user.email, "oidc.user@example.com");
     assert!(!user.has_password);
-    assert_eq!(user.role, Role::User);
+    // Created at sign-in: a reader until an administrator grants more.
+    assert_eq!(user.role, Role::Reader);
     let again = signed_in(&app).await;
     assert_eq!(me(&app, &again).await.id, user.id, "linked by subject");
     assert_eq!(

@@ -983,3 +983,106 @@ async fn a_deletion_racing_a_burst_of_starts_fails_no_other_start() {
         }
     }
 }
+
+/// The review's substitution: any `packages:write` holder could PATCH another's `source_url`
+/// and `sha256` before its download, delete it, or cancel its operations. A name belongs to
+/// whoever created its first version; others get 403 `not_owner`.
+#[tokio::test]
+async fn only_a_names_owner_or_packages_admin_manages_it() {
+    use depot_client::wire::{OwnerKind, RotateRequest};
+    let app = spawn_app_with(|s| s.executor.simulated_duration_ms = 3000).await;
+    let writer = ["packages:read", "packages:write", "operations:read"];
+    let alice = app.key_with_scopes(&writer).await;
+    let mallory = app.key_with_scopes(&writer).await;
+    let (alice_depot, mallory_depot) = (
+        app.depot_with_key(&alice.key),
+        app.depot_with_key(&mallory.key),
+    );
+    let p = create_ok(&alice_depot, "team-tool", "1.0.0").await;
+    let owner = p.owner.expect("an owner");
+    assert_eq!(
+        (owner.kind, owner.id),
+        (OwnerKind::ApiKey, Some(alice.api_key.id))
+    );
+
+    let swap = PatchPackageRequest {
+        source_url: Some(Some("https://evil.example/tool.tgz".into())),
+        sha256: Some(Some("ab".repeat(32))),
+        ..Default::default()
+    };
+    let not_owner = |r: Result<_, Error>| assert_api_problem(r, 403, "not_owner");
+    not_owner(
+        mallory_depot
+            .patch_package(p.id, &swap, None)
+            .await
+            .map(|_| ()),
+    );
+    not_owner(mallory_depot.delete_package(p.id, None).await);
+    not_owner(mallory_depot.start(p.id, Download).await.map(|_| ()));
+    not_owner(
+        mallory_depot
+            .create_package(&CreatePackageRequest::new("team-tool", "1.0.1"))
+            .await
+            .map(|_| ()),
+    );
+    let op = alice_depot.start(p.id, Download).await.unwrap();
+    not_owner(mallory_depot.cancel_operation(op.id).await.map(|_| ()));
+    // Reads stay open to packages:read.
+    assert_eq!(mallory_depot.get_package(p.id).await.unwrap().body.id, p.id);
+    // Nothing of Alice's changed.
+    let now = alice_depot.get_package(p.id).await.unwrap().body;
+    assert_eq!((now.source_url, now.sha256), (None, None));
+
+    // The key's rotated successor keeps the ownership (the lineage owns, not the key id).
+    let successor = app
+        .admin_depot()
+        .rotate_api_key(alice.api_key.id, &RotateRequest::default(), None)
+        .await
+        .unwrap();
+    let heir = app.depot_with_key(&successor.key);
+    heir.cancel_operation(op.id).await.unwrap();
+    wait_final(&heir, op.id).await;
+    create_ok(&heir, "team-tool", "1.0.1").await;
+    // packages:admin manages every name; its versions keep the name's owner.
+    let admin = app
+        .key_with_scopes(&["packages:read", "packages:write", "packages:admin"])
+        .await;
+    let admin_depot = app.depot_with_key(&admin.key);
+    let v2 = create_ok(&admin_depot, "team-tool", "2.0.0").await;
+    assert_eq!(v2.owner, Some(owner));
+    admin_depot.delete_package(p.id, None).await.unwrap();
+}
+
+/// Registration is off by default; switched on (and for OIDC sign-ins) an account is a
+/// `reader`, which cannot create packages until an administrator grants more.
+#[tokio::test]
+async fn registration_is_off_by_default_and_gives_a_reader() {
+    use depot_client::wire::CredentialsRequest;
+    let closed = spawn_app_with(|s| {
+        s.accounts.registration_enabled = depot_api::settings::Settings::defaults()
+            .accounts
+            .registration_enabled
+    })
+    .await;
+    let credentials = CredentialsRequest {
+        email: "reader@example.com".into(),
+        password: "correct horse battery staple".into(),
+    };
+    assert_api_problem(
+        closed.depot().register(&credentials).await,
+        403,
+        "registration_disabled",
+    );
+    let app = spawn_app().await;
+    app.depot().register(&credentials).await.unwrap();
+    let tokens = app.depot().login(&credentials).await.unwrap();
+    let reader = app.depot().with_bearer(tokens.access_token);
+    assert_api_problem(
+        reader
+            .create_package(&CreatePackageRequest::new("x", "1"))
+            .await,
+        403,
+        "insufficient_scope",
+    );
+    reader.list_packages(&[]).await.unwrap();
+}

@@ -12,17 +12,22 @@ use uuid::Uuid;
 pub enum Role {
     /// Everything, including managing API keys and users.
     Admin,
-    /// Packages, operations and password generation; no administration.
+    /// Packages (creating and managing its own), operations and password generation; no
+    /// administration.
     User,
+    /// Reading packages and operations, generating passwords: what a self-registered or
+    /// OIDC-created account gets until an administrator grants more.
+    Reader,
 }
 
 impl Role {
-    pub const ALL: [Role; 2] = [Role::Admin, Role::User];
+    pub const ALL: [Role; 3] = [Role::Admin, Role::User, Role::Reader];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::User => "user",
+            Role::Reader => "reader",
         }
     }
 
@@ -32,6 +37,13 @@ impl Role {
             Role::User => [
                 Permission::PackagesRead,
                 Permission::PackagesWrite,
+                Permission::OperationsRead,
+                Permission::PasswordsGenerate,
+            ]
+            .into_iter()
+            .collect(),
+            Role::Reader => [
+                Permission::PackagesRead,
                 Permission::OperationsRead,
                 Permission::PasswordsGenerate,
             ]
@@ -54,7 +66,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| ValidationError::field("role", "must be `admin` or `user`"))
+            .ok_or_else(|| ValidationError::field("role", "must be `admin`, `user` or `reader`"))
     }
 }
 

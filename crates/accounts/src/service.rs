@@ -223,7 +223,8 @@ impl AccountService {
         if !self.settings.registration_enabled {
             return Err(AccountError::RegistrationDisabled);
         }
-        self.create_user(email, password, Role::User).await
+        // Least privilege: a self-registered account reads until an administrator grants more.
+        self.create_user(email, password, Role::Reader).await
     }
 
     pub async fn login(
@@ -413,7 +414,8 @@ impl AccountService {
                             id: Uuid::now_v7(),
                             email,
                             password_hash: None,
-                            role: Role::User,
+                            // As a self-registered account: reading only, until granted more.
+                            role: Role::Reader,
                             disabled: false,
                             created_at: now,
                             updated_at: now,
@@ -494,7 +496,8 @@ mod tests {
         let u = svc.register("Alice@Example.com", PASSWORD).await.unwrap();
         assert_eq!(
             (u.email.as_str(), u.role),
-            ("alice@example.com", Role::User)
+            // Self-registered accounts read until an administrator grants more.
+            ("alice@example.com", Role::Reader)
         );
         assert!(matches!(
             svc.register("alice@example.com", PASSWORD).await,

@@ -135,6 +135,9 @@ pub struct ApiKey {
     pub total_uses: i64,
     /// The key this one replaced by rotation.
     pub rotated_from: Option<Uuid>,
+    /// The key its rotation chain started from (its own id when never rotated): the chain
+    /// owns what any of its keys created.
+    pub lineage_id: Uuid,
     /// Incremented on every change; the ETag.
     pub revision: i64,
 }
@@ -288,6 +291,7 @@ mod tests {
             last_used_at: None,
             total_uses: 0,
             rotated_from: None,
+            lineage_id: Uuid::nil(),
             revision: 1,
         };
         assert_eq!(k.status(now), KeyStatus::Active);

@@ -167,12 +167,13 @@ impl ApiKeyService {
         scopes: std::collections::BTreeSet<depot_core::Permission>,
         rate_limit_per_minute: Option<u32>,
         expires_at: Option<DateTime<Utc>>,
-        rotated_from: Option<Uuid>,
+        rotated_from: Option<(Uuid, Uuid)>,
     ) -> (NewApiKey, PlainKey) {
         let plain = PlainKey::generate(&mut rand::rng());
         let now = self.clock.now();
+        let id = Uuid::now_v7();
         let key = ApiKey {
-            id: Uuid::now_v7(),
+            id,
             name,
             prefix: plain.visible_prefix(),
             scopes,
@@ -183,7 +184,8 @@ impl ApiKeyService {
             revoked_at: None,
             last_used_at: None,
             total_uses: 0,
-            rotated_from,
+            rotated_from: rotated_from.map(|(from, _)| from),
+            lineage_id: rotated_from.map_or(id, |(_, lineage)| lineage),
             revision: 1,
         };
         (
@@ -407,7 +409,7 @@ impl ApiKeyService {
             old.scopes.clone(),
             old.rate_limit_per_minute,
             new_expiry,
-            Some(old.id),
+            Some((old.id, old.lineage_id)),
         );
         let grace_end = now + Duration::seconds(grace_seconds as i64);
         let old_expires_at = Some(old.expires_at.map_or(grace_end, |e| e.min(grace_end)));
@@ -544,6 +546,7 @@ mod tests {
             principal: Principal {
                 kind: PrincipalKind::ApiKey {
                     key_id: Uuid::now_v7(),
+                    lineage_id: Uuid::now_v7(),
                 },
                 scopes: scopes.iter().copied().collect(),
             },

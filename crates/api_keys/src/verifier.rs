@@ -181,7 +181,10 @@ impl Verifier {
         Ok(Verified {
             key_id: key.id,
             principal: Principal {
-                kind: PrincipalKind::ApiKey { key_id: key.id },
+                kind: PrincipalKind::ApiKey {
+                    key_id: key.id,
+                    lineage_id: key.lineage_id,
+                },
                 scopes: key.scopes.clone(),
             },
             rate,

@@ -178,8 +178,30 @@ pub struct PackageView {
     pub source_url: Option<String>,
     pub sha256: Option<String>,
     pub size_bytes: Option<i64>,
+    /// The name's owner: who registered its first version. `null` for names registered
+    /// before owners existed (managed by `packages:admin` only).
+    #[serde(default)]
+    pub owner: Option<OwnerView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Who owns a package name: a key lineage (the key that created it, or any key rotated from
+/// it), a user, or the operator (`admin`, the admin secret; no id).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OwnerView {
+    pub kind: OwnerKind,
+    pub id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerKind {
+    ApiKey,
+    User,
+    Admin,
 }
 
 /// Why an operation failed.
@@ -390,6 +412,8 @@ pub enum Scope {
     PackagesRead,
     #[serde(rename = "packages:write")]
     PackagesWrite,
+    #[serde(rename = "packages:admin")]
+    PackagesAdmin,
     #[serde(rename = "operations:read")]
     OperationsRead,
     #[serde(rename = "passwords:generate")]
@@ -414,7 +438,7 @@ pub struct CreateApiKeyRequest {
         )
     )]
     pub name: String,
-    /// At least one of packages:read, packages:write, operations:read, passwords:generate,
+    /// At least one of packages:read, packages:write, packages:admin, operations:read, passwords:generate,
     /// api_keys:admin, users:admin.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Scope>, min_items = 1, example = json!(["packages:read", "packages:write"])))]
     pub scopes: Vec<String>,
@@ -506,6 +530,7 @@ pub struct AuditEventView {
 pub enum Role {
     Admin,
     User,
+    Reader,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -563,7 +588,7 @@ pub struct RefreshRequest {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PatchUserRequest {
-    /// `admin` or `user`.
+    /// `admin`, `user` or `reader`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Role>))]
     pub role: Option<String>,

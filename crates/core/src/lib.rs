@@ -16,5 +16,5 @@ pub mod trace;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::ValidationError;
-pub use principal::{Permission, Principal, PrincipalKind};
+pub use principal::{Owner, OwnerKind, Permission, Principal, PrincipalKind};
 pub use repo::{Cursor, Page, PageRequest, RepoError};

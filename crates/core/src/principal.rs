@@ -13,6 +13,9 @@ pub enum Permission {
     PackagesRead,
     #[serde(rename = "packages:write")]
     PackagesWrite,
+    /// Manage every package name, whoever owns it.
+    #[serde(rename = "packages:admin")]
+    PackagesAdmin,
     #[serde(rename = "operations:read")]
     OperationsRead,
     #[serde(rename = "passwords:generate")]
@@ -24,9 +27,10 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::PackagesRead,
         Permission::PackagesWrite,
+        Permission::PackagesAdmin,
         Permission::OperationsRead,
         Permission::PasswordsGenerate,
         Permission::ApiKeysAdmin,
@@ -37,6 +41,7 @@ impl Permission {
         match self {
             Permission::PackagesRead => "packages:read",
             Permission::PackagesWrite => "packages:write",
+            Permission::PackagesAdmin => "packages:admin",
             Permission::OperationsRead => "operations:read",
             Permission::PasswordsGenerate => "passwords:generate",
             Permission::ApiKeysAdmin => "api_keys:admin",
@@ -71,12 +76,44 @@ impl FromStr for Permission {
 pub enum PrincipalKind {
     /// The operator, authenticated with the admin secret.
     Admin,
-    /// A client authenticated with an API key.
-    ApiKey { key_id: Uuid },
+    /// A client authenticated with an API key. `lineage_id` is the key its rotation chain
+    /// started from (its own id when never rotated): what the key owns, the chain owns.
+    ApiKey { key_id: Uuid, lineage_id: Uuid },
     /// A user authenticated with an access token.
     User { user_id: Uuid },
     /// Nobody: a public route called without credentials.
     Anonymous,
+}
+
+/// Who owns what a principal creates (a package name, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OwnerKind {
+    ApiKey,
+    User,
+    Admin,
+}
+
+impl OwnerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerKind::ApiKey => "api_key",
+            OwnerKind::User => "user",
+            OwnerKind::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [OwnerKind::ApiKey, OwnerKind::User, OwnerKind::Admin]
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+    }
+}
+
+/// An owner: a key lineage, a user, or the operator (the admin secret, no id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub kind: OwnerKind,
+    pub id: Option<Uuid>,
 }
 
 /// The authenticated caller as every protected route sees it, whatever the credential.
@@ -122,11 +159,36 @@ impl Principal {
         }
     }
 
+    /// What this principal owns by creating it: a key's lineage, a user, the operator.
+    pub fn owner(&self) -> Option<Owner> {
+        match &self.kind {
+            PrincipalKind::Admin => Some(Owner {
+                kind: OwnerKind::Admin,
+                id: None,
+            }),
+            PrincipalKind::ApiKey { lineage_id, .. } => Some(Owner {
+                kind: OwnerKind::ApiKey,
+                id: Some(*lineage_id),
+            }),
+            PrincipalKind::User { user_id } => Some(Owner {
+                kind: OwnerKind::User,
+                id: Some(*user_id),
+            }),
+            PrincipalKind::Anonymous => None,
+        }
+    }
+
+    /// Whether this principal manages what `owner` owns: its owner does, and so does a holder
+    /// of `admin_scope` (a thing without an owner is for those alone).
+    pub fn manages(&self, owner: Option<&Owner>, admin_scope: Permission) -> bool {
+        self.has(admin_scope) || owner.is_some_and(|o| self.owner().as_ref() == Some(o))
+    }
+
     /// A short, non-secret description for audit logs: `admin`, `api_key:<id>`, `user:<id>`.
     pub fn actor(&self) -> String {
         match &self.kind {
             PrincipalKind::Admin => "admin".to_owned(),
-            PrincipalKind::ApiKey { key_id } => format!("api_key:{key_id}"),
+            PrincipalKind::ApiKey { key_id, .. } => format!("api_key:{key_id}"),
             PrincipalKind::User { user_id } => format!("user:{user_id}"),
             PrincipalKind::Anonymous => "anonymous".to_owned(),
         }
@@ -153,6 +215,7 @@ mod tests {
         let p = Principal {
             kind: PrincipalKind::ApiKey {
                 key_id: Uuid::nil(),
+                lineage_id: Uuid::nil(),
             },
             scopes: [Permission::PackagesRead].into_iter().collect(),
         };

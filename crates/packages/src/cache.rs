@@ -15,7 +15,7 @@ use crate::ports::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use depot_core::{Page, PageRequest, RepoError};
+use depot_core::{Owner, Page, PageRequest, RepoError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -129,6 +129,11 @@ impl<R: PackageRepository + 'static> PackageRepository for Cached<R> {
         let r = self.inner.insert(package).await;
         self.cache.written(None);
         r
+    }
+
+    /// Not cached: read once per create or rename, and owners never change.
+    async fn name_owner(&self, name: &str) -> Result<Option<Option<Owner>>, RepoError> {
+        self.inner.name_owner(name).await
     }
 
     async fn get(&self, id: Uuid) -> Result<Package, RepoError> {
@@ -269,6 +274,9 @@ mod tests {
         async fn insert(&self, p: &Package) -> Result<(), InsertError> {
             self.rows.lock().unwrap().insert(p.id, p.clone());
             Ok(())
+        }
+        async fn name_owner(&self, _: &str) -> Result<Option<Option<Owner>>, RepoError> {
+            Ok(None)
         }
         async fn get(&self, id: Uuid) -> Result<Package, RepoError> {
             self.reads.fetch_add(1, Ordering::SeqCst);

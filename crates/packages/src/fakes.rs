@@ -10,7 +10,7 @@ use crate::ports::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use depot_core::{Cursor, Page, PageRequest, RepoError};
+use depot_core::{Cursor, Owner, Page, PageRequest, RepoError};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use uuid::Uuid;
@@ -23,6 +23,8 @@ pub struct InMemoryPackages {
 #[derive(Default)]
 struct State {
     packages: HashMap<Uuid, Package>,
+    /// Package names and their owners, as the adapter's `package_names`.
+    names: HashMap<String, Option<Owner>>,
     operations: HashMap<Uuid, Operation>,
     outbox: Vec<OutboxMessage>,
 }
@@ -31,6 +33,15 @@ impl InMemoryPackages {
     /// The outbox messages recorded so far.
     pub fn outbox(&self) -> Vec<OutboxMessage> {
         self.state.lock().unwrap().outbox.clone()
+    }
+
+    /// A package whose name has no owner, as names registered before owners existed.
+    pub fn legacy_package(&self, name: &str, version: &str) -> Package {
+        let p = Package::created(name.into(), version.into(), chrono::Utc::now());
+        let mut s = self.state.lock().unwrap();
+        s.names.insert(name.into(), None);
+        s.packages.insert(p.id, p.clone());
+        p
     }
 
     /// Sets a package's status directly (a test's shortcut past the lifecycle).
@@ -46,6 +57,11 @@ impl InMemoryPackages {
 }
 
 impl State {
+    /// Claims `name` for `owner` when it is new; false when it belongs to another owner.
+    fn claim(&mut self, name: &str, owner: Option<Owner>) -> bool {
+        *self.names.entry(name.to_owned()).or_insert(owner) == owner
+    }
+
     fn busy_with(&self, package_id: Uuid) -> Option<&Operation> {
         self.operations
             .values()
@@ -63,8 +79,15 @@ impl PackageRepository for InMemoryPackages {
         {
             return Err(InsertError::Duplicate);
         }
+        if !s.claim(&p.name, p.owner) {
+            return Err(InsertError::NameClaimed);
+        }
         s.packages.insert(p.id, p.clone());
         Ok(())
+    }
+
+    async fn name_owner(&self, name: &str) -> Result<Option<Option<Owner>>, RepoError> {
+        Ok(self.state.lock().unwrap().names.get(name).copied())
     }
 
     async fn get(&self, id: Uuid) -> Result<Package, RepoError> {
@@ -120,7 +143,12 @@ impl PackageRepository for InMemoryPackages {
         {
             return Err(UpdateError::Duplicate);
         }
+        let owner = f.owner.unwrap_or(current.owner);
+        if f.name.is_some() && !s.claim(&name, owner) {
+            return Err(UpdateError::NameClaimed);
+        }
         let p = s.packages.get_mut(&id).expect("read above");
+        p.owner = owner;
         p.name = name;
         p.version = version;
         if let Some(v) = &f.description {

@@ -1,8 +1,8 @@
 //! Packages, their status state machine, and operations.
 
 use chrono::{DateTime, Utc};
-use depot_core::ValidationError;
 use depot_core::error::FieldError;
+use depot_core::{Owner, ValidationError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -151,6 +151,9 @@ pub struct Package {
     pub source_url: Option<String>,
     pub sha256: Option<String>,
     pub size_bytes: Option<i64>,
+    /// Its name's owner (who registered the name's first version); `None` for names
+    /// registered before owners existed, which only `packages:admin` manages.
+    pub owner: Option<Owner>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub revision: i64,
@@ -168,6 +171,7 @@ impl Package {
             source_url: None,
             sha256: None,
             size_bytes: None,
+            owner: None,
             created_at: now,
             updated_at: now,
             revision: 1,
@@ -219,6 +223,10 @@ pub struct PackageFields {
     pub source_url: Option<Option<String>>,
     pub sha256: Option<Option<String>>,
     pub size_bytes: Option<Option<i64>>,
+    /// With `name`: the owner the package takes under its new name (that name's owner, or the
+    /// caller's for a new name), which the adapter checks as it claims the name. Set by the
+    /// service, never by a client.
+    pub owner: Option<Option<Owner>>,
 }
 
 fn printable(raw: &str, field: &str, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {

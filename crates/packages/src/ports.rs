@@ -5,7 +5,7 @@ use crate::model::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use depot_core::{Page, PageRequest, RepoError};
+use depot_core::{Owner, Page, PageRequest, RepoError};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,6 +46,10 @@ pub enum InsertError {
     /// A package with this name and version exists (the adapter's unique constraint).
     #[error("a package with this name and version exists")]
     Duplicate,
+    /// The name belongs to another owner than the package's (claimed by someone else since
+    /// the caller read it).
+    #[error("the package name belongs to another owner")]
+    NameClaimed,
     #[error(transparent)]
     Store(#[from] RepoError),
 }
@@ -61,6 +65,9 @@ pub enum UpdateError {
     /// The new name and version belong to another package.
     #[error("another package has this name and version")]
     Duplicate,
+    /// The new name belongs to another owner than `fields.owner`.
+    #[error("the package name belongs to another owner")]
+    NameClaimed,
     #[error(transparent)]
     Store(#[from] RepoError),
 }
@@ -133,8 +140,13 @@ pub enum Outcome {
 
 #[async_trait]
 pub trait PackageRepository: Send + Sync {
-    /// `Duplicate` when (name, version) exists.
+    /// Registers the package, and its name with the package's `owner` when the name is new:
+    /// `Duplicate` when (name, version) exists, `NameClaimed` when the name's owner is not the
+    /// package's.
     async fn insert(&self, package: &Package) -> Result<(), InsertError>;
+    /// The owner of a package name: `None` when the name was never registered, `Some(None)`
+    /// for a name registered before owners existed.
+    async fn name_owner(&self, name: &str) -> Result<Option<Option<Owner>>, RepoError>;
     async fn get(&self, id: Uuid) -> Result<Package, RepoError>;
     async fn list(
         &self,
@@ -144,7 +156,8 @@ pub trait PackageRepository: Send + Sync {
     ) -> Result<Page<Package>, RepoError>;
     /// Applies the given fields if the package is at `expected_revision` (when given):
     /// `NotFound` when there is no such package, `StaleRevision` when it is at another revision,
-    /// `Duplicate` when the new (name, version) belongs to another package.
+    /// `Duplicate` when the new (name, version) belongs to another package; a new name is
+    /// claimed for `fields.owner` (`NameClaimed` when it belongs to another).
     async fn update(
         &self,
         id: Uuid,

@@ -7,7 +7,9 @@ use crate::ports::{
     PackageFilter, PackageRepository, PackageSort, StartError, UpdateError,
 };
 use crate::runner::OperationMessage;
-use depot_core::{Clock, Page, PageRequest, RepoError, ValidationError};
+use depot_core::{
+    Clock, Owner, Page, PageRequest, Permission, Principal, RepoError, ValidationError,
+};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -24,8 +26,18 @@ pub enum PackageError {
     Conflict { code: &'static str, detail: String },
     #[error("the resource has changed since it was read")]
     PreconditionFailed,
+    /// The caller neither owns the package's name nor holds `packages:admin`.
+    #[error("{0}")]
+    NotOwner(String),
     #[error("storage failed")]
     Repo(#[source] RepoError),
+}
+
+fn not_owner(name: &str) -> PackageError {
+    PackageError::NotOwner(format!(
+        "the package name `{name}` belongs to another principal; its owner or a holder of \
+         packages:admin manages it"
+    ))
 }
 
 fn repo(e: RepoError, what: &'static str) -> PackageError {
@@ -58,26 +70,63 @@ impl PackageService {
         }
     }
 
+    /// The owner a package under `name` gets when `principal` puts it there: the name's owner
+    /// when the name exists (and the principal manages it), the principal for a new name.
+    async fn owner_for(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<Option<Owner>, PackageError> {
+        match self
+            .packages
+            .name_owner(name)
+            .await
+            .map_err(|e| repo(e, "no such package"))?
+        {
+            None => Ok(principal.owner()),
+            Some(owner) if principal.manages(owner.as_ref(), Permission::PackagesAdmin) => {
+                Ok(owner)
+            }
+            Some(_) => Err(not_owner(name)),
+        }
+    }
+
+    /// The package, if `principal` may change it: its name's owner, or `packages:admin`.
+    async fn managed(&self, principal: &Principal, id: Uuid) -> Result<Package, PackageError> {
+        let package = self.get(id).await?;
+        if principal.manages(package.owner.as_ref(), Permission::PackagesAdmin) {
+            Ok(package)
+        } else {
+            Err(not_owner(&package.name))
+        }
+    }
+
+    /// Registers a version. A new name belongs to its creator; versions of an existing name are
+    /// for its owner and for `packages:admin`, and keep the name's owner.
     #[tracing::instrument(skip_all)]
-    pub async fn create(&self, input: PackageInput) -> Result<Package, PackageError> {
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        input: PackageInput,
+    ) -> Result<Package, PackageError> {
         let fields = input.validate(true)?;
+        let name = fields.name.expect("required");
+        let owner = self.owner_for(principal, &name).await?;
         let now = self.clock.now();
         let package = Package {
             description: fields.description.flatten(),
             source_url: fields.source_url.flatten(),
             sha256: fields.sha256.flatten(),
             size_bytes: fields.size_bytes.flatten(),
-            ..Package::created(
-                fields.name.expect("required"),
-                fields.version.expect("required"),
-                now,
-            )
+            owner,
+            ..Package::created(name, fields.version.expect("required"), now)
         };
         self.packages.insert(&package).await.map_err(|e| match e {
             InsertError::Duplicate => PackageError::Conflict {
                 code: "duplicate_package",
                 detail: format!("{} {} is already registered", package.name, package.version),
             },
+            InsertError::NameClaimed => not_owner(&package.name),
             InsertError::Store(e) => repo(e, "no such package"),
         })?;
         Ok(package)
@@ -102,14 +151,25 @@ impl PackageService {
             .map_err(|e| repo(e, "no such package"))
     }
 
-    /// Changes any field but `status` (which only operations change).
+    /// Changes any field but `status` (which only operations change); for the name's owner
+    /// and `packages:admin`. A rename puts the package under the new name's owner, as a
+    /// creation there would.
     pub async fn patch(
         &self,
+        principal: &Principal,
         id: Uuid,
         input: PackageInput,
         if_match: Option<i64>,
     ) -> Result<Package, PackageError> {
-        let fields = input.validate(false)?;
+        let mut fields = input.validate(false)?;
+        let current = self.managed(principal, id).await?;
+        if let Some(name) = &fields.name {
+            fields.owner = Some(if *name == current.name {
+                current.owner
+            } else {
+                self.owner_for(principal, name).await?
+            });
+        }
         self.packages
             .update(id, &fields, if_match, self.clock.now())
             .await
@@ -119,12 +179,19 @@ impl PackageService {
                     detail: "another package has this name and version".into(),
                 },
                 UpdateError::StaleRevision => PackageError::PreconditionFailed,
+                UpdateError::NameClaimed => not_owner(fields.name.as_deref().unwrap_or_default()),
                 UpdateError::NotFound => PackageError::NotFound("no package with this id"),
                 UpdateError::Store(e) => repo(e, "no package with this id"),
             })
     }
 
-    pub async fn delete(&self, id: Uuid, if_match: Option<i64>) -> Result<(), PackageError> {
+    pub async fn delete(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        if_match: Option<i64>,
+    ) -> Result<(), PackageError> {
+        self.managed(principal, id).await?;
         self.packages
             .delete(id, if_match)
             .await
@@ -144,9 +211,11 @@ impl PackageService {
     #[tracing::instrument(skip_all, fields(package_id = %package_id, kind = kind.as_str()))]
     pub async fn start(
         &self,
+        principal: &Principal,
         package_id: Uuid,
         kind: OperationKind,
     ) -> Result<Operation, PackageError> {
+        self.managed(principal, package_id).await?;
         let now = self.clock.now();
         let operation = Operation::pending(kind, package_id, now);
         let message = OutboxMessage {
@@ -199,7 +268,15 @@ impl PackageService {
     }
 
     /// Best effort: a pending operation is cancelled at once, a running one is asked to stop.
-    pub async fn cancel(&self, id: Uuid) -> Result<Operation, PackageError> {
+    /// For the package name's owner and `packages:admin` (who alone can start one).
+    pub async fn cancel(&self, principal: &Principal, id: Uuid) -> Result<Operation, PackageError> {
+        let op = self.operation(id).await?;
+        self.managed(principal, op.package_id)
+            .await
+            .map_err(|e| match e {
+                PackageError::NotFound(_) => PackageError::NotFound("no operation with this id"),
+                e => e,
+            })?;
         self.operations
             .request_cancel(id, self.clock.now())
             .await
@@ -219,7 +296,12 @@ mod tests {
     use super::*;
     use crate::fakes::InMemoryPackages;
     use crate::model::{OperationStatus, PackageStatus};
-    use depot_core::FixedClock;
+    use depot_core::{FixedClock, PrincipalKind};
+
+    /// The admin secret: it manages everything (tests of other rules act as it).
+    fn admin() -> Principal {
+        Principal::admin()
+    }
 
     fn service() -> (Arc<InMemoryPackages>, PackageService) {
         let store = Arc::new(InMemoryPackages::default());
@@ -240,6 +322,81 @@ mod tests {
         }
     }
 
+    fn key(lineage: Uuid, scopes: &[Permission]) -> Principal {
+        Principal {
+            kind: PrincipalKind::ApiKey {
+                key_id: Uuid::now_v7(),
+                lineage_id: lineage,
+            },
+            scopes: scopes.iter().copied().collect(),
+        }
+    }
+
+    fn is_not_owner<T: std::fmt::Debug>(r: Result<T, PackageError>) -> bool {
+        matches!(r, Err(PackageError::NotOwner(_)))
+    }
+
+    #[tokio::test]
+    async fn a_name_belongs_to_its_first_creator_and_packages_admin() {
+        use Permission::*;
+        let (store, svc) = service();
+        let (alice, mallory) = (Uuid::now_v7(), Uuid::now_v7());
+        let writer = [PackagesRead, PackagesWrite];
+        let alice_key = key(alice, &writer);
+        let mallory_key = key(mallory, &writer);
+        let p = svc.create(&alice_key, input("tool", "1.0")).await.unwrap();
+        assert_eq!(p.owner, alice_key.owner());
+        // Another writer may not add versions, change, delete, operate on or cancel.
+        assert!(is_not_owner(
+            svc.create(&mallory_key, input("tool", "1.1")).await
+        ));
+        let swap = PackageInput {
+            source_url: Some(Some("https://evil.example/x.tgz".into())),
+            sha256: Some(Some("ab".repeat(32))),
+            ..Default::default()
+        };
+        assert!(is_not_owner(
+            svc.patch(&mallory_key, p.id, swap.clone(), None).await
+        ));
+        assert!(is_not_owner(svc.delete(&mallory_key, p.id, None).await));
+        assert!(is_not_owner(
+            svc.start(&mallory_key, p.id, OperationKind::Download).await
+        ));
+        let op = svc
+            .start(&alice_key, p.id, OperationKind::Download)
+            .await
+            .unwrap();
+        assert!(is_not_owner(svc.cancel(&mallory_key, op.id).await));
+        // Nor move a package of theirs into the name.
+        let own = svc.create(&mallory_key, input("mine", "1")).await.unwrap();
+        let rename = PackageInput {
+            name: Some("tool".into()),
+            version: Some("9".into()),
+            ..Default::default()
+        };
+        assert!(is_not_owner(
+            svc.patch(&mallory_key, own.id, rename, None).await
+        ));
+        // A rotated successor (same lineage) is the owner; so is packages:admin, whose new
+        // version keeps the name's owner.
+        let successor = key(alice, &writer);
+        svc.patch(&successor, p.id, swap, None).await.unwrap();
+        let admin_key = key(
+            Uuid::now_v7(),
+            &[PackagesRead, PackagesWrite, PackagesAdmin],
+        );
+        let v2 = svc.create(&admin_key, input("tool", "2.0")).await.unwrap();
+        assert_eq!(v2.owner, alice_key.owner());
+        svc.cancel(&admin_key, op.id).await.unwrap();
+        // A name without an owner (registered before owners existed) is for packages:admin.
+        let legacy = store.legacy_package("old", "1");
+        assert!(is_not_owner(svc.delete(&alice_key, legacy.id, None).await));
+        assert!(is_not_owner(
+            svc.create(&alice_key, input("old", "2")).await
+        ));
+        svc.delete(&admin_key, legacy.id, None).await.unwrap();
+    }
+
     fn conflict_code(e: PackageError) -> &'static str {
         match e {
             PackageError::Conflict { code, .. } => code,
@@ -250,13 +407,19 @@ mod tests {
     #[tokio::test]
     async fn create_normalises_and_refuses_a_duplicate() {
         let (_, svc) = service();
-        let p = svc.create(input("  left-pad ", " 1.0 ")).await.unwrap();
+        let p = svc
+            .create(&admin(), input("  left-pad ", " 1.0 "))
+            .await
+            .unwrap();
         assert_eq!((p.name.as_str(), p.version.as_str()), ("left-pad", "1.0"));
         assert_eq!(p.status, PackageStatus::Created);
-        let e = svc.create(input("left-pad", "1.0")).await.unwrap_err();
+        let e = svc
+            .create(&admin(), input("left-pad", "1.0"))
+            .await
+            .unwrap_err();
         assert_eq!(conflict_code(e), "duplicate_package");
         assert!(matches!(
-            svc.create(input(" ", "1")).await,
+            svc.create(&admin(), input(" ", "1")).await,
             Err(PackageError::Validation(_))
         ));
     }
@@ -264,53 +427,67 @@ mod tests {
     #[tokio::test]
     async fn patch_tells_a_stale_revision_from_a_duplicate_and_a_missing_package() {
         let (_, svc) = service();
-        let a = svc.create(input("a", "1")).await.unwrap();
-        svc.create(input("a", "2")).await.unwrap();
+        let a = svc.create(&admin(), input("a", "1")).await.unwrap();
+        svc.create(&admin(), input("a", "2")).await.unwrap();
         let to = |v: &str| PackageInput {
             version: Some(v.into()),
             ..Default::default()
         };
-        let e = svc.patch(a.id, to("2"), None).await.unwrap_err();
+        let e = svc.patch(&admin(), a.id, to("2"), None).await.unwrap_err();
         assert_eq!(conflict_code(e), "duplicate_package");
         assert!(matches!(
-            svc.patch(a.id, to("3"), Some(a.revision + 1)).await,
+            svc.patch(&admin(), a.id, to("3"), Some(a.revision + 1))
+                .await,
             Err(PackageError::PreconditionFailed)
         ));
         assert!(matches!(
-            svc.patch(Uuid::now_v7(), to("3"), None).await,
+            svc.patch(&admin(), Uuid::now_v7(), to("3"), None).await,
             Err(PackageError::NotFound(_))
         ));
-        let patched = svc.patch(a.id, to("3"), Some(a.revision)).await.unwrap();
+        let patched = svc
+            .patch(&admin(), a.id, to("3"), Some(a.revision))
+            .await
+            .unwrap();
         assert_eq!(patched.revision, a.revision + 1);
     }
 
     #[tokio::test]
     async fn starting_checks_the_state_machine_and_one_operation_at_a_time() {
         let (store, svc) = service();
-        let p = svc.create(input("a", "1")).await.unwrap();
-        let e = svc.start(p.id, OperationKind::Activate).await.unwrap_err();
+        let p = svc.create(&admin(), input("a", "1")).await.unwrap();
+        let e = svc
+            .start(&admin(), p.id, OperationKind::Activate)
+            .await
+            .unwrap_err();
         assert_eq!(conflict_code(e), "invalid_transition");
-        let op = svc.start(p.id, OperationKind::Download).await.unwrap();
+        let op = svc
+            .start(&admin(), p.id, OperationKind::Download)
+            .await
+            .unwrap();
         assert_eq!(op.status, OperationStatus::Pending);
         assert_eq!(store.outbox().len(), 1, "the message went with it");
-        let e = svc.start(p.id, OperationKind::Download).await.unwrap_err();
+        let e = svc
+            .start(&admin(), p.id, OperationKind::Download)
+            .await
+            .unwrap_err();
         assert_eq!(conflict_code(e), "operation_in_progress");
         assert!(matches!(
-            svc.start(Uuid::now_v7(), OperationKind::Download).await,
+            svc.start(&admin(), Uuid::now_v7(), OperationKind::Download)
+                .await,
             Err(PackageError::NotFound(_))
         ));
         // Busy: the package cannot be deleted; once the operation is over, it can.
-        let e = svc.delete(p.id, None).await.unwrap_err();
+        let e = svc.delete(&admin(), p.id, None).await.unwrap_err();
         assert_eq!(conflict_code(e), "operation_in_progress");
-        let cancelled = svc.cancel(op.id).await.unwrap();
+        let cancelled = svc.cancel(&admin(), op.id).await.unwrap();
         assert_eq!(cancelled.status, OperationStatus::Cancelled);
-        let e = svc.cancel(op.id).await.unwrap_err();
+        let e = svc.cancel(&admin(), op.id).await.unwrap_err();
         assert_eq!(conflict_code(e), "operation_finished");
         assert!(matches!(
-            svc.delete(p.id, Some(p.revision + 3)).await,
+            svc.delete(&admin(), p.id, Some(p.revision + 3)).await,
             Err(PackageError::PreconditionFailed)
         ));
-        svc.delete(p.id, None).await.unwrap();
+        svc.delete(&admin(), p.id, None).await.unwrap();
         assert!(matches!(
             svc.get(p.id).await,
             Err(PackageError::NotFound(_))

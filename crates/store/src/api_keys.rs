@@ -47,6 +47,7 @@ fn to_domain(m: api_key::Model) -> ApiKey {
         last_used_at: m.last_used_at,
         total_uses: m.total_uses,
         rotated_from: m.rotated_from,
+        lineage_id: m.lineage_id.unwrap_or(m.id),
         revision: m.revision,
     }
 }
@@ -68,6 +69,7 @@ fn to_active(new: &NewApiKey) -> api_key::ActiveModel {
         total_uses: Set(k.total_uses),
         rotated_from: Set(k.rotated_from),
         revision: Set(k.revision),
+        lineage_id: Set(Some(k.lineage_id)),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Model {
     pub total_uses: i64,
     pub rotated_from: Option<Uuid>,
     pub revision: i64,
+    /// Null only for rows written before the owners migration backfilled it.
+    pub lineage_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

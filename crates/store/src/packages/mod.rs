@@ -20,12 +20,12 @@ use rows::*;
 use start::*;
 
 use crate::batch::{Batcher, each_alone_on_failure, lost, shared};
-use crate::entities::{operation, outbox, package};
+use crate::entities::{operation, outbox, package, package_name};
 use crate::error::{any_of, begin_write, is_unique_violation, repo_err};
 use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use depot_core::{Cursor, Page, PageRequest, RepoError};
+use depot_core::{Cursor, Owner, OwnerKind, Page, PageRequest, RepoError};
 use depot_packages::model::PackageFields;
 use depot_packages::ports::{
     BusyWith, CancelError, Claimed, DeleteError, InsertError, OperationFilter, OperationRepository,

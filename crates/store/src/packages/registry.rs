@@ -14,6 +14,16 @@ impl PackageRepository for SeaOrmPackageRepository {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn name_owner(&self, name: &str) -> Result<Option<Option<Owner>>, RepoError> {
+        package_name::Entity::find_by_id(name.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?
+            .map(|m| owner_of(m.owner_kind.as_deref(), m.owner_id))
+            .transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn get(&self, id: Uuid) -> Result<Package, RepoError> {
         self.batches()
             .get_package
@@ -95,8 +105,19 @@ impl PackageRepository for SeaOrmPackageRepository {
         if let Some(rev) = expected_revision {
             update = update.filter(package::Column::Revision.eq(rev));
         }
+        // A rename claims the new name (for `f.owner`) in the same transaction as the update.
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
         if let Some(name) = &f.name {
-            update = update.col_expr(package::Column::Name, Expr::value(name.clone()));
+            let owner = f.owner.flatten();
+            let stored = claim_names(&txn, &[(name.as_str(), owner)], now).await?;
+            if stored.get(name) != Some(&owner) {
+                return Err(UpdateError::NameClaimed);
+            }
+            let (kind, id) = owner_columns(owner.as_ref());
+            update = update
+                .col_expr(package::Column::Name, Expr::value(name.clone()))
+                .col_expr(package::Column::OwnerKind, Expr::value(kind))
+                .col_expr(package::Column::OwnerId, Expr::value(id));
         }
         if let Some(version) = &f.version {
             update = update.col_expr(package::Column::Version, Expr::value(version.clone()));
@@ -114,7 +135,7 @@ impl PackageRepository for SeaOrmPackageRepository {
             update = update.col_expr(package::Column::SizeBytes, Expr::value(v));
         }
         // (name, version) is the only unique key an update can change.
-        let result = update.exec(&self.db).await.map_err(|e| {
+        let result = update.exec(&txn).await.map_err(|e| {
             if is_unique_violation(&e) {
                 UpdateError::Duplicate
             } else {
@@ -123,7 +144,7 @@ impl PackageRepository for SeaOrmPackageRepository {
         })?;
         if result.rows_affected == 0 {
             return match package::Entity::find_by_id(id)
-                .one(&self.db)
+                .one(&txn)
                 .await
                 .map_err(repo_err)?
             {
@@ -131,6 +152,7 @@ impl PackageRepository for SeaOrmPackageRepository {
                 None => Err(UpdateError::NotFound),
             };
         }
+        txn.commit().await.map_err(repo_err)?;
         PackageRepository::get(self, id).await.map_err(|e| match e {
             RepoError::NotFound => UpdateError::NotFound,
             e => e.into(),
@@ -196,22 +218,82 @@ pub(super) async fn insert_batch_inner(
     // same names wait for each other instead of deadlocking.
     let mut ordered: Vec<&Package> = packages.iter().collect();
     ordered.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
-    let inserted = package::Entity::insert_many(ordered.into_iter().map(package_model))
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .exec_with_returning_keys(db)
-        .await;
-    let ids: HashSet<Uuid> = inserted.map_err(repo_err)?.into_iter().collect();
+    let txn = begin_write(db).await.map_err(repo_err)?;
+    // The names first: new ones are claimed for their package's owner; a package whose name
+    // belongs to another owner is not inserted.
+    let claims: Vec<(&str, Option<Owner>)> =
+        ordered.iter().map(|p| (p.name.as_str(), p.owner)).collect();
+    let now = ordered
+        .iter()
+        .map(|p| p.created_at)
+        .min()
+        .unwrap_or_default();
+    let owners = claim_names(&txn, &claims, now).await?;
+    let (allowed, refused): (Vec<&Package>, Vec<&Package>) = ordered
+        .into_iter()
+        .partition(|p| owners.get(&p.name) == Some(&p.owner));
+    let refused: HashSet<Uuid> = refused.into_iter().map(|p| p.id).collect();
+    let ids: HashSet<Uuid> = if allowed.is_empty() {
+        HashSet::new()
+    } else {
+        package::Entity::insert_many(allowed.into_iter().map(package_model))
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .exec_with_returning_keys(&txn)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .collect()
+    };
+    txn.commit().await.map_err(repo_err)?;
     Ok(packages
         .iter()
         .map(|p| {
             if ids.contains(&p.id) {
                 Ok(())
+            } else if refused.contains(&p.id) {
+                Err(InsertError::NameClaimed)
             } else {
                 // Skipped by `ON CONFLICT DO NOTHING`: (name, version) exists (the id is new).
                 Err(InsertError::Duplicate)
             }
         })
         .collect())
+}
+
+/// Registers each new name for its owner (the first claim of a name in `claims` wins) and
+/// answers every claimed name's stored owner, which callers compare with what they expected.
+pub(super) async fn claim_names<C: ConnectionTrait>(
+    txn: &C,
+    claims: &[(&str, Option<Owner>)],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Option<Owner>>, RepoError> {
+    let mut seen = HashSet::new();
+    let mut rows = Vec::new();
+    for (name, owner) in claims {
+        if seen.insert(*name) {
+            let (owner_kind, owner_id) = owner_columns(owner.as_ref());
+            rows.push(package_name::ActiveModel {
+                name: Set((*name).to_owned()),
+                owner_kind: Set(owner_kind),
+                owner_id: Set(owner_id),
+                created_at: Set(now),
+            });
+        }
+    }
+    package_name::Entity::insert_many(rows)
+        .on_conflict_do_nothing_on([package_name::Column::Name])
+        .exec_without_returning(txn)
+        .await
+        .map_err(repo_err)?;
+    let names: Vec<String> = seen.into_iter().map(str::to_owned).collect();
+    package_name::Entity::find()
+        .filter(package_name::Column::Name.is_in(names))
+        .all(txn)
+        .await
+        .map_err(repo_err)?
+        .into_iter()
+        .map(|m| Ok((m.name, owner_of(m.owner_kind.as_deref(), m.owner_id)?)))
+        .collect()
 }
 
 pub(super) async fn get_package_batch(

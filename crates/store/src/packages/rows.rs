@@ -13,10 +13,30 @@ pub(super) fn package_of(m: package::Model) -> Result<Package, RepoError> {
         source_url: m.source_url,
         sha256: m.sha256,
         size_bytes: m.size_bytes,
+        owner: owner_of(m.owner_kind.as_deref(), m.owner_id)?,
         created_at: m.created_at,
         updated_at: m.updated_at,
         revision: m.revision,
     })
+}
+
+pub(super) fn owner_of(kind: Option<&str>, id: Option<Uuid>) -> Result<Option<Owner>, RepoError> {
+    kind.map(|k| {
+        Ok(Owner {
+            kind: OwnerKind::parse(k)
+                .ok_or_else(|| unexpected(format!("unknown owner kind `{k}`")))?,
+            id,
+        })
+    })
+    .transpose()
+}
+
+/// The owner's columns: (kind, id).
+pub(super) fn owner_columns(owner: Option<&Owner>) -> (Option<String>, Option<Uuid>) {
+    (
+        owner.map(|o| o.kind.as_str().to_owned()),
+        owner.and_then(|o| o.id),
+    )
 }
 
 pub(super) fn operation_of(m: operation::Model) -> Result<Operation, RepoError> {
@@ -58,6 +78,8 @@ pub(super) fn package_model(p: &Package) -> package::ActiveModel {
         created_at: Set(p.created_at),
         updated_at: Set(p.updated_at),
         revision: Set(p.revision),
+        owner_kind: Set(owner_columns(p.owner.as_ref()).0),
+        owner_id: Set(p.owner.and_then(|o| o.id)),
     }
 }
 

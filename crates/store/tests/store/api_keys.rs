@@ -23,10 +23,12 @@ fn audit(action: &str, target: Uuid, now: DateTime<Utc>) -> AuditEvent {
 
 fn new_key(now: DateTime<Utc>) -> NewApiKey {
     let plain = PlainKey::generate(&mut rand::rng());
+    let id = Uuid::now_v7();
     NewApiKey {
         hash: plain.hash(),
         key: ApiKey {
-            id: Uuid::now_v7(),
+            id,
+            lineage_id: id,
             name: "store test".into(),
             prefix: plain.visible_prefix(),
             scopes: [depot_core::Permission::PackagesRead].into_iter().collect(),

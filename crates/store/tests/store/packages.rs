@@ -215,3 +215,64 @@ async fn a_watch_reads_an_operation_reported_changed_at_once() {
     let _ = stop.send(true);
     running.await.unwrap();
 }
+
+fn owned(name: &str, version: &str, owner: Option<depot_core::Owner>) -> Package {
+    Package {
+        owner,
+        ..Package::created(name.into(), version.into(), Utc::now())
+    }
+}
+
+fn key_owner() -> Option<depot_core::Owner> {
+    Some(depot_core::Owner {
+        kind: depot_core::OwnerKind::ApiKey,
+        id: Some(Uuid::now_v7()),
+    })
+}
+
+/// A name is claimed by its first version's owner, atomically with the insert: concurrent
+/// first versions of one name by two owners leave one owner, and the other's insert is refused
+/// (`NameClaimed`), also within one batch; a rename claims its new name the same way.
+#[tokio::test]
+async fn a_name_is_claimed_once_by_its_first_owner() {
+    let db = migrated_db().await;
+    let repo = SeaOrmPackageRepository::new(db.db.clone());
+    assert_eq!(repo.name_owner("claimed").await.unwrap(), None);
+    let (alice, mallory) = (key_owner(), key_owner());
+    // Racing, and therefore batched together or not: exactly one owner wins.
+    let (first, second) = (owned("claimed", "1", alice), owned("claimed", "2", mallory));
+    let (a, m) = tokio::join!(repo.insert(&first), repo.insert(&second));
+    let winner = match (&a, &m) {
+        (Ok(()), Err(InsertError::NameClaimed)) => alice,
+        (Err(InsertError::NameClaimed), Ok(())) => mallory,
+        other => panic!("one claim must win: {other:?}"),
+    };
+    assert_eq!(repo.name_owner("claimed").await.unwrap(), Some(winner));
+    // The owner's next versions go in; read back, a package carries its owner.
+    let next = owned("claimed", "3", winner);
+    repo.insert(&next).await.unwrap();
+    assert_eq!(
+        PackageRepository::get(&repo, next.id).await.unwrap().owner,
+        winner
+    );
+    // A rename into a claimed name needs its owner; into a new name, it claims it.
+    let other = owned("elsewhere", "1", mallory);
+    repo.insert(&other).await.unwrap();
+    let into = |name: &str, owner| PackageFields {
+        name: Some(name.into()),
+        owner: Some(owner),
+        ..Default::default()
+    };
+    let loser = if winner == alice { mallory } else { alice };
+    assert!(matches!(
+        repo.update(other.id, &into("claimed", loser), None, Utc::now())
+            .await,
+        Err(UpdateError::NameClaimed)
+    ));
+    let moved = repo
+        .update(other.id, &into("fresh-name", mallory), None, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(moved.owner, mallory);
+    assert_eq!(repo.name_owner("fresh-name").await.unwrap(), Some(mallory));
+}
