@@ -12,6 +12,7 @@ pub mod principal;
 pub mod queue;
 pub mod repo;
 pub mod secrets;
+pub mod text;
 pub mod trace;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -243,6 +243,15 @@ fn printable(raw: &str, field: &str, max: usize, errors: &mut Vec<FieldError>) -
             message: "must contain printable characters only".into(),
         });
         None
+    } else if v.chars().any(depot_core::text::is_format) {
+        // Bidirectional overrides and zero-width characters make two names look alike.
+        errors.push(FieldError {
+            field: field.into(),
+            message: "must not contain invisible format characters (bidirectional overrides, \
+                      zero-width characters)"
+                .into(),
+        });
+        None
     } else {
         Some(v.to_owned())
     }
@@ -446,6 +455,33 @@ mod tests {
         let e = PackageInput::default().validate(true).unwrap_err();
         assert_eq!(e.errors.len(), 2);
         assert!(PackageInput::default().validate(false).is_ok());
+    }
+
+    #[test]
+    fn names_refuse_format_characters() {
+        for name in [
+            "gpj\u{202E}exe",
+            "left\u{200B}pad",
+            "\u{FEFF}tool",
+            "a\u{E0041}",
+        ] {
+            let e = PackageInput {
+                name: Some(name.into()),
+                version: Some(format!("1{}", &name[..0])),
+                ..Default::default()
+            }
+            .validate(true)
+            .unwrap_err();
+            assert_eq!(e.errors[0].field, "name", "{name:?}");
+        }
+        let e = PackageInput {
+            name: Some("ok".into()),
+            version: Some("1.0\u{202E}".into()),
+            ..Default::default()
+        }
+        .validate(true)
+        .unwrap_err();
+        assert_eq!(e.errors[0].field, "version");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use depot_packages::ports::{
 use depot_packages::{
     Operation, OperationError, OperationKind, OperationStatus, Package, PackageStatus,
 };
-use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LockType, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
     EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,

@@ -44,7 +44,13 @@ impl PackageRepository for SeaOrmPackageRepository {
             q = q.filter(package::Column::Status.eq(status.as_str()));
         }
         if let Some(prefix) = &filter.name_prefix {
-            q = q.filter(package::Column::Name.starts_with(prefix.as_str()));
+            // Exact and case-sensitive on both backends: `LIKE 'p%'` would read `%` and `_` in
+            // the prefix as wildcards, and ignore case on SQLite.
+            let head = Func::cust("substr")
+                .arg(Expr::col(package::Column::Name))
+                .arg(1)
+                .arg(prefix.chars().count() as i32);
+            q = q.filter(Expr::expr(head).eq(prefix.as_str()));
         }
         q = match (sort, &page.after) {
             (PackageSort::CreatedAt, after) => {

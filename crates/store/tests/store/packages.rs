@@ -276,3 +276,38 @@ async fn a_name_is_claimed_once_by_its_first_owner() {
     assert_eq!(moved.owner, mallory);
     assert_eq!(repo.name_owner("fresh-name").await.unwrap(), Some(mallory));
 }
+
+/// The name-prefix filter matches the prefix exactly: `%` and `_` are characters, not
+/// wildcards, and case counts, on both backends.
+#[tokio::test]
+async fn the_name_prefix_is_literal_and_case_sensitive() {
+    use depot_core::PageRequest;
+    use depot_packages::ports::{PackageFilter, PackageSort};
+    let db = migrated_db().await;
+    let repo = SeaOrmPackageRepository::new(db.db.clone());
+    for name in ["a_b", "axb", "A_b", "100%", "100x", "ü-tool", "üx"] {
+        repo.insert(&Package::created(name.into(), "1".into(), Utc::now()))
+            .await
+            .unwrap();
+    }
+    let names = async |prefix: &str| -> Vec<String> {
+        let filter = PackageFilter {
+            name_prefix: Some(prefix.into()),
+            ..Default::default()
+        };
+        let page = PackageRepository::list(
+            &repo,
+            &filter,
+            PackageSort::Name,
+            &PageRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+        page.items.into_iter().map(|p| p.name).collect()
+    };
+    assert_eq!(names("a_").await, ["a_b"]);
+    assert_eq!(names("100%").await, ["100%"]);
+    assert_eq!(names("A").await, ["A_b"]);
+    assert_eq!(names("a").await, ["a_b", "axb"]);
+    assert_eq!(names("ü-").await, ["ü-tool"]);
+}
