@@ -129,6 +129,7 @@ impl ApiKeyRepository for InMemoryKeys {
     async fn rotate(
         &self,
         old_id: Uuid,
+        expected_revision: i64,
         old_expires_at: Option<DateTime<Utc>>,
         new: &NewApiKey,
         now: DateTime<Utc>,
@@ -137,7 +138,7 @@ impl ApiKeyRepository for InMemoryKeys {
         let mut s = self.state.lock().unwrap();
         s.race(now);
         let (old, _) = s.keys.get_mut(&old_id).ok_or(KeyWriteError::NotFound)?;
-        if old.revoked_at.is_some() {
+        if old.revoked_at.is_some() || old.revision != expected_revision {
             return Err(KeyWriteError::StaleRevision);
         }
         old.expires_at = old_expires_at;

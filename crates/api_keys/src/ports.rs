@@ -79,11 +79,13 @@ pub trait ApiKeyRepository: Send + Sync {
         now: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<ApiKey, KeyWriteError>;
-    /// Inserts `new` and sets the old key's expiry to `old_expires_at`, atomically;
-    /// `StaleRevision` when the old key was revoked meanwhile.
+    /// Inserts `new` and sets the old key's expiry to `old_expires_at`, atomically, if the old
+    /// key is still at `expected_revision` and not revoked; `StaleRevision` otherwise (revoked
+    /// or changed meanwhile — by a concurrent rotation, say: a key rotates into one successor).
     async fn rotate(
         &self,
         old_id: Uuid,
+        expected_revision: i64,
         old_expires_at: Option<DateTime<Utc>>,
         new: &NewApiKey,
         now: DateTime<Utc>,

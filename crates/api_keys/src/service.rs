@@ -420,13 +420,17 @@ impl ApiKeyService {
             serde_json::json!({"new_key_id": new.key.id, "grace_seconds": grace_seconds}),
         );
         self.repo
-            .rotate(old.id, old_expires_at, &new, now, &audit)
+            .rotate(old.id, old.revision, old_expires_at, &new, now, &audit)
             .await
             .map_err(|e| match e {
-                // Revoked between the read above and the rotation.
-                KeyWriteError::StaleRevision => {
-                    ApiKeyError::Conflict("the key was revoked while it was rotated".into())
+                // Changed since the read above: revoked, or rotated by a concurrent request
+                // (the If-Match it sent is then stale too).
+                KeyWriteError::StaleRevision if if_match.is_some() => {
+                    ApiKeyError::PreconditionFailed
                 }
+                KeyWriteError::StaleRevision => ApiKeyError::Conflict(
+                    "the key was changed (rotated or revoked) while it was rotated".into(),
+                ),
                 other => other.into(),
             })?;
         self.verifier.invalidate(old.id);

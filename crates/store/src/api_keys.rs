@@ -232,6 +232,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
     async fn rotate(
         &self,
         old_id: Uuid,
+        expected_revision: i64,
         old_expires_at: Option<DateTime<Utc>>,
         new: &NewApiKey,
         now: DateTime<Utc>,
@@ -246,6 +247,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
             )
             .col_expr(api_key::Column::UpdatedAt, Expr::value(now))
             .filter(api_key::Column::Id.eq(old_id))
+            .filter(api_key::Column::Revision.eq(expected_revision))
             .filter(api_key::Column::RevokedAt.is_null())
             .exec(&txn)
             .await

@@ -81,6 +81,7 @@ async fn key_writes_answer_typed_outcomes() {
     assert!(matches!(
         repo.rotate(
             key.id,
+            revoked.revision,
             Some(now),
             &successor,
             now,
@@ -153,4 +154,28 @@ async fn usage_purge_removes_only_records_past_the_retention() {
 
 fn rand_bytes() -> [u8; 10] {
     *Uuid::new_v4().as_bytes().first_chunk().unwrap()
+}
+
+/// The review's race: two rotations of one key read at the same revision both succeeded,
+/// leaving two live successors. The revision check is in the update: exactly one wins.
+#[tokio::test]
+async fn concurrent_rotations_of_one_key_leave_one_successor() {
+    let db = migrated_db().await;
+    let repo = SeaOrmApiKeyRepository::new(db.db.clone());
+    let now = Utc::now();
+    let key = insert_key(&repo, now).await;
+    let (first, second) = (new_key(now), new_key(now));
+    let (a, b) = (
+        audit("api_key.rotate", key.id, now),
+        audit("api_key.rotate", key.id, now),
+    );
+    let (x, y) = tokio::join!(
+        repo.rotate(key.id, key.revision, Some(now), &first, now, &a),
+        repo.rotate(key.id, key.revision, Some(now), &second, now, &b)
+    );
+    match (&x, &y) {
+        (Ok(()), Err(KeyWriteError::StaleRevision))
+        | (Err(KeyWriteError::StaleRevision), Ok(())) => {}
+        other => panic!("exactly one rotation must win: {other:?}"),
+    }
 }
