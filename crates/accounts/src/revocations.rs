@@ -48,15 +48,15 @@ impl Revocations {
         *entry = (*entry).max(at);
     }
 
-    /// Whether a token of `user` issued at `issued_at` (seconds since the epoch, as in `iat`)
-    /// predates a change of the user. `iat` has whole seconds, so a token issued in the second
-    /// of the change counts as after it: one issued just after the change must not be refused.
-    pub fn revokes(&self, user: Uuid, issued_at: i64) -> bool {
+    /// Whether a token of `user` issued at `issued_at_ms` (milliseconds since the epoch)
+    /// predates a change of the user. (Whole seconds, as `iat` has, let a token issued in the
+    /// second of a disabling live on: refreshing every second kept one valid.)
+    pub fn revokes(&self, user: Uuid, issued_at_ms: i64) -> bool {
         self.changed
             .read()
             .expect("revocations lock")
             .get(&user)
-            .is_some_and(|at| issued_at < at.timestamp())
+            .is_some_and(|at| issued_at_ms < at.timestamp_millis())
     }
 
     /// Reads the users changed since the last poll and forgets changes older than a token's
@@ -169,24 +169,28 @@ mod tests {
     }
 
     #[test]
-    fn tokens_issued_before_a_change_are_void_and_from_its_second_on_valid() {
+    fn tokens_issued_before_a_change_are_void_to_the_millisecond() {
         let r = Revocations::new(
             Arc::new(Changes(vec![])),
             Arc::new(At(at(0))),
             Duration::minutes(15),
         );
         let (user, other) = (Uuid::now_v7(), Uuid::now_v7());
-        r.note(user, at(10) + Duration::milliseconds(400));
-        assert!(r.revokes(user, at(9).timestamp()));
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        let change = at(10) + Duration::milliseconds(400);
+        r.note(user, change);
+        assert!(r.revokes(user, ms(at(9))));
+        // The review's dodge: issued in the same second, before the change.
         assert!(
-            !r.revokes(user, at(10).timestamp()),
-            "issued in the second of the change"
+            r.revokes(user, ms(at(10) + Duration::milliseconds(200))),
+            "issued in the second of the change, before it"
         );
-        assert!(!r.revokes(user, at(11).timestamp()));
-        assert!(!r.revokes(other, at(0).timestamp()), "another user");
+        assert!(!r.revokes(user, ms(change)), "issued at the change");
+        assert!(!r.revokes(user, ms(change + Duration::milliseconds(1))));
+        assert!(!r.revokes(other, ms(at(0))), "another user");
         r.note(user, at(5));
         assert!(
-            r.revokes(user, at(9).timestamp()),
+            r.revokes(user, ms(at(9))),
             "an older change does not undo a newer"
         );
     }
@@ -205,9 +209,9 @@ mod tests {
             1,
             "the first poll reads one token lifetime back"
         );
-        assert!(r.revokes(recent, (now - Duration::minutes(2)).timestamp()));
+        assert!(r.revokes(recent, (now - Duration::minutes(2)).timestamp_millis()));
         assert!(
-            !r.revokes(old, (now - Duration::hours(2)).timestamp()),
+            !r.revokes(old, (now - Duration::hours(2)).timestamp_millis()),
             "long expired anyway"
         );
     }
@@ -223,7 +227,7 @@ mod tests {
         );
         r.note(user, now - Duration::minutes(30));
         r.poll().await.unwrap();
-        assert!(!r.revokes(user, (now - Duration::hours(1)).timestamp()));
+        assert!(!r.revokes(user, (now - Duration::hours(1)).timestamp_millis()));
         assert!(r.changed.read().unwrap().is_empty());
     }
 }

@@ -172,7 +172,7 @@ impl AccountService {
     /// The principal an access token stands for, unless its user changed (disabled, role,
     /// sign-in method) after it was issued.
     pub fn authenticate(&self, access_token: &str) -> Result<Principal, TokenError> {
-        let (principal, issued_at) = self.tokens.verify_issued(access_token)?;
+        let (principal, issued_at) = self.tokens.verify_issued(access_token, self.clock.now())?;
         if let PrincipalKind::User { user_id } = principal.kind
             && self.revocations.revokes(user_id, issued_at)
         {
@@ -569,8 +569,8 @@ mod tests {
             svc.refresh(&next.refresh_token).await,
             Err(AccountError::RefreshReused)
         ));
-        // (A change voids tokens issued before its second, not in it: the trust issue's item.)
-        clock.advance(Duration::seconds(1));
+        // A change voids the tokens issued before it, to the millisecond.
+        clock.advance(Duration::milliseconds(1));
         svc.update(
             user.id,
             UserPatch {

@@ -81,6 +81,11 @@ pub struct AccessClaims {
     pub aud: String,
     pub sub: String,
     pub iat: i64,
+    /// Depot's own claim: when the token was issued, in milliseconds (`iat` has whole
+    /// seconds), so that a change of the user voids exactly the tokens issued before it.
+    /// Tokens without it (issued before the claim existed) count as issued at `iat`'s start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
     pub exp: i64,
     pub jti: String,
     pub role: String,
@@ -175,6 +180,7 @@ impl TokenIssuer {
             aud: self.settings.audience.clone(),
             sub: user_id.to_string(),
             iat: now.timestamp(),
+            iat_ms: Some(now.timestamp_millis()),
             exp: (now + self.settings.access_ttl).timestamp(),
             jti: Uuid::now_v7().to_string(),
             role: role.as_str().to_owned(),
@@ -193,11 +199,18 @@ impl TokenIssuer {
 
     /// The principal an access token stands for.
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
-        self.verify_issued(token).map(|(principal, _)| principal)
+        self.verify_issued(token, Utc::now())
+            .map(|(principal, _)| principal)
     }
 
-    /// The principal an access token stands for, and when it was issued (`iat`, seconds).
-    pub fn verify_issued(&self, token: &str) -> Result<(Principal, i64), TokenError> {
+    /// The principal an access token stands for, and when it was issued (milliseconds since
+    /// the epoch). A token claiming to be issued in the future (beyond the leeway), or to live
+    /// longer than an access token does, is refused: only a forger's would.
+    pub fn verify_issued(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Principal, i64), TokenError> {
         use jsonwebtoken::errors::ErrorKind;
         // The key is chosen by the header's `kid` among this issuer's own keys only; the
         // algorithm stays pinned by `validation`.
@@ -220,6 +233,17 @@ impl TokenIssuer {
             return Err(TokenError::Invalid);
         }
         let c = data.claims;
+        let leeway = self.validation.leeway as i64;
+        if c.iat > now.timestamp() + leeway
+            || c.exp - c.iat > self.settings.access_ttl.num_seconds() + leeway
+        {
+            return Err(TokenError::Invalid);
+        }
+        let issued_ms = match c.iat_ms {
+            Some(ms) if ms.div_euclid(1000) == c.iat => ms,
+            Some(_) => return Err(TokenError::Invalid),
+            None => c.iat * 1000,
+        };
         let user_id = Uuid::parse_str(&c.sub).map_err(|_| TokenError::Invalid)?;
         let role: Role = c.role.parse().map_err(|_| TokenError::Invalid)?;
         let allowed = role.scopes();
@@ -239,7 +263,7 @@ impl TokenIssuer {
                 kind: PrincipalKind::User { user_id },
                 scopes,
             },
-            c.iat,
+            issued_ms,
         ))
     }
 }
@@ -366,6 +390,7 @@ mod tests {
             aud: "depot".into(),
             sub: Uuid::now_v7().to_string(),
             iat: Utc::now().timestamp(),
+            iat_ms: None,
             exp: Utc::now().timestamp() + 600,
             jti: "x".into(),
             role: "admin".into(),
@@ -390,6 +415,7 @@ mod tests {
             aud: "depot".into(),
             sub: Uuid::now_v7().to_string(),
             iat: Utc::now().timestamp(),
+            iat_ms: None,
             exp: Utc::now().timestamp() + 600,
             jti: "x".into(),
             role: "user".into(),
@@ -400,6 +426,52 @@ mod tests {
         header.kid = Some(t.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &t.encoding).unwrap();
         assert_eq!(t.verify(&token), Err(TokenError::Invalid));
+    }
+
+    /// Signed with the right key (a leaked key, or a bug) but dated in the future, or living
+    /// longer than an access token does, or with an `iat_ms` outside `iat`'s second: refused.
+    #[test]
+    fn impossible_issue_times_are_refused() {
+        let t = issuer();
+        let now = Utc::now().timestamp();
+        let sign = |iat: i64, iat_ms: Option<i64>, exp: i64| {
+            let claims = AccessClaims {
+                iss: "depot-test".into(),
+                aud: "depot".into(),
+                sub: Uuid::now_v7().to_string(),
+                iat,
+                iat_ms,
+                exp,
+                jti: "x".into(),
+                role: "user".into(),
+                scope: "packages:read".into(),
+            };
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.typ = Some(ACCESS_TOKEN_TYPE.into());
+            header.kid = Some(t.kid.clone());
+            jsonwebtoken::encode(&header, &claims, &t.encoding).unwrap()
+        };
+        let ttl = t.access_ttl().num_seconds();
+        assert!(
+            t.verify(&sign(now, Some(now * 1000 + 5), now + ttl))
+                .is_ok()
+        );
+        assert!(
+            t.verify(&sign(now, None, now + ttl)).is_ok(),
+            "an older token"
+        );
+        for (iat, iat_ms, exp) in [
+            (now + 3600, None, now + 3600 + ttl),
+            (now, None, now + 10 * ttl),
+            (now, Some((now + 1) * 1000), now + ttl),
+            (now, Some(now * 1000 - 1), now + ttl),
+        ] {
+            assert_eq!(
+                t.verify(&sign(iat, iat_ms, exp)),
+                Err(TokenError::Invalid),
+                "iat {iat} iat_ms {iat_ms:?} exp {exp}"
+            );
+        }
     }
 
     #[test]
