@@ -12,6 +12,7 @@ mod m20261122_000005_outbox_headers;
 mod m20261122_000006_lean_writes;
 mod m20261123_000007_users_updated_at;
 mod m20261201_000008_owners;
+mod m20261201_000009_sealed_packages;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_lean_writes::Migration),
             Box::new(m20261123_000007_users_updated_at::Migration),
             Box::new(m20261201_000008_owners::Migration),
+            Box::new(m20261201_000009_sealed_packages::Migration),
         ]
     }
 }

@@ -248,7 +248,7 @@ pub async fn get(
 #[utoipa::path(patch, path = "/api/v1/packages/{id}", tag = "packages",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), request_body = PatchPackageRequest,
     responses((status = 200, description = "Updated", body = PackageView),
-        (status = 409, description = "Another package has this name and version"),
+        (status = 409, description = "Another package has this name and version; or `field_frozen`: name, version, source_url, sha256 and size_bytes freeze once the package has left `created`; or `operation_in_progress` for those fields while an operation runs"),
         (status = 412, description = "Stale If-Match"),
         (status = 422, description = "Invalid fields (status cannot be set)")))]
 pub async fn patch(

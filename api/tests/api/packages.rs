@@ -1086,3 +1086,64 @@ async fn registration_is_off_by_default_and_gives_a_reader() {
     );
     reader.list_packages(&[]).await.unwrap();
 }
+
+/// The review's rewrite of verified integrity: `sha256`, `size_bytes`, `source_url` (and name,
+/// version) could be PATCHed on a downloaded or active package. They freeze once it first
+/// leaves Created (409 `field_frozen` naming the field); the description stays editable.
+#[tokio::test]
+async fn verified_fields_freeze_once_a_package_leaves_created() {
+    let app = spawn_app().await;
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let p = create_ok(&depot, "frozen", "1.0.0").await;
+    let op = depot.start(p.id, Download).await.unwrap();
+    assert_eq!(
+        wait_final(&depot, op.id).await.status,
+        OperationStatus::Succeeded
+    );
+    for (field, patch) in [
+        (
+            "sha256",
+            PatchPackageRequest {
+                sha256: Some(Some("ab".repeat(32))),
+                ..Default::default()
+            },
+        ),
+        (
+            "size_bytes",
+            PatchPackageRequest {
+                size_bytes: Some(Some(1)),
+                ..Default::default()
+            },
+        ),
+        (
+            "source_url",
+            PatchPackageRequest {
+                source_url: Some(Some("https://example.com/b".into())),
+                ..Default::default()
+            },
+        ),
+        (
+            "version",
+            PatchPackageRequest {
+                version: Some("1.0.1".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "name",
+            PatchPackageRequest {
+                name: Some("other".into()),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let res = depot.patch_package(p.id, &patch, None).await;
+        let problem = assert_api_problem(res, 409, "field_frozen");
+        assert!(detail(&problem).contains(field), "{problem:?}");
+    }
+    let described = PatchPackageRequest {
+        description: Some(Some("notes may change".into())),
+        ..Default::default()
+    };
+    depot.patch_package(p.id, &described, None).await.unwrap();
+}

@@ -404,6 +404,7 @@ mod tests {
         async fn rotate(
             &self,
             _: Uuid,
+            _: i64,
             _: Option<DateTime<Utc>>,
             _: &NewApiKey,
             _: DateTime<Utc>,

@@ -135,6 +135,18 @@ impl PackageRepository for InMemoryPackages {
         if expected_revision.is_some_and(|r| r != current.revision) {
             return Err(UpdateError::StaleRevision);
         }
+        if !f.frozen().is_empty() {
+            if current.sealed_at.is_some() {
+                return Err(UpdateError::Frozen);
+            }
+            if let Some(op) = s.busy_with(id) {
+                return Err(UpdateError::Busy(BusyWith {
+                    id: op.id,
+                    kind: op.kind,
+                    status: op.status,
+                }));
+            }
+        }
         let name = f.name.clone().unwrap_or(current.name.clone());
         let version = f.version.clone().unwrap_or(current.version.clone());
         if s.packages
@@ -290,6 +302,9 @@ impl OperationRepository for InMemoryPackages {
                 let (from, to) = op.kind.transition();
                 match packages.get_mut(&op.package_id) {
                     Some(p) if p.status == from => {
+                        if from == crate::model::PackageStatus::Created {
+                            p.sealed_at.get_or_insert(now);
+                        }
                         p.status = to;
                         p.revision += 1;
                         p.updated_at = now;

@@ -154,6 +154,9 @@ pub struct Package {
     /// Its name's owner (who registered the name's first version); `None` for names
     /// registered before owners existed, which only `packages:admin` manages.
     pub owner: Option<Owner>,
+    /// When the package first left Created: from then on its verified fields (`name`,
+    /// `version`, `source_url`, `sha256`, `size_bytes`) are frozen, even if it returns there.
+    pub sealed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub revision: i64,
@@ -172,6 +175,7 @@ impl Package {
             sha256: None,
             size_bytes: None,
             owner: None,
+            sealed_at: None,
             created_at: now,
             updated_at: now,
             revision: 1,
@@ -254,6 +258,23 @@ fn printable(raw: &str, field: &str, max: usize, errors: &mut Vec<FieldError>) -
         None
     } else {
         Some(v.to_owned())
+    }
+}
+
+impl PackageFields {
+    /// The fields given here that freeze once a package leaves Created (what was verified, or
+    /// what names the version).
+    pub fn frozen(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("version", self.version.is_some()),
+            ("source_url", self.source_url.is_some()),
+            ("sha256", self.sha256.is_some()),
+            ("size_bytes", self.size_bytes.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, given)| given.then_some(field))
+        .collect()
     }
 }
 

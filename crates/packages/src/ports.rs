@@ -68,6 +68,13 @@ pub enum UpdateError {
     /// The new name belongs to another owner than `fields.owner`.
     #[error("the package name belongs to another owner")]
     NameClaimed,
+    /// A frozen field (see `PackageFields::frozen`) of a package that has left Created.
+    #[error("the package's verified fields are frozen")]
+    Frozen,
+    /// A frozen field while an operation is pending or running on the package (a download
+    /// verifies what it read when it started).
+    #[error("operation {} ({}) is {}", .0.id, .0.kind.as_str(), .0.status.as_str())]
+    Busy(BusyWith),
     #[error(transparent)]
     Store(#[from] RepoError),
 }
@@ -157,7 +164,9 @@ pub trait PackageRepository: Send + Sync {
     /// Applies the given fields if the package is at `expected_revision` (when given):
     /// `NotFound` when there is no such package, `StaleRevision` when it is at another revision,
     /// `Duplicate` when the new (name, version) belongs to another package; a new name is
-    /// claimed for `fields.owner` (`NameClaimed` when it belongs to another).
+    /// claimed for `fields.owner` (`NameClaimed` when it belongs to another). Frozen fields
+    /// change only while the package was never sealed (`Frozen`) and no operation is pending or
+    /// running (`Busy`).
     async fn update(
         &self,
         id: Uuid,

@@ -33,6 +33,18 @@ pub enum PackageError {
     Repo(#[source] RepoError),
 }
 
+/// 409 naming the frozen fields a change tried to set.
+fn frozen_fields(fields: &[&str]) -> PackageError {
+    PackageError::Conflict {
+        code: "field_frozen",
+        detail: format!(
+            "{} cannot change once the package has left `created`: register a new version for \
+             a different artifact",
+            fields.join(", ")
+        ),
+    }
+}
+
 fn not_owner(name: &str) -> PackageError {
     PackageError::NotOwner(format!(
         "the package name `{name}` belongs to another principal; its owner or a holder of \
@@ -163,6 +175,10 @@ impl PackageService {
     ) -> Result<Package, PackageError> {
         let mut fields = input.validate(false)?;
         let current = self.managed(principal, id).await?;
+        let frozen = fields.frozen();
+        if current.sealed_at.is_some() && !frozen.is_empty() {
+            return Err(frozen_fields(&frozen));
+        }
         if let Some(name) = &fields.name {
             fields.owner = Some(if *name == current.name {
                 current.owner
@@ -180,6 +196,17 @@ impl PackageService {
                 },
                 UpdateError::StaleRevision => PackageError::PreconditionFailed,
                 UpdateError::NameClaimed => not_owner(fields.name.as_deref().unwrap_or_default()),
+                UpdateError::Frozen => frozen_fields(&frozen),
+                UpdateError::Busy(op) => PackageError::Conflict {
+                    code: "operation_in_progress",
+                    detail: format!(
+                        "{} cannot change while operation {} ({}) is {}",
+                        frozen.join(", "),
+                        op.id,
+                        op.kind.as_str(),
+                        op.status.as_str()
+                    ),
+                },
                 UpdateError::NotFound => PackageError::NotFound("no package with this id"),
                 UpdateError::Store(e) => repo(e, "no package with this id"),
             })
@@ -380,7 +407,19 @@ mod tests {
         // A rotated successor (same lineage) is the owner; so is packages:admin, whose new
         // version keeps the name's owner.
         let successor = key(alice, &writer);
-        svc.patch(&successor, p.id, swap, None).await.unwrap();
+        let describe = PackageInput {
+            description: Some(Some("the heir's words".into())),
+            ..Default::default()
+        };
+        svc.patch(&successor, p.id, describe, None).await.unwrap();
+        // (Not the verified fields while the download is pending: they cannot change then.)
+        assert!(matches!(
+            svc.patch(&successor, p.id, swap, None).await,
+            Err(PackageError::Conflict {
+                code: "operation_in_progress",
+                ..
+            })
+        ));
         let admin_key = key(
             Uuid::now_v7(),
             &[PackagesRead, PackagesWrite, PackagesAdmin],

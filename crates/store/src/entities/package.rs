@@ -18,6 +18,8 @@ pub struct Model {
     /// The name's owner (see `package_name`), kept on each version for reads.
     pub owner_kind: Option<String>,
     pub owner_id: Option<Uuid>,
+    /// When the package first left Created (its verified fields are frozen from then on).
+    pub sealed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

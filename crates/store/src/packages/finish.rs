@@ -66,7 +66,15 @@ pub(super) async fn finish_batch_inner(
             continue;
         }
         let (from, to) = kind.transition();
-        let moved: HashSet<Uuid> = package::Entity::update_many()
+        let mut update = package::Entity::update_many();
+        if from == PackageStatus::Created {
+            // Leaving Created seals the verified fields for good.
+            update = update.col_expr(
+                package::Column::SealedAt,
+                Expr::col(package::Column::SealedAt).if_null(now),
+            );
+        }
+        let moved: HashSet<Uuid> = update
             .col_expr(package::Column::Status, Expr::value(to.as_str()))
             .col_expr(
                 package::Column::Revision,
@@ -149,7 +157,8 @@ pub(super) async fn finish_batch_postgres(
         let sql = format!(
             r#"WITH r AS (SELECT id, package_id, kind FROM operations
                           WHERE id = ANY($1) AND status = 'running' ORDER BY id FOR UPDATE),
-                    m AS (UPDATE packages p SET status = {to}, revision = p.revision + 1, updated_at = $2
+                    m AS (UPDATE packages p SET status = {to}, revision = p.revision + 1, updated_at = $2,
+                          sealed_at = CASE WHEN p.status = 'created' THEN COALESCE(p.sealed_at, $2) ELSE p.sealed_at END
                           FROM r WHERE p.id = r.package_id AND p.status = {from} RETURNING p.id),
                     u AS (UPDATE operations o SET
                  status = CASE WHEN {moved} THEN 'succeeded' ELSE 'failed' END,

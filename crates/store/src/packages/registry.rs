@@ -111,6 +111,16 @@ impl PackageRepository for SeaOrmPackageRepository {
         if let Some(rev) = expected_revision {
             update = update.filter(package::Column::Revision.eq(rev));
         }
+        // Frozen fields change only on a package never sealed, with no operation under way.
+        let frozen = !f.frozen().is_empty();
+        if frozen {
+            update = update
+                .filter(package::Column::SealedAt.is_null())
+                .filter(Expr::cust(
+                    "NOT EXISTS (SELECT 1 FROM operations o \
+                     WHERE o.package_id = packages.id AND o.finished_at IS NULL)",
+                ));
+        }
         // A rename claims the new name (for `f.owner`) in the same transaction as the update.
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         if let Some(name) = &f.name {
@@ -149,14 +159,35 @@ impl PackageRepository for SeaOrmPackageRepository {
             }
         })?;
         if result.rows_affected == 0 {
-            return match package::Entity::find_by_id(id)
+            let Some(row) = package::Entity::find_by_id(id)
                 .one(&txn)
                 .await
                 .map_err(repo_err)?
-            {
-                Some(_) => Err(UpdateError::StaleRevision),
-                None => Err(UpdateError::NotFound),
+            else {
+                return Err(UpdateError::NotFound);
             };
+            if expected_revision.is_some_and(|r| r != row.revision) {
+                return Err(UpdateError::StaleRevision);
+            }
+            if frozen && row.sealed_at.is_some() {
+                return Err(UpdateError::Frozen);
+            }
+            if frozen
+                && let Some(op) = operation::Entity::find()
+                    .filter(operation::Column::PackageId.eq(id))
+                    .filter(not_finished())
+                    .one(&txn)
+                    .await
+                    .map_err(repo_err)?
+            {
+                let op = operation_of(op)?;
+                return Err(UpdateError::Busy(BusyWith {
+                    id: op.id,
+                    kind: op.kind,
+                    status: op.status,
+                }));
+            }
+            return Err(UpdateError::StaleRevision);
         }
         txn.commit().await.map_err(repo_err)?;
         PackageRepository::get(self, id).await.map_err(|e| match e {

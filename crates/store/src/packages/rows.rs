@@ -14,6 +14,7 @@ pub(super) fn package_of(m: package::Model) -> Result<Package, RepoError> {
         sha256: m.sha256,
         size_bytes: m.size_bytes,
         owner: owner_of(m.owner_kind.as_deref(), m.owner_id)?,
+        sealed_at: m.sealed_at,
         created_at: m.created_at,
         updated_at: m.updated_at,
         revision: m.revision,
@@ -80,6 +81,7 @@ pub(super) fn package_model(p: &Package) -> package::ActiveModel {
         revision: Set(p.revision),
         owner_kind: Set(owner_columns(p.owner.as_ref()).0),
         owner_id: Set(p.owner.and_then(|o| o.id)),
+        sealed_at: Set(p.sealed_at),
     }
 }
 

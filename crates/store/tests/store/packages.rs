@@ -311,3 +311,44 @@ async fn the_name_prefix_is_literal_and_case_sensitive() {
     assert_eq!(names("a").await, ["a_b", "axb"]);
     assert_eq!(names("ü-").await, ["ü-tool"]);
 }
+
+/// Once a package first leaves Created its verified fields freeze (`Frozen`); before, they
+/// cannot change while an operation is under way (`Busy`): a download verifies what it read
+/// when it started. The description stays free.
+#[tokio::test]
+async fn verified_fields_freeze_when_a_package_leaves_created() {
+    use depot_packages::ports::Outcome;
+    let db = migrated_db().await;
+    let repo = SeaOrmPackageRepository::new(db.db.clone());
+    let now = Utc::now();
+    let p = Package::created("sealed".into(), "1".into(), now);
+    repo.insert(&p).await.unwrap();
+    let sha = |h: &str| PackageFields {
+        sha256: Some(Some(h.repeat(64))),
+        ..Default::default()
+    };
+    repo.update(p.id, &sha("a"), None, now).await.unwrap();
+    let op = Operation::pending(OperationKind::Download, p.id, now);
+    repo.start(&op, &message_for(&op)).await.unwrap();
+    assert!(matches!(
+        repo.update(p.id, &sha("b"), None, now).await,
+        Err(UpdateError::Busy(b)) if b.id == op.id
+    ));
+    let described = PackageFields {
+        description: Some(Some("still editable".into())),
+        ..Default::default()
+    };
+    repo.update(p.id, &described, None, now).await.unwrap();
+    let claimed = repo.claim(op.id, now).await.unwrap().operation;
+    repo.finish(&claimed, &Outcome::Succeeded, now)
+        .await
+        .unwrap();
+    let sealed = PackageRepository::get(&repo, p.id).await.unwrap();
+    assert!(sealed.sealed_at.is_some(), "{sealed:?}");
+    assert_eq!(sealed.sha256, Some("a".repeat(64)));
+    assert!(matches!(
+        repo.update(p.id, &sha("c"), None, now).await,
+        Err(UpdateError::Frozen)
+    ));
+    repo.update(p.id, &described, None, now).await.unwrap();
+}

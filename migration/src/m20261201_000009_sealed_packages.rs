@@ -1,0 +1,51 @@
+//! A package's verified fields (`name`, `version`, `source_url`, `sha256`, `size_bytes`) freeze
+//! once it first leaves Created: `sealed_at` records when, and stays set even if the package
+//! later returns to Created (a different artifact is a new version). Packages already past
+//! Created are sealed as of their last change.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Packages {
+    Table,
+    SealedAt,
+    UpdatedAt,
+    Status,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Packages::Table)
+                    .add_column(timestamp_with_time_zone_null(Packages::SealedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .exec_stmt(
+                Query::update()
+                    .table(Packages::Table)
+                    .value(Packages::SealedAt, Expr::col(Packages::UpdatedAt))
+                    .and_where(Expr::col(Packages::Status).ne("created"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Packages::Table)
+                    .drop_column(Packages::SealedAt)
+                    .to_owned(),
+            )
+            .await
+    }
+}
