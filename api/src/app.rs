@@ -88,6 +88,9 @@ pub fn components(settings: &Settings, adapters: &Adapters, services: Services) 
         verifier: services.verifier,
         admin_secret: services.admin_secret,
         allow_query_keys: settings.auth.allow_query_keys,
+        failed_credentials: Arc::new(crate::http::throttle::FailedCredentials::new(
+            settings.auth.failed_credentials_per_minute,
+        )),
         accounts: services.accounts,
         idempotency: Arc::new(depot_store::SeaOrmIdempotencyStore::new(
             adapters.db.clone(),

@@ -326,8 +326,22 @@ pub fn operation_runner(
 
 /// The admin secret from the secret store; when none is configured, a strong one is generated
 /// and printed once to standard error (never to the structured log).
+/// The shortest admin secret Depot starts with: the operator's credential must not be guessable
+/// (`a` used to work).
+pub const MIN_ADMIN_SECRET_CHARS: usize = 32;
+
 pub async fn admin_secret(secrets: &dyn SecretStore) -> Result<SecretString, StartupError> {
     match secrets.get("admin_secret").await {
+        Ok(Some(secret)) if secret.expose_secret().chars().count() < MIN_ADMIN_SECRET_CHARS => {
+            Err(StartupError {
+                key: "secrets.admin_secret",
+                message: format!(
+                    "the admin secret (DEPOT_ADMIN_SECRET, or the file admin_secret in \
+                     secrets.dir) must have at least {MIN_ADMIN_SECRET_CHARS} characters; \
+                     generate one with `openssl rand -base64 32`"
+                ),
+            })
+        }
         Ok(Some(secret)) => Ok(secret),
         Ok(None) => {
             let generated = depot_api_keys::generate_secret();
@@ -436,5 +450,23 @@ pub async fn maintenance(
                 Err(e) => tracing::warn!(error = %e, what, "purging failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod admin_secret_tests {
+    use super::*;
+
+    /// The review's finding: the admin secret accepted any length (`a` worked).
+    #[tokio::test]
+    async fn a_short_admin_secret_stops_the_service_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = depot_core::secrets::FileSecretStore::new(dir.path());
+        std::fs::write(dir.path().join("admin_secret"), "a").unwrap();
+        let e = admin_secret(&store).await.unwrap_err();
+        assert_eq!(e.key, "secrets.admin_secret");
+        assert!(e.message.contains("32"), "{}", e.message);
+        std::fs::write(dir.path().join("admin_secret"), "x".repeat(32)).unwrap();
+        assert!(admin_secret(&store).await.is_ok());
     }
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 pub struct AuthSettings {
     /// Accept keys in the query string (`?api_key=`).
     pub allow_query_keys: bool,
+    /// Failed credential checks (bad admin secret, unknown or malformed key, invalid token) a
+    /// client address may make per minute before its checks answer 429; 0 = no limit.
+    pub failed_credentials_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -57,13 +57,51 @@ fn presented_key(req: &HttpRequest, allow_query: bool) -> Option<String> {
     None
 }
 
+fn presents_credentials(req: &HttpRequest, allow_query: bool) -> bool {
+    req.headers().contains_key(ADMIN_SECRET_HEADER)
+        || req.headers().contains_key(header::AUTHORIZATION)
+        || presented_key(req, allow_query).is_some()
+}
+
 impl Auth {
-    /// Checks the credentials the request presents (see the module doc for the order).
+    /// Checks the credentials the request presents (see the module doc for the order), unless
+    /// the client's address has used up its failed checks for the minute (429).
     pub(crate) async fn authenticate(req: HttpRequest) -> Result<Self, ApiError> {
         let state = req
             .app_data::<web::Data<HttpState>>()
             .ok_or_else(|| ApiError::unexpected(anyhow::anyhow!("application state missing")))?
             .clone();
+        let client: Option<std::net::IpAddr> =
+            crate::http::client_ip::of(&req).and_then(|ip| ip.parse().ok());
+        if presents_credentials(&req, state.allow_query_keys)
+            && let Err(retry_after) = state.failed_credentials.check(client)
+        {
+            return Err(ApiError::TooManyRequests {
+                detail: "too many failed credential checks from this address; try again later"
+                    .into(),
+                retry_after,
+                limit: state.failed_credentials.limit(),
+            });
+        }
+        let result = Self::check(&req, &state).await;
+        if let Err(ApiError::Unauthorized { code, .. }) = &result
+            && *code == "credentials_invalid"
+        {
+            let failures = state.failed_credentials.fail(client);
+            if req.headers().contains_key(ADMIN_SECRET_HEADER) {
+                // Audited: who tried the operator's secret, how often.
+                tracing::warn!(
+                    client_ip = ?client,
+                    failures_this_minute = failures,
+                    "the admin secret was refused"
+                );
+            }
+        }
+        result
+    }
+
+    async fn check(req: &HttpRequest, state: &web::Data<HttpState>) -> Result<Self, ApiError> {
+        let req = req.clone();
         if let Some(given) = req.headers().get(ADMIN_SECRET_HEADER) {
             let expected = state.admin_secret.expose_secret().as_bytes();
             return if constant_time_eq(given.as_bytes(), expected) {

@@ -17,4 +17,5 @@ pub mod middleware;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod throttle;
 pub mod whoami;

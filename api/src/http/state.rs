@@ -22,5 +22,7 @@ pub struct HttpState {
     pub clock: Arc<dyn depot_core::Clock>,
     pub metrics: Arc<crate::http::metrics::Metrics>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Failed credential checks per client address.
+    pub failed_credentials: Arc<crate::http::throttle::FailedCredentials>,
     pub components: Vec<Arc<dyn Component>>,
 }

@@ -1,7 +1,9 @@
 //! The hot path: verifying a presented key without touching the database on every request.
 //!
 //! * Verified keys are cached in memory (by hash) for `cache_ttl`; unknown hashes for a few
-//!   seconds, so a flood of well-formed garbage does not become a flood of queries.
+//!   seconds, so a flood of well-formed garbage does not become a flood of queries. Both caches
+//!   are bounded ([`MAX_CACHED_KEYS`], [`MAX_CACHED_UNKNOWN`]): random checksum-valid keys cost a
+//!   query each at worst (throttled per address by the API), never unbounded memory.
 //! * A revoke/delete/rotate evicts the key at once in the process that did it, and every replica
 //!   polls the change log every `poll_interval` (default 250 ms) and evicts what changed: the
 //!   change reaches every replica in well under a second, whatever the queue or database.
@@ -17,14 +19,17 @@ use chrono::{DateTime, Duration, Utc};
 use depot_core::{Clock, Principal, PrincipalKind, RepoError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// Records kept in memory while the database cannot take them; beyond this the oldest records
 /// are dropped (counts are never dropped).
 const MAX_PENDING_RECORDS: usize = 100_000;
 const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Verified keys kept in memory at most (the least recently used go first).
+pub const MAX_CACHED_KEYS: u64 = 100_000;
+/// Unknown key hashes remembered at most.
+pub const MAX_CACHED_UNKNOWN: u64 = 10_000;
 /// Overlap when polling the change log, for transactions that commit late.
 const POLL_OVERLAP: Duration = Duration::seconds(2);
 
@@ -78,12 +83,6 @@ pub struct Verified {
     pub rate: Option<RateState>,
 }
 
-#[derive(Clone)]
-struct CacheEntry {
-    key: Option<ApiKey>,
-    loaded: Instant,
-}
-
 struct Window {
     minute: i64,
     count: u32,
@@ -100,7 +99,10 @@ pub struct Verifier {
     repo: Arc<dyn ApiKeyRepository>,
     clock: Arc<dyn Clock>,
     settings: VerifierSettings,
-    cache: RwLock<HashMap<KeyHash, CacheEntry>>,
+    /// Keys found, by hash.
+    cache: moka::sync::Cache<KeyHash, ApiKey>,
+    /// Hashes no key has, briefly.
+    unknown: moka::sync::Cache<KeyHash, ()>,
     windows: Mutex<HashMap<Uuid, Window>>,
     pending: Mutex<UsageBatch>,
     /// Serialises flushes (background loop and shutdown).
@@ -116,11 +118,20 @@ impl Verifier {
         settings: VerifierSettings,
     ) -> Self {
         let now = clock.now();
+        let cache_ttl = settings.cache_ttl;
         Self {
             repo,
             clock,
             settings,
-            cache: RwLock::new(HashMap::new()),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(MAX_CACHED_KEYS)
+                .time_to_live(cache_ttl)
+                .support_invalidation_closures()
+                .build(),
+            unknown: moka::sync::Cache::builder()
+                .max_capacity(MAX_CACHED_UNKNOWN)
+                .time_to_live(NEGATIVE_TTL)
+                .build(),
             windows: Mutex::new(HashMap::new()),
             pending: Mutex::new(UsageBatch::default()),
             flushing: tokio::sync::Mutex::new(()),
@@ -130,14 +141,10 @@ impl Verifier {
     }
 
     fn cached(&self, hash: &KeyHash) -> Option<Option<ApiKey>> {
-        let cache = self.cache.read().expect("cache lock");
-        let entry = cache.get(hash)?;
-        let ttl = if entry.key.is_some() {
-            self.settings.cache_ttl
-        } else {
-            NEGATIVE_TTL
-        };
-        (entry.loaded.elapsed() < ttl).then(|| entry.key.clone())
+        if let Some(key) = self.cache.get(hash) {
+            return Some(Some(key));
+        }
+        self.unknown.get(hash).map(|()| None)
     }
 
     /// Checks a presented key: format and checksum first, then the cache, then the database.
@@ -157,13 +164,10 @@ impl Verifier {
                     .find_by_hash(&hash)
                     .await
                     .map_err(VerifyError::Unavailable)?;
-                self.cache.write().expect("cache lock").insert(
-                    hash,
-                    CacheEntry {
-                        key: loaded.clone(),
-                        loaded: Instant::now(),
-                    },
-                );
+                match &loaded {
+                    Some(key) => self.cache.insert(hash, key.clone()),
+                    None => self.unknown.insert(hash, ()),
+                }
                 loaded
             }
         };
@@ -261,10 +265,10 @@ impl Verifier {
 
     /// Evicts a key from this process's cache (after a change made here).
     pub fn invalidate(&self, key_id: Uuid) {
-        self.cache
-            .write()
-            .expect("cache lock")
-            .retain(|_, e| e.key.as_ref().is_none_or(|k| k.id != key_id));
+        // Applied before the next read of any matching entry.
+        let _ = self
+            .cache
+            .invalidate_entries_if(move |_, key| key.id == key_id);
     }
 
     /// Evicts every key the change log says changed since the last poll.
@@ -363,6 +367,34 @@ mod tests {
     use crate::ports::{KeyChange, KeyFilter, NewApiKey};
     use depot_core::{Page, PageRequest, SystemClock};
     use std::sync::atomic::AtomicU32;
+
+    /// The review's memory growth: 120k random checksum-valid keys grew the process by ~70 MB,
+    /// never released. The caches are bounded: well-formed garbage costs a lookup, not memory.
+    #[tokio::test]
+    async fn unknown_keys_are_remembered_only_up_to_a_bound() {
+        let store = Arc::new(crate::fakes::InMemoryKeys::default());
+        let verifier = Verifier::new(store, Arc::new(SystemClock), Default::default());
+        let mut rng = rand::rng();
+        let n = MAX_CACHED_UNKNOWN as usize * 3;
+        for _ in 0..n {
+            let raw = PlainKey::generate(&mut rng);
+            let r = verifier.verify(raw.expose()).await;
+            assert!(matches!(r, Err(VerifyError::Unknown)), "{r:?}");
+        }
+        verifier.unknown.run_pending_tasks();
+        assert!(
+            verifier.unknown.entry_count() <= MAX_CACHED_UNKNOWN,
+            "{} unknown hashes kept",
+            verifier.unknown.entry_count()
+        );
+        // A repeated unknown key within the negative TTL is answered from memory.
+        let raw = PlainKey::generate(&mut rng);
+        let misses = || verifier.stats.cache_misses.load(Ordering::Relaxed);
+        let _ = verifier.verify(raw.expose()).await;
+        let before = misses();
+        let _ = verifier.verify(raw.expose()).await;
+        assert_eq!(misses(), before);
+    }
 
     /// Usage writes fail `failures` times, then are kept; nothing else is called.
     #[derive(Default)]
