@@ -227,7 +227,6 @@ fn run(
             .configure(crate::http::docs::configure(docs.clone()))
             .service(
                 web::scope(crate::http::routes::API_PREFIX)
-                    .wrap(from_fn(crate::http::idempotency::idempotency))
                     .wrap(from_fn(crate::http::auth::record_key_use))
                     .configure(|cfg| crate::http::routes::configure(&routes, true, cfg)),
             )

@@ -1,7 +1,12 @@
 //! `Idempotency-Key` on every POST under `/api/v1` (shared/CONVENTIONS.md): a retry with the same
 //! key and body replays the first response with `Idempotent-Replayed: true`; the same key with
-//! another body is a 422; while the first is still running, a 409. Keys are per caller (a hash of
-//! the credentials presented) and kept 24 hours.
+//! another body is a 422; while the first is still running, a 409. Keys are per principal and
+//! kept 24 hours.
+//!
+//! It runs inside each guarded POST route, after the route's access check (see
+//! `http::routes`): a revoked key, a disabled user or a rate-limited caller is refused before
+//! anything is replayed, and the decision which routes take part is the route table's (public
+//! routes, such as sign-in, never do), not a reading of the raw path.
 
 use crate::http::error::{ApiError, problem_response};
 use crate::http::state::HttpState;
@@ -9,7 +14,7 @@ use actix_web::body::{BoxBody, MessageBody, to_bytes};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use chrono::Duration;
 use depot_core::ValidationError;
 use depot_core::idempotency::{Begin, StoredResponse};
@@ -36,30 +41,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Who is asking: a user (whose access tokens change every few minutes, so a retry after a
-/// token refresh still finds its key), or else a hash of the credentials presented (never the
-/// credentials themselves).
-fn owner(req: &ServiceRequest, state: &HttpState) -> String {
-    let bearer = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    if let Some(Ok(principal)) = bearer.map(|t| state.accounts.tokens().verify(t)) {
-        return principal.actor();
+/// Who is asking, as the route's access check authenticated it: `user:<id>` (whose access
+/// tokens change every few minutes, so a retry after a token refresh still finds its key),
+/// `api_key:<id>`, `admin`. `None` without credentials.
+fn owner(req: &ServiceRequest) -> Option<String> {
+    match req.extensions().get::<crate::http::routes::Authenticated>() {
+        Some(crate::http::routes::Authenticated(Some(auth))) => Some(auth.0.actor()),
+        _ => None,
     }
-    let mut h = Sha256::new();
-    for name in ["x-api-key", "api-key", "x-admin-secret", "authorization"] {
-        if let Some(v) = req.headers().get(name) {
-            h.update(name.as_bytes());
-            h.update(b"=");
-            h.update(v.as_bytes());
-            h.update(b"\n");
-        }
-    }
-    hex(&h.finalize())[..32].to_owned()
 }
 
 fn error(e: ApiError, req: ServiceRequest) -> ServiceResponse<BoxBody> {
@@ -71,11 +60,6 @@ pub async fn idempotency(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    // Sign-in requests carry passwords and refresh tokens, and answer with new secrets: none
-    // of it is stored, not even hashed, so they are not idempotent-replayable.
-    if req.path().starts_with("/api/v1/auth/") {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    }
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
         Some(v) if req.method() == Method::POST => {
             v.to_str().ok().and_then(|v| Uuid::parse_str(v.trim()).ok())
@@ -89,6 +73,11 @@ pub async fn idempotency(
     let Some(state) = req.app_data::<web::Data<HttpState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
+    // Records belong to a principal: without one, nothing is stored or replayed.
+    let Some(owner) = owner(&req) else {
+        let e = ValidationError::field("Idempotency-Key", "needs credentials: send it with them");
+        return Ok(error(e.into(), req));
+    };
     let body = req.extract::<web::Bytes>().await?;
     let mut hash = Sha256::new();
     hash.update(req.method().as_str().as_bytes());
@@ -99,7 +88,6 @@ pub async fn idempotency(
     hash.update(b"\n");
     hash.update(&body);
     let request_hash = hex(&hash.finalize());
-    let owner = owner(&req, &state);
     let now = depot_core::Clock::now(state.clock.as_ref());
     let begun = state
         .idempotency

@@ -171,9 +171,14 @@ impl Route {
             build: Arc::new(move || {
                 let route = web::method(m.clone()).to(handler.clone());
                 if access == Access::Public {
+                    // Public routes (sign-in, health) take no part in idempotency: sign-in
+                    // carries passwords and answers with new secrets, none of which is kept.
                     route
                 } else {
-                    route.wrap(from_fn(move |req, next| enforce(access, req, next)))
+                    // The access check first (the last `wrap` runs first), then idempotency.
+                    route
+                        .wrap(from_fn(crate::http::idempotency::idempotency))
+                        .wrap(from_fn(move |req, next| enforce(access, req, next)))
                 }
             }),
         }

@@ -1147,3 +1147,79 @@ async fn verified_fields_freeze_once_a_package_leaves_created() {
     };
     depot.patch_package(p.id, &described, None).await.unwrap();
 }
+
+/// The review's finding: idempotent replays skipped authentication (revoked keys got their
+/// stored answers replayed). The access check runs first; records are per principal.
+#[tokio::test]
+async fn a_replay_needs_the_credentials_to_be_valid_now() {
+    let app = spawn_app().await;
+    let writer = app
+        .key_with_scopes(&["packages:read", "packages:write"])
+        .await;
+    let depot = app.depot_with_key(&writer.key);
+    let key = Uuid::new_v4().to_string();
+    let request = CreatePackageRequest::new("replayed", "1");
+    let first = depot
+        .create_package_with(&request, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(first.status, 201);
+    let again = depot
+        .create_package_with(&request, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    app.admin_depot()
+        .revoke_api_key(writer.api_key.id, None)
+        .await
+        .unwrap();
+    let after = depot.create_package_with(&request, Some(&key)).await;
+    assert_api_problem(after, 401, "key_revoked");
+    // Another principal's request with the same key is its own request, not a replay (and the
+    // name is not theirs).
+    let other = app.depot_with_key(&app.writer_key().await);
+    let theirs = other.create_package_with(&request, Some(&key)).await;
+    assert_api_problem(theirs, 403, "not_owner");
+}
+
+/// The review's bypass: `POST /api/v1/%61uth/login` with an Idempotency-Key stored tokens and
+/// a hash of the password-bearing body. Which routes take part is decided by the matched route:
+/// sign-in never does, however its path is spelled.
+#[tokio::test]
+async fn sign_in_is_never_stored_for_replay_however_its_path_is_spelled() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let app = spawn_app().await;
+    let body =
+        serde_json::json!({"email": "eve@example.com", "password": "correct horse battery staple"});
+    let depot = app.depot();
+    depot
+        .send::<serde_json::Value>(
+            depot
+                .request(Method::POST, "/api/v1/auth/register")
+                .json(&body),
+        )
+        .await
+        .unwrap();
+    let key = Uuid::new_v4().to_string();
+    for path in ["/api/v1/%61uth/login", "/api/v1/auth/login"] {
+        let res = app
+            .client
+            .post(app.url(path))
+            .header("Idempotency-Key", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.headers().get("idempotent-replayed").is_none());
+    }
+    let db = Database::connect(&app.settings.database.url).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT owner FROM idempotency_keys",
+        ))
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "{} idempotency records", rows.len());
+    db.close().await.ok();
+}

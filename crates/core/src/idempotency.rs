@@ -26,9 +26,15 @@ pub enum Begin {
     Replay(StoredResponse),
 }
 
+/// How long a claim without a response holds its key: a process that crashed between `begin`
+/// and `complete` leaves one behind, which then answers "in progress" only this long (instead
+/// of for the record's whole 24 hours); a retry after it runs the request again.
+pub const IN_PROGRESS_LEASE: chrono::Duration = chrono::Duration::minutes(5);
+
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` for `owner` with the request's hash; expired records are replaced.
+    /// Claims `key` for `owner` with the request's hash; expired records, and claims still
+    /// without a response after [`IN_PROGRESS_LEASE`], are replaced.
     async fn begin(
         &self,
         owner: &str,

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use depot_core::RepoError;
 use depot_core::idempotency::{Begin, IdempotencyStore, StoredResponse};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
+};
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -40,11 +42,21 @@ impl IdempotencyStore for SeaOrmIdempotencyStore {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<Begin, RepoError> {
-        // An expired record no longer binds the key.
+        // An expired record no longer binds the key, nor does a claim whose process never
+        // answered (crashed) within the lease.
         row::Entity::delete_many()
             .filter(row::Column::Owner.eq(owner))
             .filter(row::Column::Key.eq(key))
-            .filter(row::Column::ExpiresAt.lt(now))
+            .filter(
+                Condition::any().add(row::Column::ExpiresAt.lt(now)).add(
+                    Condition::all()
+                        .add(row::Column::ResponseStatus.is_null())
+                        .add(
+                            row::Column::CreatedAt
+                                .lt(now - depot_core::idempotency::IN_PROGRESS_LEASE),
+                        ),
+                ),
+            )
             .exec(&self.db)
             .await
             .map_err(repo_err)?;

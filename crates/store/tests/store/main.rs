@@ -5,6 +5,7 @@
 mod accounts;
 mod api_keys;
 mod common;
+mod idempotency;
 mod outbox;
 mod packages;
 mod postgres;
