@@ -131,6 +131,9 @@ impl Egress {
         };
         let client = builder
             .no_proxy()
+            // A redirect would otherwise carry the previous URL (query string included: signed
+            // URLs keep their secrets there) to the next host.
+            .referer(false)
             .redirect(redirect)
             .dns_resolver(Arc::new(PolicyResolver {
                 policy: self.policy.clone(),

@@ -5,7 +5,7 @@
 //!
 //! Layout: `<storage>/packages/<package id>/artifact` and `<storage>/active/<escaped name>`.
 
-use crate::http::egress::{Egress, EgressClient, redact, refusal};
+use crate::http::egress::{Egress, EgressClient, EgressError, redact, refusal};
 use async_trait::async_trait;
 use depot_packages::executor::{ExecError, Executor, Progress};
 use depot_packages::{OperationKind, Package};
@@ -137,6 +137,10 @@ impl HttpExecutor {
             .request(reqwest::Method::GET, url)
             .map_err(|e| forbidden(&site, &e))?;
         let response = request.send().await.map_err(|e| match refusal(&e) {
+            Some(too_many @ EgressError::TooManyRedirects(_)) => {
+                tracing::warn!(package_id = %p.id, source = %site, error = %too_many, "download failed");
+                failed("download_failed", "the source did not hand over the artifact")
+            }
             Some(refused) => forbidden(&site, refused),
             None => {
                 tracing::warn!(package_id = %p.id, source = %site, error = %e.without_url(), "download failed");

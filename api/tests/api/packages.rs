@@ -1146,6 +1146,16 @@ async fn verified_fields_freeze_once_a_package_leaves_created() {
         ..Default::default()
     };
     depot.patch_package(p.id, &described, None).await.unwrap();
+    // A frozen field sent with the value it has is no change (a client PATCHing the whole
+    // object): accepted.
+    let same = PatchPackageRequest {
+        name: Some("frozen".into()),
+        version: Some("1.0.0".into()),
+        sha256: Some(None),
+        description: Some(Some("and again".into())),
+        ..Default::default()
+    };
+    depot.patch_package(p.id, &same, None).await.unwrap();
 }
 
 /// The review's finding: idempotent replays skipped authentication (revoked keys got their

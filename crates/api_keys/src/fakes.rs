@@ -137,7 +137,11 @@ impl ApiKeyRepository for InMemoryKeys {
     ) -> Result<(), KeyWriteError> {
         let mut s = self.state.lock().unwrap();
         s.race(now);
+        let rotated_before = s.keys.values().any(|(k, _)| k.rotated_from == Some(old_id));
         let (old, _) = s.keys.get_mut(&old_id).ok_or(KeyWriteError::NotFound)?;
+        if rotated_before {
+            return Err(KeyWriteError::StaleRevision);
+        }
         if old.revoked_at.is_some() || old.revision != expected_revision {
             return Err(KeyWriteError::StaleRevision);
         }

@@ -49,6 +49,24 @@ pub fn check_grant(
     Ok(())
 }
 
+/// A rotation hands the caller the plaintext of a key in `old`'s lineage, and a lineage owns
+/// package names: rotating someone else's key would take over what it owns. Only the admin
+/// secret, the lineage itself, or a holder of `packages:admin` (who manages every name anyway)
+/// may rotate a key.
+fn check_lineage(principal: &Principal, old: &ApiKey) -> Result<(), ApiKeyError> {
+    let own = matches!(principal.kind, PrincipalKind::ApiKey { lineage_id, .. } if lineage_id == old.lineage_id);
+    if principal.kind == PrincipalKind::Admin || own || principal.has(Permission::PackagesAdmin) {
+        Ok(())
+    } else {
+        Err(ApiKeyError::CannotGrant {
+            scope: Permission::PackagesAdmin,
+            reason: "rotating another principal's key hands over what its lineage owns: it needs \
+                     the admin secret, the key itself, or packages:admin"
+                .into(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
     #[error(transparent)]
@@ -349,6 +367,8 @@ impl ApiKeyService {
     ) -> Result<ApiKey, ApiKeyError> {
         let key = self.repo.get(id).await?;
         Self::check_revision(&key, if_match)?;
+        // Renewing an expired key gives its scopes back, as reactivating a revoked one does.
+        check_grant(&actor.principal, &key.scopes)?;
         let now = self.clock.now();
         let expires_at = Lifetime::from_fields(
             renewal.expires_at,
@@ -392,6 +412,7 @@ impl ApiKeyService {
         let old = self.repo.get(id).await?;
         Self::check_revision(&old, if_match)?;
         check_grant(&actor.principal, &old.scopes)?;
+        check_lineage(&actor.principal, &old)?;
         let now = self.clock.now();
         match old.status(now) {
             KeyStatus::Active => {}
@@ -624,6 +645,52 @@ mod tests {
                 "api_key.revoke"
             ]
         );
+    }
+
+    /// From the security review: a key administrator rotated another team's key, got the new
+    /// plaintext in that key's lineage, and with it every package name the lineage owns.
+    #[tokio::test]
+    async fn rotating_another_lineage_needs_the_admin_secret_or_packages_admin() {
+        use Permission::*;
+        let (_, svc) = service();
+        let (victim, _) = svc
+            .create(&admin(), request(&["packages:read", "packages:write"]))
+            .await
+            .unwrap();
+        let key_admin = key_actor(&[ApiKeysAdmin, PackagesRead, PackagesWrite]);
+        let r = svc.rotate(&key_admin, victim.id, 0, None).await;
+        assert_eq!(refused_scope(r), PackagesAdmin);
+        let packages_admin = key_actor(&[ApiKeysAdmin, PackagesRead, PackagesWrite, PackagesAdmin]);
+        let (next, _) = svc
+            .rotate(&packages_admin, victim.id, 60, None)
+            .await
+            .unwrap();
+        assert_eq!(next.lineage_id, victim.lineage_id);
+        // A key rotates once: its successor is the one, the old key cannot rotate again.
+        assert!(matches!(
+            svc.rotate(&admin(), victim.id, 0, None).await,
+            Err(ApiKeyError::Conflict(_))
+        ));
+        svc.rotate(&admin(), next.id, 0, None).await.unwrap();
+    }
+
+    /// From the security review: renewing an expired key hands its scopes back, like
+    /// reactivating a revoked one, so it needs them too.
+    #[tokio::test]
+    async fn renewing_a_key_needs_its_scopes() {
+        use Permission::*;
+        let (_, svc) = service();
+        let (strong, _) = svc
+            .create(&admin(), request(&["users:admin"]))
+            .await
+            .unwrap();
+        let key_admin = key_actor(&[ApiKeysAdmin, PackagesRead]);
+        let renewal = Renewal {
+            never_expires: Some(true),
+            ..Default::default()
+        };
+        let r = svc.renew(&key_admin, strong.id, renewal, None).await;
+        assert_eq!(refused_scope(r), UsersAdmin);
     }
 
     #[tokio::test]

@@ -103,6 +103,12 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return Some(tail); // 64:ff9b::/96, NAT64
     }
+    if s[..3] == [0x64, 0xff9b, 0x0001] {
+        return Some(tail); // 64:ff9b:1::/48, local-use NAT64 (RFC 8215), address in the tail
+    }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return Some(tail); // ::ffff:0:a.b.c.d, SIIT (IPv4-translated)
+    }
     if s[0] == 0x2002 {
         return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5])); // 6to4
     }
@@ -202,6 +208,8 @@ mod tests {
             "::127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "::ffff:0:7f00:1",
             "2002:7f00:1::",
             "2001:db8::1",
         ] {

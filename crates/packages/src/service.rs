@@ -175,6 +175,22 @@ impl PackageService {
     ) -> Result<Package, PackageError> {
         let mut fields = input.validate(false)?;
         let current = self.managed(principal, id).await?;
+        // A field sent with the value it has is no change (clients PATCH whole objects).
+        if fields.name.as_ref() == Some(&current.name) {
+            fields.name = None;
+        }
+        if fields.version.as_ref() == Some(&current.version) {
+            fields.version = None;
+        }
+        if fields.source_url.as_ref() == Some(&current.source_url) {
+            fields.source_url = None;
+        }
+        if fields.sha256.as_ref() == Some(&current.sha256) {
+            fields.sha256 = None;
+        }
+        if fields.size_bytes == Some(current.size_bytes) {
+            fields.size_bytes = None;
+        }
         let frozen = fields.frozen();
         if current.sealed_at.is_some() && !frozen.is_empty() {
             return Err(frozen_fields(&frozen));

@@ -249,6 +249,10 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
             .filter(api_key::Column::Id.eq(old_id))
             .filter(api_key::Column::Revision.eq(expected_revision))
             .filter(api_key::Column::RevokedAt.is_null())
+            // A key rotates once: into one successor, whatever the revision.
+            .filter(Expr::cust(
+                "NOT EXISTS (SELECT 1 FROM api_keys s WHERE s.rotated_from = api_keys.id)",
+            ))
             .exec(&txn)
             .await
             .map_err(repo_err)?;

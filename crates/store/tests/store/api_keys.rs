@@ -164,7 +164,12 @@ async fn concurrent_rotations_of_one_key_leave_one_successor() {
     let repo = SeaOrmApiKeyRepository::new(db.db.clone());
     let now = Utc::now();
     let key = insert_key(&repo, now).await;
-    let (first, second) = (new_key(now), new_key(now));
+    let successor_of = |id| {
+        let mut k = new_key(now);
+        k.key.rotated_from = Some(id);
+        k
+    };
+    let (first, second) = (successor_of(key.id), successor_of(key.id));
     let (a, b) = (
         audit("api_key.rotate", key.id, now),
         audit("api_key.rotate", key.id, now),
@@ -178,4 +183,13 @@ async fn concurrent_rotations_of_one_key_leave_one_successor() {
         | (Err(KeyWriteError::StaleRevision), Ok(())) => {}
         other => panic!("exactly one rotation must win: {other:?}"),
     }
+    // Nor later, at the key's new revision: a key rotates into one successor.
+    let now_rev = repo.get(key.id).await.unwrap().revision;
+    let third = successor_of(key.id);
+    let c = audit("api_key.rotate", key.id, now);
+    assert!(matches!(
+        repo.rotate(key.id, now_rev, Some(now), &third, now, &c)
+            .await,
+        Err(KeyWriteError::StaleRevision)
+    ));
 }
