@@ -159,7 +159,7 @@ fn package_response(p: Package) -> HttpResponse {
 #[utoipa::path(post, path = "/api/v1/packages", tag = "packages", request_body = CreatePackageRequest,
     responses(
         (status = 201, description = "Registered (status `created`); the body equals what a GET returns", body = PackageView),
-        (status = 409, description = "This name and version exist"),
+        (status = 409, description = "This name and version exist, or were retired (`version_retired`: a downloaded version that was deleted is never registered again)"),
         (status = 422, description = "Invalid fields, each named (an attempt to set `status` included)")))]
 pub async fn create(
     state: web::Data<PackagesRoom>,
@@ -282,7 +282,7 @@ pub async fn patch(
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 204, description = "Deleted with its finished operations"),
         (status = 404, description = "No such package"),
-        (status = 409, description = "An operation is pending or running on it"),
+        (status = 409, description = "An operation is pending or running on it, or it is the active version (`package_active`: deactivate it first)"),
         (status = 412, description = "Stale If-Match")))]
 pub async fn delete(
     req: HttpRequest,

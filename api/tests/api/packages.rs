@@ -1233,3 +1233,37 @@ async fn sign_in_is_never_stored_for_replay_however_its_path_is_spelled() {
     assert!(rows.is_empty(), "{} idempotency records", rows.len());
     db.close().await.ok();
 }
+
+/// From the security review: the owner (or a leaked owner key) deleted the active, verified
+/// `tool 1.0` and registered `tool 1.0` again with other bytes. The active version cannot be
+/// deleted (deactivate first; its link would dangle), and a deleted downloaded version is
+/// retired: `name@version` names one artifact for good.
+#[tokio::test]
+async fn a_verified_version_cannot_be_swapped_by_deleting_and_registering_it_again() {
+    let app = spawn_app().await;
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let p = create_ok(&depot, "swap", "1.0").await;
+    for kind in [Download, Activate] {
+        let op = depot.start(p.id, kind).await.unwrap();
+        assert_eq!(
+            wait_final(&depot, op.id).await.status,
+            OperationStatus::Succeeded
+        );
+    }
+    assert_api_problem(
+        depot.delete_package(p.id, None).await,
+        409,
+        "package_active",
+    );
+    let op = depot.start(p.id, Deactivate).await.unwrap();
+    wait_final(&depot, op.id).await;
+    depot.delete_package(p.id, None).await.unwrap();
+    let again = depot
+        .create_package(&CreatePackageRequest {
+            source_url: Some("https://evil.example/swap.tgz".into()),
+            ..CreatePackageRequest::new("swap", "1.0")
+        })
+        .await;
+    assert_api_problem(again, 409, "version_retired");
+    create_ok(&depot, "swap", "1.0.1").await;
+}

@@ -25,6 +25,8 @@ struct State {
     packages: HashMap<Uuid, Package>,
     /// Package names and their owners, as the adapter's `package_names`.
     names: HashMap<String, Option<Owner>>,
+    /// (name, version) of sealed packages that were deleted.
+    retired: std::collections::HashSet<(String, String)>,
     operations: HashMap<Uuid, Operation>,
     outbox: Vec<OutboxMessage>,
 }
@@ -81,6 +83,9 @@ impl PackageRepository for InMemoryPackages {
         }
         if !s.claim(&p.name, p.owner) {
             return Err(InsertError::NameClaimed);
+        }
+        if s.retired.contains(&(p.name.clone(), p.version.clone())) {
+            return Err(InsertError::Retired);
         }
         s.packages.insert(p.id, p.clone());
         Ok(())
@@ -149,6 +154,9 @@ impl PackageRepository for InMemoryPackages {
         }
         let name = f.name.clone().unwrap_or(current.name.clone());
         let version = f.version.clone().unwrap_or(current.version.clone());
+        if s.retired.contains(&(name.clone(), version.clone())) {
+            return Err(UpdateError::Retired);
+        }
         if s.packages
             .values()
             .any(|o| o.id != id && o.name == name && o.version == version)
@@ -193,7 +201,11 @@ impl PackageRepository for InMemoryPackages {
         if expected_revision.is_some_and(|r| r != current.revision) {
             return Err(DeleteError::StaleRevision);
         }
-        s.packages.remove(&id);
+        if let Some(p) = s.packages.remove(&id)
+            && p.sealed_at.is_some()
+        {
+            s.retired.insert((p.name, p.version));
+        }
         s.operations.retain(|_, o| o.package_id != id);
         Ok(())
     }

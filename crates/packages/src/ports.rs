@@ -50,6 +50,9 @@ pub enum InsertError {
     /// the caller read it).
     #[error("the package name belongs to another owner")]
     NameClaimed,
+    /// This name and version belonged to a sealed package that was deleted: never again.
+    #[error("this name and version were retired")]
+    Retired,
     #[error(transparent)]
     Store(#[from] RepoError),
 }
@@ -71,6 +74,9 @@ pub enum UpdateError {
     /// A frozen field (see `PackageFields::frozen`) of a package that has left Created.
     #[error("the package's verified fields are frozen")]
     Frozen,
+    /// The new name and version were retired (see `InsertError::Retired`).
+    #[error("this name and version were retired")]
+    Retired,
     /// A frozen field while an operation is pending or running on the package (a download
     /// verifies what it read when it started).
     #[error("operation {} ({}) is {}", .0.id, .0.kind.as_str(), .0.status.as_str())]

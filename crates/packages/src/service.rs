@@ -33,6 +33,17 @@ pub enum PackageError {
     Repo(#[source] RepoError),
 }
 
+/// 409: a deleted sealed version is never registered again (its bytes were the version).
+fn retired(name: &str, version: &str) -> PackageError {
+    PackageError::Conflict {
+        code: "version_retired",
+        detail: format!(
+            "{name} {version} was downloaded once and then deleted; a version names one \
+             artifact for good: register another version"
+        ),
+    }
+}
+
 /// 409 naming the frozen fields a change tried to set.
 fn frozen_fields(fields: &[&str]) -> PackageError {
     PackageError::Conflict {
@@ -139,6 +150,7 @@ impl PackageService {
                 detail: format!("{} {} is already registered", package.name, package.version),
             },
             InsertError::NameClaimed => not_owner(&package.name),
+            InsertError::Retired => retired(&package.name, &package.version),
             InsertError::Store(e) => repo(e, "no such package"),
         })?;
         Ok(package)
@@ -213,6 +225,10 @@ impl PackageService {
                 UpdateError::StaleRevision => PackageError::PreconditionFailed,
                 UpdateError::NameClaimed => not_owner(fields.name.as_deref().unwrap_or_default()),
                 UpdateError::Frozen => frozen_fields(&frozen),
+                UpdateError::Retired => retired(
+                    fields.name.as_deref().unwrap_or(&current.name),
+                    fields.version.as_deref().unwrap_or(&current.version),
+                ),
                 UpdateError::Busy(op) => PackageError::Conflict {
                     code: "operation_in_progress",
                     detail: format!(
@@ -234,7 +250,16 @@ impl PackageService {
         id: Uuid,
         if_match: Option<i64>,
     ) -> Result<(), PackageError> {
-        self.managed(principal, id).await?;
+        let package = self.managed(principal, id).await?;
+        if package.status == crate::model::PackageStatus::Active {
+            return Err(PackageError::Conflict {
+                code: "package_active",
+                detail: format!(
+                    "{} {} is the active version; deactivate it first",
+                    package.name, package.version
+                ),
+            });
+        }
         self.packages
             .delete(id, if_match)
             .await

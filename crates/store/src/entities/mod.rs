@@ -12,5 +12,6 @@ pub mod outbox;
 pub mod package;
 pub mod package_name;
 pub mod refresh_token;
+pub mod retired_version;
 pub mod user;
 pub mod user_identity;

@@ -20,7 +20,7 @@ use rows::*;
 use start::*;
 
 use crate::batch::{Batcher, each_alone_on_failure, lost, shared};
-use crate::entities::{operation, outbox, package, package_name};
+use crate::entities::{operation, outbox, package, package_name, retired_version};
 use crate::error::{any_of, begin_write, is_unique_violation, repo_err};
 use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;

@@ -123,6 +123,21 @@ impl PackageRepository for SeaOrmPackageRepository {
         }
         // A rename claims the new name (for `f.owner`) in the same transaction as the update.
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        if f.name.is_some() || f.version.is_some() {
+            let current = package::Entity::find_by_id(id)
+                .one(&txn)
+                .await
+                .map_err(repo_err)?
+                .ok_or(UpdateError::NotFound)?;
+            let name = f.name.clone().unwrap_or(current.name);
+            let version = f.version.clone().unwrap_or(current.version);
+            if !retired_among(&txn, std::iter::once((&name, &version)))
+                .await?
+                .is_empty()
+            {
+                return Err(UpdateError::Retired);
+            }
+        }
         if let Some(name) = &f.name {
             let owner = f.owner.flatten();
             let stored = claim_names(&txn, &[(name.as_str(), owner)], now).await?;
@@ -213,11 +228,29 @@ impl PackageRepository for SeaOrmPackageRepository {
                 status: op.status,
             }));
         }
+        let row = package::Entity::find_by_id(id)
+            .one(&txn)
+            .await
+            .map_err(repo_err)?;
         let mut q = package::Entity::delete_many().filter(package::Column::Id.eq(id));
         if let Some(rev) = expected_revision {
             q = q.filter(package::Column::Revision.eq(rev));
         }
         let result = q.exec(&txn).await.map_err(repo_err)?;
+        // A sealed version is retired with its row: its name and version are never reused.
+        if result.rows_affected > 0
+            && let Some(row) = row.filter(|r| r.sealed_at.is_some())
+        {
+            retired_version::Entity::insert(retired_version::ActiveModel {
+                name: Set(row.name),
+                version: Set(row.version),
+                retired_at: Set(Utc::now()),
+            })
+            .on_conflict_do_nothing()
+            .exec_without_returning(&txn)
+            .await
+            .map_err(repo_err)?;
+        }
         if result.rows_affected == 0 {
             return match package::Entity::find_by_id(id)
                 .one(&txn)
@@ -266,10 +299,15 @@ pub(super) async fn insert_batch_inner(
         .min()
         .unwrap_or_default();
     let owners = claim_names(&txn, &claims, now).await?;
+    let retired = retired_among(&txn, ordered.iter().map(|p| (&p.name, &p.version))).await?;
     let (allowed, refused): (Vec<&Package>, Vec<&Package>) = ordered
         .into_iter()
         .partition(|p| owners.get(&p.name) == Some(&p.owner));
+    let (allowed, gone): (Vec<&Package>, Vec<&Package>) = allowed
+        .into_iter()
+        .partition(|p| !retired.contains(&(p.name.clone(), p.version.clone())));
     let refused: HashSet<Uuid> = refused.into_iter().map(|p| p.id).collect();
+    let gone: HashSet<Uuid> = gone.into_iter().map(|p| p.id).collect();
     let ids: HashSet<Uuid> = if allowed.is_empty() {
         HashSet::new()
     } else {
@@ -289,11 +327,35 @@ pub(super) async fn insert_batch_inner(
                 Ok(())
             } else if refused.contains(&p.id) {
                 Err(InsertError::NameClaimed)
+            } else if gone.contains(&p.id) {
+                Err(InsertError::Retired)
             } else {
                 // Skipped by `ON CONFLICT DO NOTHING`: (name, version) exists (the id is new).
                 Err(InsertError::Duplicate)
             }
         })
+        .collect())
+}
+
+/// The (name, version) pairs among these that were retired.
+pub(super) async fn retired_among<'a, C: ConnectionTrait>(
+    txn: &C,
+    pairs: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Result<HashSet<(String, String)>, RepoError> {
+    let pairs: Vec<(&String, &String)> = pairs.collect();
+    let names: HashSet<&String> = pairs.iter().map(|(n, _)| *n).collect();
+    if names.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found = retired_version::Entity::find()
+        .filter(retired_version::Column::Name.is_in(names.into_iter().cloned()))
+        .all(txn)
+        .await
+        .map_err(repo_err)?;
+    Ok(found
+        .into_iter()
+        .map(|m| (m.name, m.version))
+        .filter(|pair| pairs.iter().any(|(n, v)| **n == pair.0 && **v == pair.1))
         .collect())
 }
 

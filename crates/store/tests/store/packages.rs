@@ -352,3 +352,43 @@ async fn verified_fields_freeze_when_a_package_leaves_created() {
     ));
     repo.update(p.id, &described, None, now).await.unwrap();
 }
+
+/// From the security review: deleting a sealed version and registering it again swapped the
+/// artifact behind `name@version`. A deleted sealed version is retired; an unsealed one is not.
+#[tokio::test]
+async fn a_deleted_sealed_version_is_retired_for_good() {
+    use depot_packages::ports::Outcome;
+    let db = migrated_db().await;
+    let repo = SeaOrmPackageRepository::new(db.db.clone());
+    let now = Utc::now();
+    let sealed = Package::created("retire".into(), "1".into(), now);
+    repo.insert(&sealed).await.unwrap();
+    let op = Operation::pending(OperationKind::Download, sealed.id, now);
+    repo.start(&op, &message_for(&op)).await.unwrap();
+    let claimed = repo.claim(op.id, now).await.unwrap().operation;
+    repo.finish(&claimed, &Outcome::Succeeded, now)
+        .await
+        .unwrap();
+    repo.delete(sealed.id, None).await.unwrap();
+    assert!(matches!(
+        repo.insert(&Package::created("retire".into(), "1".into(), now))
+            .await,
+        Err(InsertError::Retired)
+    ));
+    // Nor by renaming another package onto it.
+    let other = Package::created("retire".into(), "2".into(), now);
+    repo.insert(&other).await.unwrap();
+    let onto = PackageFields {
+        version: Some("1".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        repo.update(other.id, &onto, None, now).await,
+        Err(UpdateError::Retired)
+    ));
+    // A version never downloaded leaves nothing behind.
+    repo.delete(other.id, None).await.unwrap();
+    repo.insert(&Package::created("retire".into(), "2".into(), now))
+        .await
+        .unwrap();
+}
