@@ -33,6 +33,40 @@ pub fn is_format(c: char) -> bool {
     FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
 }
 
+/// Characters a name may not contain beyond its ends, besides control and format characters:
+/// the other default-ignorable code points (shown as nothing: variation selectors, Hangul
+/// fillers, Mongolian free variation selectors, combining grapheme joiner), line and paragraph
+/// separators, and every space but the ASCII one — `left-pad\u{FE0F}` and `left\u{A0}pad`
+/// must not pass for `left-pad` and `left pad`.
+pub const INVISIBLE_CHARS: &[(char, char)] = &[
+    ('\u{00A0}', '\u{00A0}'),
+    ('\u{034F}', '\u{034F}'),
+    ('\u{115F}', '\u{1160}'),
+    ('\u{1680}', '\u{1680}'),
+    ('\u{17B4}', '\u{17B5}'),
+    ('\u{180B}', '\u{180D}'),
+    ('\u{180F}', '\u{180F}'),
+    ('\u{2000}', '\u{200A}'),
+    ('\u{2028}', '\u{2029}'),
+    ('\u{202F}', '\u{202F}'),
+    ('\u{205F}', '\u{205F}'),
+    ('\u{3000}', '\u{3000}'),
+    ('\u{3164}', '\u{3164}'),
+    ('\u{FE00}', '\u{FE0F}'),
+    ('\u{FFA0}', '\u{FFA0}'),
+    ('\u{E0100}', '\u{E01EF}'),
+];
+
+/// Whether `c` may not appear inside a name: a control, format or other invisible character
+/// (see [`FORMAT_CHARS`], [`INVISIBLE_CHARS`]).
+pub fn hidden_in_name(c: char) -> bool {
+    c.is_control()
+        || is_format(c)
+        || INVISIBLE_CHARS
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +86,14 @@ mod tests {
         }
         for c in ['a', 'é', ' ', '-', '\u{3000}', '漢', '\u{1F600}'] {
             assert!(!is_format(c), "{c:?}");
+        }
+        for c in [
+            '\u{FE0F}', '\u{A0}', '\u{3164}', '\u{2028}', '\u{202E}', '\u{7}',
+        ] {
+            assert!(hidden_in_name(c), "{c:?}");
+        }
+        for c in ['a', ' ', '漢', '\u{1F600}', '@', '/'] {
+            assert!(!hidden_in_name(c), "{c:?}");
         }
     }
 }

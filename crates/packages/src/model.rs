@@ -235,7 +235,8 @@ pub struct PackageFields {
 
 fn printable(raw: &str, field: &str, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {
     let v = raw.trim();
-    if v.is_empty() || v.chars().count() > max {
+    // The bound holds for what is sent, as the document's maxLength says, and so after trimming.
+    if v.is_empty() || raw.chars().count() > max {
         errors.push(FieldError {
             field: field.into(),
             message: format!("must have 1 to {max} characters"),
@@ -247,12 +248,13 @@ fn printable(raw: &str, field: &str, max: usize, errors: &mut Vec<FieldError>) -
             message: "must contain printable characters only".into(),
         });
         None
-    } else if v.chars().any(depot_core::text::is_format) {
-        // Bidirectional overrides and zero-width characters make two names look alike.
+    } else if v.chars().any(depot_core::text::hidden_in_name) {
+        // Bidirectional overrides, zero-width characters, variation selectors and spaces other
+        // than the ASCII one make two names look alike.
         errors.push(FieldError {
             field: field.into(),
-            message: "must not contain invisible format characters (bidirectional overrides, \
-                      zero-width characters)"
+            message: "must not contain invisible characters (bidirectional overrides, \
+                      zero-width characters, variation selectors, spaces other than U+0020)"
                 .into(),
         });
         None
@@ -313,8 +315,9 @@ impl PackageInput {
         }
         out.description = self.description.map(|d| {
             d.and_then(|d| {
+                let too_long = d.chars().count() > MAX_DESCRIPTION_CHARS;
                 let d = d.trim().to_owned();
-                if d.chars().count() > MAX_DESCRIPTION_CHARS {
+                if too_long {
                     errors.push(FieldError {
                         field: "description".into(),
                         message: format!("must have at most {MAX_DESCRIPTION_CHARS} characters"),
@@ -337,6 +340,7 @@ impl PackageInput {
         });
         out.source_url = self.source_url.map(|u| {
             u.and_then(|u| {
+                let too_long = u.chars().count() > MAX_URL_CHARS;
                 let u = u.trim().to_owned();
                 match url::Url::parse(&u) {
                     // Credentials in a URL end up in logs and in every reader's hands.
@@ -350,6 +354,7 @@ impl PackageInput {
                     Ok(parsed)
                         if matches!(parsed.scheme(), "http" | "https")
                             && parsed.host().is_some()
+                            && !too_long
                             && u.len() <= MAX_URL_CHARS =>
                     {
                         Some(parsed.to_string())
