@@ -11,7 +11,7 @@ pub enum UsersAction {
     Create {
         #[arg(long)]
         email: String,
-        /// `admin` or `user`.
+        /// `admin`, `user` or `reader`.
         #[arg(long, default_value = "user")]
         role: String,
     },
@@ -25,7 +25,7 @@ pub async fn users(settings: Settings, action: UsersAction) -> anyhow::Result<()
     };
     let role: depot_accounts::Role = role
         .parse()
-        .map_err(|_| anyhow::anyhow!("--role: must be `admin` or `user`"))?;
+        .map_err(|_| anyhow::anyhow!("--role: must be `admin`, `user` or `reader`"))?;
     let password = match std::env::var("DEPOT_NEW_USER_PASSWORD") {
         Ok(p) => p,
         Err(_) => {
