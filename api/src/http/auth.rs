@@ -58,9 +58,36 @@ fn presented_key(req: &HttpRequest, allow_query: bool) -> Option<String> {
 }
 
 fn presents_credentials(req: &HttpRequest, allow_query: bool) -> bool {
-    req.headers().contains_key(ADMIN_SECRET_HEADER)
-        || req.headers().contains_key(header::AUTHORIZATION)
-        || presented_key(req, allow_query).is_some()
+    let h = req.headers();
+    h.contains_key(ADMIN_SECRET_HEADER)
+        || h.contains_key(header::AUTHORIZATION)
+        || h.contains_key("x-api-key")
+        || h.contains_key("api-key")
+        || (allow_query
+            && form_urlencoded::parse(req.query_string().as_bytes())
+                .any(|(k, _)| k == "api_key" || k == "api-key"))
+}
+
+/// Why [`Auth::check`] refused: the answer, and whether the credentials were simply wrong (a
+/// guess, which the failed-credential throttle counts) rather than revoked, expired or limited.
+struct Refused {
+    error: ApiError,
+    guess: bool,
+}
+
+impl Refused {
+    fn guess(error: ApiError) -> Self {
+        Self { error, guess: true }
+    }
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            guess: false,
+        }
+    }
 }
 
 impl Auth {
@@ -71,8 +98,7 @@ impl Auth {
             .app_data::<web::Data<HttpState>>()
             .ok_or_else(|| ApiError::unexpected(anyhow::anyhow!("application state missing")))?
             .clone();
-        let client: Option<std::net::IpAddr> =
-            crate::http::client_ip::of(&req).and_then(|ip| ip.parse().ok());
+        let client = crate::http::client_ip::addr(&req);
         if presents_credentials(&req, state.allow_query_keys)
             && let Err(retry_after) = state.failed_credentials.check(client)
         {
@@ -83,10 +109,11 @@ impl Auth {
                 limit: state.failed_credentials.limit(),
             });
         }
-        let result = Self::check(&req, &state).await;
-        if let Err(ApiError::Unauthorized { code, .. }) = &result
-            && *code == "credentials_invalid"
-        {
+        let refused = match Self::check(&req, &state).await {
+            Ok(auth) => return Ok(auth),
+            Err(refused) => refused,
+        };
+        if refused.guess {
             let failures = state.failed_credentials.fail(client);
             if req.headers().contains_key(ADMIN_SECRET_HEADER) {
                 // Audited: who tried the operator's secret, how often.
@@ -97,23 +124,22 @@ impl Auth {
                 );
             }
         }
-        result
+        Err(refused.error)
     }
 
-    async fn check(req: &HttpRequest, state: &web::Data<HttpState>) -> Result<Self, ApiError> {
-        let req = req.clone();
+    async fn check(req: &HttpRequest, state: &HttpState) -> Result<Self, Refused> {
         if let Some(given) = req.headers().get(ADMIN_SECRET_HEADER) {
             let expected = state.admin_secret.expose_secret().as_bytes();
             return if constant_time_eq(given.as_bytes(), expected) {
                 Ok(Auth(Principal::admin()))
             } else {
-                Err(unauthorized(
+                Err(Refused::guess(unauthorized(
                     "credentials_invalid",
                     "the admin secret is not valid",
-                ))
+                )))
             };
         }
-        if let Some(raw) = presented_key(&req, state.allow_query_keys) {
+        if let Some(raw) = presented_key(req, state.allow_query_keys) {
             let result = state.verifier.verify(&raw).await;
             let label = match &result {
                 Ok(_) => "valid",
@@ -129,7 +155,11 @@ impl Auth {
                 .key_verifications
                 .with_label_values(&[label])
                 .inc();
-            let verified = result?;
+            let verified = result.map_err(|e| match e {
+                e @ (depot_api_keys::VerifyError::Malformed
+                | depot_api_keys::VerifyError::Unknown) => Refused::guess(e.into()),
+                e => ApiError::from(e).into(),
+            })?;
             req.extensions_mut().insert(KeyUse {
                 key_id: verified.key_id,
                 rate: verified.rate,
@@ -141,10 +171,10 @@ impl Auth {
             let token = match value.split_once(' ') {
                 Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
                 _ => {
-                    return Err(unauthorized(
+                    return Err(Refused::guess(unauthorized(
                         "credentials_invalid",
                         "Authorization must be `Bearer <access token>`",
-                    ));
+                    )));
                 }
             };
             let result = state.accounts.authenticate(token);
@@ -163,23 +193,26 @@ impl Auth {
                 Err(depot_accounts::TokenError::Expired) => Err(unauthorized(
                     "token_expired",
                     "the access token has expired; refresh it",
-                )),
-                Err(depot_accounts::TokenError::Invalid) => Err(unauthorized(
+                )
+                .into()),
+                Err(depot_accounts::TokenError::Invalid) => Err(Refused::guess(unauthorized(
                     "credentials_invalid",
                     "the access token is not valid",
-                )),
+                ))),
                 Err(depot_accounts::TokenError::Revoked) => Err(unauthorized(
                     "token_revoked",
                     "the account changed (disabled, or its role) after this access token was \
                      issued; refresh it or sign in again",
-                )),
+                )
+                .into()),
             };
         }
         Err(unauthorized(
             "credentials_missing",
             "this endpoint needs credentials: Authorization: Bearer <access token>, X-API-Key, \
              or X-Admin-Secret for administration",
-        ))
+        )
+        .into())
     }
 }
 

@@ -47,6 +47,11 @@ pub fn resolve(
 
 /// The client address of a request, as text.
 pub fn of(req: &HttpRequest) -> Option<String> {
+    addr(req).map(|ip| ip.to_string())
+}
+
+/// The client address of a request.
+pub fn addr(req: &HttpRequest) -> Option<IpAddr> {
     let trusted = req
         .app_data::<actix_web::web::Data<crate::http::state::HttpState>>()
         .map(|s| s.trusted_proxies.as_slice())
@@ -63,7 +68,6 @@ pub fn of(req: &HttpRequest) -> Option<String> {
         forwarded.as_deref(),
         trusted,
     )
-    .map(|ip| ip.to_string())
 }
 
 #[cfg(test)]
