@@ -203,10 +203,9 @@ impl PackageService {
         if fields.size_bytes == Some(current.size_bytes) {
             fields.size_bytes = None;
         }
+        // Which of them are frozen (sealed package, or an operation under way) the adapter
+        // decides in the update itself: `Frozen` and `Busy` below.
         let frozen = fields.frozen();
-        if current.sealed_at.is_some() && !frozen.is_empty() {
-            return Err(frozen_fields(&frozen));
-        }
         if let Some(name) = &fields.name {
             fields.owner = Some(if *name == current.name {
                 current.owner
