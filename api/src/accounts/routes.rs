@@ -13,9 +13,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use depot_accounts::tokens::{random_token, sha256};
 use depot_accounts::{Identity, PendingLogin, Role, TokenPair, User, UserPatch};
 use depot_client::wire::{
-    self, CredentialsRequest, PatchUserRequest, RefreshRequest, TokenResponse, UserView,
+    self, CredentialsRequest, PatchUserRequest, RefreshRequest, RegistrationAccepted,
+    TokenResponse, UserView,
 };
-use depot_core::{Permission, PrincipalKind, ValidationError};
+use depot_core::{Actor, Permission, PrincipalKind, ValidationError};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use utoipa::IntoParams;
@@ -162,21 +163,23 @@ pub fn refine_docs(
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = CredentialsRequest,
     responses(
-        (status = 201, description = "The new account (role `user`); log in next", body = UserView),
+        (status = 202, description = "Registered, or the e-mail had an account already (then nothing changed): the answer is the same, so that it tells nobody which addresses have accounts. A new account has the role `reader`; sign in next", body = RegistrationAccepted),
         (status = 403, description = "Registration is turned off"),
-        (status = 409, description = "The e-mail is taken"),
         (status = 422, description = "Invalid e-mail or password length")))]
 pub async fn register(
     state: web::Data<AccountsRoom>,
     body: Json<CredentialsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = state
+    let registration = state
         .accounts
         .register(&body.0.email, &body.0.password)
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/users/{}", user.id)))
-        .json(user_view(user)))
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(RegistrationAccepted {
+            email: registration.email().as_str().to_owned(),
+            login: "/api/v1/auth/login".to_owned(),
+        }))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = CredentialsRequest,
@@ -288,6 +291,7 @@ pub async fn get(
         (status = 422, description = "Unknown role, or nothing to change")))]
 pub async fn patch(
     req: HttpRequest,
+    auth: Auth,
     state: web::Data<AccountsRoom>,
     id: web::Path<Uuid>,
     body: Json<PatchUserRequest>,
@@ -297,7 +301,14 @@ pub async fn patch(
         role,
         disabled: body.0.disabled,
     };
-    let user = state.accounts.update(*id, patch, if_match(&req)?).await?;
+    let actor = Actor {
+        principal: auth.0,
+        client_ip: crate::http::client_ip::of(&req),
+    };
+    let user = state
+        .accounts
+        .update(&actor, *id, patch, if_match(&req)?)
+        .await?;
     Ok(user_response(user))
 }
 
@@ -442,6 +453,7 @@ pub async fn oidc_callback(
             },
             claims.email.as_deref(),
             claims.email_verified,
+            crate::http::client_ip::of(&req),
         )
         .await;
     outcome(&state, "oidc", &r);

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use depot_client::wire::{
     Collection, CreateApiKeyRequest, CreatePackageRequest, CredentialsRequest, PatchUserRequest,
-    RefreshRequest, Role, TokenResponse, UserView, WhoAmI,
+    RefreshRequest, RegistrationAccepted, Role, TokenResponse, UserView, WhoAmI,
 };
 use depot_client::{Error, Response};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
@@ -31,8 +31,12 @@ pub fn credentials(email: &str, password: &str) -> CredentialsRequest {
 /// The sign-in calls go through the client's transport with the wire types, for the answer's
 /// status and headers (the typed `register`, `login` and `refresh` answer the body alone).
 impl TestApp {
-    /// `POST /api/v1/auth/register`, with the answer's status and headers (`Location`).
-    pub async fn register(&self, email: &str, password: &str) -> Result<Response<UserView>, Error> {
+    /// `POST /api/v1/auth/register`, with the answer's status and headers.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Response<RegistrationAccepted>, Error> {
         let depot = self.depot();
         let req = depot.request(Method::POST, "/api/v1/auth/register");
         depot.send(req.json(&credentials(email, password))).await
@@ -63,15 +67,26 @@ impl TestApp {
         depot.send(req.json(&credentials(email, password))).await
     }
 
+    /// Registers a new account (a reader) with [`PASSWORD`]; returns it as `/users/me` shows it.
+    pub async fn registered(&self, email: &str) -> UserView {
+        let res = self.register(email, PASSWORD).await.unwrap();
+        assert_eq!(res.status, 202, "{res:?}");
+        let res = self.login(email, PASSWORD).await.unwrap();
+        assert_eq!(res.status, 200, "{res:?}");
+        self.depot_with_token(&res.body.access_token)
+            .me()
+            .await
+            .unwrap()
+    }
+
     /// Registers and logs in; returns the token response.
     pub async fn signed_in_user(&self, email: &str) -> TokenResponse {
-        let res = self.register(email, PASSWORD).await.unwrap();
-        assert_eq!(res.status, 201, "{res:?}");
+        let user = self.registered(email).await;
         // Registered accounts are readers; an administrator makes this one a `user` (a
         // package writer), as the tests of what users do need.
         let granted = self
             .admin_depot()
-            .patch_user(res.body.id, &role("user"), None)
+            .patch_user(user.id, &role("user"), None)
             .await
             .unwrap();
         assert_eq!(granted.body.role, Role::User);
@@ -141,15 +156,13 @@ async fn register_login_me_refresh_and_logout() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 201);
-    let location = res.headers()["location"].to_str().unwrap().to_owned();
-    let body = res.text().await.unwrap();
-    assert!(!body.contains("\"password_hash\""), "{body}");
-    let user: UserView = serde_json::from_str(&body).unwrap();
-    assert_eq!(user.email, "alice@example.com");
-    // Least privilege: a self-registered account reads until an administrator grants more.
-    assert_eq!(user.role, Role::Reader);
-    assert_eq!(location, format!("/api/v1/users/{}", user.id));
+    assert_eq!(res.status(), 202);
+    assert!(res.headers().get("location").is_none(), "no user id");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"email": "alice@example.com", "login": "/api/v1/auth/login"})
+    );
 
     let res = app.login("alice@example.com", PASSWORD).await.unwrap();
     assert_eq!(res.status, 200);
@@ -161,11 +174,13 @@ async fn register_login_me_refresh_and_logout() {
 
     let user_depot = app.depot_with_token(&tokens.access_token);
     let me = user_depot.me().await.unwrap();
-    assert_eq!(me.id, user.id);
+    assert_eq!(me.email, "alice@example.com");
+    // Least privilege: a self-registered account reads until an administrator grants more.
+    assert_eq!(me.role, Role::Reader);
     assert!(me.has_password);
     let who = user_depot.whoami().await.unwrap();
     assert_eq!(who.kind, "user");
-    assert_eq!(who.id, Some(user.id));
+    assert_eq!(who.id, Some(me.id));
 
     let res = app.refresh(&tokens.refresh_token).await.unwrap();
     assert_eq!(res.status, 200);
@@ -196,7 +211,8 @@ async fn register_login_me_refresh_and_logout() {
 async fn refresh_tokens_are_stored_only_as_hashes() {
     use sea_orm::{ConnectionTrait, Database, Statement};
     let app = spawn_app().await;
-    let tokens = app.signed_in_user("hash@example.com").await;
+    app.register("hash@example.com", PASSWORD).await.unwrap();
+    let tokens = app.login("hash@example.com", PASSWORD).await.unwrap().body;
     let db = Database::connect(&app.settings.database.url).await.unwrap();
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -298,12 +314,32 @@ async fn registration_validates_and_can_be_turned_off() {
     let res = app.register("carol", "x".repeat(129).as_str()).await;
     let p = assert_api_problem(res, 422, "validation_failed");
     assert_eq!(p.errors.len(), 2);
+    let new = app.register("carol@example.com", PASSWORD).await.unwrap();
+    assert_eq!(new.status, 202);
+    // A taken e-mail is answered exactly as a new one, and the account is untouched.
+    let other = "somebody else's password";
+    let taken = app.register("CAROL@example.com", other).await.unwrap();
+    assert_eq!((taken.status, &taken.body), (new.status, &new.body));
+    let headers = |r: &Response<RegistrationAccepted>| {
+        let mut h: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "date" | "x-request-id"))
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        h.sort();
+        h
+    };
+    assert_eq!(headers(&taken), headers(&new));
     assert_eq!(
-        status_of(&app.register("carol@example.com", PASSWORD).await),
-        201
+        status_of(&app.login("carol@example.com", PASSWORD).await),
+        200
     );
-    let res = app.register("CAROL@example.com", PASSWORD).await;
-    assert_api_problem(res, 409, "conflict");
+    assert_api_problem(
+        app.login("carol@example.com", other).await,
+        401,
+        "credentials_invalid",
+    );
 
     let closed = spawn_app_with(|s| s.accounts.registration_enabled = false).await;
     let res = closed.register("dave@example.com", PASSWORD).await;
@@ -427,6 +463,39 @@ async fn disabled_users_cannot_sign_in_or_refresh_and_the_last_admin_stays() {
     app.promote(gina_id).await;
     let res = admin.patch_user(gina_id, &role("user"), None).await;
     assert_api_problem(res, 409, "conflict");
+
+    // Each change is in the audit log, with who made it and what it set; refused ones are not.
+    let audit = admin
+        .audit_events(&[q("action", "user.update")])
+        .await
+        .unwrap();
+    let got: Vec<_> = audit
+        .items
+        .iter()
+        .map(|e| (e.actor.as_str(), e.target_id, e.details.clone().unwrap()))
+        .collect();
+    let json = |v: serde_json::Value| v;
+    assert_eq!(
+        got,
+        [
+            (
+                "admin",
+                Some(gina_id),
+                json(serde_json::json!({"role": "admin"}))
+            ),
+            (
+                "admin",
+                Some(gina_id),
+                json(serde_json::json!({"role": "user"}))
+            ),
+            (
+                "admin",
+                Some(id),
+                json(serde_json::json!({"disabled": true}))
+            ),
+            ("admin", Some(id), json(serde_json::json!({"role": "user"}))),
+        ]
+    );
 }
 
 /// `GET /users/me` with `token` on `app`.
@@ -852,7 +921,7 @@ async fn two_concurrent_demotions_cannot_remove_the_last_administrators() {
     let app = spawn_app().await;
     let mut ids = vec![];
     for email in ["ann@example.com", "ben@example.com"] {
-        let user = app.register(email, PASSWORD).await.unwrap().body;
+        let user = app.registered(email).await;
         app.promote(user.id).await;
         ids.push(user.id);
     }

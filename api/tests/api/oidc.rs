@@ -322,11 +322,7 @@ async fn signing_in_creates_the_account_once_and_issues_depot_tokens() {
 async fn a_verified_email_links_an_existing_account_an_unverified_one_does_not() {
     let provider = start_provider().await;
     let app = app_with(&provider).await;
-    let local = app
-        .register("oidc.user@example.com", PASSWORD)
-        .await
-        .unwrap()
-        .body;
+    let local = app.registered("oidc.user@example.com").await;
     provider.behaviour.lock().unwrap().email_verified = false;
     assert_api_problem(sign_in(&app).await, 409, "conflict");
     // A session of whoever set the local password (maybe not the address's owner).
@@ -345,17 +341,29 @@ async fn a_verified_email_links_an_existing_account_an_unverified_one_does_not()
     assert_api_problem(res, 401, "credentials_invalid");
     let res = app.refresh(&squatter.refresh_token).await;
     assert_api_problem(res, 401, "refresh_token_invalid");
+    // The link is in the audit log: the account's owner linked it, from the browser's address.
+    let audit = app
+        .admin_depot()
+        .audit_events(&[("action", Some("user.link_identity".to_owned()))])
+        .await
+        .unwrap();
+    assert_eq!(audit.items.len(), 1);
+    let e = &audit.items[0];
+    assert_eq!(
+        (e.actor.clone(), e.target_id),
+        (format!("user:{}", local.id), Some(local.id))
+    );
+    assert_eq!(
+        e.details.as_ref().unwrap()["issuer"],
+        provider.issuer.as_str()
+    );
 }
 
 #[tokio::test]
 async fn administrators_are_never_linked_automatically() {
     let provider = start_provider().await;
     let app = app_with(&provider).await;
-    let admin = app
-        .register("oidc.user@example.com", PASSWORD)
-        .await
-        .unwrap()
-        .body;
+    let admin = app.registered("oidc.user@example.com").await;
     app.promote(admin.id).await;
     assert_api_problem(sign_in(&app).await, 409, "conflict");
     assert_eq!(

@@ -10,7 +10,7 @@ use crate::ports::{
 use crate::throttle::Decision;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use depot_core::{Cursor, Page, PageRequest, RepoError};
+use depot_core::{AuditEvent, Cursor, Page, PageRequest, RepoError};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use uuid::Uuid;
@@ -26,6 +26,15 @@ struct State {
     identities: HashMap<(String, String), Uuid>,
     /// By hash: the token, and whether it was used or revoked.
     tokens: HashMap<[u8; 32], (NewRefreshToken, bool)>,
+    audit: Vec<AuditEvent>,
+}
+
+impl InMemoryAccounts {
+    /// The actions recorded in the audit log, oldest first.
+    pub fn audit_actions(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.audit.iter().map(|e| e.action.clone()).collect()
+    }
 }
 
 impl State {
@@ -78,6 +87,7 @@ impl UserRepository for InMemoryAccounts {
         user_id: Uuid,
         i: &Identity,
         now: DateTime<Utc>,
+        audit: &AuditEvent,
     ) -> Result<User, InsertUserError> {
         let mut s = self.state.lock().unwrap();
         let key = (i.issuer.clone(), i.subject.clone());
@@ -89,7 +99,9 @@ impl UserRepository for InMemoryAccounts {
         u.password_hash = None;
         u.revision += 1;
         u.updated_at = now;
-        Ok(u.clone())
+        let linked = u.clone();
+        s.audit.push(audit.clone());
+        Ok(linked)
     }
 
     async fn list(&self, page: &PageRequest) -> Result<Page<User>, RepoError> {
@@ -107,6 +119,7 @@ impl UserRepository for InMemoryAccounts {
         patch: &UserPatch,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
+        audit: &AuditEvent,
     ) -> Result<User, UpdateUserError> {
         let mut s = self.state.lock().unwrap();
         let current = s.users.get(&id).ok_or(UpdateUserError::NotFound)?.clone();
@@ -139,6 +152,7 @@ impl UserRepository for InMemoryAccounts {
             }
         }
         s.users.insert(id, next.clone());
+        s.audit.push(audit.clone());
         Ok(next)
     }
 

@@ -20,5 +20,5 @@ pub use ports::{
     InsertUserError, NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository,
     Rotation, ThrottleRepository, UpdateUserError, UserPatch, UserRepository,
 };
-pub use service::{AccountError, AccountService, AccountSettings};
+pub use service::{AccountError, AccountService, AccountSettings, Registration};
 pub use tokens::{TokenError, TokenIssuer, TokenPair, TokenSettings};

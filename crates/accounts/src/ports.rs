@@ -4,7 +4,7 @@ use crate::model::{Email, Identity, Role, User};
 use crate::throttle::Decision;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use depot_core::{Page, PageRequest, RepoError};
+use depot_core::{AuditEvent, Page, PageRequest, RepoError};
 use uuid::Uuid;
 
 /// A refresh token to store: only its hash.
@@ -82,11 +82,13 @@ pub trait UserRepository: Send + Sync {
     /// the account's local password and revokes its sessions: whoever set that password never
     /// proved they own the address (an attacker may have registered it first). `IdentityTaken`
     /// when the identity got linked to an account meanwhile (a concurrent sign-in).
+    /// `audit` is recorded in the same transaction.
     async fn link_identity(
         &self,
         user_id: Uuid,
         identity: &Identity,
         now: DateTime<Utc>,
+        audit: &AuditEvent,
     ) -> Result<User, InsertUserError>;
     /// Newest first.
     async fn list(&self, page: &PageRequest) -> Result<Page<User>, RepoError>;
@@ -94,13 +96,15 @@ pub trait UserRepository: Send + Sync {
     /// `StaleRevision` otherwise; `NotFound`). Disabling revokes every refresh token of the user
     /// in the same transaction. A change that would leave no enabled administrator is refused
     /// (`LastAdmin`), checked in the same transaction with the administrators' rows locked, so
-    /// two concurrent demotions cannot both pass.
+    /// two concurrent demotions cannot both pass. `audit` is recorded in the same transaction
+    /// (and not at all when the change is refused).
     async fn update(
         &self,
         id: Uuid,
         patch: &UserPatch,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
+        audit: &AuditEvent,
     ) -> Result<User, UpdateUserError>;
     /// The users changed (role, disabled, sign-in method) after `since` who may now have fewer
     /// rights than their older tokens say (all but enabled administrators), with when they

@@ -129,6 +129,7 @@ mod tests {
             _: Uuid,
             _: &Identity,
             _: DateTime<Utc>,
+            _: &depot_core::AuditEvent,
         ) -> Result<User, InsertUserError> {
             unreachable!()
         }
@@ -141,6 +142,7 @@ mod tests {
             _: &UserPatch,
             _: Option<i64>,
             _: DateTime<Utc>,
+            _: &depot_core::AuditEvent,
         ) -> Result<User, UpdateUserError> {
             unreachable!()
         }

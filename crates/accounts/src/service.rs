@@ -11,7 +11,9 @@ use crate::revocations::Revocations;
 use crate::throttle::Decision;
 use crate::tokens::{self, TokenError, TokenIssuer, TokenPair};
 use chrono::{DateTime, Duration, Utc};
-use depot_core::{Clock, Page, PageRequest, Principal, PrincipalKind, RepoError, ValidationError};
+use depot_core::{
+    Actor, Clock, Page, PageRequest, Principal, PrincipalKind, RepoError, ValidationError,
+};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -86,6 +88,32 @@ impl From<RepoError> for AccountError {
         match e {
             RepoError::NotFound => AccountError::NotFound,
             other => AccountError::Repo(other),
+        }
+    }
+}
+
+/// What a registration did; the caller is told the same in both cases.
+#[derive(Debug)]
+pub enum Registration {
+    Created(User),
+    /// The e-mail (normalised) has an account already: nothing was changed.
+    AlreadyRegistered(Email),
+}
+
+impl Registration {
+    /// The new user, when one was created.
+    pub fn created(self) -> Option<User> {
+        match self {
+            Registration::Created(u) => Some(u),
+            Registration::AlreadyRegistered(_) => None,
+        }
+    }
+
+    /// The e-mail as kept (trimmed, lower-cased), in both cases.
+    pub fn email(&self) -> &Email {
+        match self {
+            Registration::Created(u) => &u.email,
+            Registration::AlreadyRegistered(e) => e,
         }
     }
 }
@@ -219,12 +247,30 @@ impl AccountService {
         Ok(user)
     }
 
-    pub async fn register(&self, email: &str, password: &str) -> Result<User, AccountError> {
+    /// Self-registration. A taken e-mail is not an error the caller sees: the route answers it
+    /// exactly as a new account (the same status and body, and the same work, a password hash
+    /// and an insert, so the same time), and nothing about the existing account changes. Who
+    /// registered an address they do not own learns no more than a failed login tells.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Registration, AccountError> {
         if !self.settings.registration_enabled {
             return Err(AccountError::RegistrationDisabled);
         }
         // Least privilege: a self-registered account reads until an administrator grants more.
-        self.create_user(email, password, Role::Reader).await
+        match self.create_user(email, password, Role::Reader).await {
+            Ok(user) => Ok(Registration::Created(user)),
+            Err(AccountError::EmailTaken) => {
+                tracing::info!(
+                    "a registration named an e-mail that has an account; nothing changed"
+                );
+                // It parsed, or the insert would not have found it taken.
+                Ok(Registration::AlreadyRegistered(Email::parse(email)?))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn login(
@@ -343,10 +389,12 @@ impl AccountService {
         Ok(self.users.list(page).await?)
     }
 
-    /// An administrator changes a user's role or disables/enables it. The last enabled
-    /// administrator cannot be demoted or disabled.
+    /// An administrator changes a user's role or disables/enables it (recorded in the audit
+    /// log as `user.update`, with what was asked). The last enabled administrator cannot be
+    /// demoted or disabled.
     pub async fn update(
         &self,
+        actor: &Actor,
         id: Uuid,
         patch: UserPatch,
         expected_revision: Option<i64>,
@@ -354,11 +402,20 @@ impl AccountService {
         if patch == UserPatch::default() {
             return Err(ValidationError::field("body", "give `role` and/or `disabled`").into());
         }
+        let now = self.clock.now();
+        let mut details = serde_json::Map::new();
+        if let Some(role) = patch.role {
+            details.insert("role".into(), role.as_str().into());
+        }
+        if let Some(disabled) = patch.disabled {
+            details.insert("disabled".into(), disabled.into());
+        }
+        let audit = actor.event("user.update", Some(id), details.into(), now);
         // The repository checks existence, the revision and the last administrator in the
         // update's own transaction: no read before it.
         let updated = self
             .users
-            .update(id, &patch, expected_revision, self.clock.now())
+            .update(id, &patch, expected_revision, now, &audit)
             .await?;
         // Unless it is now an enabled administrator (its older tokens cannot say more), its
         // access tokens issued before are void: at once here, within a poll elsewhere.
@@ -371,12 +428,14 @@ impl AccountService {
 
     /// Sign-in through an external OpenID Connect provider, after its ID token was verified:
     /// the account linked to (`issuer`, `subject`); else the account with the same, verified,
-    /// e-mail (linked now); else a new `user` account without a local password.
+    /// e-mail (linked now, recorded in the audit log as `user.link_identity` by that user from
+    /// `client_ip`); else a new `reader` account without a local password.
     pub async fn sign_in_external(
         &self,
         identity: Identity,
         email: Option<&str>,
         email_verified: bool,
+        client_ip: Option<String>,
     ) -> Result<(User, TokenPair), AccountError> {
         let now = self.clock.now();
         let user = match self.users.find_by_identity(&identity).await? {
@@ -400,9 +459,24 @@ impl AccountService {
                         return Err(AccountError::AdminNotLinkable);
                     }
                     Some(existing) if email_verified => {
+                        let actor = Actor {
+                            principal: Principal {
+                                kind: PrincipalKind::User {
+                                    user_id: existing.id,
+                                },
+                                scopes: existing.role.scopes(),
+                            },
+                            client_ip,
+                        };
+                        let audit = actor.event(
+                            "user.link_identity",
+                            Some(existing.id),
+                            serde_json::json!({"issuer": identity.issuer, "password_removed": true}),
+                            now,
+                        );
                         let linked = self
                             .users
-                            .link_identity(existing.id, &identity, now)
+                            .link_identity(existing.id, &identity, now, &audit)
                             .await?;
                         self.revocations.note(linked.id, linked.updated_at);
                         tracing::info!(user_id = %existing.id, issuer = %identity.issuer, "external identity linked by verified e-mail; local password removed");
@@ -449,7 +523,10 @@ mod tests {
     }
 
     fn service_at(clock: Arc<FixedClock>) -> AccountService {
-        let store = Arc::new(InMemoryAccounts::default());
+        service_with(clock, Arc::new(InMemoryAccounts::default()))
+    }
+
+    fn service_with(clock: Arc<FixedClock>, store: Arc<InMemoryAccounts>) -> AccountService {
         // Cheap hashing: the rules are under test here, not argon2's cost.
         let hasher = PasswordHasher::new(
             ArgonParams {
@@ -490,17 +567,43 @@ mod tests {
 
     const PASSWORD: &str = "correct horse battery staple";
 
+    fn admin_actor() -> Actor {
+        Actor {
+            principal: Principal::admin(),
+            client_ip: None,
+        }
+    }
+
     #[tokio::test]
-    async fn a_taken_email_is_told_apart_from_other_failures() {
+    async fn a_taken_email_changes_nothing_and_is_not_an_error() {
         let svc = service();
-        let u = svc.register("Alice@Example.com", PASSWORD).await.unwrap();
+        let u = svc
+            .register("Alice@Example.com", PASSWORD)
+            .await
+            .unwrap()
+            .created()
+            .unwrap();
         assert_eq!(
             (u.email.as_str(), u.role),
             // Self-registered accounts read until an administrator grants more.
             ("alice@example.com", Role::Reader)
         );
+        let other = "another password, somebody else's";
         assert!(matches!(
-            svc.register("alice@example.com", PASSWORD).await,
+            svc.register("alice@example.com", other).await,
+            Ok(Registration::AlreadyRegistered(_))
+        ));
+        svc.login("alice@example.com", PASSWORD, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            svc.login("alice@example.com", other, None).await,
+            Err(AccountError::InvalidCredentials)
+        ));
+        // The command line is an operator's: it is told.
+        assert!(matches!(
+            svc.create_user("alice@example.com", PASSWORD, Role::User)
+                .await,
             Err(AccountError::EmailTaken)
         ));
         assert!(matches!(
@@ -521,20 +624,28 @@ mod tests {
             disabled: None,
         };
         assert!(matches!(
-            svc.update(admin.id, demote.clone(), None).await,
+            svc.update(&admin_actor(), admin.id, demote.clone(), None)
+                .await,
             Err(AccountError::LastAdmin)
         ));
         assert!(matches!(
-            svc.update(admin.id, demote.clone(), Some(admin.revision + 1))
-                .await,
+            svc.update(
+                &admin_actor(),
+                admin.id,
+                demote.clone(),
+                Some(admin.revision + 1)
+            )
+            .await,
             Err(AccountError::PreconditionFailed)
         ));
         assert!(matches!(
-            svc.update(Uuid::now_v7(), demote.clone(), None).await,
+            svc.update(&admin_actor(), Uuid::now_v7(), demote.clone(), None)
+                .await,
             Err(AccountError::NotFound)
         ));
         assert!(matches!(
-            svc.update(admin.id, UserPatch::default(), None).await,
+            svc.update(&admin_actor(), admin.id, UserPatch::default(), None)
+                .await,
             Err(AccountError::Validation(_))
         ));
     }
@@ -543,7 +654,12 @@ mod tests {
     async fn login_refresh_rotation_and_reuse() {
         let clock = Arc::new(FixedClock::new(Utc::now()));
         let svc = service_at(clock.clone());
-        let user = svc.register("carol@example.com", PASSWORD).await.unwrap();
+        let user = svc
+            .register("carol@example.com", PASSWORD)
+            .await
+            .unwrap()
+            .created()
+            .unwrap();
         assert!(matches!(
             svc.login("carol@example.com", "wrong password!!", None)
                 .await,
@@ -572,6 +688,7 @@ mod tests {
         // A change voids the tokens issued before it, to the millisecond.
         clock.advance(Duration::milliseconds(1));
         svc.update(
+            &admin_actor(),
             user.id,
             UserPatch {
                 role: None,
@@ -589,5 +706,41 @@ mod tests {
             svc.authenticate(&pair.access_token),
             Err(TokenError::Revoked)
         ));
+    }
+
+    /// Role changes, disabling and identity linking are in the audit log; a refused change is
+    /// not.
+    #[tokio::test]
+    async fn user_changes_and_identity_links_are_audited() {
+        let store = Arc::new(InMemoryAccounts::default());
+        let svc = service_with(Arc::new(FixedClock::new(Utc::now())), store.clone());
+        let root = svc
+            .create_user("root@example.com", PASSWORD, Role::Admin)
+            .await
+            .unwrap();
+        let dave = svc
+            .create_user("dave@example.com", PASSWORD, Role::User)
+            .await
+            .unwrap();
+        let to_reader = UserPatch {
+            role: Some(Role::Reader),
+            disabled: None,
+        };
+        assert!(matches!(
+            svc.update(&admin_actor(), root.id, to_reader.clone(), None)
+                .await,
+            Err(AccountError::LastAdmin)
+        ));
+        svc.update(&admin_actor(), dave.id, to_reader, None)
+            .await
+            .unwrap();
+        let identity = Identity {
+            issuer: "https://idp.example".into(),
+            subject: "dave".into(),
+        };
+        svc.sign_in_external(identity, Some("dave@example.com"), true, None)
+            .await
+            .unwrap();
+        assert_eq!(store.audit_actions(), ["user.update", "user.link_identity"]);
     }
 }

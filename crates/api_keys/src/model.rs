@@ -226,19 +226,7 @@ impl Lifetime {
     }
 }
 
-/// One admin action, recorded with the change it describes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditEvent {
-    pub id: Uuid,
-    pub at: DateTime<Utc>,
-    /// `admin`, `api_key:<id>` or `user:<id>`.
-    pub actor: String,
-    /// `api_key.create`, `api_key.revoke`, …
-    pub action: String,
-    pub target_id: Option<Uuid>,
-    pub client_ip: Option<String>,
-    pub details: Option<serde_json::Value>,
-}
+pub use depot_core::audit::AuditEvent;
 
 /// One authenticated request made with a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

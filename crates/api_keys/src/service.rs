@@ -108,12 +108,7 @@ impl From<RepoError> for ApiKeyError {
     }
 }
 
-/// Who acts, for the audit log.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub principal: Principal,
-    pub client_ip: Option<String>,
-}
+pub use depot_core::audit::Actor;
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateKey {
@@ -168,15 +163,7 @@ impl ApiKeyService {
         target: Option<Uuid>,
         details: serde_json::Value,
     ) -> AuditEvent {
-        AuditEvent {
-            id: Uuid::now_v7(),
-            at: self.clock.now(),
-            actor: actor.principal.actor(),
-            action: action.to_owned(),
-            target_id: target,
-            client_ip: actor.client_ip.clone(),
-            details: Some(details),
-        }
+        actor.event(action, target, details, self.clock.now())
     }
 
     fn new_key(

@@ -551,6 +551,20 @@ pub struct UserView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The answer to a registration: the same whether the e-mail was new (the account exists now)
+/// or had an account already (nothing changed), so that registering tells nobody which
+/// addresses have accounts. Sign in next.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RegistrationAccepted {
+    /// The e-mail as Depot keeps it (trimmed, lower-cased).
+    #[cfg_attr(feature = "openapi", schema(example = "alice@example.com"))]
+    pub email: String,
+    /// Where to sign in with the password just chosen.
+    #[cfg_attr(feature = "openapi", schema(example = "/api/v1/auth/login"))]
+    pub login: String,
+}
+
 /// Depot's tokens (OAuth 2.0 token response shape).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

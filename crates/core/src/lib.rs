@@ -4,6 +4,7 @@
 //! This crate is deliberately light: no web framework, no database driver, no AMQP client.
 //! `cargo tree -p depot-core` must stay free of actix, sea-orm, sqlx and lapin.
 
+pub mod audit;
 pub mod clock;
 pub mod egress;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod secrets;
 pub mod text;
 pub mod trace;
 
+pub use audit::{Actor, AuditEvent};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::ValidationError;
 pub use principal::{Owner, OwnerKind, Permission, Principal, PrincipalKind};

@@ -73,18 +73,6 @@ fn to_active(new: &NewApiKey) -> api_key::ActiveModel {
     }
 }
 
-fn audit_active(e: &AuditEvent) -> audit_event::ActiveModel {
-    audit_event::ActiveModel {
-        id: Set(e.id),
-        at: Set(e.at),
-        actor: Set(e.actor.clone()),
-        action: Set(e.action.clone()),
-        target_id: Set(e.target_id),
-        client_ip: Set(e.client_ip.clone()),
-        details: Set(e.details.clone()),
-    }
-}
-
 async fn log_change<C: ConnectionTrait>(
     db: &C,
     key_id: Uuid,
@@ -119,10 +107,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
             .exec_without_returning(&txn)
             .await
             .map_err(repo_err)?;
-        audit_event::Entity::insert(audit_active(audit))
-            .exec_without_returning(&txn)
-            .await
-            .map_err(repo_err)?;
+        crate::audit::record(&txn, audit).await?;
         txn.commit().await.map_err(repo_err)
     }
 
@@ -214,10 +199,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         if result.rows_affected == 0 {
             return Err(missing_or_stale(&txn, id).await);
         }
-        audit_event::Entity::insert(audit_active(audit))
-            .exec_without_returning(&txn)
-            .await
-            .map_err(repo_err)?;
+        crate::audit::record(&txn, audit).await?;
         log_change(&txn, id, now).await?;
         let updated = api_key::Entity::find_by_id(id)
             .one(&txn)
@@ -263,10 +245,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
             .exec_without_returning(&txn)
             .await
             .map_err(repo_err)?;
-        audit_event::Entity::insert(audit_active(audit))
-            .exec_without_returning(&txn)
-            .await
-            .map_err(repo_err)?;
+        crate::audit::record(&txn, audit).await?;
         log_change(&txn, old_id, now).await?;
         Ok(txn.commit().await.map_err(repo_err)?)
     }
@@ -288,10 +267,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         if result.rows_affected == 0 {
             return Err(missing_or_stale(&txn, id).await);
         }
-        audit_event::Entity::insert(audit_active(audit))
-            .exec_without_returning(&txn)
-            .await
-            .map_err(repo_err)?;
+        crate::audit::record(&txn, audit).await?;
         log_change(&txn, id, now).await?;
         Ok(txn.commit().await.map_err(repo_err)?)
     }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+mod audit;
 mod batch;
 pub mod database;
 pub mod entities;

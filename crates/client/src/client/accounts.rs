@@ -10,7 +10,11 @@ impl Client {
             .await
     }
 
-    pub async fn register(&self, credentials: &CredentialsRequest) -> Result<UserView, Error> {
+    /// Answers alike for a new e-mail and a taken one (see [`RegistrationAccepted`]).
+    pub async fn register(
+        &self,
+        credentials: &CredentialsRequest,
+    ) -> Result<RegistrationAccepted, Error> {
         self.call(self.json(Method::POST, "/api/v1/auth/register", credentials))
             .await
     }

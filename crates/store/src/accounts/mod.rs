@@ -22,7 +22,7 @@ use depot_accounts::{
     RefreshTokenRepository, Role, Rotation, ThrottleRepository, UpdateUserError, User, UserPatch,
     UserRepository,
 };
-use depot_core::{Page, PageRequest, RepoError};
+use depot_core::{AuditEvent, Page, PageRequest, RepoError};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,

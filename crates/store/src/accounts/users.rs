@@ -108,6 +108,7 @@ impl UserRepository for SeaOrmAccountRepository {
         user_id: Uuid,
         identity: &Identity,
         now: DateTime<Utc>,
+        audit: &AuditEvent,
     ) -> Result<User, InsertUserError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         user_identity::Entity::insert(identity_active(user_id, identity, now))
@@ -129,6 +130,7 @@ impl UserRepository for SeaOrmAccountRepository {
             .await
             .map_err(repo_err)?;
         revoke_sessions(&txn, user_id, now).await?;
+        crate::audit::record(&txn, audit).await?;
         let linked = user::Entity::find_by_id(user_id)
             .one(&txn)
             .await
@@ -156,9 +158,11 @@ impl UserRepository for SeaOrmAccountRepository {
         patch: &UserPatch,
         expected_revision: Option<i64>,
         now: DateTime<Utc>,
+        audit: &AuditEvent,
     ) -> Result<User, UpdateUserError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
-        let demotes = patch.role == Some(Role::User) || patch.disabled == Some(true);
+        // Any role but admin, or disabling, may take away an enabled administrator.
+        let demotes = patch.role.is_some_and(|r| r != Role::Admin) || patch.disabled == Some(true);
         let active_admins = || {
             user::Entity::find()
                 .filter(user::Column::Role.eq(Role::Admin.as_str()))
@@ -215,6 +219,7 @@ impl UserRepository for SeaOrmAccountRepository {
         if patch.disabled == Some(true) {
             revoke_sessions(&txn, id, now).await?;
         }
+        crate::audit::record(&txn, audit).await?;
         let updated = user::Entity::find_by_id(id)
             .one(&txn)
             .await
