@@ -56,9 +56,9 @@ ADMIN_SECRET=fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(24))')
 ROOT=$PWD
 
 # --- Start Depot in the temp dir (its SQLite file lands there) ---------------------------------------
-# Registration on (its routes are in the document); the failed-credential throttle off (negative
-# cases send junk credentials by the hundred from one address, and a throttled run would test
-# the throttle, not the document).
+# Registration on (its routes are in the document); the failed-credential throttle and the
+# sign-in routes' per-address budgets off (negative cases send junk credentials and sign-ins by
+# the hundred from one address, and a throttled run would test the throttle, not the document).
 (
   cd "$WORK"
   exec env -u DATABASE_URL -u AMQP_URL -u PORT -u DEPOT_ENV \
@@ -66,6 +66,8 @@ ROOT=$PWD
     DEPOT_ADMIN_SECRET="$ADMIN_SECRET" DEPOT__LOG__LEVEL=warn \
     DEPOT__ACCOUNTS__REGISTRATION_ENABLED=true \
     DEPOT__AUTH__FAILED_CREDENTIALS_PER_MINUTE=0 \
+    DEPOT__AUTH__SIGN_INS_PER_MINUTE=0 \
+    DEPOT__AUTH__REGISTRATIONS_PER_HOUR=0 \
     "$ROOT/$BIN" serve
 ) >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!

@@ -91,6 +91,11 @@ pub fn components(settings: &Settings, adapters: &Adapters, services: Services) 
         failed_credentials: Arc::new(crate::http::throttle::FailedCredentials::new(
             settings.auth.failed_credentials_per_minute,
         )),
+        sign_in_budgets: Arc::new(crate::http::throttle::SignInBudgets::new(
+            settings.auth.sign_ins_per_minute,
+            settings.auth.registrations_per_hour,
+            settings.oidc.pending_logins_per_address,
+        )),
         accounts: services.accounts,
         idempotency: Arc::new(depot_store::SeaOrmIdempotencyStore::new(
             adapters.db.clone(),

@@ -238,11 +238,10 @@ pub async fn account_service(
     clock: Arc<dyn Clock>,
 ) -> Result<AccountService, StartupError> {
     let a = &settings.accounts;
-    let hasher =
-        PasswordHasher::new(a.argon(), a.max_concurrent_hashes).map_err(|e| StartupError {
-            key: "accounts.argon2_memory_kib",
-            message: e.to_string(),
-        })?;
+    let hasher = PasswordHasher::new(a.argon(), a.hash_budgets()).map_err(|e| StartupError {
+        key: "accounts.argon2_memory_kib",
+        message: e.to_string(),
+    })?;
     hasher.warm_up().await.map_err(|e| StartupError {
         key: "accounts.argon2_memory_kib",
         message: e.to_string(),

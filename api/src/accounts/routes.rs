@@ -7,6 +7,7 @@ use crate::http::collection::{PageQuery, collection, conditional, etag, if_match
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Query};
 use crate::http::routes::{Access, Route};
+use crate::http::throttle::Budget;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -30,12 +31,13 @@ const PENDING_MINUTES: i64 = 10;
 pub fn routes() -> Vec<Route> {
     let admin = Access::Scope(Permission::UsersAdmin);
     vec![
-        Route::new::<__path_register, _, _>(Access::Public, register),
-        Route::new::<__path_login, _, _>(Access::Public, login),
-        Route::new::<__path_refresh, _, _>(Access::Public, refresh),
-        Route::new::<__path_logout, _, _>(Access::Public, logout),
-        Route::new::<__path_oidc_login, _, _>(Access::Public, oidc_login),
-        Route::new::<__path_oidc_callback, _, _>(Access::Public, oidc_callback),
+        Route::new::<__path_register, _, _>(Access::Public, register).budget(Budget::Registration),
+        Route::new::<__path_login, _, _>(Access::Public, login).budget(Budget::SignIn),
+        Route::new::<__path_refresh, _, _>(Access::Public, refresh).budget(Budget::SignIn),
+        Route::new::<__path_logout, _, _>(Access::Public, logout).budget(Budget::SignIn),
+        Route::new::<__path_oidc_login, _, _>(Access::Public, oidc_login).budget(Budget::OidcStart),
+        Route::new::<__path_oidc_callback, _, _>(Access::Public, oidc_callback)
+            .budget(Budget::SignIn),
         Route::new::<__path_me, _, _>(Access::User, me),
         Route::new::<__path_list, _, _>(admin, list),
         Route::new::<__path_get, _, _>(admin, get),

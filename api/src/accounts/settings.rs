@@ -19,7 +19,11 @@ pub struct AccountsSection {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// Password checks at login computed at once.
     pub max_concurrent_hashes: usize,
+    /// New passwords (registration, `depot users create`) hashed at once: a budget of their
+    /// own, so that a registration flood does not hold logins up.
+    pub max_concurrent_registration_hashes: usize,
 }
 
 impl AccountsSection {
@@ -33,6 +37,14 @@ impl AccountsSection {
             },
             refresh_ttl: chrono::Duration::days(self.refresh_token_days),
             session_max: chrono::Duration::days(self.session_max_days),
+        }
+    }
+
+    /// How many hashes of each kind run at once.
+    pub fn hash_budgets(&self) -> depot_accounts::HashBudgets {
+        depot_accounts::HashBudgets {
+            login: self.max_concurrent_hashes,
+            new_passwords: self.max_concurrent_registration_hashes,
         }
     }
 
@@ -89,10 +101,22 @@ impl AccountsSection {
                 "argon2id must be at least as strong as OWASP's m=19456 KiB, t=2",
             ));
         }
-        if self.argon2_parallelism == 0 || self.max_concurrent_hashes == 0 {
+        if self.argon2_parallelism == 0 {
+            return Err(SettingsError::new(
+                "accounts.argon2_parallelism",
+                "must be at least 1",
+            ));
+        }
+        if self.max_concurrent_hashes == 0 {
             return Err(SettingsError::new(
                 "accounts.max_concurrent_hashes",
-                "argon2_parallelism and max_concurrent_hashes must be at least 1",
+                "must be at least 1",
+            ));
+        }
+        if self.max_concurrent_registration_hashes == 0 {
+            return Err(SettingsError::new(
+                "accounts.max_concurrent_registration_hashes",
+                "must be at least 1",
             ));
         }
         Ok(())
@@ -111,6 +135,9 @@ pub struct OidcSettings {
     pub http_timeout_seconds: u64,
     /// Hosts besides the issuer's own that its `token_endpoint` and `jwks_uri` may be on.
     pub allowed_endpoint_hosts: Vec<String>,
+    /// Sign-ins one client address may start in 10 minutes (each keeps a pending login for 10
+    /// minutes, so this bounds the pending logins per address and replica); 0 = no limit.
+    pub pending_logins_per_address: u32,
 }
 
 impl OidcSettings {

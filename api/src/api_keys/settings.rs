@@ -12,6 +12,11 @@ pub struct AuthSettings {
     /// Failed credential checks (bad admin secret, unknown or malformed key, invalid token) a
     /// client address may make per minute before its checks answer 429; 0 = no limit.
     pub failed_credentials_per_minute: u32,
+    /// Requests to login, refresh, logout and the provider callback one client address may make
+    /// per minute (each replica counts its own); 0 = no limit.
+    pub sign_ins_per_minute: u32,
+    /// Registrations one client address may make per hour; 0 = no limit.
+    pub registrations_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,6 +11,7 @@
 
 use crate::http::auth::Auth;
 use crate::http::error::ApiError;
+use crate::http::throttle::Budget;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
@@ -105,6 +106,7 @@ impl Access {
     }
 }
 
+/// The bare actix route: method and handler, no middleware yet.
 type Build = Arc<dyn Fn() -> actix_web::Route + Send + Sync>;
 type Schemas = Vec<(String, RefOr<Schema>)>;
 
@@ -115,6 +117,8 @@ pub struct Route {
     /// The full path as documented, e.g. `/api/v1/packages/{id}`.
     pub path: String,
     pub access: Access,
+    /// The per-address budget every request to it counts against (the public sign-in routes).
+    pub budget: Option<Budget>,
     operation: Operation,
     schemas: Schemas,
     build: Build,
@@ -168,19 +172,35 @@ impl Route {
             access,
             operation: P::operation(),
             schemas,
-            build: Arc::new(move || {
-                let route = web::method(m.clone()).to(handler.clone());
-                if access == Access::Public {
-                    // Public routes (sign-in, health) take no part in idempotency: sign-in
-                    // carries passwords and answers with new secrets, none of which is kept.
-                    route
-                } else {
-                    // The access check first (the last `wrap` runs first), then idempotency.
-                    route
-                        .wrap(from_fn(crate::http::idempotency::idempotency))
-                        .wrap(from_fn(move |req, next| enforce(access, req, next)))
-                }
-            }),
+            budget: None,
+            build: Arc::new(move || web::method(m.clone()).to(handler.clone())),
+        }
+    }
+
+    /// Counts every request to this route against `budget`, per client address (429 past it).
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The actix route: the handler behind its middlewares.
+    fn actix(&self) -> actix_web::Route {
+        let route = (self.build)();
+        let access = self.access;
+        let route = if access == Access::Public {
+            // Public routes (sign-in, health) take no part in idempotency: sign-in carries
+            // passwords and answers with new secrets, none of which is kept.
+            route
+        } else {
+            // The access check first (the last `wrap` runs first), then idempotency.
+            route
+                .wrap(from_fn(crate::http::idempotency::idempotency))
+                .wrap(from_fn(move |req, next| enforce(access, req, next)))
+        };
+        match self.budget {
+            // Before anything else: a refused request costs no hash and no query.
+            Some(budget) => route.wrap(from_fn(move |req, next| admit(budget, req, next))),
+            None => route,
         }
     }
 
@@ -209,6 +229,12 @@ impl Route {
             Access::Scope(_) | Access::AnyScope(_) | Access::User
         ) {
             add("403", "The credentials lack the scope this needs");
+        }
+        if self.budget.is_some() {
+            add(
+                "429",
+                "Too many requests from this address to the sign-in routes; see Retry-After",
+            );
         }
         if self.access == Access::Optional {
             add("401", "Bad credentials (when credentials are given)");
@@ -343,6 +369,30 @@ async fn enforce(
     }
 }
 
+/// Counts the request against the route's budget for its client address; 429 past it.
+async fn admit(
+    budget: Budget,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let counters = req
+        .app_data::<web::Data<crate::http::state::HttpState>>()
+        .map(|state| state.sign_in_budgets.clone());
+    if let Some(counters) = counters {
+        let client = crate::http::client_ip::addr(req.request());
+        let windows = counters.of(budget);
+        if let Err(retry_after) = windows.admit(client) {
+            tracing::warn!(client_ip = ?client, ?budget, "a sign-in budget is used up");
+            return Ok(req.error_response(ApiError::TooManyRequests {
+                detail: budget.detail().into(),
+                retry_after,
+                limit: windows.limit(),
+            }));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
 /// What [`enforce`] found: the principal, or none (optional access without credentials).
 #[derive(Debug, Clone)]
 pub(crate) struct Authenticated(pub Option<Auth>);
@@ -376,7 +426,7 @@ pub fn configure(routes: &[Route], api: bool, cfg: &mut web::ServiceConfig) {
     for (path, routes) in by_path {
         let mut resource = web::resource(path);
         for r in routes {
-            resource = resource.route((r.build)());
+            resource = resource.route(r.actix());
         }
         cfg.service(resource);
     }

@@ -24,5 +24,7 @@ pub struct HttpState {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Failed credential checks per client address.
     pub failed_credentials: Arc<crate::http::throttle::FailedCredentials>,
+    /// The public sign-in routes' budgets per client address.
+    pub sign_in_budgets: Arc<crate::http::throttle::SignInBudgets>,
     pub components: Vec<Arc<dyn Component>>,
 }

@@ -346,6 +346,68 @@ async fn registration_validates_and_can_be_turned_off() {
     assert_api_problem(res, 403, "registration_disabled");
 }
 
+/// The review's finding: nothing limited registrations or logins of unknown e-mails, and 60
+/// concurrent registrations slowed a real login to seconds. Every request to a sign-in route
+/// counts against its address's budget (login, refresh and logout share one); past it, 429 with
+/// Retry-After, before any password is hashed. Other addresses keep theirs.
+#[tokio::test]
+async fn the_sign_in_routes_have_a_budget_per_client_address() {
+    let app = spawn_app_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".into()];
+        s.auth.sign_ins_per_minute = 4;
+        s.auth.registrations_per_hour = 2;
+    })
+    .await;
+    let depot = app.depot();
+    let register_from = |email: &str, ip: &str| {
+        let req = depot
+            .request(Method::POST, "/api/v1/auth/register")
+            .header("X-Forwarded-For", ip)
+            .json(&credentials(email, PASSWORD));
+        depot.send::<RegistrationAccepted>(req)
+    };
+    let a = "198.51.100.7";
+    let b = "2001:db8:7:7::1";
+    for i in 0..2 {
+        let res = register_from(&format!("r{i}@example.com"), a).await;
+        assert_eq!(status_of(&res), 202);
+    }
+    let res = register_from("r3@example.com", a).await;
+    let p = assert_api_problem(res, 429, "rate_limited");
+    assert!(p.detail.unwrap().contains("registrations"));
+    let res = register_from("r4@example.com", b).await;
+    assert_eq!(status_of(&res), 202, "another address has its own budget");
+
+    for _ in 0..3 {
+        let res = app
+            .login_from("nobody@example.com", PASSWORD, Some(a))
+            .await;
+        assert_api_problem(res, 401, "credentials_invalid");
+    }
+    let res = app.login_from("r0@example.com", PASSWORD, Some(a)).await;
+    assert_eq!(status_of(&res), 200);
+    let res = app.login_from("r0@example.com", PASSWORD, Some(a)).await;
+    let Err(Error::Api {
+        status, headers, ..
+    }) = &res
+    else {
+        panic!("{res:?}")
+    };
+    assert_eq!(*status, 429);
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let refresh = depot
+        .request(Method::POST, "/api/v1/auth/refresh")
+        .header("X-Forwarded-For", a)
+        .json(&RefreshRequest {
+            refresh_token: "dpr_whatever".into(),
+        });
+    let res = depot.send::<TokenResponse>(refresh).await;
+    assert_api_problem(res, 429, "rate_limited");
+    let res = app.login_from("r4@example.com", PASSWORD, Some(b)).await;
+    assert_eq!(status_of(&res), 200);
+}
+
 #[tokio::test]
 async fn repeated_failures_slow_the_account_down_per_client() {
     let app = spawn_app_with(|s| s.server.trusted_proxies = vec!["127.0.0.1".into()]).await;

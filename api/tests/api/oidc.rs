@@ -503,3 +503,34 @@ async fn discovery_endpoints_must_be_on_the_issuers_origin() {
     .await;
     assert_eq!(app.get("/api/v1/auth/oidc/login").await.status(), 302);
 }
+
+/// Each started sign-in keeps a pending login for 10 minutes, and nothing bounded how many one
+/// address could leave: `oidc.pending_logins_per_address` per 10 minutes, then 429.
+#[tokio::test]
+async fn one_address_cannot_pile_up_pending_sign_ins() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let provider = start_provider().await;
+    let issuer = provider.issuer.clone();
+    let app = spawn_app_with(move |s| {
+        s.oidc.issuer_url = Some(issuer);
+        s.oidc.client_id = Some(CLIENT_ID.into());
+        s.oidc.redirect_url = Some(REDIRECT.into());
+        s.oidc.pending_logins_per_address = 3;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/v1/auth/oidc/login").await.status(), 302);
+    }
+    let res = app.get("/api/v1/auth/oidc/login").await;
+    assert_raw_problem(res, 429, "rate_limited").await;
+    let db = Database::connect(&app.settings.database.url).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT 1 FROM oidc_logins",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "the refused one stored nothing");
+    db.close().await.ok();
+}

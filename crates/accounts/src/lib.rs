@@ -15,7 +15,7 @@ pub mod throttle;
 pub mod tokens;
 
 pub use model::{Email, Identity, PasswordPolicy, Role, User};
-pub use password::{ArgonParams, OWASP_PARAMS, PasswordHasher};
+pub use password::{ArgonParams, HashBudgets, OWASP_PARAMS, PasswordHasher};
 pub use ports::{
     InsertUserError, NewRefreshToken, PendingLogin, PendingLoginRepository, RefreshTokenRepository,
     Rotation, ThrottleRepository, UpdateUserError, UserPatch, UserRepository,

@@ -1,8 +1,10 @@
 //! argon2id password hashing, off the async runtime and bounded in concurrency.
 //!
 //! Each hash takes ~19 MiB and tens of milliseconds of CPU (OWASP's m=19456 KiB, t=2, p=1), so
-//! hashing runs on tokio's blocking pool, and a semaphore caps how many run at once: a burst of
-//! logins queues instead of exhausting memory.
+//! hashing runs on tokio's blocking pool, and semaphores cap how many run at once: a burst of
+//! logins queues instead of exhausting memory. Checking a password at login and hashing a new
+//! one (registration, an account created by an operator) have separate budgets: a flood of
+//! registrations queues behind its own slots and does not hold logins up.
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
@@ -40,16 +42,28 @@ pub enum HashError {
 /// How long a hash may wait for a free slot before the request is turned away (503).
 pub const QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How many hashes of each kind run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashBudgets {
+    /// Password checks at login.
+    pub login: usize,
+    /// New passwords hashed (registration, an account created by an operator).
+    pub new_passwords: usize,
+}
+
 pub struct PasswordHasher {
     argon: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    /// For [`PasswordHasher::verify`].
+    login: Arc<Semaphore>,
+    /// For [`PasswordHasher::hash`].
+    new_passwords: Arc<Semaphore>,
     /// A hash of a random password with the same parameters, verified against when the user is
     /// unknown so that both answers take the same time.
     dummy: OnceLock<String>,
 }
 
 impl PasswordHasher {
-    pub fn new(params: ArgonParams, max_concurrent: usize) -> Result<Self, HashError> {
+    pub fn new(params: ArgonParams, budgets: HashBudgets) -> Result<Self, HashError> {
         let p = Params::new(
             params.memory_kib,
             params.iterations,
@@ -59,25 +73,29 @@ impl PasswordHasher {
         .map_err(|e| HashError::Params(e.to_string()))?;
         Ok(Self {
             argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, p),
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            login: Arc::new(Semaphore::new(budgets.login.max(1))),
+            new_passwords: Arc::new(Semaphore::new(budgets.new_passwords.max(1))),
             dummy: OnceLock::new(),
         })
     }
 
     /// A slot for one hash. It moves into the blocking task, so it is held exactly as long as
     /// the hash runs, even when the request that asked for it is dropped meanwhile.
-    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
-        tokio::time::timeout(QUEUE_TIMEOUT, self.permits.clone().acquire_owned())
+    async fn permit(
+        budget: &Arc<Semaphore>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
+        tokio::time::timeout(QUEUE_TIMEOUT, budget.clone().acquire_owned())
             .await
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Join)
     }
 
-    /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) of `password` with a fresh salt.
+    /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) of `password` with a fresh salt,
+    /// in the new passwords' budget.
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let argon = self.argon.clone();
         let password = password.to_owned();
-        let permit = self.permit().await?;
+        let permit = Self::permit(&self.new_passwords).await?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             argon
@@ -91,7 +109,7 @@ impl PasswordHasher {
 
     /// True when `password` matches `hash`. With `hash = None` (unknown user, or an account
     /// without a password) a dummy hash is verified instead and the answer is false: the caller
-    /// cannot tell the cases apart by timing.
+    /// cannot tell the cases apart by timing. In the login budget.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, HashError> {
         let known = hash.is_some();
         let hash = match hash {
@@ -100,7 +118,7 @@ impl PasswordHasher {
         };
         let argon = self.argon.clone();
         let password = password.to_owned();
-        let permit = self.permit().await?;
+        let permit = Self::permit(&self.login).await?;
         let matched = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             PasswordHash::new(&hash)
@@ -131,16 +149,49 @@ mod tests {
     use super::*;
 
     /// Small parameters keep the unit tests fast; the API uses [`OWASP_PARAMS`].
+    const FAST: ArgonParams = ArgonParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+
     fn fast() -> PasswordHasher {
         PasswordHasher::new(
-            ArgonParams {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
+            FAST,
+            HashBudgets {
+                login: 2,
+                new_passwords: 2,
             },
-            2,
         )
         .unwrap()
+    }
+
+    /// The review's finding: 60 concurrent registrations made a real login wait seconds. With
+    /// every new-password slot busy, a login's check still runs at once (and the reverse).
+    #[tokio::test]
+    async fn registrations_and_logins_do_not_wait_for_each_other() {
+        let h = PasswordHasher::new(
+            FAST,
+            HashBudgets {
+                login: 1,
+                new_passwords: 1,
+            },
+        )
+        .unwrap();
+        let stored = h.hash("correct horse battery").await.unwrap();
+        let soon = std::time::Duration::from_secs(2);
+        let busy = h.new_passwords.clone().try_acquire_owned().unwrap();
+        let checked = tokio::time::timeout(soon, h.verify("correct horse battery", Some(&stored)));
+        assert!(checked.await.expect("the login was held up").unwrap());
+        let queued = tokio::time::timeout(std::time::Duration::from_millis(200), h.hash("x"));
+        assert!(
+            queued.await.is_err(),
+            "a new password waits for its own slots"
+        );
+        drop(busy);
+        let _busy = h.login.clone().try_acquire_owned().unwrap();
+        let hashed = tokio::time::timeout(soon, h.hash("correct horse battery"));
+        hashed.await.expect("the registration was held up").unwrap();
     }
 
     #[tokio::test]
@@ -168,7 +219,11 @@ mod tests {
 
     #[tokio::test]
     async fn owasp_parameters_are_the_ones_encoded() {
-        let h = PasswordHasher::new(OWASP_PARAMS, 1).unwrap();
+        let one = HashBudgets {
+            login: 1,
+            new_passwords: 1,
+        };
+        let h = PasswordHasher::new(OWASP_PARAMS, one).unwrap();
         let a = h.hash("correct horse battery").await.unwrap();
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
     }

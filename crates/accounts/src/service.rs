@@ -534,7 +534,10 @@ mod tests {
                 iterations: 1,
                 parallelism: 1,
             },
-            4,
+            crate::password::HashBudgets {
+                login: 4,
+                new_passwords: 4,
+            },
         )
         .unwrap();
         let tokens = TokenIssuer::from_pem(
