@@ -56,8 +56,10 @@ pub fn components(settings: &Settings, adapters: &Adapters, services: Services) 
         relay: services.relay,
         package_cache: adapters.package_cache.clone(),
         package_lists: Default::default(),
-        event_streams: Arc::new(tokio::sync::Semaphore::new(
+        event_streams: Arc::new(crate::packages::streams::EventStreamSlots::new(
             settings.operations.max_event_streams,
+            settings.operations.max_event_streams_per_principal,
+            std::time::Duration::from_secs(settings.operations.max_event_stream_seconds),
         )),
         operation_watch: adapters.operation_watch.clone(),
     });

@@ -235,6 +235,10 @@ fn run(
     // Without TCP_NODELAY a small write waits for the ACK of the one before it (Nagle), and the
     // client delays that ACK: an event stream's second and later events arrived 20-40 ms late.
     .tcp_nodelay(true)
+    // A client that closes its side of the connection is gone: its response (an event stream
+    // holding a slot) is dropped at once, not at the next write. HTTP/1.1 clients do not
+    // half-close a connection to wait for an answer.
+    .h1_allow_half_closed(false)
     .listen(listener)?
     .shutdown_timeout(settings.server.shutdown_grace_seconds);
     if settings.server.workers > 0 {

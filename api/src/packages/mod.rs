@@ -5,6 +5,7 @@ pub mod executor;
 pub mod jobs;
 pub mod routes;
 pub mod settings;
+pub mod streams;
 
 use crate::component::{Component, gauge};
 use crate::http::collection::RenderCache;
@@ -17,7 +18,7 @@ use depot_packages::watch::OperationWatch;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 /// What the packages handlers share.
 pub struct PackagesRoom {
@@ -29,8 +30,8 @@ pub struct PackagesRoom {
     pub package_cache: Option<Arc<PackageCache>>,
     /// Rendered package list pages (only with the package cache, whose generation they follow).
     pub package_lists: RenderCache,
-    /// Slots for Server-Sent Event streams (`operations.max_event_streams`).
-    pub event_streams: Arc<Semaphore>,
+    /// Slots for Server-Sent Event streams.
+    pub event_streams: Arc<streams::EventStreamSlots>,
     /// What the event streams follow operations through (one query for all of them).
     pub operation_watch: Arc<OperationWatch>,
 }

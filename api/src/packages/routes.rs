@@ -8,6 +8,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{Json, Query};
 use crate::http::routes::{Access, Route};
 use crate::packages::PackagesRoom;
+use crate::packages::streams::{NoSlot, Slot};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use depot_client::wire::{
@@ -408,28 +409,43 @@ pub async fn cancel(
 }
 
 #[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "Server-Sent Events: one `operation` event (the operation as JSON) per status or progress change; the stream closes after the final state", content_type = "text/event-stream"),
-        (status = 404, description = "No such operation")))]
+    responses((status = 200, description = "Server-Sent Events: one `operation` event (the operation as JSON) per status or progress change; the stream closes after the final state, or at `operations.max_event_stream_seconds`", content_type = "text/event-stream"),
+        (status = 404, description = "No such operation"),
+        (status = 429, description = "These credentials hold `operations.max_event_streams_per_principal` streams already"),
+        (status = 503, description = "Every event-stream slot of this process is taken")))]
 pub async fn events(
     state: web::Data<PackagesRoom>,
+    auth: Auth,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = *id;
     let first = state.packages.operation(id).await?;
-    // Held by the stream: released when the client goes or the operation ends.
+    // Held by the stream: released when the operation ends, at the time limit, or when the
+    // client goes.
     let slot = state
         .event_streams
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::ServiceUnavailable {
-            detail: "too many event streams are open; poll GET /api/v1/operations/{id} instead"
-                .into(),
+        .acquire(&auth.0.actor())
+        .map_err(|e| match e {
+            NoSlot::Full => ApiError::ServiceUnavailable {
+                detail: "too many event streams are open; poll GET /api/v1/operations/{id} instead"
+                    .into(),
+            },
+            NoSlot::PrincipalFull { limit } => ApiError::TooManyRequests {
+                detail: format!(
+                    "these credentials hold {limit} event streams already, their most; close one \
+                     or poll GET /api/v1/operations/{{id}}"
+                ),
+                retry_after: 1,
+                limit: limit as u32,
+            },
         })?;
+    let deadline = tokio::time::Instant::now() + state.event_streams.max_duration;
     struct S {
-        _slot: tokio::sync::OwnedSemaphorePermit,
+        _slot: Slot,
         rx: tokio::sync::watch::Receiver<Operation>,
         last: Option<(OperationStatus, u8)>,
         done: bool,
+        deadline: tokio::time::Instant,
     }
     let rx = state.operation_watch.follow(first);
     let init = S {
@@ -437,6 +453,7 @@ pub async fn events(
         rx,
         last: None,
         done: false,
+        deadline,
     };
     let stream = futures::stream::unfold(init, |mut s| async move {
         if s.done {
@@ -452,12 +469,23 @@ pub async fn events(
                 let frame = format!("event: operation\ndata: {json}\n\n");
                 return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), s));
             }
-            match tokio::time::timeout(Duration::from_secs(15), s.rx.changed()).await {
+            let now = tokio::time::Instant::now();
+            if now >= s.deadline {
+                // The stream's time is up: the client reconnects if it still wants to follow.
+                s.done = true;
+                let bye = b": the stream's time limit is reached; reconnect to follow on\n\n";
+                return Some((Ok(web::Bytes::from_static(bye)), s));
+            }
+            let wait = Duration::from_secs(15).min(s.deadline - now);
+            match tokio::time::timeout(wait, s.rx.changed()).await {
                 Ok(Ok(())) => {}
                 // Final state already sent, or the operation was deleted with its package.
                 Ok(Err(_)) => return None,
                 // A comment every 15 s of silence keeps proxies from closing the stream.
-                Err(_) => return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), s)),
+                Err(_) if tokio::time::Instant::now() < s.deadline => {
+                    return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), s));
+                }
+                Err(_) => {}
             }
         }
     });

@@ -68,11 +68,27 @@ pub struct OperationSettings {
     pub relay_interval_ms: u64,
     pub retention_hours: i64,
     pub max_event_streams: usize,
+    /// Of those, how many one principal may hold.
+    pub max_event_streams_per_principal: usize,
+    /// A stream's longest life; then it ends (an EventSource reconnects by itself).
+    pub max_event_stream_seconds: u64,
     pub watch_interval_ms: u64,
 }
 
 impl OperationSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.max_event_streams_per_principal == 0 {
+            return Err(SettingsError::new(
+                "operations.max_event_streams_per_principal",
+                "must be at least 1 (set operations.max_event_streams = 0 to turn streams off)",
+            ));
+        }
+        if !(1..=86_400).contains(&self.max_event_stream_seconds) {
+            return Err(SettingsError::new(
+                "operations.max_event_stream_seconds",
+                "must be between 1 and 86400",
+            ));
+        }
         if !(1..=100).contains(&self.max_attempts) {
             return Err(SettingsError::new(
                 "operations.max_attempts",

@@ -724,6 +724,66 @@ async fn event_streams_are_capped_and_their_slot_is_released() {
     assert!(depot.operation_events(op.id).await.is_ok());
 }
 
+/// The review: one principal could hold every stream slot, and a slot came free ~15 s after its
+/// client had left. A principal holds at most its share (429 past it, while others still get
+/// theirs), and a closed connection frees its slot at once.
+#[tokio::test]
+async fn event_streams_are_shared_out_and_freed_when_the_client_leaves() {
+    let app = spawn_app_with(|s| {
+        // Long enough that no stream ends with its operation during the test.
+        s.executor.simulated_duration_ms = 120_000;
+        s.executor.simulated_steps = 2;
+        s.operations.max_event_streams = 3;
+        s.operations.max_event_streams_per_principal = 2;
+    })
+    .await;
+    let a = app.depot_with_key(&app.writer_key().await);
+    let b = app.depot_with_key(&app.writer_key().await);
+    let p = create_ok(&a, "followed", "1").await;
+    let op = a.start(p.id, Download).await.unwrap();
+    let a1 = a.operation_events(op.id).await.unwrap();
+    let _a2 = a.operation_events(op.id).await.unwrap();
+    let refused = a.operation_events(op.id).await.map(|_| ());
+    assert_api_problem(refused, 429, "rate_limited");
+    let _b1 = b.operation_events(op.id).await.unwrap();
+    let full = b.operation_events(op.id).await.map(|_| ());
+    assert_api_problem(full, 503, "service_unavailable");
+    drop(a1);
+    let started = std::time::Instant::now();
+    let again = loop {
+        match a.operation_events(op.id).await {
+            Ok(stream) => break stream,
+            Err(e) if started.elapsed() < Duration::from_secs(3) => {
+                assert_eq!(e.status_and_code(), Some((429, "rate_limited")), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the closed stream's slot is still held after 3 s: {e}"),
+        }
+    };
+    drop(again);
+}
+
+/// A stream ends at `operations.max_event_stream_seconds`, however long its operation runs.
+#[tokio::test]
+async fn an_event_stream_ends_at_its_time_limit() {
+    use futures::StreamExt;
+    let app = spawn_app_with(|s| {
+        s.executor.simulated_duration_ms = 120_000;
+        s.executor.simulated_steps = 2;
+        s.operations.max_event_stream_seconds = 1;
+    })
+    .await;
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let p = create_ok(&depot, "long", "1").await;
+    let op = depot.start(p.id, Download).await.unwrap();
+    let events = depot.operation_events(op.id).await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), events.collect::<Vec<_>>())
+        .await
+        .expect("the stream ends at its time limit");
+    assert!(!seen.is_empty(), "the current state came first");
+    assert!(!depot.get_operation(op.id).await.unwrap().status.is_final());
+}
+
 /// Concurrent requests are coalesced into shared statements under load (group commit); each
 /// still gets its own answer: duplicates within one burst conflict, one start per package wins
 /// and the rest name it, a forbidden transition and a missing package are told apart.
