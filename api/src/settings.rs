@@ -49,12 +49,26 @@ pub struct ServerSettings {
     pub cors_allowed_origins: Vec<String>,
     pub workers: usize,
     pub trusted_proxies: Vec<String>,
+    /// A second listener for operators: `/metrics` and readiness with its errors. Unset keeps
+    /// one listener that serves `/metrics` too.
+    pub management_port: Option<u16>,
+    /// Where the management listener binds (loopback unless set).
+    pub management_host: String,
 }
 
 impl ServerSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.host.trim().is_empty() {
             return Err(SettingsError::new("server.host", "must not be empty"));
+        }
+        if let Some(port) = self.management_port
+            && port != 0
+            && port == self.port
+        {
+            return Err(SettingsError::new(
+                "server.management_port",
+                "must differ from server.port",
+            ));
         }
         if self.body_limit_bytes < 1024 {
             return Err(SettingsError::new(

@@ -19,6 +19,8 @@ use tracing_actix_web::TracingLogger;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The management listener (`server.management_port`): its port and server.
+    management: Option<(u16, Server)>,
     adapters: Adapters,
     worker: Option<WorkerHandle>,
     grace: Duration,
@@ -80,6 +82,28 @@ impl Application {
                 stopped,
             )),
         ]);
+        let management = match settings.server.management_port {
+            Some(management_port) => {
+                let host = settings.server.management_host.as_str();
+                let listener =
+                    TcpListener::bind((host, management_port)).map_err(|e| StartupError {
+                        key: "server.management_port",
+                        message: format!("cannot listen on {host}:{management_port}: {e}"),
+                    })?;
+                let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+                let server = run_management(listener, state.clone()).map_err(|e| StartupError {
+                    key: "server.management_port",
+                    message: e.to_string(),
+                })?;
+                tracing::info!(
+                    host,
+                    port,
+                    "management listener (metrics, readiness details)"
+                );
+                Some((port, server))
+            }
+            None => None,
+        };
         let server = run(listener, &settings, state).map_err(|e| StartupError {
             key: "server.port",
             message: e.to_string(),
@@ -87,6 +111,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            management,
             adapters,
             worker,
             grace,
@@ -99,10 +124,23 @@ impl Application {
         self.port
     }
 
+    /// The management listener's port, when there is one.
+    pub fn management_port(&self) -> Option<u16> {
+        self.management.as_ref().map(|(port, _)| *port)
+    }
+
     /// Serves until SIGTERM/SIGINT (or the server handle stops it), then drains: in-flight
     /// requests get the grace period, the embedded worker likewise.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let management = self.management.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let result = self.server.await;
+        if let Some((handle, task)) = management {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         tracing::info!("HTTP server stopped; flushing usage and stopping the worker");
         let _ = self.background_stop.send(true);
         for task in self.background {
@@ -223,7 +261,15 @@ fn run(
                 ApiError::from(depot_core::ValidationError::field("path", e.to_string())).into()
             }))
             .configure(|cfg| crate::http::routes::configure(&routes, false, cfg))
-            .service(web::resource("/metrics").route(web::get().to(crate::http::metrics::metrics)))
+            .configure(|cfg| {
+                // With a management listener, metrics are served there only.
+                if app_settings.server.management_port.is_none() {
+                    cfg.service(
+                        web::resource("/metrics")
+                            .route(web::get().to(crate::http::metrics::metrics)),
+                    );
+                }
+            })
             .configure(crate::http::docs::configure(docs.clone()))
             .service(
                 web::scope(crate::http::routes::API_PREFIX)
@@ -245,6 +291,30 @@ fn run(
         server = server.workers(settings.server.workers);
     }
     Ok(server.run())
+}
+
+/// The management listener: `/metrics`, `/health/live` and `/health/ready` with each failing
+/// check's error. For operators and their scrapers: bind it where only they reach it.
+fn run_management(
+    listener: TcpListener,
+    state: web::Data<crate::http::state::HttpState>,
+) -> std::io::Result<Server> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .wrap(ErrorHandlers::new().default_handler(problem_for_any_error))
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(crate::http::metrics::metrics))
+            .route("/health/live", web::get().to(crate::http::health::live))
+            .route(
+                "/health/ready",
+                web::get().to(crate::http::health::ready_detailed),
+            )
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

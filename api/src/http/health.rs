@@ -1,5 +1,7 @@
 //! `/health/live` (the process is up; never checks dependencies) and `/health/ready` (the
-//! database and the queue answer).
+//! database and the queue answer). The public readiness says which check is down but never why
+//! (a dependency's error text names hosts, users and versions): that is in the log, and on the
+//! management listener's `/health/ready` (`server.management_port`).
 
 use crate::http::state::HttpState;
 use actix_web::{HttpResponse, web};
@@ -21,7 +23,7 @@ pub struct Liveness {
 pub struct CheckResult {
     /// `ok` or `down`.
     pub status: &'static str,
-    /// Why a check is down.
+    /// Why a check is down: only on the management listener (`server.management_port`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub duration_ms: f64,
@@ -83,15 +85,29 @@ where
     tag = "health",
     responses(
         (status = 200, description = "The database and the queue answer", body = Readiness),
-        (status = 503, description = "A dependency is down; the body says which", body = Readiness)
+        (status = 503, description = "A dependency is down; the body says which (not why: see the log, or the management listener)", body = Readiness)
     )
 )]
 pub async fn ready(state: web::Data<HttpState>) -> HttpResponse {
+    readiness(&state, false).await
+}
+
+/// The management listener's readiness: with each failing check's error.
+pub async fn ready_detailed(state: web::Data<HttpState>) -> HttpResponse {
+    readiness(&state, true).await
+}
+
+async fn readiness(state: &HttpState, with_errors: bool) -> HttpResponse {
     let (database, queue) = tokio::join!(
         timed(depot_store::ping(&state.db)),
         timed(state.queue_health.check())
     );
     let all_ok = database.error.is_none() && queue.error.is_none();
+    let (mut database, mut queue) = (database, queue);
+    if !with_errors {
+        database.error = None;
+        queue.error = None;
+    }
     let body = Readiness {
         status: if all_ok { "ok" } else { "down" },
         checks: BTreeMap::from([("database".into(), database), ("queue".into(), queue)]),

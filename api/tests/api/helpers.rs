@@ -12,6 +12,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin_secret: String,
     pub settings: Settings,
+    /// `http://127.0.0.1:<port>` of the management listener, when configured.
+    pub management_address: Option<String>,
     server: actix_web::dev::ServerHandle,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     resources: Arc<TestResources>,
@@ -132,7 +134,16 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts the app with adapters the test built itself (e.g. a queue it will close).
 pub async fn spawn_app_with_adapters(build: impl AsyncFnOnce(&Settings) -> Adapters) -> TestApp {
-    let (settings, resources) = test_settings().await;
+    spawn_app_with_settings_and_adapters(|_| {}, build).await
+}
+
+/// [`spawn_app_with_adapters`] with settings of the test's own.
+pub async fn spawn_app_with_settings_and_adapters(
+    customize: impl FnOnce(&mut Settings),
+    build: impl AsyncFnOnce(&Settings) -> Adapters,
+) -> TestApp {
+    let (mut settings, resources) = test_settings().await;
+    customize(&mut settings);
     let adapters = build(&settings).await;
     let app = Application::build_with(settings.clone(), adapters)
         .await
@@ -144,6 +155,9 @@ pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789abcdefghijklmnop";
 
 fn launch(app: Application, settings: Settings, resources: Arc<TestResources>) -> TestApp {
     let port = app.port();
+    let management_address = app
+        .management_port()
+        .map(|p| format!("http://127.0.0.1:{p}"));
     let server = app.server_handle();
     let task = Some(tokio::spawn(app.run_until_stopped()));
     TestApp {
@@ -155,6 +169,7 @@ fn launch(app: Application, settings: Settings, resources: Arc<TestResources>) -
             .unwrap(),
         admin_secret: ADMIN_SECRET.to_owned(),
         settings,
+        management_address,
         server,
         task,
         resources,
