@@ -104,6 +104,7 @@ pub fn components(settings: &Settings, adapters: &Adapters, services: Services) 
         )),
         clock: adapters.clock.clone(),
         metrics: adapters.metrics.clone(),
+        trust_client_traceparent: settings.server.trust_client_traceparent,
         trusted_proxies: settings
             .server
             .trusted_proxies

@@ -54,6 +54,9 @@ pub struct ServerSettings {
     pub management_port: Option<u16>,
     /// Where the management listener binds (loopback unless set).
     pub management_host: String,
+    /// Continue a W3C `traceparent` from any client; when false (the default), only from the
+    /// `trusted_proxies` (anyone else starts a trace of their own).
+    pub trust_client_traceparent: bool,
 }
 
 impl ServerSettings {

@@ -135,10 +135,22 @@ impl RootSpanBuilder for DepotRootSpan {
             otel.name = %format!("{} {route}", request.method()),
             otel.kind = "server",
         );
-        crate::http::telemetry::adopt(
-            &span,
-            &crate::http::telemetry::request_trace_headers(request.headers()),
-        );
+        // A caller's trace is continued only from the trusted proxies (or from anyone, when
+        // configured): others start their own.
+        let continues = request
+            .app_data::<actix_web::web::Data<crate::http::state::HttpState>>()
+            .is_some_and(|state| {
+                state.trust_client_traceparent
+                    || request.peer_addr().is_some_and(|peer| {
+                        state.trusted_proxies.contains(&peer.ip().to_canonical())
+                    })
+            });
+        let headers = if continues {
+            crate::http::telemetry::request_trace_headers(request.headers())
+        } else {
+            depot_core::trace::Headers::new()
+        };
+        crate::http::telemetry::adopt(&span, &headers);
         span
     }
 

@@ -22,6 +22,8 @@ pub struct HttpState {
     pub clock: Arc<dyn depot_core::Clock>,
     pub metrics: Arc<crate::http::metrics::Metrics>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Continue any client's `traceparent` (else only the trusted proxies').
+    pub trust_client_traceparent: bool,
     /// Failed credential checks per client address.
     pub failed_credentials: Arc<crate::http::throttle::FailedCredentials>,
     /// The public sign-in routes' budgets per client address.

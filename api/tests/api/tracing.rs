@@ -139,6 +139,9 @@ async fn one_trace_spans_the_request_the_queue_and_the_worker() {
         ("DEPOT__SERVER__PORT".into(), port.to_string()),
         ("DEPOT__SERVER__SHUTDOWN_GRACE_SECONDS".into(), "2".into()),
         ("DEPOT__EXECUTOR__SIMULATED_DURATION_MS".into(), "50".into()),
+        // The test's client on 127.0.0.1 is the trusted proxy whose traceparent is continued;
+        // a client on 127.0.0.2 is anyone else.
+        ("DEPOT__SERVER__TRUSTED_PROXIES".into(), "127.0.0.1".into()),
     ];
     if let Some(amqp) = &settings.queue.amqp_url {
         env.push(("AMQP_URL".into(), amqp.clone()));
@@ -215,6 +218,23 @@ async fn one_trace_spans_the_request_the_queue_and_the_worker() {
         .unwrap();
     assert_eq!(res.status(), 202);
     let op: Value = res.json().await.unwrap();
+    // Anyone else's traceparent is not continued: that request starts a trace of its own.
+    let foreign_trace = "0af7651916cd43dd8448eb211c80319c";
+    let elsewhere = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let res = elsewhere
+        .get(format!("{base}/api/v1/packages"))
+        .header("X-API-Key", &key)
+        .header(
+            "traceparent",
+            format!("00-{foreign_trace}-00f067aa0ba902b7-01"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
     let op_url = format!("{base}/api/v1/operations/{}", op["id"].as_str().unwrap());
     loop {
         let o: Value = client
@@ -264,6 +284,14 @@ async fn one_trace_spans_the_request_the_queue_and_the_worker() {
     );
     let other = all.iter().filter(|s| s.2 != trace_id).count();
     assert!(other > 0, "unrelated requests have traces of their own");
+    assert!(
+        all.iter().any(|s| s.1.starts_with("GET /api/v1/packages")),
+        "the untrusted client's request was traced: {all:?}"
+    );
+    assert!(
+        all.iter().all(|s| s.2 != foreign_trace),
+        "an untrusted client's traceparent was continued: {all:?}"
+    );
 
     let logs = std::fs::read_to_string(&api_log).unwrap();
     assert!(
