@@ -123,6 +123,17 @@ impl PackageRepository for SeaOrmPackageRepository {
         }
         // A rename claims the new name (for `f.owner`) in the same transaction as the update.
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        if frozen && self.db.get_database_backend() == DatabaseBackend::Postgres {
+            // A start in flight holds the row FOR KEY SHARE, which an UPDATE does not wait
+            // for: without this lock the update's NOT EXISTS would miss the operation the start
+            // is committing. FOR UPDATE waits for it; the UPDATE's own snapshot, taken after,
+            // then sees the operation. (SQLite's write transaction excludes the start already.)
+            package::Entity::find_by_id(id)
+                .lock_exclusive()
+                .one(&txn)
+                .await
+                .map_err(repo_err)?;
+        }
         if f.name.is_some() || f.version.is_some() {
             let current = package::Entity::find_by_id(id)
                 .one(&txn)

@@ -121,3 +121,60 @@ async fn postgres_announces_finished_and_cancelled_operations() {
     assert_eq!(next().await, ops[1].id.to_string());
     drop(listener);
 }
+
+/// A start in flight holds only a KEY SHARE lock on its package, which does not exclude an
+/// update: a PATCH of a frozen field (sha256) committed while the start was committing its
+/// operation, so the download verified a digest that changed under it. The frozen-field update
+/// waits for the start, then sees its operation (409 `operation_in_progress`).
+#[tokio::test]
+#[ignore = "needs PostgreSQL; run with --include-ignored (scripts/test.sh does)"]
+async fn a_frozen_field_update_waits_for_a_committing_start_and_sees_its_operation() {
+    use depot_packages::model::{Package, PackageFields};
+    use depot_packages::ports::{PackageRepository, UpdateError};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let test = migrated_db().await;
+    assert!(
+        crate::common::postgres_url().is_some(),
+        "DEPOT_TEST_POSTGRES_URL must be set for this test"
+    );
+    let repo = depot_store::SeaOrmPackageRepository::new(test.db.clone());
+    let now = Utc::now();
+    let p = Package::created("raced".into(), "1".into(), now);
+    repo.insert(&p).await.unwrap();
+    // The start's transaction as `start_batch` runs it: the package locked FOR KEY SHARE, the
+    // operation inserted, not committed yet.
+    let start = test.db.begin().await.unwrap();
+    start
+        .execute_unprepared(&format!(
+            "SELECT id FROM packages WHERE id = '{}' FOR KEY SHARE",
+            p.id
+        ))
+        .await
+        .unwrap();
+    start
+        .execute_unprepared(&format!(
+            "INSERT INTO operations (id, kind, package_id, status, progress, cancel_requested, \
+             attempts, created_at, updated_at) VALUES ('{}', 'download', '{}', 'pending', 0, \
+             false, 0, now(), now())",
+            Uuid::now_v7(),
+            p.id
+        ))
+        .await
+        .unwrap();
+    let patch = tokio::spawn({
+        let repo = repo.clone();
+        async move {
+            let sha = PackageFields {
+                sha256: Some(Some("b".repeat(64))),
+                ..Default::default()
+            };
+            repo.update(p.id, &sha, None, Utc::now()).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!patch.is_finished(), "the update went ahead of the start");
+    start.commit().await.unwrap();
+    let outcome = patch.await.unwrap();
+    assert!(matches!(outcome, Err(UpdateError::Busy(_))), "{outcome:?}");
+    assert_eq!(repo.get(p.id).await.unwrap().sha256, None);
+}
