@@ -116,13 +116,16 @@ impl OidcClient {
                 m.issuer, self.issuer
             )));
         }
+        // The browser is sent to the first; Depot calls the others.
+        self.check_endpoint("authorization_endpoint", &m.authorization_endpoint)?;
         self.check_endpoint("token_endpoint", &m.token_endpoint)?;
         self.check_endpoint("jwks_uri", &m.jwks_uri)?;
         self.cache.lock().await.metadata = Some(m.clone());
         Ok(m)
     }
 
-    /// The endpoints Depot calls itself (the code exchange, the key set) are https on the
+    /// The endpoints Depot calls itself (the code exchange, the key set), and the one it sends
+    /// browsers to (the authorization endpoint), are https on the
     /// issuer's own origin, or on a host listed in `oidc.allowed_endpoint_hosts` (Google's are
     /// on googleapis.com); plain http only for a provider on loopback, on its own origin. A
     /// tampered or misconfigured discovery document cannot point Depot anywhere else.

@@ -59,6 +59,8 @@ struct Behaviour {
     nonce_override: Option<String>,
     /// Name these as token_endpoint and jwks_uri in the discovery document instead.
     endpoints_override: Option<(String, String)>,
+    /// Name this as authorization_endpoint in the discovery document instead.
+    authorize_override: Option<String>,
 }
 
 struct Grant {
@@ -76,6 +78,13 @@ struct Provider {
 }
 
 async fn discovery(p: web::Data<Provider>) -> HttpResponse {
+    let authorize = p
+        .behaviour
+        .lock()
+        .unwrap()
+        .authorize_override
+        .clone()
+        .unwrap_or_else(|| format!("{}/authorize", p.issuer));
     let (token, jwks) = p
         .behaviour
         .lock()
@@ -85,7 +94,7 @@ async fn discovery(p: web::Data<Provider>) -> HttpResponse {
         .unwrap_or_else(|| (format!("{}/token", p.issuer), format!("{}/jwks", p.issuer)));
     HttpResponse::Ok().json(json!({
         "issuer": p.issuer,
-        "authorization_endpoint": format!("{}/authorize", p.issuer),
+        "authorization_endpoint": authorize,
         "token_endpoint": token,
         "jwks_uri": jwks,
         "id_token_signing_alg_values_supported": ["EdDSA", "RS256"],
@@ -194,6 +203,7 @@ async fn start_provider() -> Arc<web::Data<Provider>> {
             published: vec![0],
             nonce_override: None,
             endpoints_override: None,
+            authorize_override: None,
         }),
         grants: Mutex::new(HashMap::new()),
         jwks_fetches: Mutex::new(0),
@@ -502,6 +512,25 @@ async fn discovery_endpoints_must_be_on_the_issuers_origin() {
     })
     .await;
     assert_eq!(app.get("/api/v1/auth/oidc/login").await.status(), 302);
+}
+
+/// The browser is sent to the discovery document's authorization_endpoint: it is held to the
+/// same rule as the endpoints Depot calls (https on the issuer's origin or a listed host), so a
+/// tampered document cannot send people to a look-alike sign-in page.
+#[tokio::test]
+async fn the_authorization_endpoint_is_held_to_the_issuers_origin() {
+    let provider = start_provider().await;
+    for authorize in [
+        "https://login.example.net/authorize",
+        "javascript:alert(1)",
+        "http://127.0.0.1:1/authorize",
+    ] {
+        provider.behaviour.lock().unwrap().authorize_override = Some(authorize.into());
+        let app = app_with(&provider).await;
+        let res = app.get("/api/v1/auth/oidc/login").await;
+        assert_eq!(res.status(), 502, "{authorize}");
+        assert!(res.headers().get("location").is_none());
+    }
 }
 
 /// Each started sign-in keeps a pending login for 10 minutes, and nothing bounded how many one
