@@ -378,6 +378,7 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
     let packages = Arc::new(PackageService::new(
         package_port,
         operation_port,
+        packages_repo.clone(),
         adapters.clock.clone(),
         wakeup.clone(),
     ));

@@ -13,6 +13,7 @@ mod m20261122_000006_lean_writes;
 mod m20261123_000007_users_updated_at;
 mod m20261201_000008_owners;
 mod m20261201_000009_sealed_packages;
+mod m20261202_000010_one_active_version;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_users_updated_at::Migration),
             Box::new(m20261201_000008_owners::Migration),
             Box::new(m20261201_000009_sealed_packages::Migration),
+            Box::new(m20261202_000010_one_active_version::Migration),
         ]
     }
 }

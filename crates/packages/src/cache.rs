@@ -51,6 +51,17 @@ impl PackageCache {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// After a write that changed `package` and may have changed the other versions of its
+    /// name: every cached version of the name goes (everything, when the name is unknown here).
+    fn written_name_of(&self, package: Uuid) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut packages = self.packages.write().expect("cache lock");
+        match packages.get(&package).map(|p| p.name.clone()) {
+            Some(name) => packages.retain(|_, p| p.name != name),
+            None => packages.clear(),
+        }
+    }
+
     /// After a write to the database: every list is stale, and so is `package`.
     fn written(&self, package: Option<Uuid>) {
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -174,6 +185,17 @@ impl<R: PackageRepository + 'static> PackageRepository for Cached<R> {
         r
     }
 
+    async fn set_yank(
+        &self,
+        id: Uuid,
+        yank: Option<&crate::model::Yank>,
+        now: DateTime<Utc>,
+    ) -> Result<Package, RepoError> {
+        let r = self.inner.set_yank(id, yank, now).await;
+        self.cache.written(Some(id));
+        r
+    }
+
     async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError> {
         let r = self.inner.delete(id, expected_revision).await;
         self.cache.written(Some(id));
@@ -229,6 +251,13 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
     ) -> Result<Option<Operation>, RepoError> {
         let r = self.inner.finish(op, outcome, now).await;
         match &r {
+            // An activation also made the name's active version Downloaded.
+            Ok(Some(op))
+                if op.kind == crate::model::OperationKind::Activate
+                    && op.status == crate::model::OperationStatus::Succeeded =>
+            {
+                self.cache.written_name_of(op.package_id)
+            }
             Ok(Some(op)) => self.cache.written(Some(op.package_id)),
             Ok(None) => {}
             // Unknown whether the package changed: forget everything.
@@ -319,6 +348,14 @@ mod tests {
         async fn delete(&self, id: Uuid, _: Option<i64>) -> Result<(), DeleteError> {
             self.rows.lock().unwrap().remove(&id);
             Ok(())
+        }
+        async fn set_yank(
+            &self,
+            _: Uuid,
+            _: Option<&crate::model::Yank>,
+            _: DateTime<Utc>,
+        ) -> Result<Package, RepoError> {
+            unimplemented!("not used by these tests")
         }
     }
 

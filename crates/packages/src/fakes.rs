@@ -3,10 +3,14 @@
 //! unfinished operation per package, the state machine, finishing exactly once) so that a
 //! service tested against it meets the same outcomes it meets against the database.
 
-use crate::model::{Operation, OperationError, OperationStatus, Package, PackageFields};
+use crate::model::{
+    Activation, Operation, OperationError, OperationKind, OperationStatus, Package, PackageFields,
+    PackageStatus, VersionRef,
+};
 use crate::ports::{
-    BusyWith, CancelError, Claimed, DeleteError, InsertError, OperationFilter, OperationRepository,
-    OutboxMessage, Outcome, PackageFilter, PackageRepository, PackageSort, StartError, UpdateError,
+    BusyWith, CancelError, Claimed, DeleteError, InsertError, NameRecord, NameRepository,
+    OperationFilter, OperationRepository, OutboxMessage, Outcome, PackageFilter, PackageRepository,
+    PackageSort, StartError, UpdateError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,6 +33,8 @@ struct State {
     retired: std::collections::HashSet<(String, String)>,
     operations: HashMap<Uuid, Operation>,
     outbox: Vec<OutboxMessage>,
+    /// Every activation and deactivation, oldest first.
+    history: Vec<Activation>,
 }
 
 impl InMemoryPackages {
@@ -188,6 +194,20 @@ impl PackageRepository for InMemoryPackages {
         Ok(p.clone())
     }
 
+    async fn set_yank(
+        &self,
+        id: Uuid,
+        yank: Option<&crate::model::Yank>,
+        now: DateTime<Utc>,
+    ) -> Result<Package, RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let p = s.packages.get_mut(&id).ok_or(RepoError::NotFound)?;
+        p.yanked = yank.cloned();
+        p.revision += 1;
+        p.updated_at = now;
+        Ok(p.clone())
+    }
+
     async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError> {
         let mut s = self.state.lock().unwrap();
         if let Some(op) = s.busy_with(id) {
@@ -216,6 +236,9 @@ impl OperationRepository for InMemoryPackages {
     async fn start(&self, op: &Operation, message: &OutboxMessage) -> Result<(), StartError> {
         let mut s = self.state.lock().unwrap();
         let package = s.packages.get(&op.package_id).ok_or(StartError::NotFound)?;
+        if package.yanked.is_some() && op.kind != OperationKind::Deactivate {
+            return Err(StartError::Yanked);
+        }
         op.kind
             .check(package.status)
             .map_err(StartError::WrongStatus)?;
@@ -301,6 +324,7 @@ impl OperationRepository for InMemoryPackages {
         let State {
             packages,
             operations,
+            history: s_history,
             ..
         } = &mut *s;
         let Some(op) = operations
@@ -312,6 +336,53 @@ impl OperationRepository for InMemoryPackages {
         match outcome {
             Outcome::Succeeded => {
                 let (from, to) = op.kind.transition();
+                let target = packages
+                    .get(&op.package_id)
+                    .filter(|p| p.status == from)
+                    .map(|p| {
+                        (
+                            p.name.clone(),
+                            VersionRef {
+                                id: p.id,
+                                version: p.version.clone(),
+                            },
+                        )
+                    });
+                // One active version per name: the one an activation replaces is Downloaded.
+                let mut replaced = None;
+                if let (OperationKind::Activate, Some((name, this))) = (op.kind, &target) {
+                    for other in packages.values_mut() {
+                        if other.name == *name
+                            && other.id != this.id
+                            && other.status == PackageStatus::Active
+                        {
+                            other.status = PackageStatus::Downloaded;
+                            other.revision += 1;
+                            other.updated_at = now;
+                            replaced = Some(VersionRef {
+                                id: other.id,
+                                version: other.version.clone(),
+                            });
+                        }
+                    }
+                }
+                if let Some((name, this)) = &target
+                    && op.kind != OperationKind::Download
+                {
+                    let (from, to) = match op.kind {
+                        OperationKind::Activate => (replaced, Some(this.clone())),
+                        _ => (Some(this.clone()), None),
+                    };
+                    s_history.push(Activation {
+                        id: Uuid::now_v7(),
+                        name: name.clone(),
+                        from,
+                        to,
+                        operation_id: Some(op.id),
+                        actor: op.started_by.clone(),
+                        at: now,
+                    });
+                }
                 match packages.get_mut(&op.package_id) {
                     Some(p) if p.status == from => {
                         if from == crate::model::PackageStatus::Created {
@@ -374,5 +445,81 @@ impl OperationRepository for InMemoryPackages {
         s.operations
             .retain(|_, o| o.finished_at.is_none_or(|f| f >= before));
         Ok((n - s.operations.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl NameRepository for InMemoryPackages {
+    async fn name(&self, name: &str) -> Result<Option<NameRecord>, RepoError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.names.get(name).map(|owner| NameRecord {
+            name: name.to_owned(),
+            owner: *owner,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+        }))
+    }
+
+    async fn names(
+        &self,
+        prefix: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<NameRecord>, RepoError> {
+        let s = self.state.lock().unwrap();
+        let mut rows: Vec<NameRecord> = s
+            .names
+            .iter()
+            .filter(|(n, _)| prefix.is_none_or(|p| n.starts_with(p)))
+            .filter(|(n, _)| {
+                page.after
+                    .as_ref()
+                    .is_none_or(|a| n.as_str() > a.key.as_str())
+            })
+            .map(|(n, o)| NameRecord {
+                name: n.clone(),
+                owner: *o,
+                created_at: chrono::DateTime::UNIX_EPOCH,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows.truncate(page.limit() as usize + 1);
+        Ok(Page::from_overfetch(rows, page.limit(), |r| {
+            Cursor::new(r.name.clone(), Uuid::nil())
+        }))
+    }
+
+    async fn versions_of(&self, name: &str, limit: u64) -> Result<Vec<Package>, RepoError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.packages
+            .values()
+            .filter(|p| p.name == name)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn with_prefix(&self, prefix: &str, limit: u64) -> Result<Vec<Package>, RepoError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.packages
+            .values()
+            .filter(|p| p.name.starts_with(prefix))
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn history(&self, name: &str, page: &PageRequest) -> Result<Page<Activation>, RepoError> {
+        let s = self.state.lock().unwrap();
+        let rows: Vec<Activation> = s
+            .history
+            .iter()
+            .rev()
+            .filter(|a| a.name == name)
+            .filter(|a| page.after.as_ref().is_none_or(|c| a.id < c.id))
+            .take(page.limit() as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(rows, page.limit(), |a| {
+            Cursor::new("", a.id)
+        }))
     }
 }

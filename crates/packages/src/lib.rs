@@ -8,14 +8,17 @@ pub mod executor;
 #[cfg(test)]
 pub(crate) mod fakes;
 pub mod model;
+pub mod names;
 pub mod ports;
 pub mod relay;
 pub mod runner;
 pub mod service;
+pub mod version;
 pub mod watch;
 
 pub use model::{
-    Operation, OperationError, OperationKind, OperationStatus, Package, PackageStatus,
+    Activation, Operation, OperationError, OperationKind, OperationStatus, Package, PackageStatus,
+    VersionRef,
 };
 pub use service::{PackageError, PackageService};
 

@@ -157,6 +157,9 @@ pub struct Package {
     /// When the package first left Created: from then on its verified fields (`name`,
     /// `version`, `source_url`, `sha256`, `size_bytes`) are frozen, even if it returns there.
     pub sealed_at: Option<DateTime<Utc>>,
+    /// Withdrawn by its owner: not downloaded or activated anew, skipped by `latest` and
+    /// rollback, still readable.
+    pub yanked: Option<Yank>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub revision: i64,
@@ -176,6 +179,7 @@ impl Package {
             size_bytes: None,
             owner: None,
             sealed_at: None,
+            yanked: None,
             created_at: now,
             updated_at: now,
             revision: 1,
@@ -196,6 +200,39 @@ pub struct Operation {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Who started it (`Principal::actor`: `api_key:<id>`, `user:<id>`, `admin`); `None` for
+    /// operations from before this was recorded.
+    pub started_by: Option<String>,
+}
+
+/// Why and when a version was yanked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Yank {
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The longest yank reason, in characters.
+pub const MAX_YANK_REASON_CHARS: usize = 500;
+
+/// A version of a name, as the name's history and summary show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRef {
+    pub id: Uuid,
+    pub version: String,
+}
+
+/// One change of a name's active version: an activation (`to` set; `from` the version it
+/// replaced, if any) or a deactivation (`to` none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub id: Uuid,
+    pub name: String,
+    pub from: Option<VersionRef>,
+    pub to: Option<VersionRef>,
+    pub operation_id: Option<Uuid>,
+    pub actor: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 impl Operation {
@@ -213,7 +250,14 @@ impl Operation {
             created_at: now,
             updated_at: now,
             finished_at: None,
+            started_by: None,
         }
+    }
+
+    /// This operation, recorded as started by `actor`.
+    pub fn started_by(mut self, actor: String) -> Self {
+        self.started_by = Some(actor);
+        self
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the package component needs from storage.
 
 use crate::model::{
-    Operation, OperationError, OperationStatus, Package, PackageFields, PackageStatus,
+    Activation, Operation, OperationError, OperationStatus, Package, PackageFields, PackageStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -130,6 +130,9 @@ pub enum StartError {
     /// Another operation on the package is pending or running.
     #[error("operation {0} is already in progress on this package")]
     Busy(Uuid),
+    /// A download or activation of a yanked version.
+    #[error("the version is yanked")]
+    Yanked,
     #[error(transparent)]
     Repo(RepoError),
 }
@@ -183,6 +186,13 @@ pub trait PackageRepository: Send + Sync {
     /// Deletes the package with its finished operations: `Busy` while an operation is pending or
     /// running, `StaleRevision` when it is not at `expected_revision`, `NotFound`.
     async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError>;
+    /// Yanks the package (`Some`) or takes the yank back (`None`); returns it as it now is.
+    async fn set_yank(
+        &self,
+        id: Uuid,
+        yank: Option<&crate::model::Yank>,
+        now: DateTime<Utc>,
+    ) -> Result<Package, RepoError>;
 }
 
 #[async_trait]
@@ -224,6 +234,35 @@ pub trait OperationRepository: Send + Sync {
     async fn unfinished(&self) -> Result<Vec<Operation>, RepoError>;
     /// Deletes operations that finished before `before`; returns how many.
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
+}
+
+/// A registered package name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRecord {
+    pub name: String,
+    /// `None` for a name registered before owners existed.
+    pub owner: Option<Owner>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Package names as resources: who owns them, their versions, what was active when.
+#[async_trait]
+pub trait NameRepository: Send + Sync {
+    /// The name's record, when it was ever registered (it stays when its versions are deleted).
+    async fn name(&self, name: &str) -> Result<Option<NameRecord>, RepoError>;
+    /// Names ascending; `prefix` is literal and case-sensitive.
+    async fn names(
+        &self,
+        prefix: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<NameRecord>, RepoError>;
+    /// Every version of the name, whatever its status, in no particular order; at most
+    /// `limit` (the caller says what is too many).
+    async fn versions_of(&self, name: &str, limit: u64) -> Result<Vec<Package>, RepoError>;
+    /// Every package whose name starts with `prefix` (literal), at most `limit`.
+    async fn with_prefix(&self, prefix: &str, limit: u64) -> Result<Vec<Package>, RepoError>;
+    /// The name's activations and deactivations, newest first.
+    async fn history(&self, name: &str, page: &PageRequest) -> Result<Page<Activation>, RepoError>;
 }
 
 #[async_trait]

@@ -3,8 +3,8 @@
 use crate::OPERATIONS_QUEUE;
 use crate::model::{Operation, OperationKind, Package, PackageInput};
 use crate::ports::{
-    CancelError, DeleteError, InsertError, OperationFilter, OperationRepository, OutboxMessage,
-    PackageFilter, PackageRepository, PackageSort, StartError, UpdateError,
+    CancelError, DeleteError, InsertError, NameRepository, OperationFilter, OperationRepository,
+    OutboxMessage, PackageFilter, PackageRepository, PackageSort, StartError, UpdateError,
 };
 use crate::runner::OperationMessage;
 use depot_core::{
@@ -56,14 +56,14 @@ fn frozen_fields(fields: &[&str]) -> PackageError {
     }
 }
 
-fn not_owner(name: &str) -> PackageError {
+pub(crate) fn not_owner(name: &str) -> PackageError {
     PackageError::NotOwner(format!(
         "the package name `{name}` belongs to another principal; its owner or a holder of \
          packages:admin manages it"
     ))
 }
 
-fn repo(e: RepoError, what: &'static str) -> PackageError {
+pub(crate) fn repo(e: RepoError, what: &'static str) -> PackageError {
     match e {
         RepoError::NotFound => PackageError::NotFound(what),
         other => PackageError::Repo(other),
@@ -71,9 +71,10 @@ fn repo(e: RepoError, what: &'static str) -> PackageError {
 }
 
 pub struct PackageService {
-    packages: Arc<dyn PackageRepository>,
-    operations: Arc<dyn OperationRepository>,
-    clock: Arc<dyn Clock>,
+    pub(crate) packages: Arc<dyn PackageRepository>,
+    pub(crate) operations: Arc<dyn OperationRepository>,
+    pub(crate) names: Arc<dyn NameRepository>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Wakes the outbox relay as soon as an operation is recorded.
     relay_wakeup: Arc<Notify>,
 }
@@ -82,12 +83,14 @@ impl PackageService {
     pub fn new(
         packages: Arc<dyn PackageRepository>,
         operations: Arc<dyn OperationRepository>,
+        names: Arc<dyn NameRepository>,
         clock: Arc<dyn Clock>,
         relay_wakeup: Arc<Notify>,
     ) -> Self {
         Self {
             packages,
             operations,
+            names,
             clock,
             relay_wakeup,
         }
@@ -284,7 +287,7 @@ impl PackageService {
     ) -> Result<Operation, PackageError> {
         self.managed(principal, package_id).await?;
         let now = self.clock.now();
-        let operation = Operation::pending(kind, package_id, now);
+        let operation = Operation::pending(kind, package_id, now).started_by(principal.actor());
         let message = OutboxMessage {
             id: Uuid::now_v7(),
             queue: OPERATIONS_QUEUE.to_owned(),
@@ -303,6 +306,12 @@ impl PackageService {
                 StartError::WrongStatus(e) => PackageError::Conflict {
                     code: "invalid_transition",
                     detail: e.to_string(),
+                },
+                StartError::Yanked => PackageError::Conflict {
+                    code: "yanked",
+                    detail: "this version is yanked: it is not downloaded or activated anew \
+                             (unyank it, or use another version)"
+                        .into(),
                 },
                 StartError::Busy(other) => PackageError::Conflict {
                     code: "operation_in_progress",
@@ -373,6 +382,7 @@ mod tests {
     fn service() -> (Arc<InMemoryPackages>, PackageService) {
         let store = Arc::new(InMemoryPackages::default());
         let svc = PackageService::new(
+            store.clone(),
             store.clone(),
             store.clone(),
             Arc::new(FixedClock::new(chrono::Utc::now())),

@@ -10,6 +10,7 @@ pub mod oidc_login;
 pub mod operation;
 pub mod outbox;
 pub mod package;
+pub mod package_activation;
 pub mod package_name;
 pub mod refresh_token;
 pub mod retired_version;

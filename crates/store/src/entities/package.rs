@@ -20,6 +20,8 @@ pub struct Model {
     pub owner_id: Option<Uuid>,
     /// When the package first left Created (its verified fields are frozen from then on).
     pub sealed_at: Option<DateTimeUtc>,
+    pub yanked_at: Option<DateTimeUtc>,
+    pub yanked_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -66,6 +66,45 @@ pub(super) async fn finish_batch_inner(
             continue;
         }
         let (from, to) = kind.transition();
+        // One active version per name: activating a version makes the name's active one
+        // Downloaded in this transaction (the index refuses two; two activations of one name in
+        // one batch fail it, and each is then finished alone, one after the other).
+        let mut replaced: HashMap<String, (Uuid, String)> = HashMap::new();
+        if kind == OperationKind::Activate {
+            let names: Vec<String> = package::Entity::find()
+                .select_only()
+                .column(package::Column::Name)
+                .filter(any_of(
+                    backend,
+                    package::Column::Id,
+                    packages.keys().copied(),
+                ))
+                .filter(package::Column::Status.eq(from.as_str()))
+                .into_tuple()
+                .all(&txn)
+                .await
+                .map_err(repo_err)?;
+            if !names.is_empty() {
+                for m in package::Entity::update_many()
+                    .col_expr(
+                        package::Column::Status,
+                        Expr::value(PackageStatus::Downloaded.as_str()),
+                    )
+                    .col_expr(
+                        package::Column::Revision,
+                        Expr::col(package::Column::Revision).add(1),
+                    )
+                    .col_expr(package::Column::UpdatedAt, Expr::value(now))
+                    .filter(package::Column::Status.eq(PackageStatus::Active.as_str()))
+                    .filter(package::Column::Name.is_in(names))
+                    .exec_with_returning(&txn)
+                    .await
+                    .map_err(repo_err)?
+                {
+                    replaced.insert(m.name, (m.id, m.version));
+                }
+            }
+        }
         let mut update = package::Entity::update_many();
         if from == PackageStatus::Created {
             // Leaving Created seals the verified fields for good.
@@ -74,7 +113,7 @@ pub(super) async fn finish_batch_inner(
                 Expr::col(package::Column::SealedAt).if_null(now),
             );
         }
-        let moved: HashSet<Uuid> = update
+        let moved_rows = update
             .col_expr(package::Column::Status, Expr::value(to.as_str()))
             .col_expr(
                 package::Column::Revision,
@@ -89,10 +128,23 @@ pub(super) async fn finish_batch_inner(
             .filter(package::Column::Status.eq(from.as_str()))
             .exec_with_returning(&txn)
             .await
-            .map_err(repo_err)?
-            .into_iter()
-            .map(|m| m.id)
-            .collect();
+            .map_err(repo_err)?;
+        let moved: HashSet<Uuid> = moved_rows.iter().map(|m| m.id).collect();
+        if kind != OperationKind::Download && !moved_rows.is_empty() {
+            let history = moved_rows.into_iter().map(|p| {
+                let op = &ending.ended[&packages[&p.id]];
+                let this = (p.id, p.version);
+                let (from, to) = match kind {
+                    OperationKind::Activate => (replaced.remove(&p.name), Some(this)),
+                    _ => (Some(this), None),
+                };
+                activation_row(p.name, from, to, op, now)
+            });
+            package_activation::Entity::insert_many(history)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(repo_err)?;
+        }
         for (package_id, op_id) in packages {
             if moved.contains(&package_id) {
                 continue;
@@ -133,6 +185,29 @@ pub(super) async fn finish_batch_inner(
     ending.answers(calls)
 }
 
+/// The history row of a name's change by `op`: from one version (or none) to another (or none).
+fn activation_row(
+    name: String,
+    from: Option<(Uuid, String)>,
+    to: Option<(Uuid, String)>,
+    op: &operation::Model,
+    now: DateTime<Utc>,
+) -> package_activation::ActiveModel {
+    let (from_id, from_version) = from.unzip();
+    let (to_id, to_version) = to.unzip();
+    package_activation::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(name),
+        from_package_id: Set(from_id),
+        from_version: Set(from_version),
+        to_package_id: Set(to_id),
+        to_version: Set(to_version),
+        operation_id: Set(Some(op.id)),
+        actor: Set(op.started_by.clone()),
+        at: Set(now),
+    }
+}
+
 /// `CASE <alias>.kind WHEN 'download' THEN '<status>' ... END`, from the state machine.
 pub(super) fn by_kind(alias: &str, status: impl Fn(OperationKind) -> PackageStatus) -> String {
     let arms: String = OperationKind::ALL
@@ -155,11 +230,34 @@ pub(super) async fn finish_batch_postgres(
     if !succeeded.is_empty() {
         let moved = "o.package_id IN (SELECT id FROM m)";
         let sql = format!(
-            r#"WITH r AS (SELECT id, package_id, kind FROM operations
+            r#"WITH r AS (SELECT id, package_id, kind, started_by FROM operations
                           WHERE id = ANY($1) AND status = 'running' ORDER BY id FOR UPDATE),
+                    -- One active version per name: an activation makes the name's active
+                    -- version Downloaded in this statement (the exclusion constraint is checked
+                    -- at its end; two activations of one name in a batch fail it, and each is
+                    -- then finished alone).
+                    a AS (SELECT p.id, p.name FROM packages p JOIN r ON p.id = r.package_id
+                          WHERE r.kind = 'activate' AND p.status = 'downloaded'),
+                    d AS (UPDATE packages p SET status = 'downloaded', revision = p.revision + 1,
+                          updated_at = $2 FROM a
+                          WHERE p.name = a.name AND p.status = 'active' AND p.id <> a.id
+                          RETURNING p.id, p.name, p.version),
                     m AS (UPDATE packages p SET status = {to}, revision = p.revision + 1, updated_at = $2,
                           sealed_at = CASE WHEN p.status = 'created' THEN COALESCE(p.sealed_at, $2) ELSE p.sealed_at END
-                          FROM r WHERE p.id = r.package_id AND p.status = {from} RETURNING p.id),
+                          FROM r WHERE p.id = r.package_id AND p.status = {from}
+                          RETURNING p.id, p.name, p.version, r.kind, r.id AS op_id, r.started_by),
+                    -- The name's history: each activation (from the version it replaced) and
+                    -- deactivation.
+                    h AS (INSERT INTO package_activations (id, name, from_package_id, from_version,
+                            to_package_id, to_version, operation_id, actor, at)
+                          SELECT ($3::uuid[])[row_number() OVER (ORDER BY m.op_id)], m.name,
+                            CASE WHEN m.kind = 'activate' THEN d.id ELSE m.id END,
+                            CASE WHEN m.kind = 'activate' THEN d.version ELSE m.version END,
+                            CASE WHEN m.kind = 'activate' THEN m.id END,
+                            CASE WHEN m.kind = 'activate' THEN m.version END,
+                            m.op_id, m.started_by, $2
+                          FROM m LEFT JOIN d ON m.kind = 'activate' AND d.name = m.name
+                          WHERE m.kind <> 'download'),
                     u AS (UPDATE operations o SET
                  status = CASE WHEN {moved} THEN 'succeeded' ELSE 'failed' END,
                  progress = CASE WHEN {moved} THEN 100 ELSE o.progress END,
@@ -176,6 +274,8 @@ pub(super) async fn finish_batch_postgres(
             from = by_kind("r", |k| k.transition().0),
             from_o = by_kind("o", |k| k.transition().0),
         );
+        // Ids for the history rows (time-ordered, as every id here): at most one per call.
+        let history_ids: Vec<Uuid> = (0..succeeded.len()).map(|_| Uuid::now_v7()).collect();
         let rows = db
             .query_all_raw(sea_orm::Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
@@ -183,6 +283,7 @@ pub(super) async fn finish_batch_postgres(
                 [
                     succeeded.into_iter().collect::<Vec<Uuid>>().into(),
                     now.into(),
+                    history_ids.into(),
                 ],
             ))
             .await

@@ -2,11 +2,13 @@
 //! outbox message, finished together with the package's status change) and the outbox.
 //!
 //! One file per concern: `rows` (mapping), `registry` (the package port), `operations`,
-//! `start`, `claim` and `finish` (the operation port and its batches), `messages` (the outbox port).
+//! `start`, `claim` and `finish` (the operation port and its batches), `messages` (the outbox port),
+//! `names` (the name port: names, versions, activation history).
 
 mod claim;
 mod finish;
 mod messages;
+mod names;
 mod operations;
 mod registry;
 mod rows;
@@ -20,7 +22,9 @@ use rows::*;
 use start::*;
 
 use crate::batch::{Batcher, each_alone_on_failure, lost, shared};
-use crate::entities::{operation, outbox, package, package_name, retired_version};
+use crate::entities::{
+    operation, outbox, package, package_activation, package_name, retired_version,
+};
 use crate::error::{any_of, begin_write, is_unique_violation, repo_err};
 use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;

@@ -223,6 +223,34 @@ impl PackageRepository for SeaOrmPackageRepository {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn set_yank(
+        &self,
+        id: Uuid,
+        yank: Option<&depot_packages::model::Yank>,
+        now: DateTime<Utc>,
+    ) -> Result<Package, RepoError> {
+        let result = package::Entity::update_many()
+            .col_expr(package::Column::YankedAt, Expr::value(yank.map(|y| y.at)))
+            .col_expr(
+                package::Column::YankedReason,
+                Expr::value(yank.map(|y| y.reason.clone())),
+            )
+            .col_expr(
+                package::Column::Revision,
+                Expr::col(package::Column::Revision).add(1),
+            )
+            .col_expr(package::Column::UpdatedAt, Expr::value(now))
+            .filter(package::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        if result.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        PackageRepository::get(self, id).await
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let active = operation::Entity::find()

@@ -15,6 +15,10 @@ pub(super) fn package_of(m: package::Model) -> Result<Package, RepoError> {
         size_bytes: m.size_bytes,
         owner: owner_of(m.owner_kind.as_deref(), m.owner_id)?,
         sealed_at: m.sealed_at,
+        yanked: m.yanked_at.map(|at| depot_packages::model::Yank {
+            reason: m.yanked_reason.unwrap_or_default(),
+            at,
+        }),
         created_at: m.created_at,
         updated_at: m.updated_at,
         revision: m.revision,
@@ -58,6 +62,7 @@ pub(super) fn operation_of(m: operation::Model) -> Result<Operation, RepoError> 
         created_at: m.created_at,
         updated_at: m.updated_at,
         finished_at: m.finished_at,
+        started_by: m.started_by,
     })
 }
 
@@ -82,6 +87,8 @@ pub(super) fn package_model(p: &Package) -> package::ActiveModel {
         owner_kind: Set(owner_columns(p.owner.as_ref()).0),
         owner_id: Set(p.owner.and_then(|o| o.id)),
         sealed_at: Set(p.sealed_at),
+        yanked_at: Set(p.yanked.as_ref().map(|y| y.at)),
+        yanked_reason: Set(p.yanked.as_ref().map(|y| y.reason.clone())),
     }
 }
 

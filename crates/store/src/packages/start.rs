@@ -30,6 +30,7 @@ pub(super) async fn start_batch_inner(
         .select_only()
         .column(package::Column::Id)
         .column(package::Column::Status)
+        .column(package::Column::YankedAt)
         .filter(any_of(
             db.get_database_backend(),
             package::Column::Id,
@@ -42,18 +43,23 @@ pub(super) async fn start_batch_inner(
         // does not stop status changes. (On SQLite the transaction already excludes writers.)
         packages = packages.lock(LockType::KeyShare);
     }
-    let statuses: HashMap<Uuid, String> = packages
-        .into_tuple::<(Uuid, String)>()
+    let statuses: HashMap<Uuid, (String, bool)> = packages
+        .into_tuple::<(Uuid, String, Option<DateTime<Utc>>)>()
         .all(&txn)
         .await
         .map_err(repo_err)?
         .into_iter()
+        .map(|(id, status, yanked_at)| (id, (status, yanked_at.is_some())))
         .collect();
     let mut results: Vec<Option<Result<(), StartError>>> = Vec::with_capacity(calls.len());
     for (op, _) in calls {
         let checked = match statuses.get(&op.package_id) {
             None => Some(Err(StartError::NotFound)),
-            Some(status) => match PackageStatus::parse(status) {
+            // A yanked version is not downloaded or activated anew (deactivating it is fine).
+            Some((_, true)) if op.kind != OperationKind::Deactivate => {
+                Some(Err(StartError::Yanked))
+            }
+            Some((status, _)) => match PackageStatus::parse(status) {
                 None => Some(Err(StartError::Repo(unexpected(format!(
                     "unknown package status `{status}`"
                 ))))),
@@ -92,6 +98,7 @@ pub(super) async fn start_batch_inner(
             created_at: Set(op.created_at),
             updated_at: Set(op.updated_at),
             finished_at: Set(None),
+            started_by: Set(op.started_by.clone()),
         }))
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_with_returning_keys(&txn)

@@ -1,0 +1,120 @@
+//! The name port: package names, their versions, and their activation history.
+
+use super::*;
+use depot_packages::ports::{NameRecord, NameRepository};
+use depot_packages::{Activation, VersionRef};
+
+fn record_of(m: package_name::Model) -> Result<NameRecord, RepoError> {
+    Ok(NameRecord {
+        owner: owner_of(m.owner_kind.as_deref(), m.owner_id)?,
+        name: m.name,
+        created_at: m.created_at,
+    })
+}
+
+fn version_ref(id: Option<Uuid>, version: Option<String>) -> Option<VersionRef> {
+    Some(VersionRef {
+        id: id?,
+        version: version.unwrap_or_default(),
+    })
+}
+
+/// `substr(column, 1, n) = prefix`: literal and case-sensitive on both backends.
+fn starts_with(
+    column: impl sea_orm::IntoSimpleExpr,
+    prefix: &str,
+) -> sea_orm::sea_query::SimpleExpr {
+    let head = Func::cust("substr")
+        .arg(column.into_simple_expr())
+        .arg(1)
+        .arg(prefix.chars().count() as i32);
+    Expr::expr(head).eq(prefix)
+}
+
+#[async_trait]
+impl NameRepository for SeaOrmPackageRepository {
+    #[tracing::instrument(skip_all)]
+    async fn name(&self, name: &str) -> Result<Option<NameRecord>, RepoError> {
+        package_name::Entity::find_by_id(name.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?
+            .map(record_of)
+            .transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn names(
+        &self,
+        prefix: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<NameRecord>, RepoError> {
+        let mut q = package_name::Entity::find();
+        if let Some(prefix) = prefix {
+            q = q.filter(starts_with(Expr::col(package_name::Column::Name), prefix));
+        }
+        if let Some(after) = &page.after {
+            q = q.filter(package_name::Column::Name.gt(after.key.as_str()));
+        }
+        let rows = q
+            .order_by_asc(package_name::Column::Name)
+            .limit(u64::from(page.limit()) + 1)
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .map(record_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(rows, page.limit(), |r| {
+            Cursor::new(r.name.clone(), Uuid::nil())
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn versions_of(&self, name: &str, limit: u64) -> Result<Vec<Package>, RepoError> {
+        package::Entity::find()
+            .filter(package::Column::Name.eq(name))
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .map(package_of)
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn with_prefix(&self, prefix: &str, limit: u64) -> Result<Vec<Package>, RepoError> {
+        package::Entity::find()
+            .filter(starts_with(Expr::col(package::Column::Name), prefix))
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .map(package_of)
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn history(&self, name: &str, page: &PageRequest) -> Result<Page<Activation>, RepoError> {
+        let q =
+            package_activation::Entity::find().filter(package_activation::Column::Name.eq(name));
+        let rows: Vec<Activation> = newest_first(q, package_activation::Column::Id, page)
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .map(|m| Activation {
+                id: m.id,
+                name: m.name,
+                from: version_ref(m.from_package_id, m.from_version),
+                to: version_ref(m.to_package_id, m.to_version),
+                operation_id: m.operation_id,
+                actor: m.actor,
+                at: m.at,
+            })
+            .collect();
+        Ok(page_by_id(rows, page, |a| a.id))
+    }
+}
