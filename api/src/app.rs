@@ -26,6 +26,7 @@ pub fn route_table() -> Vec<Route> {
         accounts::routes::routes(),
         api_keys::routes::routes(),
         packages::routes::routes(),
+        packages::names::routes(),
     ]
     .concat()
 }
@@ -45,6 +46,7 @@ pub fn openapi(settings: &Settings) -> serde_json::Value {
     let mut json = serde_json::to_value(&doc).expect("the document serialises");
     accounts::routes::refine_docs(&mut json, &settings.accounts);
     api_keys::routes::refine_docs(&mut json);
+    packages::names::refine_docs(&mut json);
     json
 }
 
@@ -185,6 +187,20 @@ mod tests {
                 Scope(PackagesWrite),
             ),
             ("GET", "/api/v1/operations/{id}/events", OPS),
+            ("GET", "/api/v1/package-names", Scope(PackagesRead)),
+            ("GET", "/api/v1/package-names/{name}", Scope(PackagesRead)),
+            (
+                "GET",
+                "/api/v1/package-names/{name}/history",
+                Scope(PackagesRead),
+            ),
+            (
+                "POST",
+                "/api/v1/package-names/{name}/rollback",
+                Scope(PackagesWrite),
+            ),
+            ("POST", "/api/v1/packages/{id}/yank", Scope(PackagesWrite)),
+            ("POST", "/api/v1/packages/{id}/unyank", Scope(PackagesWrite)),
         ];
         let mut expected: Vec<(String, String, Access)> = expected
             .into_iter()

@@ -3,6 +3,7 @@
 
 pub mod executor;
 pub mod jobs;
+pub mod names;
 pub mod routes;
 pub mod settings;
 pub mod streams;

@@ -16,7 +16,9 @@ use depot_client::wire::{
 };
 use depot_core::{Permission, ValidationError};
 use depot_packages::model::PackageInput;
+use depot_packages::names::VersionOrder;
 use depot_packages::ports::{OperationFilter, PackageFilter, PackageSort};
+use depot_packages::version::Requirement;
 use depot_packages::{Operation, OperationKind, OperationStatus, Package, PackageStatus};
 use serde::Deserialize;
 use std::time::Duration;
@@ -44,7 +46,7 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-fn package_status(s: PackageStatus) -> wire::PackageStatus {
+pub fn package_status(s: PackageStatus) -> wire::PackageStatus {
     match s {
         PackageStatus::Created => wire::PackageStatus::Created,
         PackageStatus::Downloaded => wire::PackageStatus::Downloaded,
@@ -70,6 +72,17 @@ fn operation_status(s: OperationStatus) -> wire::OperationStatus {
     }
 }
 
+pub fn owner_view(o: depot_core::Owner) -> wire::OwnerView {
+    wire::OwnerView {
+        kind: match o.kind {
+            depot_core::OwnerKind::ApiKey => wire::OwnerKind::ApiKey,
+            depot_core::OwnerKind::User => wire::OwnerKind::User,
+            depot_core::OwnerKind::Admin => wire::OwnerKind::Admin,
+        },
+        id: o.id,
+    }
+}
+
 pub fn package_view(p: Package) -> PackageView {
     PackageView {
         id: p.id,
@@ -80,14 +93,10 @@ pub fn package_view(p: Package) -> PackageView {
         source_url: p.source_url,
         sha256: p.sha256,
         size_bytes: p.size_bytes,
-        owner: p.owner.map(|o| wire::OwnerView {
-            kind: match o.kind {
-                depot_core::OwnerKind::ApiKey => wire::OwnerKind::ApiKey,
-                depot_core::OwnerKind::User => wire::OwnerKind::User,
-                depot_core::OwnerKind::Admin => wire::OwnerKind::Admin,
-            },
-            id: o.id,
-        }),
+        owner: p.owner.map(owner_view),
+        yanked: p.yanked.is_some(),
+        yanked_reason: p.yanked.as_ref().map(|y| y.reason.clone()),
+        yanked_at: p.yanked.as_ref().map(|y| y.at),
         created_at: p.created_at,
         updated_at: p.updated_at,
     }
@@ -121,6 +130,9 @@ pub fn operation_view(o: Operation) -> OperationView {
 pub enum PackageSortKey {
     CreatedAt,
     Name,
+    Version,
+    #[serde(rename = "-version")]
+    VersionDescending,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -131,9 +143,13 @@ pub struct PackageQuery {
     pub status: Option<String>,
     /// Names starting with this.
     pub name: Option<String>,
-    /// `created_at` (newest first, the default) or `name`.
+    /// `created_at` (newest first, the default), `name`, or `version` / `-version` (by
+    /// precedence, lowest / highest first; needs `name`).
     #[param(inline, value_type = Option<PackageSortKey>)]
     pub sort: Option<String>,
+    /// A SemVer requirement as cargo reads one (`^1.2`, `~1.2.3`, `>=1, <2`; a bare `1.2.3`
+    /// means `^1.2.3`): only SemVer versions that match it. Needs `name`.
+    pub version: Option<String>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -151,7 +167,7 @@ pub struct OperationQuery {
     pub cursor: Option<String>,
 }
 
-fn package_response(p: Package) -> HttpResponse {
+pub fn package_response(p: Package) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag(p.revision)))
         .json(package_view(p))
@@ -214,16 +230,44 @@ pub async fn list(
             ValidationError::field("status", "must be created, downloaded or active")
         })?),
     };
+    let mut by_version = None;
     let sort = match q.sort.as_deref() {
         None | Some("created_at") => PackageSort::CreatedAt,
         Some("name") => PackageSort::Name,
-        Some(_) => return Err(ValidationError::field("sort", "must be created_at or name").into()),
+        Some("version") => {
+            by_version = Some(VersionOrder::Ascending);
+            PackageSort::Name
+        }
+        Some("-version") => {
+            by_version = Some(VersionOrder::Descending);
+            PackageSort::Name
+        }
+        Some(_) => {
+            return Err(ValidationError::field(
+                "sort",
+                "must be created_at, name, version or -version",
+            )
+            .into());
+        }
     };
+    let requirement = q
+        .version
+        .as_deref()
+        .map(|v| Requirement::parse(v, "version"))
+        .transpose()?;
     let filter = PackageFilter {
         status,
         name_prefix: q.name.filter(|n| !n.is_empty()),
     };
-    let packages = state.packages.list(&filter, sort, &page).await?;
+    let packages = if by_version.is_some() || requirement.is_some() {
+        let order = by_version.unwrap_or(VersionOrder::Descending);
+        state
+            .packages
+            .list_by_version(&filter, requirement.as_ref(), order, &page)
+            .await?
+    } else {
+        state.packages.list(&filter, sort, &page).await?
+    };
     let rendered = render_collection(&req, packages, package_view);
     if let Some(g) = generation {
         state
@@ -302,15 +346,20 @@ async fn start(
     kind: OperationKind,
 ) -> Result<HttpResponse, ApiError> {
     let op = state.packages.start(&auth.0, id, kind).await?;
+    Ok(started(&state, kind, op))
+}
+
+/// The 202 of a started operation (counted in the metrics).
+pub fn started(state: &PackagesRoom, kind: OperationKind, op: Operation) -> HttpResponse {
     state
         .metrics
         .operations_started
         .with_label_values(&[kind.as_str()])
         .inc();
-    Ok(HttpResponse::Accepted()
+    HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/operations/{}", op.id)))
         .insert_header((header::RETRY_AFTER, "1"))
-        .json(operation_view(op)))
+        .json(operation_view(op))
 }
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/download", tag = "packages", params(("id" = Uuid, Path)),

@@ -12,8 +12,15 @@ fn doc() -> Value {
     depot_api::app::openapi(&Settings::defaults())
 }
 
-/// `pattern` and `maxLength` of the schema at `pointer` (a property, or a query parameter).
-fn rule(doc: &Value, pointer: &str) -> (regex::Regex, Option<usize>, String) {
+/// What a schema allows of a string: its `pattern`, `maxLength`, and a `not: {pattern}`.
+struct Rule {
+    re: regex::Regex,
+    max: Option<usize>,
+    not: Option<regex::Regex>,
+}
+
+/// The [`Rule`] of the schema at `pointer` (a property, or a query parameter), and its pattern.
+fn rule(doc: &Value, pointer: &str) -> (Rule, String) {
     let schema = doc
         .pointer(pointer)
         .unwrap_or_else(|| panic!("{pointer} missing"));
@@ -22,7 +29,11 @@ fn rule(doc: &Value, pointer: &str) -> (regex::Regex, Option<usize>, String) {
         .as_str()
         .unwrap_or_else(|| panic!("{pointer} has no pattern: {schema}"));
     let max = schema["maxLength"].as_u64().map(|m| m as usize);
-    (regex::Regex::new(pattern).unwrap(), max, pattern.to_owned())
+    let not = schema["not"]["pattern"]
+        .as_str()
+        .map(|p| regex::Regex::new(p).unwrap());
+    let re = regex::Regex::new(pattern).unwrap();
+    (Rule { re, max, not }, pattern.to_owned())
 }
 
 fn query_param(doc: &Value, path: &str, name: &str) -> String {
@@ -132,15 +143,17 @@ fn tricky() -> impl Strategy<Value = String> {
     prop::collection::vec(chars, 0..48).prop_map(|v| v.into_iter().collect())
 }
 
-fn allowed(re: &regex::Regex, max: Option<usize>, v: &str) -> bool {
-    re.is_match(v) && max.is_none_or(|m| v.chars().count() <= m)
+fn allowed(rule: &Rule, v: &str) -> bool {
+    rule.re.is_match(v)
+        && rule.max.is_none_or(|m| v.chars().count() <= m)
+        && rule.not.as_ref().is_none_or(|not| !not.is_match(v))
 }
 
 #[test]
 fn every_documented_pattern_agrees_with_the_server() {
     let doc = doc();
     for (pointer, check, exact) in cases(&doc) {
-        let (re, max, pattern) = rule(&doc, &pointer);
+        let (rule, pattern) = rule(&doc, &pointer);
         // Strings made from the pattern itself: the server takes every one that fits maxLength.
         let unanchored = pattern
             .trim_start_matches('^')
@@ -151,7 +164,7 @@ fn every_documented_pattern_agrees_with_the_server() {
         runner
             .run(&from_pattern, |v| {
                 prop_assert!(
-                    !allowed(&re, max, &v) || check(&v),
+                    !allowed(&rule, &v) || check(&v),
                     "{pointer}: the document allows {v:?}, the server refuses it"
                 );
                 Ok(())
@@ -160,7 +173,7 @@ fn every_documented_pattern_agrees_with_the_server() {
         // Strings of any kind: allowed ⇒ accepted, and for exact rules accepted ⇒ allowed.
         runner
             .run(&tricky(), |v| {
-                let (ok_doc, ok_server) = (allowed(&re, max, &v), check(&v));
+                let (ok_doc, ok_server) = (allowed(&rule, &v), check(&v));
                 prop_assert!(
                     !ok_doc || ok_server,
                     "{pointer}: the document allows {v:?}, the server refuses it"
@@ -178,7 +191,7 @@ fn every_documented_pattern_agrees_with_the_server() {
 #[test]
 fn the_documented_source_url_subset_takes_the_usual_urls() {
     let doc = doc();
-    let (re, _, _) = rule(
+    let (Rule { re, .. }, _) = rule(
         &doc,
         "/components/schemas/CreatePackageRequest/properties/source_url",
     );
@@ -197,5 +210,23 @@ fn the_documented_source_url_subset_takes_the_usual_urls() {
         "https://user:pw@example.com/",
     ] {
         assert!(!re.is_match(url), "{url}");
+    }
+}
+
+/// Names `.` and `..` (however padded) are refused, and the document says so (`not`).
+#[test]
+fn dot_names_are_refused_and_documented_as_such() {
+    let doc = doc();
+    let (rule, _) = rule(
+        &doc,
+        "/components/schemas/CreatePackageRequest/properties/name",
+    );
+    for name in [".", "..", " . ", "\u{3000}..\t"] {
+        assert!(!package("name", name), "{name:?}");
+        assert!(!allowed(&rule, name), "{name:?}");
+    }
+    for name in ["...", ".a", "a.", "a..b"] {
+        assert!(package("name", name), "{name:?}");
+        assert!(allowed(&rule, name), "{name:?}");
     }
 }

@@ -13,6 +13,7 @@ mod helpers;
 mod http_executor;
 mod metrics;
 mod migrations;
+mod names;
 mod oidc;
 mod packages;
 mod passwords;

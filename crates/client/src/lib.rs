@@ -21,4 +21,4 @@ mod client;
 pub mod sse;
 pub mod wire;
 
-pub use client::{Client, Credentials, Error, Response};
+pub use client::{Client, Credentials, Error, Response, name_segment};

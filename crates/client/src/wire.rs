@@ -182,8 +182,89 @@ pub struct PackageView {
     /// before owners existed (managed by `packages:admin` only).
     #[serde(default)]
     pub owner: Option<OwnerView>,
+    /// Withdrawn by its owner: not downloaded or activated anew, skipped by `latest` and
+    /// rollback, still readable.
+    #[serde(default)]
+    pub yanked: bool,
+    #[serde(default)]
+    pub yanked_reason: Option<String>,
+    #[serde(default)]
+    pub yanked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /packages/{id}/yank`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct YankRequest {
+    /// Why (1–500 characters), shown with the version from now on.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "CVE-2026-1234: remote code execution")
+    )]
+    pub reason: String,
+}
+
+/// One version of a name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VersionRefView {
+    pub id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "1.25.3"))]
+    pub version: String,
+}
+
+/// A version as its name's summary lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct NameVersionView {
+    pub id: Uuid,
+    pub version: String,
+    pub status: PackageStatus,
+    pub yanked: bool,
+}
+
+/// A package name in the list of names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PackageNameEntry {
+    pub name: String,
+    pub owner: Option<OwnerView>,
+}
+
+/// A package name: who owns it, which version is in use, what a rollback would activate, the
+/// newest release, and every version, newest first by precedence (SemVer 2.0 precedence;
+/// versions that are not SemVer rank below every SemVer version, numeric-aware among
+/// themselves).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PackageNameView {
+    pub name: String,
+    pub owner: Option<OwnerView>,
+    /// The version in use.
+    pub active: Option<VersionRefView>,
+    /// The version most recently replaced or deactivated that is still downloaded and not
+    /// yanked: what `POST /rollback` activates.
+    pub previous: Option<VersionRefView>,
+    /// The highest non-yanked release (a pre-release only when there is nothing else).
+    pub latest: Option<VersionRefView>,
+    pub versions: Vec<NameVersionView>,
+}
+
+/// One change of a name's active version: an activation (`to`, replacing `from` when one was
+/// active) or a deactivation (`from`, no `to`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ActivationView {
+    pub id: Uuid,
+    pub from: Option<VersionRefView>,
+    pub to: Option<VersionRefView>,
+    pub at: DateTime<Utc>,
+    /// Who started the operation (`api_key:<id>`, `user:<id>`, `admin`).
+    pub by: Option<String>,
+    pub operation_id: Option<Uuid>,
 }
 
 /// Who owns a package name: a key lineage (the key that created it, or any key rotated from

@@ -342,7 +342,17 @@ impl PackageInput {
         let mut errors = Vec::new();
         let mut out = PackageFields::default();
         match self.name {
-            Some(n) => out.name = printable(&n, "name", MAX_NAME_CHARS, &mut errors),
+            Some(n) => {
+                out.name = printable(&n, "name", MAX_NAME_CHARS, &mut errors);
+                // URL libraries collapse these path segments: the name could not be addressed.
+                if matches!(out.name.as_deref(), Some("." | "..")) {
+                    out.name = None;
+                    errors.push(FieldError {
+                        field: "name".into(),
+                        message: "must not be `.` or `..`".into(),
+                    });
+                }
+            }
             None if require_identity => errors.push(FieldError {
                 field: "name".into(),
                 message: "is required".into(),

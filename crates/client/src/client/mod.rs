@@ -3,7 +3,10 @@
 
 mod accounts;
 mod api_keys;
+mod names;
 mod packages;
+
+pub use names::name_segment;
 
 use crate::sse;
 use crate::wire::*;

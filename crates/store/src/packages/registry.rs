@@ -350,8 +350,14 @@ pub(super) async fn insert_batch_inner(
     let ids: HashSet<Uuid> = if allowed.is_empty() {
         HashSet::new()
     } else {
+        // The (name, version) index is the arbiter (PostgreSQL accepts no deferrable one, such
+        // as the one-active-version constraint, and a new package is never active anyway).
         package::Entity::insert_many(allowed.into_iter().map(package_model))
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .on_conflict(
+                OnConflict::columns([package::Column::Name, package::Column::Version])
+                    .do_nothing()
+                    .to_owned(),
+            )
             .exec_with_returning_keys(&txn)
             .await
             .map_err(repo_err)?

@@ -392,3 +392,152 @@ async fn a_deleted_sealed_version_is_retired_for_good() {
         .await
         .unwrap();
 }
+
+/// Runs `kind` on `p` to success: start, claim, finish (as a worker does).
+async fn run_to_success(
+    repo: &SeaOrmPackageRepository,
+    p: &Package,
+    kind: OperationKind,
+) -> Operation {
+    use depot_packages::ports::Outcome;
+    let op = Operation::pending(kind, p.id, Utc::now()).started_by("admin".into());
+    repo.start(&op, &message_for(&op)).await.unwrap();
+    let claimed = repo.claim(op.id, Utc::now()).await.unwrap().operation;
+    repo.finish(&claimed, &Outcome::Succeeded, Utc::now())
+        .await
+        .unwrap()
+        .expect("this call finished it")
+}
+
+/// One active version per name: activating another version switches the name in the
+/// activation's transaction (the old one becomes Downloaded) and records it; racing
+/// activations of three versions leave exactly one active; the database itself refuses a
+/// second active version; deactivating leaves none.
+#[tokio::test]
+async fn a_name_has_one_active_version_and_its_history_says_when() {
+    use depot_packages::model::PackageStatus::{Active, Downloaded};
+    use depot_packages::ports::{NameRepository, Outcome};
+    use sea_orm::ConnectionTrait;
+    let db = migrated_db().await;
+    let repo = SeaOrmPackageRepository::new(db.db.clone());
+    let mut versions = vec![];
+    for v in ["1.0.0", "2.0.0", "3.0.0", "4.0.0"] {
+        let p = Package::created("nginx".into(), v.into(), Utc::now());
+        repo.insert(&p).await.unwrap();
+        run_to_success(&repo, &p, OperationKind::Download).await;
+        versions.push(p);
+    }
+    let status = async |p: &Package| PackageRepository::get(&repo, p.id).await.unwrap().status;
+    let first = run_to_success(&repo, &versions[0], OperationKind::Activate).await;
+    assert_eq!(first.status, OperationStatus::Succeeded);
+    let second = run_to_success(&repo, &versions[1], OperationKind::Activate).await;
+    assert_eq!(second.status, OperationStatus::Succeeded);
+    assert_eq!(
+        (status(&versions[0]).await, status(&versions[1]).await),
+        (Downloaded, Active)
+    );
+
+    // Three activations claimed at once and finished in one burst (one batch, or several).
+    let mut claimed = vec![];
+    for p in &versions[1..] {
+        let p = if p.id == versions[1].id {
+            &versions[0]
+        } else {
+            p
+        };
+        let op = Operation::pending(OperationKind::Activate, p.id, Utc::now());
+        repo.start(&op, &message_for(&op)).await.unwrap();
+        claimed.push(repo.claim(op.id, Utc::now()).await.unwrap().operation);
+    }
+    let finished = futures::future::join_all(
+        claimed
+            .iter()
+            .map(|op| repo.finish(op, &Outcome::Succeeded, Utc::now())),
+    )
+    .await;
+    let succeeded = finished
+        .iter()
+        .filter(|r| matches!(r, Ok(Some(op)) if op.status == OperationStatus::Succeeded))
+        .count();
+    assert!(succeeded >= 1, "{finished:?}");
+    let mut active = 0;
+    for p in &versions {
+        if status(p).await == Active {
+            active += 1;
+        }
+    }
+    assert_eq!(active, 1, "exactly one active version: {finished:?}");
+
+    let bypass = db
+        .execute_unprepared(&format!(
+            "UPDATE packages SET status = 'active' WHERE name = 'nginx' AND status = 'downloaded' AND id = '{}'",
+            versions.iter().find(|p| p.id != versions[1].id).unwrap().id
+        ))
+        .await;
+    // Either that version was the active one already (no row), or the database refused.
+    if let Ok(r) = &bypass {
+        assert_eq!(
+            r.rows_affected(),
+            0,
+            "the database let a second version be active"
+        );
+    }
+
+    let history = repo
+        .history(
+            "nginx",
+            &depot_core::PageRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(history.items.len(), 2 + succeeded);
+    let oldest = history.items.last().unwrap();
+    assert_eq!(
+        (
+            oldest.from.as_ref(),
+            oldest.to.as_ref().map(|t| t.id),
+            oldest.actor.as_deref()
+        ),
+        (None, Some(versions[0].id), Some("admin"))
+    );
+    let switch = &history.items[history.items.len() - 2];
+    assert_eq!(
+        (
+            switch.from.as_ref().map(|f| f.id),
+            switch.to.as_ref().map(|t| t.id)
+        ),
+        (Some(versions[0].id), Some(versions[1].id))
+    );
+    assert_eq!(switch.operation_id, Some(second.id));
+    // Each later activation replaced the one active before it.
+    for pair in history.items.windows(2) {
+        assert_eq!(
+            pair[0].from.as_ref().map(|f| f.id),
+            pair[1].to.as_ref().map(|t| t.id),
+            "{history:?}"
+        );
+    }
+
+    let now_active = versions
+        .iter()
+        .find(|p| p.id == history.items[0].to.as_ref().unwrap().id)
+        .unwrap();
+    run_to_success(&repo, now_active, OperationKind::Deactivate).await;
+    for p in &versions {
+        assert_eq!(status(p).await, Downloaded);
+    }
+    let history = repo
+        .history(
+            "nginx",
+            &depot_core::PageRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            history.items[0].from.as_ref().map(|f| f.id),
+            history.items[0].to.as_ref()
+        ),
+        (Some(now_active.id), None)
+    );
+}
