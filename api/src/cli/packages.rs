@@ -69,6 +69,19 @@ pub enum PackagesCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Show a package name: its active, previous and latest version, and every version.
+    Show {
+        name: String,
+        /// Print the name as the server sent it (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Activate the name's previous version and wait for it.
+    Rollback {
+        name: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 /// Prints a wire value as the server sent it.
@@ -114,6 +127,16 @@ async fn operate(
     wait: bool,
 ) -> Result<bool, String> {
     let op = client.start(parse_id(id)?, kind).await.map_err(explain)?;
+    follow(client, op, kind, wait).await
+}
+
+/// Follows a started operation with a progress bar until it is final (or prints it).
+async fn follow(
+    client: &Client,
+    op: OperationView,
+    kind: OperationKind,
+    wait: bool,
+) -> Result<bool, String> {
     if !wait {
         pretty(&op);
         return Ok(true);
@@ -249,6 +272,36 @@ pub fn run(args: PackagesArgs) -> ExitCode {
             }
             PackagesCommand::Deactivate { id, no_wait } => {
                 operate(&client, &id, OperationKind::Deactivate, !no_wait).await
+            }
+            PackagesCommand::Show { name, json } => {
+                let n = client.package_name(&name).await.map_err(explain)?;
+                if json {
+                    pretty(&n);
+                    return Ok(true);
+                }
+                let version = |v: &Option<depot_client::wire::VersionRefView>| {
+                    v.as_ref().map_or("-".to_owned(), |v| v.version.clone())
+                };
+                println!("{}", n.name);
+                println!("  active    {}", version(&n.active));
+                println!("  previous  {}", version(&n.previous));
+                println!("  latest    {}", version(&n.latest));
+                println!("  {:<24}  {:<12}  {:<36}", "VERSION", "STATUS", "ID");
+                for v in &n.versions {
+                    let status = serde_json::to_value(v.status).unwrap_or_default();
+                    let yanked = if v.yanked { "  (yanked)" } else { "" };
+                    println!(
+                        "  {:<24}  {:<12}  {:<36}{yanked}",
+                        v.version,
+                        status.as_str().unwrap_or(""),
+                        v.id
+                    );
+                }
+                Ok(true)
+            }
+            PackagesCommand::Rollback { name, no_wait } => {
+                let op = client.rollback(&name).await.map_err(explain)?;
+                follow(&client, op, OperationKind::Activate, !no_wait).await
             }
         }
     });

@@ -574,6 +574,38 @@ async fn the_command_line_drives_the_lifecycle() {
     );
 }
 
+/// `depot packages show NAME` and `depot packages rollback NAME`.
+#[tokio::test]
+async fn the_command_line_shows_a_name_and_rolls_it_back() {
+    let app = spawn_app().await;
+    let key = app
+        .key_with_scopes(&["packages:read", "packages:write", "operations:read"])
+        .await
+        .key;
+    let first = cli_lifecycle(&app, &key).await;
+    let depot = app.depot_with_key(&key);
+    let second = create_ok(&depot, "cli-pkg", "0.2").await;
+    run_op(&depot, second.id, Download).await;
+    run_op(&depot, second.id, Activate).await;
+    let out = cli(&app, &key, &["show", "cli-pkg"]).await;
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    assert!(shown.contains("active    0.2"), "{shown}");
+    assert!(shown.contains("previous  0.1"), "{shown}");
+    let out = cli(&app, &key, &["rollback", "cli-pkg"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        status_of_package(&depot, first).await,
+        PackageStatus::Active
+    );
+    assert_eq!(
+        status_of_package(&depot, second.id).await,
+        PackageStatus::Downloaded
+    );
+    let out = cli(&app, &key, &["show", "no-such-name"]).await;
+    assert_eq!(out.status.code(), Some(2));
+}
+
 /// When the server gives no event stream (all taken), the command line polls instead.
 #[tokio::test]
 async fn the_command_line_polls_when_no_event_stream_is_free() {
