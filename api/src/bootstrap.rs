@@ -315,12 +315,15 @@ pub fn operation_runner(
     adapters: &Adapters,
 ) -> Result<Arc<OperationRunner>, StartupError> {
     let (_, operations) = package_ports(adapters);
-    Ok(Arc::new(OperationRunner::new(
-        operations,
-        executor(settings, &adapters.egress)?,
-        adapters.clock.clone(),
-        settings.operations.max_attempts,
-    )))
+    Ok(Arc::new(
+        OperationRunner::new(
+            operations,
+            executor(settings, &adapters.egress)?,
+            adapters.clock.clone(),
+            settings.operations.max_attempts,
+        )
+        .with_lease(settings.operations.lease()),
+    ))
 }
 
 /// The admin secret from the secret store; when none is configured, a strong one is generated
@@ -375,13 +378,19 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
     let packages_repo = Arc::new(SeaOrmPackageRepository::new(adapters.db.clone()));
     let wakeup = Arc::new(Notify::new());
     let (package_port, operation_port) = package_ports(adapters);
-    let packages = Arc::new(PackageService::new(
-        package_port,
-        operation_port,
-        packages_repo.clone(),
-        adapters.clock.clone(),
-        wakeup.clone(),
-    ));
+    let packages = Arc::new(
+        PackageService::new(
+            package_port,
+            operation_port,
+            packages_repo.clone(),
+            adapters.clock.clone(),
+            wakeup.clone(),
+        )
+        .with_lease(
+            chrono::Duration::from_std(settings.operations.lease())
+                .unwrap_or(depot_packages::service::DEFAULT_LEASE),
+        ),
+    );
     let relay = Arc::new(OutboxRelay::new(
         packages_repo,
         adapters.publisher.clone(),
@@ -417,6 +426,38 @@ pub async fn database_for_migrations(settings: &Settings) -> anyhow::Result<Data
 
 /// Hourly housekeeping: finished operations past `operations.retention_hours`, expired
 /// idempotency keys, expired refresh tokens and login throttles. Runs until `stop`.
+/// Ends the running operations whose worker stopped renewing their lease (died, or lost its
+/// message): failed `abandoned`, or cancelled when that was asked. Runs in every `depot serve`,
+/// every half lease (at most every minute); ending an operation twice is impossible, so several
+/// reapers do no harm.
+pub async fn reaper(
+    settings: Settings,
+    adapters: Adapters,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let (_, operations) = package_ports(&adapters);
+    let lease = settings.operations.lease();
+    let every = (lease / 2).min(std::time::Duration::from_secs(60));
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let now = adapters.clock.now();
+        match operations.reap(now - lease, now).await {
+            Ok(reaped) => {
+                for op in &reaped {
+                    tracing::warn!(operation_id = %op.id, status = op.status.as_str(), "an abandoned operation was ended");
+                    adapters.operation_watch.observe(op);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reaping abandoned operations failed"),
+        }
+    }
+}
+
 pub async fn maintenance(
     settings: Settings,
     adapters: Adapters,

@@ -392,6 +392,18 @@ impl Settings {
         self.api_keys.validate()?;
         self.executor.validate()?;
         self.operations.validate()?;
+        // Each delivery of an operation's message is at most one attempt: with more attempts
+        // than deliveries the queue dead-letters the message while the runner still retries.
+        if self.operations.max_attempts as u32 > self.queue.max_deliveries {
+            return Err(SettingsError::new(
+                "operations.max_attempts",
+                format!(
+                    "must be at most queue.max_deliveries ({}): the queue would drop the \
+                     operation's message before its attempts are used up",
+                    self.queue.max_deliveries
+                ),
+            ));
+        }
         self.accounts.validate()?;
         self.oidc.validate()?;
         self.password.validate()?;
@@ -525,6 +537,18 @@ mod tests {
         let mut s = Settings::defaults();
         s.log.level = "info,[[[".into();
         assert_eq!(s.validate().unwrap_err().key, "log.level");
+    }
+
+    /// More attempts than deliveries let the queue drop an operation's message while the
+    /// runner still meant to retry it: the operation stayed running for good.
+    #[test]
+    fn attempts_may_not_outnumber_deliveries() {
+        let mut s = Settings::defaults();
+        s.operations.max_attempts = 11;
+        s.queue.max_deliveries = 10;
+        assert_eq!(s.validate().unwrap_err().key, "operations.max_attempts");
+        s.queue.max_deliveries = 11;
+        s.validate().unwrap();
     }
 
     #[test]

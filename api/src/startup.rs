@@ -79,6 +79,11 @@ impl Application {
             tokio::spawn(bootstrap::maintenance(
                 settings.clone(),
                 adapters.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(bootstrap::reaper(
+                settings.clone(),
+                adapters.clone(),
                 stopped,
             )),
         ]);

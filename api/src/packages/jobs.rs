@@ -12,6 +12,7 @@ pub fn jobs(
 ) -> Result<Vec<Arc<dyn JobHandler>>, crate::bootstrap::StartupError> {
     Ok(vec![Arc::new(OperationJob {
         runner: crate::bootstrap::operation_runner(settings, adapters)?,
+        max_deliveries: settings.queue.max_deliveries,
         metrics: adapters.metrics.clone(),
         watch: adapters.operation_watch.clone(),
     })])
@@ -20,6 +21,8 @@ pub fn jobs(
 /// Runs package operations from the `operations` queue.
 pub struct OperationJob {
     pub runner: Arc<depot_packages::runner::OperationRunner>,
+    /// The queue dead-letters a message after this many deliveries.
+    pub max_deliveries: u32,
     pub metrics: Arc<crate::http::metrics::Metrics>,
     /// This process's event streams see the final state at once (embedded mode).
     pub watch: Arc<depot_packages::watch::OperationWatch>,
@@ -31,8 +34,9 @@ impl JobHandler for OperationJob {
         depot_packages::OPERATIONS_QUEUE
     }
 
-    async fn handle(&self, message: &Message, _attempt: u32) -> Result<(), JobError> {
-        let finished = self.runner.handle(&message.body).await?;
+    async fn handle(&self, message: &Message, attempt: u32) -> Result<(), JobError> {
+        let last_delivery = attempt >= self.max_deliveries;
+        let finished = self.runner.handle(&message.body, last_delivery).await?;
         if let Some(op) = finished {
             self.watch.observe(&op);
             let labels = [op.kind.as_str(), op.status.as_str()];

@@ -73,10 +73,23 @@ pub struct OperationSettings {
     /// A stream's longest life; then it ends (an EventSource reconnects by itself).
     pub max_event_stream_seconds: u64,
     pub watch_interval_ms: u64,
+    /// A running operation whose worker has not renewed it for this long is abandoned: the
+    /// reaper fails it, and a cancel ends it at once.
+    pub lease_seconds: u64,
 }
 
 impl OperationSettings {
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_seconds)
+    }
+
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if !(1..=86_400).contains(&self.lease_seconds) {
+            return Err(SettingsError::new(
+                "operations.lease_seconds",
+                "must be between 1 and 86400",
+            ));
+        }
         if self.max_event_streams_per_principal == 0 {
             return Err(SettingsError::new(
                 "operations.max_event_streams_per_principal",

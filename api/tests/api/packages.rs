@@ -1359,3 +1359,49 @@ async fn a_verified_version_cannot_be_swapped_by_deleting_and_registering_it_aga
     assert_api_problem(again, 409, "version_retired");
     create_ok(&depot, "swap", "1.0.1").await;
 }
+
+/// An operation claimed by a worker that then vanished (its message gone too) is ended by the
+/// reaper once its lease runs out: failed `abandoned`, the package free again.
+#[tokio::test]
+async fn the_reaper_ends_an_operation_whose_worker_vanished() {
+    use depot_packages::ports::OperationRepository;
+    let app = spawn_app_with(|s| {
+        s.worker.embedded = false;
+        s.operations.lease_seconds = 1;
+    })
+    .await;
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let p = create_ok(&depot, "orphaned", "1").await;
+    let op = depot.start(p.id, Download).await.unwrap();
+    let db = depot_store::connect(&depot_store::DatabaseOptions {
+        url: app.settings.database.url.clone(),
+        max_connections: 2,
+        min_connections: 0,
+        connect_timeout: Duration::from_secs(5),
+        acquire_timeout: Duration::from_secs(5),
+        log_statements: false,
+    })
+    .await
+    .unwrap();
+    let repo = depot_store::SeaOrmPackageRepository::new(db);
+    repo.claim(op.id, chrono::Utc::now()).await.unwrap();
+    let started = Instant::now();
+    let ended = loop {
+        let o = depot.get_operation(op.id).await.unwrap();
+        if o.status.is_final() {
+            break o;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never reaped: {o:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ended.status, OperationStatus::Failed);
+    assert_eq!(ended.error.unwrap().code, "abandoned");
+    // The package is free for another try.
+    assert_eq!(
+        depot.start(p.id, Download).await.unwrap().status,
+        OperationStatus::Pending
+    );
+}

@@ -269,8 +269,26 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
         r
     }
 
-    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, CancelError> {
-        self.inner.request_cancel(id, now).await
+    async fn request_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        abandoned_before: DateTime<Utc>,
+    ) -> Result<Operation, CancelError> {
+        self.inner.request_cancel(id, now, abandoned_before).await
+    }
+
+    async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, RepoError> {
+        self.inner.heartbeat(id, now).await
+    }
+
+    // Failing or cancelling an operation changes no package.
+    async fn reap(
+        &self,
+        abandoned_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Operation>, RepoError> {
+        self.inner.reap(abandoned_before, now).await
     }
 
     async fn unfinished(&self) -> Result<Vec<Operation>, RepoError> {

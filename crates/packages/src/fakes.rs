@@ -414,11 +414,20 @@ impl OperationRepository for InMemoryPackages {
         Ok(Some(op.clone()))
     }
 
-    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, CancelError> {
+    async fn request_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        abandoned_before: DateTime<Utc>,
+    ) -> Result<Operation, CancelError> {
         let mut s = self.state.lock().unwrap();
         let op = s.operations.get_mut(&id).ok_or(CancelError::NotFound)?;
         match op.status {
             OperationStatus::Pending => {
+                op.status = OperationStatus::Cancelled;
+                op.finished_at = Some(now);
+            }
+            OperationStatus::Running if op.updated_at < abandoned_before => {
                 op.status = OperationStatus::Cancelled;
                 op.finished_at = Some(now);
             }
@@ -428,6 +437,38 @@ impl OperationRepository for InMemoryPackages {
         op.cancel_requested = true;
         op.updated_at = now;
         Ok(op.clone())
+    }
+
+    async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let op = s.operations.get_mut(&id).ok_or(RepoError::NotFound)?;
+        if op.status == OperationStatus::Running {
+            op.updated_at = now;
+        }
+        Ok(op.cancel_requested)
+    }
+
+    async fn reap(
+        &self,
+        abandoned_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Operation>, RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let mut reaped = vec![];
+        for op in s.operations.values_mut() {
+            if op.status == OperationStatus::Running && op.updated_at < abandoned_before {
+                if op.cancel_requested {
+                    op.status = OperationStatus::Cancelled;
+                } else {
+                    op.status = OperationStatus::Failed;
+                    op.error = Some(crate::runner::abandoned());
+                }
+                op.updated_at = now;
+                op.finished_at = Some(now);
+                reaped.push(op.clone());
+            }
+        }
+        Ok(reaped)
     }
 
     async fn unfinished(&self) -> Result<Vec<Operation>, RepoError> {

@@ -227,9 +227,26 @@ pub trait OperationRepository: Send + Sync {
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Result<Option<Operation>, RepoError>;
-    /// Pending → cancelled at once; running → cancellation requested. `Finished` when the
-    /// operation had already ended, `NotFound` when there is none.
-    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, CancelError>;
+    /// Pending → cancelled at once; running → cancellation requested, or cancelled at once when
+    /// its lease ran out (its `updated_at` is before `abandoned_before`: no worker holds it).
+    /// `Finished` when the operation had already ended, `NotFound` when there is none.
+    async fn request_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        abandoned_before: DateTime<Utc>,
+    ) -> Result<Operation, CancelError>;
+    /// Renews a running operation's lease (its `updated_at`); returns whether cancellation was
+    /// requested.
+    async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, RepoError>;
+    /// Ends the running operations whose lease ran out (`updated_at` before
+    /// `abandoned_before`): failed with `abandoned`, or cancelled when that was requested.
+    /// Returns them as they ended.
+    async fn reap(
+        &self,
+        abandoned_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Operation>, RepoError>;
     /// Operations not yet final (for recovery after a restart in embedded mode).
     async fn unfinished(&self) -> Result<Vec<Operation>, RepoError>;
     /// Deletes operations that finished before `before`; returns how many.

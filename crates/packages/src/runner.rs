@@ -18,6 +18,14 @@ pub struct OperationMessage {
     pub operation_id: Uuid,
 }
 
+/// The error of an operation whose worker stopped renewing its lease.
+pub fn abandoned() -> OperationError {
+    OperationError {
+        code: "abandoned".into(),
+        detail: "the worker running this operation stopped answering; start it again".into(),
+    }
+}
+
 fn retryable(e: RepoError) -> JobError {
     JobError::Retryable(e.to_string())
 }
@@ -27,6 +35,8 @@ pub struct OperationRunner {
     executor: Arc<dyn Executor>,
     clock: Arc<dyn Clock>,
     max_attempts: i32,
+    /// Renewed every quarter of this while the executor works (see `OperationRepository::reap`).
+    lease: Duration,
 }
 
 /// Writes progress to the operation, at most every 100 ms (and always the first report).
@@ -76,7 +86,14 @@ impl OperationRunner {
             executor,
             clock,
             max_attempts: max_attempts.max(1),
+            lease: Duration::from_secs(300),
         }
+    }
+
+    /// Sets the lease a running operation holds while its executor works.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     async fn finish(
@@ -99,9 +116,15 @@ impl OperationRunner {
     }
 
     /// Handles one delivery of an operation message. Returns the operation when this delivery
-    /// finished it (for metrics), `None` when there was nothing (left) to do.
+    /// finished it (for metrics), `None` when there was nothing (left) to do. On the message's
+    /// `last_delivery` a temporary failure fails the operation instead of asking for a retry
+    /// that would never come (the queue dead-letters the message after it).
     #[tracing::instrument(skip_all, fields(operation_id))]
-    pub async fn handle(&self, payload: &[u8]) -> Result<Option<Operation>, JobError> {
+    pub async fn handle(
+        &self,
+        payload: &[u8],
+        last_delivery: bool,
+    ) -> Result<Option<Operation>, JobError> {
         let msg: OperationMessage = serde_json::from_slice(payload)
             .map_err(|e| JobError::Permanent(format!("not an operation message: {e}")))?;
         let id = msg.operation_id;
@@ -150,13 +173,28 @@ impl OperationRunner {
             id,
             last: Mutex::new(None),
         };
-        let outcome = match self.executor.execute(op.kind, &package, &progress).await {
+        // The lease is renewed while the executor works, so that the reaper leaves it alone.
+        let heartbeat = async {
+            let mut beat = tokio::time::interval((self.lease / 4).max(Duration::from_millis(10)));
+            beat.tick().await;
+            loop {
+                beat.tick().await;
+                if let Err(e) = self.operations.heartbeat(id, self.clock.now()).await {
+                    tracing::warn!(error = %e, "renewing the operation's lease failed");
+                }
+            }
+        };
+        let executed = tokio::select! {
+            r = self.executor.execute(op.kind, &package, &progress) => r,
+            never = heartbeat => never,
+        };
+        let outcome = match executed {
             Ok(()) => Outcome::Succeeded,
             Err(ExecError::Cancelled) => Outcome::Cancelled,
             Err(ExecError::Failed { code, detail }) => {
                 Outcome::Failed(OperationError { code, detail })
             }
-            Err(ExecError::Retryable(e)) if op.attempts >= self.max_attempts => {
+            Err(ExecError::Retryable(e)) if op.attempts >= self.max_attempts || last_delivery => {
                 Outcome::Failed(OperationError {
                     code: "attempts_exhausted".into(),
                     detail: format!("gave up after {} attempts: {e}", op.attempts),
@@ -251,7 +289,7 @@ mod tests {
     #[tokio::test]
     async fn a_success_moves_the_package_once() {
         let (store, runner, package, op) = setup(0, || Ok(())).await;
-        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        let done = runner.handle(&message(&op), false).await.unwrap().unwrap();
         assert_eq!(done.status, OperationStatus::Succeeded);
         assert_eq!(
             PackageRepository::get(store.as_ref(), package.id)
@@ -261,7 +299,7 @@ mod tests {
             PackageStatus::Downloaded
         );
         // A redelivery finds it final: nothing more happens.
-        assert!(runner.handle(&message(&op)).await.unwrap().is_none());
+        assert!(runner.handle(&message(&op), false).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -269,11 +307,11 @@ mod tests {
         let (store, runner, package, op) = setup(10, || Ok(())).await;
         for _ in 0..2 {
             assert!(matches!(
-                runner.handle(&message(&op)).await,
+                runner.handle(&message(&op), false).await,
                 Err(JobError::Retryable(_))
             ));
         }
-        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        let done = runner.handle(&message(&op), false).await.unwrap().unwrap();
         assert_eq!(done.status, OperationStatus::Failed);
         assert_eq!(done.error.unwrap().code, "attempts_exhausted");
         assert_eq!(
@@ -294,16 +332,16 @@ mod tests {
             })
         })
         .await;
-        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        let done = runner.handle(&message(&op), false).await.unwrap().unwrap();
         assert_eq!(done.error.unwrap().code, "checksum_mismatch");
 
         let (store, runner, _, op) = setup(0, || Err(ExecError::Cancelled)).await;
-        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        let done = runner.handle(&message(&op), false).await.unwrap().unwrap();
         assert_eq!(done.status, OperationStatus::Cancelled);
         assert!(store.outbox().len() == 1);
 
         assert!(matches!(
-            runner.handle(b"not json").await,
+            runner.handle(b"not json", false).await,
             Err(JobError::Permanent(_))
         ));
     }
@@ -313,8 +351,85 @@ mod tests {
         let (store, runner, package, op) = setup(0, || Ok(())).await;
         // Moved behind the lifecycle's back (a hand-edited database).
         store.set_status(package.id, PackageStatus::Active);
-        let done = runner.handle(&message(&op)).await.unwrap().unwrap();
+        let done = runner.handle(&message(&op), false).await.unwrap().unwrap();
         assert_eq!(done.status, OperationStatus::Failed);
         assert_eq!(done.error.unwrap().code, "invalid_transition");
+    }
+
+    /// With operations.max_attempts above queue.max_deliveries the message was dead-lettered
+    /// while its operation stayed running forever. On the last delivery a temporary failure
+    /// fails the operation.
+    #[tokio::test]
+    async fn the_last_delivery_fails_the_operation_instead_of_asking_for_a_retry() {
+        let (_, runner, _, op) = setup(10, || Ok(())).await;
+        assert!(matches!(
+            runner.handle(&message(&op), false).await,
+            Err(JobError::Retryable(_))
+        ));
+        let done = runner.handle(&message(&op), true).await.unwrap().unwrap();
+        assert_eq!(done.status, OperationStatus::Failed);
+        assert_eq!(done.error.unwrap().code, "attempts_exhausted");
+    }
+
+    /// A running operation's lease is renewed while its executor works; one whose worker
+    /// stopped renewing it is reaped (failed `abandoned`), or cancelled when that was asked.
+    #[tokio::test]
+    async fn leases_are_renewed_while_working_and_expired_ones_are_reaped() {
+        use crate::ports::OperationRepository;
+        struct Slow;
+        #[async_trait]
+        impl Executor for Slow {
+            async fn execute(
+                &self,
+                _: OperationKind,
+                _: &Package,
+                _: &dyn Progress,
+            ) -> Result<(), ExecError> {
+                tokio::time::sleep(Duration::from_millis(120)).await;
+                Ok(())
+            }
+        }
+        let store = Arc::new(InMemoryPackages::default());
+        let now = chrono::Utc::now();
+        let package = Package::created("p".into(), "1".into(), now);
+        store.insert(&package).await.unwrap();
+        let op = Operation::pending(OperationKind::Download, package.id, now);
+        let msg = OutboxMessage {
+            id: Uuid::now_v7(),
+            queue: crate::OPERATIONS_QUEUE.into(),
+            payload: vec![],
+            created_at: now,
+            headers: Default::default(),
+        };
+        store.start(&op, &msg).await.unwrap();
+        let clock = Arc::new(depot_core::SystemClock);
+        let runner = OperationRunner::new(store.clone(), Arc::new(Slow), clock, 3)
+            .with_lease(Duration::from_millis(40));
+        let body = message(&op);
+        let running = runner.handle(&body, false);
+        let watcher = async {
+            tokio::time::sleep(Duration::from_millis(90)).await;
+            // Renewed within the last lease: not reaped.
+            let cutoff = chrono::Utc::now() - chrono::Duration::milliseconds(40);
+            store.reap(cutoff, chrono::Utc::now()).await.unwrap()
+        };
+        let (done, reaped) = tokio::join!(running, watcher);
+        assert!(reaped.is_empty(), "{reaped:?}");
+        assert_eq!(done.unwrap().unwrap().status, OperationStatus::Succeeded);
+
+        // An operation claimed by a worker that then vanished.
+        let other = Package::created("q".into(), "1".into(), now);
+        store.insert(&other).await.unwrap();
+        let orphan = Operation::pending(OperationKind::Download, other.id, now);
+        store.start(&orphan, &msg).await.unwrap();
+        store.claim(orphan.id, now).await.unwrap();
+        let later = now + chrono::Duration::minutes(10);
+        let reaped = store
+            .reap(later - chrono::Duration::minutes(5), later)
+            .await
+            .unwrap();
+        assert_eq!(reaped.len(), 1);
+        assert_eq!(reaped[0].status, OperationStatus::Failed);
+        assert_eq!(reaped[0].error.as_ref().unwrap().code, "abandoned");
     }
 }

@@ -77,7 +77,12 @@ pub struct PackageService {
     pub(crate) clock: Arc<dyn Clock>,
     /// Wakes the outbox relay as soon as an operation is recorded.
     relay_wakeup: Arc<Notify>,
+    /// A running operation whose worker has not renewed it for this long is abandoned.
+    lease: chrono::Duration,
 }
+
+/// How long a running operation's lease lasts unless renewed (`operations.lease_seconds`).
+pub const DEFAULT_LEASE: chrono::Duration = chrono::Duration::minutes(5);
 
 impl PackageService {
     pub fn new(
@@ -93,7 +98,14 @@ impl PackageService {
             names,
             clock,
             relay_wakeup,
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// Sets the lease of running operations (see [`DEFAULT_LEASE`]).
+    pub fn with_lease(mut self, lease: chrono::Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// The owner a package under `name` gets when `principal` puts it there: the name's owner
@@ -354,7 +366,7 @@ impl PackageService {
                 e => e,
             })?;
         self.operations
-            .request_cancel(id, self.clock.now())
+            .request_cancel(id, self.clock.now(), self.clock.now() - self.lease)
             .await
             .map_err(|e| match e {
                 e @ CancelError::Finished(_) => PackageError::Conflict {

@@ -113,22 +113,29 @@ impl OperationRepository for SeaOrmPackageRepository {
             .unwrap_or_else(|| Err(lost()))
     }
 
-    async fn request_cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Operation, CancelError> {
+    async fn request_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        abandoned_before: DateTime<Utc>,
+    ) -> Result<Operation, CancelError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let op = operation::Entity::find_by_id(id)
             .one(&txn)
             .await
             .map_err(repo_err)?
             .ok_or(CancelError::NotFound)?;
+        let abandoned = op.status == "running" && op.updated_at < abandoned_before;
         match op.status.as_str() {
-            "pending" => {
+            // Pending, or running with no worker left to see the request: cancelled at once.
+            "pending" | "running" if abandoned || op.status == "pending" => {
                 operation::Entity::update_many()
                     .col_expr(operation::Column::Status, Expr::value("cancelled"))
                     .col_expr(operation::Column::CancelRequested, Expr::value(true))
                     .col_expr(operation::Column::UpdatedAt, Expr::value(now))
                     .col_expr(operation::Column::FinishedAt, Expr::value(Some(now)))
                     .filter(operation::Column::Id.eq(id))
-                    .filter(operation::Column::Status.eq("pending"))
+                    .filter(operation::Column::Status.eq(op.status.clone()))
                     .exec(&txn)
                     .await
                     .map_err(repo_err)?;
@@ -159,6 +166,50 @@ impl OperationRepository for SeaOrmPackageRepository {
             crate::notify::announce_later(&self.db, vec![id]);
         }
         Ok(op)
+    }
+
+    async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, RepoError> {
+        operation::Entity::update_many()
+            .col_expr(operation::Column::UpdatedAt, Expr::value(now))
+            .filter(operation::Column::Id.eq(id))
+            .filter(operation::Column::Status.eq("running"))
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(operation::Entity::find_by_id(id)
+            .select_only()
+            .column(operation::Column::CancelRequested)
+            .into_tuple::<bool>()
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?
+            .unwrap_or(true))
+    }
+
+    async fn reap(
+        &self,
+        abandoned_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Operation>, RepoError> {
+        let error = depot_packages::runner::abandoned();
+        let mut reaped = Vec::new();
+        for (cancel_requested, status, error) in
+            [(true, "cancelled", None), (false, "failed", Some(&error))]
+        {
+            let rows = final_update(status, error, now)
+                .filter(operation::Column::UpdatedAt.lt(abandoned_before))
+                .filter(operation::Column::CancelRequested.eq(cancel_requested))
+                .exec_with_returning(&self.db)
+                .await
+                .map_err(repo_err)?;
+            for m in rows {
+                reaped.push(operation_of(m)?);
+            }
+        }
+        if !reaped.is_empty() {
+            crate::notify::announce_later(&self.db, reaped.iter().map(|o| o.id).collect());
+        }
+        Ok(reaped)
     }
 
     async fn unfinished(&self) -> Result<Vec<Operation>, RepoError> {

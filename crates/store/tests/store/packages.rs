@@ -84,14 +84,19 @@ async fn package_writes_answer_typed_outcomes() {
     ));
     repo.delete(b.id, Some(updated.revision)).await.unwrap();
 
-    let cancelled = repo.request_cancel(op.id, now).await.unwrap();
+    let cancelled = repo
+        .request_cancel(op.id, now, now - chrono::Duration::minutes(5))
+        .await
+        .unwrap();
     assert_eq!(cancelled.status, OperationStatus::Cancelled);
     assert!(matches!(
-        repo.request_cancel(op.id, now).await,
+        repo.request_cancel(op.id, now, now - chrono::Duration::minutes(5))
+            .await,
         Err(CancelError::Finished(OperationStatus::Cancelled))
     ));
     assert!(matches!(
-        repo.request_cancel(Uuid::now_v7(), now).await,
+        repo.request_cancel(Uuid::now_v7(), now, now - chrono::Duration::minutes(5))
+            .await,
         Err(CancelError::NotFound)
     ));
 }
@@ -540,4 +545,62 @@ async fn a_name_has_one_active_version_and_its_history_says_when() {
         ),
         (Some(now_active.id), None)
     );
+}
+
+/// An operation whose worker died, or whose message was lost, stayed `running` for good: the
+/// package locked, cancel doing nothing. A heartbeat renews the lease; the reaper ends those
+/// whose lease ran out (failed `abandoned`, or cancelled when that was asked); cancelling one
+/// whose lease ran out ends it at once.
+#[tokio::test]
+async fn abandoned_operations_are_reaped_and_cancel_ends_them() {
+    let db = migrated_db().await;
+    let repo = SeaOrmPackageRepository::new(db.db.clone());
+    let t0 = Utc::now() - chrono::Duration::hours(1);
+    let lease = chrono::Duration::minutes(5);
+    let mut ops = vec![];
+    for name in ["reaped", "renewed", "cancel-asked", "cancelled-late"] {
+        let p = Package::created(name.into(), "1".into(), t0);
+        repo.insert(&p).await.unwrap();
+        let op = Operation::pending(OperationKind::Download, p.id, t0);
+        repo.start(&op, &message_for(&op)).await.unwrap();
+        repo.claim(op.id, t0).await.unwrap();
+        ops.push(op);
+    }
+    let now = t0 + chrono::Duration::minutes(10);
+    assert!(!repo.heartbeat(ops[1].id, now).await.unwrap());
+    repo.request_cancel(ops[2].id, t0, t0 - lease)
+        .await
+        .unwrap();
+    let reaped = repo.reap(now - lease, now).await.unwrap();
+    let mut got: Vec<(Uuid, OperationStatus, Option<String>)> = reaped
+        .into_iter()
+        .map(|o| (o.id, o.status, o.error.map(|e| e.code)))
+        .collect();
+    got.sort_by_key(|g| g.0);
+    let mut want = vec![
+        (
+            ops[0].id,
+            OperationStatus::Failed,
+            Some("abandoned".to_owned()),
+        ),
+        (ops[2].id, OperationStatus::Cancelled, None),
+        (
+            ops[3].id,
+            OperationStatus::Failed,
+            Some("abandoned".to_owned()),
+        ),
+    ];
+    want.sort_by_key(|w| w.0);
+    assert_eq!(got, want);
+    let renewed = OperationRepository::get(&repo, ops[1].id).await.unwrap();
+    assert_eq!(renewed.status, OperationStatus::Running);
+
+    // The renewed one's worker dies too: a cancel after its lease ends it at once.
+    let later = now + chrono::Duration::minutes(6);
+    let cancelled = repo
+        .request_cancel(ops[1].id, later, later - lease)
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, OperationStatus::Cancelled);
+    assert!(cancelled.finished_at.is_some());
 }

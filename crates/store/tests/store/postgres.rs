@@ -117,7 +117,13 @@ async fn postgres_announces_finished_and_cancelled_operations() {
         .await
         .unwrap();
     assert_eq!(next().await, ops[0].id.to_string());
-    repo.request_cancel(ops[1].id, Utc::now()).await.unwrap();
+    repo.request_cancel(
+        ops[1].id,
+        Utc::now(),
+        Utc::now() - chrono::Duration::minutes(5),
+    )
+    .await
+    .unwrap();
     assert_eq!(next().await, ops[1].id.to_string());
     drop(listener);
 }
