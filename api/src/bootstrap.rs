@@ -322,7 +322,8 @@ pub fn operation_runner(
             adapters.clock.clone(),
             settings.operations.max_attempts,
         )
-        .with_lease(settings.operations.lease()),
+        .with_lease(settings.operations.lease())
+        .with_names(Arc::new(SeaOrmPackageRepository::new(adapters.db.clone()))),
     ))
 }
 
@@ -389,7 +390,15 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
         .with_lease(
             chrono::Duration::from_std(settings.operations.lease())
                 .unwrap_or(depot_packages::service::DEFAULT_LEASE),
-        ),
+        )
+        .with_artifacts(match settings.executor.kind {
+            crate::settings::ExecutorKind::Http => {
+                Arc::new(crate::packages::executor::LocalArtifacts {
+                    storage: settings.executor.storage_dir.clone(),
+                })
+            }
+            crate::settings::ExecutorKind::Simulated => Arc::new(depot_packages::ports::NoFiles),
+        }),
     );
     let relay = Arc::new(OutboxRelay::new(
         packages_repo,
@@ -424,8 +433,30 @@ pub async fn database_for_migrations(settings: &Settings) -> anyhow::Result<Data
     connect_database(settings).await.context("connecting")
 }
 
-/// Hourly housekeeping: finished operations past `operations.retention_hours`, expired
-/// idempotency keys, expired refresh tokens and login throttles. Runs until `stop`.
+/// At start-up, with the http executor: reports (never repairs) where the database and the
+/// storage directory disagree, as `depot fsck` would.
+pub fn report_drift(settings: &Settings, adapters: &Adapters) {
+    if settings.executor.kind != crate::settings::ExecutorKind::Http {
+        return;
+    }
+    let (db, storage) = (adapters.db.clone(), settings.executor.storage_dir.clone());
+    tokio::spawn(async move {
+        match crate::packages::fsck::check(&db, &storage, false).await {
+            Ok(report) if report.drift.is_empty() => {}
+            Ok(report) => {
+                for drift in report.drift.iter().take(20) {
+                    tracing::warn!(%drift, "the database and the disk disagree");
+                }
+                tracing::warn!(
+                    disagreements = report.drift.len(),
+                    "run `depot fsck` to see them all, `depot fsck --repair` to fix them"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "checking the storage directory failed"),
+        }
+    });
+}
+
 /// Ends the running operations whose worker stopped renewing their lease (died, or lost its
 /// message): failed `abandoned`, or cancelled when that was asked. Runs in every `depot serve`,
 /// every half lease (at most every minute); ending an operation twice is impossible, so several
@@ -458,6 +489,8 @@ pub async fn reaper(
     }
 }
 
+/// Hourly housekeeping: finished operations past `operations.retention_hours`, expired
+/// idempotency keys, expired refresh tokens and login throttles. Runs until `stop`.
 pub async fn maintenance(
     settings: Settings,
     adapters: Adapters,

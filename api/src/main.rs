@@ -39,6 +39,12 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Check that the database and the artifact storage agree (links, orphans, missing
+    /// artifacts); repair only with --repair.
+    Fsck {
+        #[arg(long)]
+        repair: bool,
+    },
     /// Exit 0 when this host's Depot answers /health/live within 2 s (the container HEALTHCHECK).
     Healthcheck,
     /// Inspect the configuration.
@@ -90,7 +96,10 @@ fn main() -> ExitCode {
     };
     let _telemetry = telemetry::init_to(
         &settings.log,
-        matches!(command, Command::Migrate { .. } | Command::Users { .. }),
+        matches!(
+            command,
+            Command::Migrate { .. } | Command::Users { .. } | Command::Fsck { .. }
+        ),
         service,
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -109,6 +118,13 @@ fn main() -> ExitCode {
             Command::Worker => worker(settings).await,
             Command::Migrate { action } => migrate(settings, action).await,
             Command::Users { action } => users(settings, action).await,
+            Command::Fsck { repair } => {
+                if depot_api::cli::fsck::fsck(settings, repair).await? {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("the database and the disk disagree"))
+                }
+            }
             Command::Config { .. }
             | Command::Password(_)
             | Command::Packages(_)

@@ -48,6 +48,9 @@ impl Application {
             ),
         })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        if settings.worker.embedded {
+            bootstrap::report_drift(&settings, &adapters);
+        }
         let worker = if settings.worker.embedded {
             Some(start_worker(&settings, &adapters).await?)
         } else {

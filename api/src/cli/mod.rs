@@ -2,6 +2,7 @@
 //! `users`, `config`, `password`, `healthcheck`, and `packages` (a client of a running Depot).
 
 pub mod config;
+pub mod fsck;
 pub mod healthcheck;
 pub mod migrate;
 pub mod packages;

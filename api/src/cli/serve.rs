@@ -26,6 +26,7 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let adapters = bootstrap::build(&settings).await?;
+    bootstrap::report_drift(&settings, &adapters);
     let handle = startup::start_worker(&settings, &adapters).await?;
     tracing::info!("worker running; SIGTERM or SIGINT stops it");
     shutdown_signal().await;

@@ -3,7 +3,12 @@
 //! directory and deactivation removes that link. Every step is idempotent, so a worker that
 //! crashed mid-way can simply run it again.
 //!
-//! Layout: `<storage>/packages/<package id>/artifact` and `<storage>/active/<escaped name>`.
+//! Layout: `<storage>/packages/<package id>/artifact` and `<storage>/active/<link name>`, a
+//! symbolic link to `../packages/<package id>` (relative, so it resolves from anywhere and
+//! survives moving the storage directory). A link name is bounded and collision-free whatever
+//! the package name ([`link_name`]). After every activation and deactivation the link is made to
+//! agree with the database ([`Executor::sync_active`]); `depot fsck` reports (and with
+//! `--repair` fixes) whatever still drifts.
 
 use crate::http::egress::{Egress, EgressClient, EgressError, redact, refusal};
 use async_trait::async_trait;
@@ -19,6 +24,32 @@ pub struct HttpExecutor {
     client: EgressClient,
     storage: PathBuf,
     max_bytes: u64,
+    /// Held while a name's link is synced with the database: one sync at a time, each reading
+    /// the database inside it, so the last one leaves the last committed state.
+    syncing: tokio::sync::Mutex<()>,
+}
+
+/// A download's partial file: removed when dropped, on every path but the one that renames it
+/// into place.
+struct Partial(Option<PathBuf>);
+
+impl Partial {
+    fn path(&self) -> &Path {
+        self.0.as_deref().expect("a partial file")
+    }
+
+    /// The file was renamed into place: nothing to remove.
+    fn kept(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn failed(code: &str, detail: impl Into<String>) -> ExecError {
@@ -52,6 +83,35 @@ fn size_mismatch() -> ExecError {
 
 fn io_retryable(what: &str, e: std::io::Error) -> ExecError {
     ExecError::Retryable(format!("{what}: {e}"))
+}
+
+/// The longest readable head of a link name, in bytes (the whole name stays far below the
+/// 255-byte limit of common file systems).
+const LINK_HEAD_BYTES: usize = 64;
+
+/// The file name of `name`'s active link: a readable head (the escaped name, cut at
+/// [`LINK_HEAD_BYTES`]) and 16 hex digits of the name's SHA-256, so that any valid name fits the
+/// file system and two names (`A` and `a` on a case-insensitive one included) never share a
+/// link.
+pub fn link_name(name: &str) -> String {
+    let escaped = escape_name(name);
+    let mut head = escaped.as_str();
+    if head.len() > LINK_HEAD_BYTES {
+        head = &head[..LINK_HEAD_BYTES];
+        // Not in the middle of a `%XX`.
+        if let Some(pos) = head.rfind('%')
+            && head.len() - pos < 3
+        {
+            head = &head[..pos];
+        }
+    }
+    let digest = hex(&Sha256::digest(name.as_bytes()));
+    format!("{head}-{}", &digest[..16])
+}
+
+/// The link's target: relative to the `active` directory.
+pub fn link_target(id: uuid::Uuid) -> PathBuf {
+    Path::new("..").join("packages").join(id.to_string())
 }
 
 /// A file-name-safe form of a package name: `[A-Za-z0-9._-]` kept, other bytes as `%XX`.
@@ -92,15 +152,46 @@ impl HttpExecutor {
             client,
             storage,
             max_bytes,
+            syncing: tokio::sync::Mutex::new(()),
         })
+    }
+
+    pub fn storage(&self) -> &Path {
+        &self.storage
+    }
+
+    /// Points `name`'s link at `id` (atomically: readers see the old target or the new one),
+    /// or removes it.
+    async fn point(&self, name: &str, id: Option<uuid::Uuid>) -> Result<(), ExecError> {
+        let link = self.storage.join("active").join(link_name(name));
+        match id {
+            Some(id) => {
+                let target = link_target(id);
+                if tokio::fs::read_link(&link).await.is_ok_and(|t| t == target) {
+                    return Ok(());
+                }
+                let tmp = link.with_extension(format!("tmp-{}", uuid::Uuid::now_v7()));
+                tokio::fs::symlink(&target, &tmp)
+                    .await
+                    .map_err(|e| io_retryable("creating the active link", e))?;
+                // rename() replaces an existing link atomically.
+                if let Err(e) = tokio::fs::rename(&tmp, &link).await {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(io_retryable("switching the active link", e));
+                }
+                Ok(())
+            }
+            None => match tokio::fs::remove_file(&link).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io_retryable("removing the active link", e))
+                }
+                _ => Ok(()),
+            },
+        }
     }
 
     fn package_dir(&self, p: &Package) -> PathBuf {
         self.storage.join("packages").join(p.id.to_string())
-    }
-
-    fn active_link(&self, p: &Package) -> PathBuf {
-        self.storage.join("active").join(escape_name(&p.name))
     }
 
     async fn verified(path: &Path, p: &Package) -> Result<bool, ExecError> {
@@ -162,8 +253,10 @@ impl HttpExecutor {
         let expected = p.size_bytes.map(|s| s as u64).or(response.content_length());
         // A name of its own per attempt: a redelivered operation may briefly run twice (crash
         // takeover), and two writers must not share one file. Only a verified file is renamed in.
-        let partial = dir.join(format!("artifact.part-{}", uuid::Uuid::now_v7()));
-        let mut file = tokio::fs::File::create(&partial)
+        let partial = Partial(Some(
+            dir.join(format!("artifact.part-{}", uuid::Uuid::now_v7())),
+        ));
+        let mut file = tokio::fs::File::create(partial.path())
             .await
             .map_err(|e| io_retryable("creating the download file", e))?;
         let mut hasher = Sha256::new();
@@ -177,7 +270,6 @@ impl HttpExecutor {
             received += chunk.len() as u64;
             // Whatever the package or the server declare, a download stops at the limit.
             if received > self.max_bytes {
-                let _ = tokio::fs::remove_file(&partial).await;
                 return Err(failed(
                     "too_large",
                     format!(
@@ -189,7 +281,6 @@ impl HttpExecutor {
             if let Some(size) = p.size_bytes
                 && received > size as u64
             {
-                let _ = tokio::fs::remove_file(&partial).await;
                 return Err(size_mismatch());
             }
             hasher.update(&chunk);
@@ -201,7 +292,6 @@ impl HttpExecutor {
                     .report((received * 100 / total).min(99) as u8)
                     .await
             {
-                let _ = tokio::fs::remove_file(&partial).await;
                 return Err(ExecError::Cancelled);
             }
         }
@@ -215,22 +305,21 @@ impl HttpExecutor {
         if let Some(size) = p.size_bytes
             && received != size as u64
         {
-            let _ = tokio::fs::remove_file(&partial).await;
             return Err(size_mismatch());
         }
         let digest = hex(&hasher.finalize());
         if let Some(want) = p.sha256.as_deref()
             && digest != want
         {
-            let _ = tokio::fs::remove_file(&partial).await;
             return Err(failed(
                 "checksum_mismatch",
                 "the artifact's sha256 is not the declared one",
             ));
         }
-        tokio::fs::rename(&partial, &target)
+        tokio::fs::rename(partial.path(), &target)
             .await
             .map_err(|e| io_retryable("storing the artifact", e))?;
+        partial.kept();
         Ok(())
     }
 
@@ -245,25 +334,33 @@ impl HttpExecutor {
                 "the downloaded artifact is not in storage; download it again",
             ));
         }
-        let link = self.active_link(p);
-        let tmp = link.with_extension(format!("tmp-{}", uuid::Uuid::now_v7()));
-        tokio::fs::symlink(&dir, &tmp)
-            .await
-            .map_err(|e| io_retryable("creating the active link", e))?;
-        // rename() replaces an existing link atomically: readers see the old or the new target.
-        tokio::fs::rename(&tmp, &link)
-            .await
-            .map_err(|e| io_retryable("switching the active link", e))?;
-        Ok(())
+        // The link moves with the activation; `sync_active` settles it once committed.
+        self.point(&p.name, Some(p.id)).await
     }
 
     async fn deactivate(&self, p: &Package) -> Result<(), ExecError> {
-        let link = self.active_link(p);
+        let link = self.storage.join("active").join(link_name(&p.name));
         match tokio::fs::read_link(&link).await {
-            Ok(target) if target == self.package_dir(p) => tokio::fs::remove_file(&link)
-                .await
-                .map_err(|e| io_retryable("removing the active link", e)),
+            Ok(target) if target == link_target(p.id) => self.point(&p.name, None).await,
             // Another version is the active one now, or there is no link: nothing to undo.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The http executor's files of a package (`<storage>/packages/<id>`), for deletion.
+pub struct LocalArtifacts {
+    pub storage: PathBuf,
+}
+
+#[async_trait]
+impl depot_packages::ports::ArtifactFiles for LocalArtifacts {
+    async fn remove(&self, package_id: uuid::Uuid) -> Result<(), depot_core::RepoError> {
+        let dir = self.storage.join("packages").join(package_id.to_string());
+        match tokio::fs::remove_dir_all(&dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(depot_core::RepoError::Unavailable(Box::new(e)))
+            }
             _ => Ok(()),
         }
     }
@@ -287,11 +384,48 @@ impl Executor for HttpExecutor {
             OperationKind::Deactivate => self.deactivate(package).await,
         }
     }
+
+    async fn sync_active(
+        &self,
+        name: &str,
+        active: depot_packages::executor::ActiveNow<'_>,
+    ) -> Result<(), ExecError> {
+        let _one_at_a_time = self.syncing.lock().await;
+        let active = active
+            .await
+            .map_err(|e| ExecError::Retryable(format!("reading the active version: {e}")))?;
+        self.point(name, active.map(|p| p.id)).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::escape_name;
+    use super::{escape_name, link_name};
+
+    /// The review: a valid 90-character name with spaces (or `пакет-` eight times) mapped to a
+    /// file name over the file-system limit, so the version downloaded and never activated.
+    #[test]
+    fn link_names_are_bounded_and_distinct() {
+        let long = "a name with spaces ".repeat(5);
+        let cyrillic = "пакет-".repeat(8);
+        for name in [long.as_str(), cyrillic.as_str(), "%".repeat(200).as_str()] {
+            let link = link_name(name);
+            assert!(link.len() <= 81, "{} bytes: {link}", link.len());
+            assert!(!link.contains('/') && !link.starts_with('.'), "{link}");
+            assert!(
+                !link
+                    .trim_end_matches(|c: char| c.is_ascii_hexdigit())
+                    .ends_with('%')
+            );
+        }
+        assert_ne!(
+            link_name("A"),
+            link_name("a"),
+            "case-insensitive file systems"
+        );
+        assert_ne!(link_name("a/b"), link_name("a%2Fb"));
+        assert!(link_name("left-pad").starts_with("left-pad-"));
+    }
 
     #[test]
     fn names_become_safe_file_names() {

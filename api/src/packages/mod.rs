@@ -2,6 +2,7 @@
 //! executor that downloads artifacts ([`executor`]), the worker's job ([`jobs`]).
 
 pub mod executor;
+pub mod fsck;
 pub mod jobs;
 pub mod names;
 pub mod routes;

@@ -28,6 +28,10 @@ pub enum ExecError {
     Retryable(String),
 }
 
+/// The version of a name that is active now, read when the executor is ready to act on it.
+pub type ActiveNow<'a> =
+    futures::future::BoxFuture<'a, Result<Option<Package>, depot_core::RepoError>>;
+
 #[async_trait]
 pub trait Executor: Send + Sync {
     /// Carries out `kind` on `package`. Must be safe to run again after a crash (idempotent).
@@ -37,6 +41,16 @@ pub trait Executor: Send + Sync {
         package: &Package,
         progress: &dyn Progress,
     ) -> Result<(), ExecError>;
+
+    /// After an activation or deactivation of `name` ended (committed, whatever its outcome):
+    /// makes what the executor keeps of the active version (a link, say) agree with the
+    /// database, reading `active` once it holds whatever lock it needs, so that the last of
+    /// several concurrent calls reads the last committed state. Executors that keep nothing
+    /// have nothing to do.
+    async fn sync_active(&self, name: &str, active: ActiveNow<'_>) -> Result<(), ExecError> {
+        let _ = (name, active);
+        Ok(())
+    }
 }
 
 /// A stand-in for real work, clearly named as such: waits `duration` in `steps`, reporting

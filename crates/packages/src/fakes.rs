@@ -218,6 +218,9 @@ impl PackageRepository for InMemoryPackages {
             }));
         }
         let current = s.packages.get(&id).ok_or(DeleteError::NotFound)?;
+        if current.status == PackageStatus::Active {
+            return Err(DeleteError::Active);
+        }
         if expected_revision.is_some_and(|r| r != current.revision) {
             return Err(DeleteError::StaleRevision);
         }

@@ -95,6 +95,9 @@ pub enum DeleteError {
     /// An operation on the package is pending or running.
     #[error("operation {} ({}) is {} on this package", .0.id, .0.kind.as_str(), .0.status.as_str())]
     Busy(BusyWith),
+    /// The package is its name's active version (checked in the delete itself).
+    #[error("the package is the active version")]
+    Active,
     #[error(transparent)]
     Store(#[from] RepoError),
 }
@@ -251,6 +254,24 @@ pub trait OperationRepository: Send + Sync {
     async fn unfinished(&self) -> Result<Vec<Operation>, RepoError>;
     /// Deletes operations that finished before `before`; returns how many.
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
+}
+
+/// The files a package's artifact occupies, where the executor keeps them: removed when the
+/// package is deleted. (The simulated executor keeps none: [`NoFiles`].)
+#[async_trait]
+pub trait ArtifactFiles: Send + Sync {
+    /// Removes whatever is kept for the package; nothing kept is not an error.
+    async fn remove(&self, package_id: Uuid) -> Result<(), RepoError>;
+}
+
+/// No files are kept.
+pub struct NoFiles;
+
+#[async_trait]
+impl ArtifactFiles for NoFiles {
+    async fn remove(&self, _: Uuid) -> Result<(), RepoError> {
+        Ok(())
+    }
 }
 
 /// A registered package name.

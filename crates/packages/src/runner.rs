@@ -3,7 +3,7 @@
 
 use crate::executor::{ExecError, Executor, Progress};
 use crate::model::{Operation, OperationError};
-use crate::ports::{Claimed, OperationRepository, Outcome};
+use crate::ports::{Claimed, NameRepository, OperationRepository, Outcome};
 use async_trait::async_trait;
 use depot_core::queue::JobError;
 use depot_core::{Clock, RepoError};
@@ -37,6 +37,9 @@ pub struct OperationRunner {
     max_attempts: i32,
     /// Renewed every quarter of this while the executor works (see `OperationRepository::reap`).
     lease: Duration,
+    /// Where the active version of a name is read after an activation or deactivation, for
+    /// the executor's `sync_active` (none: not synced).
+    names: Option<Arc<dyn NameRepository>>,
 }
 
 /// Writes progress to the operation, at most every 100 ms (and always the first report).
@@ -87,6 +90,30 @@ impl OperationRunner {
             clock,
             max_attempts: max_attempts.max(1),
             lease: Duration::from_secs(300),
+            names: None,
+        }
+    }
+
+    /// After each activation and deactivation, the executor is synced with the name's active
+    /// version as `names` reads it.
+    pub fn with_names(mut self, names: Arc<dyn NameRepository>) -> Self {
+        self.names = Some(names);
+        self
+    }
+
+    /// Lets the executor catch up with the name's active version (after an activation or a
+    /// deactivation, whatever its outcome: a failed one may have touched what it keeps).
+    async fn sync_active(&self, name: &str) {
+        let Some(names) = &self.names else { return };
+        let active = Box::pin(async move {
+            Ok(names
+                .versions_of(name, crate::names::MAX_VERSIONS)
+                .await?
+                .into_iter()
+                .find(|p| p.status == crate::model::PackageStatus::Active))
+        });
+        if let Err(e) = self.executor.sync_active(name, active).await {
+            tracing::warn!(error = %e, "syncing the active version on disk failed; `depot fsck --repair` fixes it");
         }
     }
 
@@ -202,7 +229,11 @@ impl OperationRunner {
             }
             Err(ExecError::Retryable(e)) => return Err(JobError::Retryable(e)),
         };
-        self.finish(&op, outcome).await
+        let finished = self.finish(&op, outcome).await;
+        if op.kind != crate::model::OperationKind::Download {
+            self.sync_active(&package.name).await;
+        }
+        finished
     }
 
     /// Re-publishes messages for operations left unfinished (embedded mode after a restart,

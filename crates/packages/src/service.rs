@@ -3,8 +3,9 @@
 use crate::OPERATIONS_QUEUE;
 use crate::model::{Operation, OperationKind, Package, PackageInput};
 use crate::ports::{
-    CancelError, DeleteError, InsertError, NameRepository, OperationFilter, OperationRepository,
-    OutboxMessage, PackageFilter, PackageRepository, PackageSort, StartError, UpdateError,
+    ArtifactFiles, CancelError, DeleteError, InsertError, NameRepository, NoFiles, OperationFilter,
+    OperationRepository, OutboxMessage, PackageFilter, PackageRepository, PackageSort, StartError,
+    UpdateError,
 };
 use crate::runner::OperationMessage;
 use depot_core::{
@@ -79,6 +80,8 @@ pub struct PackageService {
     relay_wakeup: Arc<Notify>,
     /// A running operation whose worker has not renewed it for this long is abandoned.
     lease: chrono::Duration,
+    /// Where deleted packages' files go from.
+    artifacts: Arc<dyn ArtifactFiles>,
 }
 
 /// How long a running operation's lease lasts unless renewed (`operations.lease_seconds`).
@@ -99,7 +102,14 @@ impl PackageService {
             clock,
             relay_wakeup,
             lease: DEFAULT_LEASE,
+            artifacts: Arc::new(NoFiles),
         }
+    }
+
+    /// Deleting a package removes its files from `artifacts`.
+    pub fn with_artifacts(mut self, artifacts: Arc<dyn ArtifactFiles>) -> Self {
+        self.artifacts = artifacts;
+        self
     }
 
     /// Sets the lease of running operations (see [`DEFAULT_LEASE`]).
@@ -274,6 +284,13 @@ impl PackageService {
                 ),
             });
         }
+        let active = || PackageError::Conflict {
+            code: "package_active",
+            detail: format!(
+                "{} {} is the active version; deactivate it first",
+                package.name, package.version
+            ),
+        };
         self.packages
             .delete(id, if_match)
             .await
@@ -282,10 +299,16 @@ impl PackageService {
                     code: "operation_in_progress",
                     detail: e.to_string(),
                 },
+                DeleteError::Active => active(),
                 DeleteError::StaleRevision => PackageError::PreconditionFailed,
                 DeleteError::NotFound => PackageError::NotFound("no package with this id"),
                 DeleteError::Store(e) => repo(e, "no package with this id"),
-            })
+            })?;
+        // Its files go with it (what is left behind, `depot fsck` finds).
+        if let Err(e) = self.artifacts.remove(id).await {
+            tracing::warn!(package_id = %id, error = %e, "removing a deleted package's files failed");
+        }
+        Ok(())
     }
 
     /// Records a download/activate/deactivate and its queue message in one transaction; the

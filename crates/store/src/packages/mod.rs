@@ -9,6 +9,7 @@ mod claim;
 mod finish;
 mod messages;
 mod names;
+pub use names::reset_missing_artifacts;
 mod operations;
 mod registry;
 mod rows;

@@ -118,3 +118,68 @@ impl NameRepository for SeaOrmPackageRepository {
         Ok(page_by_id(rows, page, |a| a.id))
     }
 }
+
+/// `depot fsck --repair`: packages the database holds as downloaded or active whose artifact is
+/// gone return to `created` (they are sealed: a new download verifies the same bytes), an
+/// active one with a deactivation in its name's history (by `fsck`). Returns how many.
+pub async fn reset_missing_artifacts(
+    db: &DatabaseConnection,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<u64, RepoError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let backend = db.get_database_backend();
+    let txn = begin_write(db).await.map_err(repo_err)?;
+    let before = package::Entity::find()
+        .filter(any_of(backend, package::Column::Id, ids.iter().copied()))
+        .filter(package::Column::Status.ne(PackageStatus::Created.as_str()))
+        .all(&txn)
+        .await
+        .map_err(repo_err)?;
+    if before.is_empty() {
+        return Ok(0);
+    }
+    package::Entity::update_many()
+        .col_expr(
+            package::Column::Status,
+            Expr::value(PackageStatus::Created.as_str()),
+        )
+        .col_expr(
+            package::Column::Revision,
+            Expr::col(package::Column::Revision).add(1),
+        )
+        .col_expr(package::Column::UpdatedAt, Expr::value(now))
+        .filter(any_of(
+            backend,
+            package::Column::Id,
+            before.iter().map(|m| m.id),
+        ))
+        .exec(&txn)
+        .await
+        .map_err(repo_err)?;
+    let deactivations: Vec<package_activation::ActiveModel> = before
+        .iter()
+        .filter(|m| m.status == PackageStatus::Active.as_str())
+        .map(|m| package_activation::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(m.name.clone()),
+            from_package_id: Set(Some(m.id)),
+            from_version: Set(Some(m.version.clone())),
+            to_package_id: Set(None),
+            to_version: Set(None),
+            operation_id: Set(None),
+            actor: Set(Some("fsck".into())),
+            at: Set(now),
+        })
+        .collect();
+    if !deactivations.is_empty() {
+        package_activation::Entity::insert_many(deactivations)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(repo_err)?;
+    }
+    txn.commit().await.map_err(repo_err)?;
+    Ok(before.len() as u64)
+}

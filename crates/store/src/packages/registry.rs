@@ -271,7 +271,10 @@ impl PackageRepository for SeaOrmPackageRepository {
             .one(&txn)
             .await
             .map_err(repo_err)?;
-        let mut q = package::Entity::delete_many().filter(package::Column::Id.eq(id));
+        // Never the active version, even one that became active since the caller looked.
+        let mut q = package::Entity::delete_many()
+            .filter(package::Column::Id.eq(id))
+            .filter(package::Column::Status.ne(PackageStatus::Active.as_str()));
         if let Some(rev) = expected_revision {
             q = q.filter(package::Column::Revision.eq(rev));
         }
@@ -296,6 +299,7 @@ impl PackageRepository for SeaOrmPackageRepository {
                 .await
                 .map_err(repo_err)?
             {
+                Some(r) if r.status == PackageStatus::Active.as_str() => Err(DeleteError::Active),
                 Some(_) => Err(DeleteError::StaleRevision),
                 None => Err(DeleteError::NotFound),
             };

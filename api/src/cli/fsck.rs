@@ -1,0 +1,34 @@
+//! `depot fsck [--repair]`: reports where the database and the http executor's storage
+//! directory disagree (see `packages::fsck`), and repairs it only when asked.
+
+use crate::bootstrap;
+use crate::settings::{ExecutorKind, Settings};
+
+/// Exit status: 0 when nothing drifts (or everything found was repaired), 1 when drift was
+/// found and left.
+pub async fn fsck(settings: Settings, repair: bool) -> anyhow::Result<bool> {
+    if settings.executor.kind != ExecutorKind::Http {
+        println!("the simulated executor keeps no files: nothing to check");
+        return Ok(true);
+    }
+    let db = bootstrap::database_for_migrations(&settings).await?;
+    let storage = &settings.executor.storage_dir;
+    let report = crate::packages::fsck::check(&db, storage, repair).await?;
+    for drift in &report.drift {
+        println!("{drift}");
+    }
+    match (report.drift.len(), repair) {
+        (0, _) => {
+            println!("{}: the database and the disk agree", storage.display());
+            Ok(true)
+        }
+        (n, false) => {
+            println!("{n} disagreement(s); `depot fsck --repair` fixes them");
+            Ok(false)
+        }
+        (n, true) => {
+            println!("{n} disagreement(s), {} repair(s) made", report.repaired);
+            Ok(true)
+        }
+    }
+}
