@@ -9,10 +9,10 @@ use depot_client::wire::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-const ARTIFACT: &[u8] = b"a package's bytes, streamed in chunks by the test server\n";
+pub const ARTIFACT: &[u8] = b"a package's bytes, streamed in chunks by the test server\n";
 
 /// Serves `/artifact.tgz` (the bytes above) and `/broken` (a 404) on a random port.
-fn artifact_server() -> String {
+pub fn artifact_server() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = HttpServer::new(|| {
@@ -29,10 +29,17 @@ fn artifact_server() -> String {
             .route(
                 "/truncated",
                 web::get().to(|| async {
-                    let chunks = futures::stream::iter([
-                        Ok::<_, std::io::Error>(web::Bytes::from_static(b"the first half")),
-                        Err(std::io::Error::other("the server went away")),
-                    ]);
+                    // The first chunk reaches the client before the connection breaks.
+                    let chunks = futures::stream::unfold(0, |step| async move {
+                        match step {
+                            0 => Some((Ok(web::Bytes::from_static(b"the first half")), 1)),
+                            1 => {
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                                Some((Err(std::io::Error::other("the server went away")), 2))
+                            }
+                            _ => None,
+                        }
+                    });
                     HttpResponse::Ok().streaming(chunks)
                 }),
             )
@@ -45,7 +52,7 @@ fn artifact_server() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -32,8 +32,14 @@ impl Drop for KillOnDrop {
 
 /// Starts a `depot worker` process on the app's database and queues (killed when dropped).
 fn spawn_worker(app: &TestApp) -> KillOnDrop {
+    spawn_worker_with(app, &[])
+}
+
+/// [`spawn_worker`] with more environment.
+fn spawn_worker_with(app: &TestApp, env: &[(&str, &str)]) -> KillOnDrop {
     let s = &app.settings;
     Command::new(env!("CARGO_BIN_EXE_depot"))
+        .envs(env.iter().copied())
         .arg("worker")
         .env("DATABASE_URL", &s.database.url)
         .env("AMQP_URL", s.queue.amqp_url.as_deref().unwrap())
@@ -139,6 +145,78 @@ async fn a_killed_worker_loses_no_operation_and_none_runs_twice() {
     assert!(
         status.success(),
         "the second worker stops cleanly on SIGTERM: {status:?}"
+    );
+}
+
+/// The crash test with racing activations: SIGKILL the worker while activations of three
+/// versions of one name race; a second worker takes over. Exactly one version ends active, and
+/// the `active/` link on disk points at it.
+#[tokio::test]
+#[ignore = "needs PostgreSQL and RabbitMQ; run with --include-ignored (scripts/test.sh does)"]
+async fn a_killed_worker_amid_racing_activations_leaves_one_active_version_and_its_link() {
+    use crate::http_executor::{ARTIFACT, artifact_server, sha256_hex};
+    require_services();
+    let base = artifact_server();
+    let storage = tempfile::tempdir().unwrap();
+    let dir = storage.path().to_owned();
+    let app = spawn_app_with(move |s| {
+        s.worker.embedded = false;
+        s.executor.kind = depot_api::settings::ExecutorKind::Http;
+        s.executor.storage_dir = dir;
+    })
+    .await;
+    let dir = storage.path().to_string_lossy().into_owned();
+    let env = [
+        ("DEPOT__EXECUTOR__KIND", "http"),
+        ("DEPOT__EXECUTOR__STORAGE_DIR", dir.as_str()),
+        ("DEPOT__EGRESS__ALLOWED_NETWORKS", "127.0.0.0/8"),
+    ];
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let mut first = spawn_worker_with(&app, &env);
+    let mut ids = vec![];
+    for v in ["1.0.0", "2.0.0", "3.0.0"] {
+        let p = depot
+            .create_package(&CreatePackageRequest {
+                source_url: Some(format!("{base}/artifact.tgz")),
+                sha256: Some(sha256_hex(ARTIFACT)),
+                ..CreatePackageRequest::new("crashed", v)
+            })
+            .await
+            .unwrap();
+        let op = depot.start(p.id, OperationKind::Download).await.unwrap();
+        assert_eq!(
+            wait_final(&depot, op.id).await.status,
+            OperationStatus::Succeeded
+        );
+        ids.push(p.id);
+    }
+    let ops = futures::future::join_all(
+        ids.iter()
+            .map(|id| depot.start(*id, OperationKind::Activate)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    first.0.kill().unwrap(); // SIGKILL, mid-race
+    first.0.wait().unwrap();
+    let _second = spawn_worker_with(&app, &env);
+    for op in &ops {
+        wait_final(&depot, op.as_ref().unwrap().id).await;
+    }
+    let mut active = vec![];
+    for id in &ids {
+        if depot.get_package(*id).await.unwrap().body.status == PackageStatus::Active {
+            active.push(*id);
+        }
+    }
+    assert_eq!(active.len(), 1, "exactly one active version: {active:?}");
+    let link = storage
+        .path()
+        .join("active")
+        .join(depot_api::packages::executor::link_name("crashed"));
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("../packages").join(active[0].to_string()),
+        "the link agrees with the database"
     );
 }
 
