@@ -10,7 +10,8 @@
 //! - `packages.yanked_at` and `yanked_reason`: a version its owner withdrew (not downloaded or
 //!   activated anew, skipped by `latest` and rollback, still readable).
 //! - `operations.started_by`: who started an operation (`api_key:<id>`, `user:<id>`, `admin`),
-//!   for that record; NULL for operations started before this migration.
+//!   for that record, and `operations.package_name`: the name of the package it acts on (when
+//!   it started); NULL for operations started before this migration.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -42,6 +43,7 @@ enum Packages {
 enum Operations {
     Table,
     StartedBy,
+    PackageName,
 }
 
 const DEMOTE_DUPLICATES: &str = "UPDATE packages SET status = 'downloaded' \
@@ -103,6 +105,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Operations::Table)
+                    .add_column(string_len_null(Operations::PackageName, 200))
+                    .to_owned(),
+            )
+            .await?;
         for column in [
             ColumnDef::new(Packages::YankedAt)
                 .timestamp_with_time_zone()
@@ -141,6 +151,14 @@ impl MigrationTrait for Migration {
                 Table::alter()
                     .table(Operations::Table)
                     .drop_column(Operations::StartedBy)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Operations::Table)
+                    .drop_column(Operations::PackageName)
                     .to_owned(),
             )
             .await?;

@@ -107,6 +107,7 @@ pub fn operation_view(o: Operation) -> OperationView {
         id: o.id,
         kind: operation_kind(o.kind),
         package_id: o.package_id,
+        package_name: o.package_name,
         status: operation_status(o.status),
         progress: o.progress,
         error: o.error.map(|e| OperationProblem {

@@ -302,6 +302,10 @@ pub struct OperationView {
     pub id: Uuid,
     pub kind: OperationKind,
     pub package_id: Uuid,
+    /// The name of the package it acts on (as it was when the operation started; null for
+    /// operations older than this field).
+    #[serde(default)]
+    pub package_name: Option<String>,
     pub status: OperationStatus,
     /// 0–100.
     pub progress: u8,

@@ -203,6 +203,8 @@ pub struct Operation {
     /// Who started it (`Principal::actor`: `api_key:<id>`, `user:<id>`, `admin`); `None` for
     /// operations from before this was recorded.
     pub started_by: Option<String>,
+    /// The name of the package it acts on, as it was when the operation started.
+    pub package_name: Option<String>,
 }
 
 /// Why and when a version was yanked.
@@ -251,7 +253,14 @@ impl Operation {
             updated_at: now,
             finished_at: None,
             started_by: None,
+            package_name: None,
         }
+    }
+
+    /// This operation, on a package named `name`.
+    pub fn on_name(mut self, name: String) -> Self {
+        self.package_name = Some(name);
+        self
     }
 
     /// This operation, recorded as started by `actor`.

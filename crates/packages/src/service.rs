@@ -320,9 +320,11 @@ impl PackageService {
         package_id: Uuid,
         kind: OperationKind,
     ) -> Result<Operation, PackageError> {
-        self.managed(principal, package_id).await?;
+        let package = self.managed(principal, package_id).await?;
         let now = self.clock.now();
-        let operation = Operation::pending(kind, package_id, now).started_by(principal.actor());
+        let operation = Operation::pending(kind, package_id, now)
+            .started_by(principal.actor())
+            .on_name(package.name);
         let message = OutboxMessage {
             id: Uuid::now_v7(),
             queue: OPERATIONS_QUEUE.to_owned(),

@@ -17,6 +17,7 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
     pub started_by: Option<String>,
+    pub package_name: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

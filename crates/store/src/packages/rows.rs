@@ -63,6 +63,7 @@ pub(super) fn operation_of(m: operation::Model) -> Result<Operation, RepoError> 
         updated_at: m.updated_at,
         finished_at: m.finished_at,
         started_by: m.started_by,
+        package_name: m.package_name,
     })
 }
 

@@ -99,6 +99,7 @@ pub(super) async fn start_batch_inner(
             updated_at: Set(op.updated_at),
             finished_at: Set(None),
             started_by: Set(op.started_by.clone()),
+            package_name: Set(op.package_name.clone()),
         }))
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_with_returning_keys(&txn)
