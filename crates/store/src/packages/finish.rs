@@ -208,6 +208,28 @@ fn activation_row(
     }
 }
 
+/// One active version per name: an activation makes the name's active version Downloaded in
+/// the finishing statement (the exclusion constraint is checked at its end; two activations of
+/// one name in a batch fail it, and each is then finished alone).
+const SWITCH_CTES: &str = "a AS (SELECT p.id, p.name FROM packages p JOIN r ON p.id = r.package_id
+                          WHERE r.kind = 'activate' AND p.status = 'downloaded'),
+                    d AS (UPDATE packages p SET status = 'downloaded', revision = p.revision + 1,
+                          updated_at = $2 FROM a
+                          WHERE p.name = a.name AND p.status = 'active' AND p.id <> a.id
+                          RETURNING p.id, p.name, p.version),";
+
+/// The name's history: each activation (from the version it replaced) and deactivation.
+const HISTORY_CTE: &str = "h AS (INSERT INTO package_activations (id, name, from_package_id,
+                            from_version, to_package_id, to_version, operation_id, actor, at)
+                          SELECT ($3::uuid[])[row_number() OVER (ORDER BY m.op_id)], m.name,
+                            CASE WHEN m.kind = 'activate' THEN d.id ELSE m.id END,
+                            CASE WHEN m.kind = 'activate' THEN d.version ELSE m.version END,
+                            CASE WHEN m.kind = 'activate' THEN m.id END,
+                            CASE WHEN m.kind = 'activate' THEN m.version END,
+                            m.op_id, m.started_by, $2
+                          FROM m LEFT JOIN d ON m.kind = 'activate' AND d.name = m.name
+                          WHERE m.kind <> 'download'),";
+
 /// `CASE <alias>.kind WHEN 'download' THEN '<status>' ... END`, from the state machine.
 pub(super) fn by_kind(alias: &str, status: impl Fn(OperationKind) -> PackageStatus) -> String {
     let arms: String = OperationKind::ALL
@@ -228,36 +250,21 @@ pub(super) async fn finish_batch_postgres(
     let mut ending = Ending::default();
     let succeeded = succeeded_ids(calls);
     if !succeeded.is_empty() {
+        // Only a batch that activates or deactivates needs the switch and the history: a batch
+        // of downloads runs the statement without them.
+        let names_change = calls.iter().any(|c| {
+            matches!(c.outcome, Outcome::Succeeded) && c.op.kind != OperationKind::Download
+        });
         let moved = "o.package_id IN (SELECT id FROM m)";
         let sql = format!(
             r#"WITH r AS (SELECT id, package_id, kind, started_by FROM operations
                           WHERE id = ANY($1) AND status = 'running' ORDER BY id FOR UPDATE),
-                    -- One active version per name: an activation makes the name's active
-                    -- version Downloaded in this statement (the exclusion constraint is checked
-                    -- at its end; two activations of one name in a batch fail it, and each is
-                    -- then finished alone).
-                    a AS (SELECT p.id, p.name FROM packages p JOIN r ON p.id = r.package_id
-                          WHERE r.kind = 'activate' AND p.status = 'downloaded'),
-                    d AS (UPDATE packages p SET status = 'downloaded', revision = p.revision + 1,
-                          updated_at = $2 FROM a
-                          WHERE p.name = a.name AND p.status = 'active' AND p.id <> a.id
-                          RETURNING p.id, p.name, p.version),
+                    {switch}
                     m AS (UPDATE packages p SET status = {to}, revision = p.revision + 1, updated_at = $2,
                           sealed_at = CASE WHEN p.status = 'created' THEN COALESCE(p.sealed_at, $2) ELSE p.sealed_at END
                           FROM r WHERE p.id = r.package_id AND p.status = {from}
                           RETURNING p.id, p.name, p.version, r.kind, r.id AS op_id, r.started_by),
-                    -- The name's history: each activation (from the version it replaced) and
-                    -- deactivation.
-                    h AS (INSERT INTO package_activations (id, name, from_package_id, from_version,
-                            to_package_id, to_version, operation_id, actor, at)
-                          SELECT ($3::uuid[])[row_number() OVER (ORDER BY m.op_id)], m.name,
-                            CASE WHEN m.kind = 'activate' THEN d.id ELSE m.id END,
-                            CASE WHEN m.kind = 'activate' THEN d.version ELSE m.version END,
-                            CASE WHEN m.kind = 'activate' THEN m.id END,
-                            CASE WHEN m.kind = 'activate' THEN m.version END,
-                            m.op_id, m.started_by, $2
-                          FROM m LEFT JOIN d ON m.kind = 'activate' AND d.name = m.name
-                          WHERE m.kind <> 'download'),
+                    {history}
                     u AS (UPDATE operations o SET
                  status = CASE WHEN {moved} THEN 'succeeded' ELSE 'failed' END,
                  progress = CASE WHEN {moved} THEN 100 ELSE o.progress END,
@@ -270,21 +277,26 @@ pub(super) async fn finish_batch_postgres(
                     n AS ({notify})
                SELECT u.* FROM u LEFT JOIN n ON true"#,
             notify = crate::notify::notify_ids("u"),
+            switch = if names_change { SWITCH_CTES } else { "" },
+            history = if names_change { HISTORY_CTE } else { "" },
             to = by_kind("r", |k| k.transition().1),
             from = by_kind("r", |k| k.transition().0),
             from_o = by_kind("o", |k| k.transition().0),
         );
-        // Ids for the history rows (time-ordered, as every id here): at most one per call.
-        let history_ids: Vec<Uuid> = (0..succeeded.len()).map(|_| Uuid::now_v7()).collect();
+        let mut values: Vec<sea_orm::Value> = vec![
+            succeeded.into_iter().collect::<Vec<Uuid>>().into(),
+            now.into(),
+        ];
+        if names_change {
+            // Ids for the history rows (time-ordered, as every id here): at most one per call.
+            let ids: Vec<Uuid> = (0..calls.len()).map(|_| Uuid::now_v7()).collect();
+            values.push(ids.into());
+        }
         let rows = db
             .query_all_raw(sea_orm::Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
                 sql,
-                [
-                    succeeded.into_iter().collect::<Vec<Uuid>>().into(),
-                    now.into(),
-                    history_ids.into(),
-                ],
+                values,
             ))
             .await
             .map_err(repo_err)?;
