@@ -209,13 +209,22 @@ async fn a_killed_worker_amid_racing_activations_leaves_one_active_version_and_i
         }
     }
     assert_eq!(active.len(), 1, "exactly one active version: {active:?}");
+    // The link follows the database once each activation's worker has synced it (just after
+    // the operation ends).
     let link = storage
         .path()
         .join("active")
         .join(depot_api::packages::executor::link_name("crashed"));
+    let want = std::path::Path::new("../packages").join(active[0].to_string());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(&link).ok().as_deref() != Some(want.as_path())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         std::fs::read_link(&link).unwrap(),
-        std::path::Path::new("../packages").join(active[0].to_string()),
+        want,
         "the link agrees with the database"
     );
 }

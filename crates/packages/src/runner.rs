@@ -165,6 +165,14 @@ impl OperationRunner {
             Err(e) => return Err(retryable(e)),
         };
         if op.status.is_final() {
+            // Redelivered after it ended: the worker that ended it may have died before syncing
+            // the executor with the name's active version (concurrent activations can leave the
+            // executor's link at a loser until then). Sync now.
+            if op.kind != crate::model::OperationKind::Download
+                && let Some(name) = &op.package_name
+            {
+                self.sync_active(name).await;
+            }
             return Ok(None);
         }
         if op.cancel_requested {
@@ -462,5 +470,70 @@ mod tests {
         assert_eq!(reaped.len(), 1);
         assert_eq!(reaped[0].status, OperationStatus::Failed);
         assert_eq!(reaped[0].error.as_ref().unwrap().code, "abandoned");
+    }
+
+    /// The crash test found it: a worker that ended an activation died before syncing its
+    /// executor, and the redelivered message found the operation final and did nothing, so the
+    /// link stayed at a version that had lost the race. A redelivery of an ended activation now
+    /// syncs the name.
+    #[tokio::test]
+    async fn a_redelivered_ended_activation_syncs_the_executor() {
+        use crate::ports::NameRepository;
+        #[derive(Default)]
+        struct Recording(Mutex<Vec<(String, Option<Uuid>)>>);
+        #[async_trait]
+        impl Executor for Recording {
+            async fn execute(
+                &self,
+                _: OperationKind,
+                _: &Package,
+                _: &dyn Progress,
+            ) -> Result<(), ExecError> {
+                Ok(())
+            }
+            async fn sync_active(
+                &self,
+                name: &str,
+                active: crate::executor::ActiveNow<'_>,
+            ) -> Result<(), ExecError> {
+                let active = active.await.unwrap().map(|p| p.id);
+                self.0.lock().unwrap().push((name.to_owned(), active));
+                Ok(())
+            }
+        }
+        let store = Arc::new(InMemoryPackages::default());
+        let now = chrono::Utc::now();
+        let package = Package::created("p".into(), "1".into(), now);
+        store.insert(&package).await.unwrap();
+        store.set_status(package.id, PackageStatus::Downloaded);
+        let op = Operation::pending(OperationKind::Activate, package.id, now).on_name("p".into());
+        let msg = OutboxMessage {
+            id: Uuid::now_v7(),
+            queue: crate::OPERATIONS_QUEUE.into(),
+            payload: vec![],
+            created_at: now,
+            headers: Default::default(),
+        };
+        store.start(&op, &msg).await.unwrap();
+        let executor = Arc::new(Recording::default());
+        let names: Arc<dyn NameRepository> = store.clone();
+        let runner = OperationRunner::new(
+            store.clone(),
+            executor.clone(),
+            Arc::new(FixedClock::new(now)),
+            3,
+        )
+        .with_names(names);
+        runner.handle(&message(&op), false).await.unwrap().unwrap();
+        assert!(runner.handle(&message(&op), false).await.unwrap().is_none());
+        let synced = executor.0.lock().unwrap().clone();
+        assert_eq!(
+            synced,
+            [
+                ("p".to_owned(), Some(package.id)),
+                ("p".to_owned(), Some(package.id))
+            ],
+            "synced after the run and again on the redelivery"
+        );
     }
 }
