@@ -181,6 +181,14 @@ expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5x
 include-name = "GET /api/v1/passwords"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422", "429"]
 
+# GET /api/v1/packages: sorting or filtering by version needs `name`, and `version` is a cargo
+# version requirement, a grammar no pattern states exactly; both answer 422 naming the field,
+# as the parameters' descriptions say. Only for this operation, a schema-valid request may get
+# that 422.
+[[operations]]
+include-name = "GET /api/v1/packages"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "422", "429", "5xx"]
+
 # The defaults plus 412: RFC 9110 §13.2.1 evaluates preconditions before the content is read,
 # so a wrong If-Match answers 412 even when the body is invalid too.
 [checks.negative_data_rejection]

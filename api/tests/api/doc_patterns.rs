@@ -78,6 +78,11 @@ fn cases(doc: &Value) -> Vec<(String, Check, bool)> {
         out.push((p("source_url"), |v| package("source_url", v), false));
     }
     out.push((
+        "/components/schemas/YankRequest/properties/reason".into(),
+        |v| depot_packages::model::yank_reason(v).is_ok(),
+        true,
+    ));
+    out.push((
         "/components/schemas/CreateApiKeyRequest/allOf/0/properties/name".into(),
         |v| depot_api_keys::model::KeyName::parse(v).is_ok(),
         true,

@@ -199,10 +199,16 @@ pub struct PackageView {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct YankRequest {
-    /// Why (1–500 characters), shown with the version from now on.
+    /// Why (1–500 characters, not all white space, no control characters but tab, line feed
+    /// and carriage return), shown with the version from now on.
     #[cfg_attr(
         feature = "openapi",
-        schema(example = "CVE-2026-1234: remote code execution")
+        schema(
+            example = "CVE-2026-1234: remote code execution",
+            min_length = 1,
+            max_length = 500,
+            pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+        )
     )]
     pub reason: String,
 }

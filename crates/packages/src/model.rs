@@ -217,6 +217,28 @@ pub struct Yank {
 /// The longest yank reason, in characters.
 pub const MAX_YANK_REASON_CHARS: usize = 500;
 
+/// A yank's reason: 1 to [`MAX_YANK_REASON_CHARS`] characters as sent, not all white space, no
+/// control characters but tab, line feed and carriage return; kept trimmed.
+pub fn yank_reason(raw: &str) -> Result<String, ValidationError> {
+    let reason = raw.trim();
+    if reason.is_empty() || raw.chars().count() > MAX_YANK_REASON_CHARS {
+        return Err(ValidationError::field(
+            "reason",
+            format!("give why, in 1 to {MAX_YANK_REASON_CHARS} characters"),
+        ));
+    }
+    if let Some(c) = raw
+        .chars()
+        .find(|&c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(ValidationError::field(
+            "reason",
+            format!("must not contain the control character U+{:04X}", c as u32),
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
 /// A version of a name, as the name's history and summary show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionRef {

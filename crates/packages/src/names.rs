@@ -3,8 +3,7 @@
 //! versions of a name by precedence or by a SemVer requirement.
 
 use crate::model::{
-    Activation, MAX_YANK_REASON_CHARS, Operation, OperationKind, Package, PackageStatus,
-    VersionRef, Yank,
+    Activation, Operation, OperationKind, Package, PackageStatus, VersionRef, Yank,
 };
 use crate::ports::{NameRecord, PackageFilter};
 use crate::service::{PackageError, PackageService, not_owner, repo};
@@ -207,27 +206,8 @@ impl PackageService {
         let now = self.clock.now();
         let yank = match reason {
             Some(reason) => {
-                let reason = reason.trim();
-                if reason.is_empty() || reason.chars().count() > MAX_YANK_REASON_CHARS {
-                    return Err(ValidationError::field(
-                        "reason",
-                        format!("give why, in 1 to {MAX_YANK_REASON_CHARS} characters"),
-                    )
-                    .into());
-                }
-                if let Some(c) = reason.chars().find(|&c| {
-                    (c.is_control() && !matches!(c, '\n' | '\t')) || depot_core::text::is_format(c)
-                }) {
-                    return Err(ValidationError::field(
-                        "reason",
-                        format!("must not contain the character U+{:04X}", c as u32),
-                    )
-                    .into());
-                }
-                Some(Yank {
-                    reason: reason.to_owned(),
-                    at: now,
-                })
+                let reason = crate::model::yank_reason(reason)?;
+                Some(Yank { reason, at: now })
             }
             None => None,
         };
