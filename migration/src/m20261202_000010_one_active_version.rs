@@ -97,71 +97,38 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Operations::Table)
-                    .add_column(string_len_null(Operations::StartedBy, 64))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Operations::Table)
-                    .add_column(string_len_null(Operations::PackageName, 200))
-                    .to_owned(),
-            )
-            .await?;
-        for column in [
-            ColumnDef::new(Packages::YankedAt)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Packages::YankedReason)
-                .string_len(500)
-                .null()
-                .to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Packages::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        add_column(
+            manager,
+            Operations::Table,
+            string_len_null(Operations::StartedBy, 64),
+        )
+        .await?;
+        add_column(
+            manager,
+            Operations::Table,
+            string_len_null(Operations::PackageName, 200),
+        )
+        .await?;
+        add_column(
+            manager,
+            Packages::Table,
+            timestamp_with_time_zone_null(Packages::YankedAt),
+        )
+        .await?;
+        add_column(
+            manager,
+            Packages::Table,
+            string_len_null(Packages::YankedReason, 500),
+        )
+        .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in [Packages::YankedReason, Packages::YankedAt] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Packages::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Operations::Table)
-                    .drop_column(Operations::StartedBy)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Operations::Table)
-                    .drop_column(Operations::PackageName)
-                    .to_owned(),
-            )
-            .await?;
+        drop_column(manager, Packages::Table, Packages::YankedReason).await?;
+        drop_column(manager, Packages::Table, Packages::YankedAt).await?;
+        drop_column(manager, Operations::Table, Operations::StartedBy).await?;
+        drop_column(manager, Operations::Table, Operations::PackageName).await?;
         manager
             .drop_table(Table::drop().table(PackageActivations::Table).to_owned())
             .await?;
@@ -177,4 +144,31 @@ impl MigrationTrait for Migration {
         }
         Ok(())
     }
+}
+
+/// One column per statement: SQLite alters a table one column at a time.
+async fn add_column(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    column: ColumnDef,
+) -> Result<(), DbErr> {
+    let mut column = column;
+    manager
+        .alter_table(
+            Table::alter()
+                .table(table)
+                .add_column(&mut column)
+                .to_owned(),
+        )
+        .await
+}
+
+async fn drop_column(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    column: impl IntoIden,
+) -> Result<(), DbErr> {
+    manager
+        .alter_table(Table::alter().table(table).drop_column(column).to_owned())
+        .await
 }

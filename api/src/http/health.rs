@@ -103,11 +103,13 @@ async fn readiness(state: &HttpState, with_errors: bool) -> HttpResponse {
         timed(state.queue_health.check())
     );
     let all_ok = database.error.is_none() && queue.error.is_none();
-    let (mut database, mut queue) = (database, queue);
-    if !with_errors {
-        database.error = None;
-        queue.error = None;
-    }
+    let shown = |mut check: CheckResult| {
+        if !with_errors {
+            check.error = None;
+        }
+        check
+    };
+    let (database, queue) = (shown(database), shown(queue));
     let body = Readiness {
         status: if all_ok { "ok" } else { "down" },
         checks: BTreeMap::from([("database".into(), database), ("queue".into(), queue)]),

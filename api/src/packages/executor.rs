@@ -156,10 +156,6 @@ impl HttpExecutor {
         })
     }
 
-    pub fn storage(&self) -> &Path {
-        &self.storage
-    }
-
     /// Points `name`'s link at `id` (atomically: readers see the old target or the new one),
     /// or removes it.
     async fn point(&self, name: &str, id: Option<uuid::Uuid>) -> Result<(), ExecError> {

@@ -78,7 +78,8 @@ impl EventStreamSlots {
     }
 
     /// Slots in use.
-    pub fn in_use(&self) -> usize {
+    #[cfg(test)]
+    fn in_use(&self) -> usize {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())

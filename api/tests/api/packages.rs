@@ -1373,16 +1373,9 @@ async fn the_reaper_ends_an_operation_whose_worker_vanished() {
     let depot = app.depot_with_key(&app.writer_key().await);
     let p = create_ok(&depot, "orphaned", "1").await;
     let op = depot.start(p.id, Download).await.unwrap();
-    let db = depot_store::connect(&depot_store::DatabaseOptions {
-        url: app.settings.database.url.clone(),
-        max_connections: 2,
-        min_connections: 0,
-        connect_timeout: Duration::from_secs(5),
-        acquire_timeout: Duration::from_secs(5),
-        log_statements: false,
-    })
-    .await
-    .unwrap();
+    let db = sea_orm::Database::connect(&app.settings.database.url)
+        .await
+        .unwrap();
     let repo = depot_store::SeaOrmPackageRepository::new(db);
     repo.claim(op.id, chrono::Utc::now()).await.unwrap();
     let started = Instant::now();

@@ -37,6 +37,20 @@ struct State {
     history: Vec<Activation>,
 }
 
+/// A package service over one in-memory store (every port), at a fixed clock, for unit tests.
+pub fn service() -> (std::sync::Arc<InMemoryPackages>, crate::PackageService) {
+    use std::sync::Arc;
+    let store = Arc::new(InMemoryPackages::default());
+    let svc = crate::PackageService::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        Arc::new(depot_core::FixedClock::new(chrono::Utc::now())),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    (store, svc)
+}
+
 impl InMemoryPackages {
     /// The outbox messages recorded so far.
     pub fn outbox(&self) -> Vec<OutboxMessage> {
@@ -539,6 +553,14 @@ impl NameRepository for InMemoryPackages {
             .take(limit as usize)
             .cloned()
             .collect())
+    }
+
+    async fn active_version(&self, name: &str) -> Result<Option<Package>, RepoError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.packages
+            .values()
+            .find(|p| p.name == name && p.status == PackageStatus::Active)
+            .cloned())
     }
 
     async fn with_prefix(&self, prefix: &str, limit: u64) -> Result<Vec<Package>, RepoError> {

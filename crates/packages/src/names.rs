@@ -88,6 +88,12 @@ impl PackageService {
     /// The name's summary; 404 for a name never registered.
     pub async fn name(&self, name: &str) -> Result<NameSummary, PackageError> {
         let record = self.record(name).await?;
+        self.summary(record).await
+    }
+
+    /// The summary of the name `record` names.
+    async fn summary(&self, record: NameRecord) -> Result<NameSummary, PackageError> {
+        let name = record.name.as_str();
         let mut versions = self.versions_of(name).await?;
         by_precedence_desc(&mut versions);
         let active = versions
@@ -177,7 +183,7 @@ impl PackageService {
         if !principal.manages(record.owner.as_ref(), Permission::PackagesAdmin) {
             return Err(not_owner(name));
         }
-        let summary = self.name(name).await?;
+        let summary = self.summary(record).await?;
         let Some(previous) = summary.previous else {
             return Err(PackageError::Conflict {
                 code: "no_previous_version",
@@ -275,21 +281,8 @@ mod tests {
     use crate::fakes::InMemoryPackages;
     use crate::model::PackageInput;
     use crate::ports::{OperationRepository, Outcome};
-    use depot_core::FixedClock;
-    use std::sync::Arc;
-    use tokio::sync::Notify;
 
-    fn service() -> (Arc<InMemoryPackages>, PackageService) {
-        let store = Arc::new(InMemoryPackages::default());
-        let svc = PackageService::new(
-            store.clone(),
-            store.clone(),
-            store.clone(),
-            Arc::new(FixedClock::new(chrono::Utc::now())),
-            Arc::new(Notify::new()),
-        );
-        (store, svc)
-    }
+    use crate::fakes::service;
 
     async fn version(svc: &PackageService, store: &InMemoryPackages, v: &str) -> Package {
         let p = svc

@@ -297,6 +297,8 @@ pub trait NameRepository: Send + Sync {
     /// Every version of the name, whatever its status, in no particular order; at most
     /// `limit` (the caller says what is too many).
     async fn versions_of(&self, name: &str, limit: u64) -> Result<Vec<Package>, RepoError>;
+    /// The name's active version, if it has one.
+    async fn active_version(&self, name: &str) -> Result<Option<Package>, RepoError>;
     /// Every package whose name starts with `prefix` (literal), at most `limit`.
     async fn with_prefix(&self, prefix: &str, limit: u64) -> Result<Vec<Package>, RepoError>;
     /// The name's activations and deactivations, newest first.

@@ -105,13 +105,7 @@ impl OperationRunner {
     /// deactivation, whatever its outcome: a failed one may have touched what it keeps).
     async fn sync_active(&self, name: &str) {
         let Some(names) = &self.names else { return };
-        let active = Box::pin(async move {
-            Ok(names
-                .versions_of(name, crate::names::MAX_VERSIONS)
-                .await?
-                .into_iter()
-                .find(|p| p.status == crate::model::PackageStatus::Active))
-        });
+        let active = Box::pin(names.active_version(name));
         if let Err(e) = self.executor.sync_active(name, active).await {
             tracing::warn!(error = %e, "syncing the active version on disk failed; `depot fsck --repair` fixes it");
         }
@@ -297,13 +291,7 @@ mod tests {
         let package = Package::created("p".into(), "1".into(), now);
         store.insert(&package).await.unwrap();
         let op = Operation::pending(OperationKind::Download, package.id, now);
-        let message = OutboxMessage {
-            id: Uuid::now_v7(),
-            queue: crate::OPERATIONS_QUEUE.into(),
-            payload: vec![],
-            created_at: now,
-            headers: Default::default(),
-        };
+        let message = outbox(now);
         store.start(&op, &message).await.unwrap();
         let runner = OperationRunner::new(
             store.clone(),
@@ -316,6 +304,17 @@ mod tests {
             3,
         );
         (store, runner, package, op)
+    }
+
+    /// The outbox message a start records (the fakes keep it, nothing reads it).
+    fn outbox(now: chrono::DateTime<chrono::Utc>) -> OutboxMessage {
+        OutboxMessage {
+            id: Uuid::now_v7(),
+            queue: crate::OPERATIONS_QUEUE.into(),
+            payload: vec![],
+            created_at: now,
+            headers: Default::default(),
+        }
     }
 
     fn message(op: &Operation) -> Vec<u8> {
@@ -433,13 +432,7 @@ mod tests {
         let package = Package::created("p".into(), "1".into(), now);
         store.insert(&package).await.unwrap();
         let op = Operation::pending(OperationKind::Download, package.id, now);
-        let msg = OutboxMessage {
-            id: Uuid::now_v7(),
-            queue: crate::OPERATIONS_QUEUE.into(),
-            payload: vec![],
-            created_at: now,
-            headers: Default::default(),
-        };
+        let msg = outbox(now);
         store.start(&op, &msg).await.unwrap();
         let clock = Arc::new(depot_core::SystemClock);
         let runner = OperationRunner::new(store.clone(), Arc::new(Slow), clock, 3)
@@ -507,13 +500,7 @@ mod tests {
         store.insert(&package).await.unwrap();
         store.set_status(package.id, PackageStatus::Downloaded);
         let op = Operation::pending(OperationKind::Activate, package.id, now).on_name("p".into());
-        let msg = OutboxMessage {
-            id: Uuid::now_v7(),
-            queue: crate::OPERATIONS_QUEUE.into(),
-            payload: vec![],
-            created_at: now,
-            headers: Default::default(),
-        };
+        let msg = outbox(now);
         store.start(&op, &msg).await.unwrap();
         let executor = Arc::new(Recording::default());
         let names: Arc<dyn NameRepository> = store.clone();

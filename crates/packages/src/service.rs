@@ -407,26 +407,15 @@ impl PackageService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::InMemoryPackages;
     use crate::model::{OperationStatus, PackageStatus};
-    use depot_core::{FixedClock, PrincipalKind};
+    use depot_core::PrincipalKind;
 
     /// The admin secret: it manages everything (tests of other rules act as it).
     fn admin() -> Principal {
         Principal::admin()
     }
 
-    fn service() -> (Arc<InMemoryPackages>, PackageService) {
-        let store = Arc::new(InMemoryPackages::default());
-        let svc = PackageService::new(
-            store.clone(),
-            store.clone(),
-            store.clone(),
-            Arc::new(FixedClock::new(chrono::Utc::now())),
-            Arc::new(Notify::new()),
-        );
-        (store, svc)
-    }
+    use crate::fakes::service;
 
     fn input(name: &str, version: &str) -> PackageInput {
         PackageInput {

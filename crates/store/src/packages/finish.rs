@@ -90,11 +90,7 @@ pub(super) async fn finish_batch_inner(
                         package::Column::Status,
                         Expr::value(PackageStatus::Downloaded.as_str()),
                     )
-                    .col_expr(
-                        package::Column::Revision,
-                        Expr::col(package::Column::Revision).add(1),
-                    )
-                    .col_expr(package::Column::UpdatedAt, Expr::value(now))
+                    .changed(now)
                     .filter(package::Column::Status.eq(PackageStatus::Active.as_str()))
                     .filter(package::Column::Name.is_in(names))
                     .exec_with_returning(&txn)
@@ -115,11 +111,7 @@ pub(super) async fn finish_batch_inner(
         }
         let moved_rows = update
             .col_expr(package::Column::Status, Expr::value(to.as_str()))
-            .col_expr(
-                package::Column::Revision,
-                Expr::col(package::Column::Revision).add(1),
-            )
-            .col_expr(package::Column::UpdatedAt, Expr::value(now))
+            .changed(now)
             .filter(any_of(
                 backend,
                 package::Column::Id,

@@ -19,16 +19,23 @@ fn version_ref(id: Option<Uuid>, version: Option<String>) -> Option<VersionRef> 
     })
 }
 
-/// `substr(column, 1, n) = prefix`: literal and case-sensitive on both backends.
-fn starts_with(
-    column: impl sea_orm::IntoSimpleExpr,
-    prefix: &str,
-) -> sea_orm::sea_query::SimpleExpr {
-    let head = Func::cust("substr")
-        .arg(column.into_simple_expr())
-        .arg(1)
-        .arg(prefix.chars().count() as i32);
-    Expr::expr(head).eq(prefix)
+impl SeaOrmPackageRepository {
+    /// At most `limit` packages matching `cond`.
+    async fn packages_where(
+        &self,
+        cond: impl sea_orm::sea_query::IntoCondition,
+        limit: u64,
+    ) -> Result<Vec<Package>, RepoError> {
+        package::Entity::find()
+            .filter(cond)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .map(package_of)
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -72,28 +79,22 @@ impl NameRepository for SeaOrmPackageRepository {
 
     #[tracing::instrument(skip_all)]
     async fn versions_of(&self, name: &str, limit: u64) -> Result<Vec<Package>, RepoError> {
-        package::Entity::find()
-            .filter(package::Column::Name.eq(name))
-            .limit(limit)
-            .all(&self.db)
+        self.packages_where(package::Column::Name.eq(name), limit)
             .await
-            .map_err(repo_err)?
-            .into_iter()
-            .map(package_of)
-            .collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn active_version(&self, name: &str) -> Result<Option<Package>, RepoError> {
+        let cond = Condition::all()
+            .add(package::Column::Name.eq(name))
+            .add(package::Column::Status.eq(PackageStatus::Active.as_str()));
+        Ok(self.packages_where(cond, 1).await?.pop())
     }
 
     #[tracing::instrument(skip_all)]
     async fn with_prefix(&self, prefix: &str, limit: u64) -> Result<Vec<Package>, RepoError> {
-        package::Entity::find()
-            .filter(starts_with(Expr::col(package::Column::Name), prefix))
-            .limit(limit)
-            .all(&self.db)
+        self.packages_where(starts_with(Expr::col(package::Column::Name), prefix), limit)
             .await
-            .map_err(repo_err)?
-            .into_iter()
-            .map(package_of)
-            .collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -146,11 +147,7 @@ pub async fn reset_missing_artifacts(
             package::Column::Status,
             Expr::value(PackageStatus::Created.as_str()),
         )
-        .col_expr(
-            package::Column::Revision,
-            Expr::col(package::Column::Revision).add(1),
-        )
-        .col_expr(package::Column::UpdatedAt, Expr::value(now))
+        .changed(now)
         .filter(any_of(
             backend,
             package::Column::Id,

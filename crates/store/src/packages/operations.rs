@@ -84,15 +84,7 @@ impl OperationRepository for SeaOrmPackageRepository {
             .exec(&self.db)
             .await
             .map_err(repo_err)?;
-        let cancel = operation::Entity::find_by_id(id)
-            .select_only()
-            .column(operation::Column::CancelRequested)
-            .into_tuple::<bool>()
-            .one(&self.db)
-            .await
-            .map_err(repo_err)?
-            .unwrap_or(true);
-        Ok(cancel)
+        self.cancel_requested(id).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -125,10 +117,11 @@ impl OperationRepository for SeaOrmPackageRepository {
             .await
             .map_err(repo_err)?
             .ok_or(CancelError::NotFound)?;
-        let abandoned = op.status == "running" && op.updated_at < abandoned_before;
+        // Pending, or running with no worker left to see the request: cancelled at once.
+        let at_once =
+            op.status == "pending" || (op.status == "running" && op.updated_at < abandoned_before);
         match op.status.as_str() {
-            // Pending, or running with no worker left to see the request: cancelled at once.
-            "pending" | "running" if abandoned || op.status == "pending" => {
+            _ if at_once => {
                 operation::Entity::update_many()
                     .col_expr(operation::Column::Status, Expr::value("cancelled"))
                     .col_expr(operation::Column::CancelRequested, Expr::value(true))
@@ -176,14 +169,7 @@ impl OperationRepository for SeaOrmPackageRepository {
             .exec(&self.db)
             .await
             .map_err(repo_err)?;
-        Ok(operation::Entity::find_by_id(id)
-            .select_only()
-            .column(operation::Column::CancelRequested)
-            .into_tuple::<bool>()
-            .one(&self.db)
-            .await
-            .map_err(repo_err)?
-            .unwrap_or(true))
+        self.cancel_requested(id).await
     }
 
     async fn reap(
@@ -231,6 +217,20 @@ impl OperationRepository for SeaOrmPackageRepository {
             .await
             .map_err(repo_err)?;
         Ok(r.rows_affected)
+    }
+}
+
+impl SeaOrmPackageRepository {
+    /// Whether cancelling the operation was asked for (a missing one counts as asked: stop).
+    async fn cancel_requested(&self, id: Uuid) -> Result<bool, RepoError> {
+        Ok(operation::Entity::find_by_id(id)
+            .select_only()
+            .column(operation::Column::CancelRequested)
+            .into_tuple::<bool>()
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?
+            .unwrap_or(true))
     }
 }
 

@@ -46,11 +46,7 @@ impl PackageRepository for SeaOrmPackageRepository {
         if let Some(prefix) = &filter.name_prefix {
             // Exact and case-sensitive on both backends: `LIKE 'p%'` would read `%` and `_` in
             // the prefix as wildcards, and ignore case on SQLite.
-            let head = Func::cust("substr")
-                .arg(Expr::col(package::Column::Name))
-                .arg(1)
-                .arg(prefix.chars().count() as i32);
-            q = q.filter(Expr::expr(head).eq(prefix.as_str()));
+            q = q.filter(starts_with(Expr::col(package::Column::Name), prefix));
         }
         q = match (sort, &page.after) {
             (PackageSort::CreatedAt, after) => {
@@ -102,11 +98,7 @@ impl PackageRepository for SeaOrmPackageRepository {
         now: DateTime<Utc>,
     ) -> Result<Package, UpdateError> {
         let mut update = package::Entity::update_many()
-            .col_expr(
-                package::Column::Revision,
-                Expr::col(package::Column::Revision).add(1),
-            )
-            .col_expr(package::Column::UpdatedAt, Expr::value(now))
+            .changed(now)
             .filter(package::Column::Id.eq(id));
         if let Some(rev) = expected_revision {
             update = update.filter(package::Column::Revision.eq(rev));
@@ -235,11 +227,7 @@ impl PackageRepository for SeaOrmPackageRepository {
                 package::Column::YankedReason,
                 Expr::value(yank.map(|y| y.reason.clone())),
             )
-            .col_expr(
-                package::Column::Revision,
-                Expr::col(package::Column::Revision).add(1),
-            )
-            .col_expr(package::Column::UpdatedAt, Expr::value(now))
+            .changed(now)
             .filter(package::Column::Id.eq(id))
             .exec(&self.db)
             .await

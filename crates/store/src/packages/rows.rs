@@ -161,3 +161,30 @@ pub(super) fn prefixed<E: EntityTrait>(alias: &str, prefix: &str) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// `substr(column, 1, n) = prefix`: literal and case-sensitive on both backends.
+pub(super) fn starts_with(
+    column: impl sea_orm::IntoSimpleExpr,
+    prefix: &str,
+) -> sea_orm::sea_query::SimpleExpr {
+    let head = Func::cust("substr")
+        .arg(column.into_simple_expr())
+        .arg(1)
+        .arg(prefix.chars().count() as i32);
+    Expr::expr(head).eq(prefix)
+}
+
+/// An update of packages that counts as a change of each row: its revision and `updated_at`.
+pub(super) trait Changed {
+    fn changed(self, now: DateTime<Utc>) -> Self;
+}
+
+impl Changed for sea_orm::UpdateMany<package::Entity> {
+    fn changed(self, now: DateTime<Utc>) -> Self {
+        self.col_expr(
+            package::Column::Revision,
+            Expr::col(package::Column::Revision).add(1),
+        )
+        .col_expr(package::Column::UpdatedAt, Expr::value(now))
+    }
+}
