@@ -7,20 +7,30 @@
 
 use depot_core::RepoError;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 
 /// A call: the question, where to answer, and the caller's span (the batch's trace).
 type Call<Q, R> = (Q, oneshot::Sender<R>, tracing::Span);
 
+/// Starts a batcher's task on a runtime and returns where to send it calls.
+type Spawn<Q, R> = Box<dyn Fn(&Handle) -> mpsc::UnboundedSender<Call<Q, R>> + Send + Sync>;
+
 pub(crate) struct Batcher<Q, R> {
-    calls: mpsc::UnboundedSender<Call<Q, R>>,
+    spawn: Spawn<Q, R>,
+    /// The runtime the task runs on and the task's channel. A task whose channel closed (its
+    /// runtime shut down, or it panicked past its loop) is started again on the next call.
+    home: Mutex<(Handle, mpsc::UnboundedSender<Call<Q, R>>)>,
 }
 
 impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
-    /// Starts the batcher's task (on the current tokio runtime). `run` gets a batch of at most
-    /// `max_batch` calls and answers each, in order; at most `in_flight` batches run at once.
+    /// Starts the batcher's task on `runtime` (the current one when `None`): give it the
+    /// runtime that lives as long as the process, not the one of whichever HTTP worker calls
+    /// first, which stops (on SIGTERM, before the others) while other workers still call. `run`
+    /// gets a batch of at most `max_batch` calls and answers each, in order; at most
+    /// `in_flight` batches run at once.
     ///
     /// The batch runs in a span named `name`, a child of the first caller's span that follows
     /// from the others', so a trace shows the statements that served its request.
@@ -28,61 +38,118 @@ impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
         name: &'static str,
         max_batch: usize,
         in_flight: usize,
+        runtime: Option<Handle>,
         run: F,
     ) -> Self
     where
         F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<R>> + Send + 'static,
     {
-        let (calls, mut queue) = mpsc::unbounded_channel::<Call<Q, R>>();
         let run = Arc::new(run);
-        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
-        tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
-                // Wait for a free slot first: the calls arriving meanwhile join this batch.
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let mut batch = vec![first];
-                while batch.len() < max_batch {
-                    match queue.try_recv() {
-                        Ok(call) => batch.push(call),
-                        Err(_) => break,
-                    }
-                }
-                let run = run.clone();
-                tokio::spawn(async move {
-                    let mut questions = Vec::with_capacity(batch.len());
-                    let mut answers = Vec::with_capacity(batch.len());
-                    let span = tracing::info_span!(parent: &batch[0].2, "batch", batch = name, calls = batch.len(), otel.name = name);
-                    for (i, (question, answer, caller)) in batch.into_iter().enumerate() {
-                        if i > 0 {
-                            span.follows_from(&caller);
-                        }
-                        questions.push(question);
-                        answers.push(answer);
-                    }
-                    let results = run(questions).instrument(span).await;
-                    debug_assert_eq!(results.len(), answers.len());
-                    for (answer, result) in answers.into_iter().zip(results) {
-                        // The caller may have gone (its request was cancelled): nothing to do.
-                        let _ = answer.send(result);
-                    }
-                    drop(slot);
-                });
-            }
+        let spawn: Spawn<Q, R> = Box::new(move |runtime: &Handle| {
+            let (calls, queue) = mpsc::unbounded_channel::<Call<Q, R>>();
+            runtime.spawn(serve(name, max_batch, in_flight, run.clone(), queue));
+            calls
         });
-        Self { calls }
+        let runtime = runtime.unwrap_or_else(Handle::current);
+        let calls = spawn(&runtime);
+        Self {
+            spawn,
+            home: Mutex::new((runtime, calls)),
+        }
     }
 
     /// Runs `question` in the next batch. `None` only when the batch's task failed (panicked)
-    /// or the runtime is shutting down.
+    /// or its runtime shut down while it ran.
     pub(crate) async fn call(&self, question: Q) -> Option<R> {
         let (answer, answered) = oneshot::channel();
-        self.calls
-            .send((question, answer, tracing::Span::current()))
-            .ok()?;
-        answered.await.ok()
+        let mut call = (question, answer, tracing::Span::current());
+        // Twice at most: the second time on a task started again.
+        for _ in 0..2 {
+            match self.send(call) {
+                Ok(()) => return answered.await.ok(),
+                Err(back) => call = back,
+            }
+        }
+        None
+    }
+
+    /// Whether its task still takes calls (its runtime runs).
+    pub(crate) fn is_running(&self) -> bool {
+        !self
+            .home
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .is_closed()
+    }
+
+    /// Sends `call` to the task, starting it again first when its channel closed: on its home
+    /// runtime, or on the caller's when that one has shut down too.
+    fn send(&self, call: Call<Q, R>) -> Result<(), Call<Q, R>> {
+        let mut home = self.home.lock().unwrap_or_else(|e| e.into_inner());
+        if home.1.is_closed() {
+            let mut calls = (self.spawn)(&home.0);
+            // A runtime that has shut down drops what is spawned on it at once.
+            if calls.is_closed()
+                && let Ok(current) = Handle::try_current()
+            {
+                calls = (self.spawn)(&current);
+                home.0 = current;
+            }
+            tracing::warn!("a batcher's task had stopped: started again");
+            home.1 = calls;
+        }
+        home.1.send(call).map_err(|e| e.0)
+    }
+}
+
+/// A batcher's task: takes the calls as they come and runs them in batches.
+async fn serve<Q, R, F, Fut>(
+    name: &'static str,
+    max_batch: usize,
+    in_flight: usize,
+    run: Arc<F>,
+    mut queue: mpsc::UnboundedReceiver<Call<Q, R>>,
+) where
+    Q: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<R>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+    while let Some(first) = queue.recv().await {
+        // Wait for a free slot first: the calls arriving meanwhile join this batch.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(call) => batch.push(call),
+                Err(_) => break,
+            }
+        }
+        let run = run.clone();
+        tokio::spawn(async move {
+            let mut questions = Vec::with_capacity(batch.len());
+            let mut answers = Vec::with_capacity(batch.len());
+            let span = tracing::info_span!(parent: &batch[0].2, "batch", batch = name, calls = batch.len(), otel.name = name);
+            for (i, (question, answer, caller)) in batch.into_iter().enumerate() {
+                if i > 0 {
+                    span.follows_from(&caller);
+                }
+                questions.push(question);
+                answers.push(answer);
+            }
+            let results = run(questions).instrument(span).await;
+            debug_assert_eq!(results.len(), answers.len());
+            for (answer, result) in answers.into_iter().zip(results) {
+                // The caller may have gone (its request was cancelled): nothing to do.
+                let _ = answer.send(result);
+            }
+            drop(slot);
+        });
     }
 }
 
@@ -143,14 +210,13 @@ pub(crate) fn lost() -> RepoError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
     use std::time::Duration;
 
     #[tokio::test]
     async fn a_lone_call_runs_at_once_and_concurrent_calls_share_batches() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let batcher = Arc::new(Batcher::start("test", 8, 1, move |qs: Vec<u32>| {
+        let batcher = Arc::new(Batcher::start("test", 8, 1, None, move |qs: Vec<u32>| {
             seen.lock().unwrap().push(qs.len());
             async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -231,11 +297,55 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_batch_answers_none_and_later_calls_still_run() {
-        let batcher = Batcher::start("test", 4, 1, |qs: Vec<u32>| async move {
+        let batcher = Batcher::start("test", 4, 1, None, |qs: Vec<u32>| async move {
             assert!(!qs.contains(&0), "boom");
             qs
         });
         assert_eq!(batcher.call(0).await, None);
         assert_eq!(batcher.call(7).await, Some(7));
+    }
+    fn doubling() -> Batcher<u32, u32> {
+        Batcher::start("test", 4, 1, None, |qs: Vec<u32>| async move {
+            qs.into_iter().map(|q| q * 2).collect()
+        })
+    }
+
+    /// Calls `batcher` on a runtime of its own on another thread, as an HTTP worker does; the
+    /// runtime is gone when this returns.
+    fn call_from_a_worker(batcher: &Arc<Batcher<u32, u32>>, q: u32) -> Option<u32> {
+        let batcher = batcher.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(batcher.call(q))
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// The finding: the batchers ran on the runtime of the HTTP worker that called
+    /// first, and when it stopped the others' calls were lost.
+    #[test]
+    fn a_batcher_outlives_the_runtime_of_a_caller() {
+        let main = tokio::runtime::Runtime::new().unwrap();
+        let batcher = Arc::new(main.block_on(async { doubling() }));
+        assert_eq!(call_from_a_worker(&batcher, 1), Some(2));
+        assert_eq!(call_from_a_worker(&batcher, 2), Some(4));
+        assert_eq!(main.block_on(batcher.call(3)), Some(6));
+    }
+
+    #[test]
+    fn a_batcher_whose_runtime_shut_down_starts_again_on_the_callers() {
+        let first = tokio::runtime::Runtime::new().unwrap();
+        let batcher = Arc::new(first.block_on(async { doubling() }));
+        assert_eq!(first.block_on(batcher.call(1)), Some(2));
+        drop(first);
+        assert_eq!(call_from_a_worker(&batcher, 2), Some(4));
+        // That worker's runtime is gone too: the next caller's takes the task, and keeps it.
+        let other = tokio::runtime::Runtime::new().unwrap();
+        assert_eq!(other.block_on(batcher.call(5)), Some(10));
+        assert_eq!(other.block_on(batcher.call(6)), Some(12));
     }
 }

@@ -53,7 +53,10 @@ use uuid::Uuid;
 #[derive(Clone)]
 pub struct SeaOrmPackageRepository {
     db: DatabaseConnection,
-    batches: Arc<OnceLock<Batches>>,
+    batches: Arc<BatchSets>,
+    /// Where the batchers' tasks run: the runtime the repository was made on (the process's
+    /// main one), so that they outlive any HTTP worker's runtime.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// The calls the lifecycle makes once per package or operation, coalesced under load (see
@@ -74,6 +77,12 @@ pub(super) struct FinishCall {
     now: DateTime<Utc>,
 }
 
+#[derive(Default)]
+struct BatchSets {
+    shared: OnceLock<Arc<Batches>>,
+    per_thread: std::sync::Mutex<HashMap<std::thread::ThreadId, Arc<Batches>>>,
+}
+
 /// Calls per batch: bounded so a statement's parameters stay far below SQLite's limit, and the
 /// ids a finish batch announces fit one notification (37 bytes each, under 8,000).
 const MAX_BATCH: usize = 128;
@@ -84,32 +93,68 @@ impl SeaOrmPackageRepository {
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
             db,
-            batches: Arc::new(OnceLock::new()),
+            batches: Arc::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
-    /// Started on first use, so the batchers' tasks run on the caller's runtime.
-    fn batches(&self) -> &Batches {
-        self.batches.get_or_init(|| {
-            let db = self.db.clone();
-            macro_rules! batcher {
-                ($in_flight:expr, $f:ident) => {{
-                    let db = db.clone();
-                    Batcher::start(stringify!($f), MAX_BATCH, $in_flight, move |calls| {
+    /// The caller's batches. A current-thread runtime (an HTTP worker's) has its own, run on
+    /// it: its calls never cross to another thread, and they end with it. The others share one
+    /// set, on the runtime the repository was made on (the caller's when it was made outside
+    /// one).
+    fn batches(&self) -> Arc<Batches> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(here) if here.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                let thread = std::thread::current().id();
+                let mut sets = self
+                    .batches
+                    .per_thread
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if let Some(set) = sets.get(&thread) {
+                    return set.clone();
+                }
+                // The sets of threads whose runtime ended (an HTTP worker that stopped or was
+                // restarted: a new thread) go.
+                sets.retain(|_, set| set.insert.is_running());
+                let set = Arc::new(self.start_batches(Some(here)));
+                sets.insert(thread, set.clone());
+                set
+            }
+            _ => self
+                .batches
+                .shared
+                .get_or_init(|| Arc::new(self.start_batches(self.runtime.clone())))
+                .clone(),
+        }
+    }
+
+    fn start_batches(&self, runtime: Option<tokio::runtime::Handle>) -> Batches {
+        let db = self.db.clone();
+        macro_rules! batcher {
+            ($in_flight:expr, $f:ident) => {{
+                let db = db.clone();
+                Batcher::start(
+                    stringify!($f),
+                    MAX_BATCH,
+                    $in_flight,
+                    runtime.clone(),
+                    move |calls| {
                         let db = db.clone();
                         async move { $f(&db, calls).await }
-                    })
-                }};
-            }
-            Batches {
-                insert: batcher!(2, insert_batch),
-                get_package: batcher!(4, get_package_batch),
-                get_operation: batcher!(4, get_operation_batch),
-                start: batcher!(2, start_batch),
-                claim: batcher!(2, claim_batch),
-                finish: batcher!(2, finish_batch),
-            }
-        })
+                    },
+                )
+            }};
+        }
+        Batches {
+            insert: batcher!(2, insert_batch),
+            get_package: batcher!(4, get_package_batch),
+            get_operation: batcher!(4, get_operation_batch),
+            start: batcher!(2, start_batch),
+            claim: batcher!(2, claim_batch),
+            finish: batcher!(2, finish_batch),
+        }
     }
 }
 

@@ -604,3 +604,50 @@ async fn abandoned_operations_are_reaped_and_cancel_ends_them() {
     assert_eq!(cancelled.status, OperationStatus::Cancelled);
     assert!(cancelled.finished_at.is_some());
 }
+
+/// The finding: the batchers ran on the runtime of whichever HTTP worker called first;
+/// when that worker stopped (SIGTERM stops them one by one), the other workers' calls got 503
+/// "the batch running this call was lost", and so would a restarted worker's. Here each worker
+/// is a current-thread runtime on its own thread, as actix-web runs them, and the first one is
+/// gone before the next one calls.
+#[test]
+fn the_batches_outlive_the_http_worker_that_called_first() {
+    let main = tokio::runtime::Runtime::new().unwrap();
+    let (db, repo) = main.block_on(async {
+        let db = migrated_db().await;
+        let repo = SeaOrmPackageRepository::new(db.db.clone());
+        (db, repo)
+    });
+    let worker = |repo: SeaOrmPackageRepository, package: Package| {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                repo.insert(&package).await.map_err(|e| e.to_string())?;
+                PackageRepository::get(&repo, package.id)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join()
+        .unwrap()
+    };
+    let now = Utc::now();
+    for version in ["1", "2", "3"] {
+        let package = Package::created("workers".into(), version.into(), now);
+        let got = worker(repo.clone(), package.clone());
+        assert_eq!(got.map(|p| p.id), Ok(package.id), "worker for {version}");
+    }
+    // And the process's own runtime (the embedded worker's) still has its batches.
+    let package = Package::created("workers".into(), "4".into(), now);
+    main.block_on(async {
+        repo.insert(&package).await.unwrap();
+        assert_eq!(
+            PackageRepository::get(&repo, package.id).await.unwrap().id,
+            package.id
+        );
+    });
+    main.block_on(async move { drop(db) });
+}
