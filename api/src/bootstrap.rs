@@ -310,6 +310,18 @@ pub fn executor(
 }
 
 /// What a worker runs: operations, through the configured executor.
+/// Where the executor keeps packages' files (none for the simulated one).
+fn artifact_files(settings: &Settings) -> Arc<dyn depot_packages::ports::ArtifactFiles> {
+    match settings.executor.kind {
+        crate::settings::ExecutorKind::Http => {
+            Arc::new(crate::packages::executor::LocalArtifacts {
+                storage: settings.executor.storage_dir.clone(),
+            })
+        }
+        crate::settings::ExecutorKind::Simulated => Arc::new(depot_packages::ports::NoFiles),
+    }
+}
+
 pub fn operation_runner(
     settings: &Settings,
     adapters: &Adapters,
@@ -323,7 +335,9 @@ pub fn operation_runner(
             settings.operations.max_attempts,
         )
         .with_lease(settings.operations.lease())
-        .with_names(Arc::new(SeaOrmPackageRepository::new(adapters.db.clone()))),
+        .with_names(Arc::new(SeaOrmPackageRepository::new(adapters.db.clone())))
+        .with_artifacts(artifact_files(settings))
+        .with_keep_versions(settings.packages.keep_versions),
     ))
 }
 
@@ -391,14 +405,8 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
             chrono::Duration::from_std(settings.operations.lease())
                 .unwrap_or(depot_packages::service::DEFAULT_LEASE),
         )
-        .with_artifacts(match settings.executor.kind {
-            crate::settings::ExecutorKind::Http => {
-                Arc::new(crate::packages::executor::LocalArtifacts {
-                    storage: settings.executor.storage_dir.clone(),
-                })
-            }
-            crate::settings::ExecutorKind::Simulated => Arc::new(depot_packages::ports::NoFiles),
-        }),
+        .with_artifacts(artifact_files(settings))
+        .with_keep_versions(settings.packages.keep_versions),
     );
     let relay = Arc::new(OutboxRelay::new(
         packages_repo,
@@ -524,6 +532,53 @@ pub async fn maintenance(
                 Err(e) => tracing::warn!(error = %e, what, "purging failed"),
             }
         }
+        if settings.packages.keep_versions > 0 {
+            match prune_past_retention(&packages, settings.packages.keep_versions, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(names = n, "retention: prunes started"),
+                Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+            }
+        }
+    }
+}
+
+/// Retention's pass: starts a prune (keeping `keep`) of each name that has something to
+/// prune; returns how many started. A name with a prune under way (another replica's) is
+/// skipped.
+pub async fn prune_past_retention(
+    packages: &SeaOrmPackageRepository,
+    keep: u32,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, depot_core::RepoError> {
+    use depot_packages::ports::{OperationRepository, StartError};
+    use depot_packages::{Operation, OperationKind};
+    let mut started = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let names = packages
+            .names_holding_more_than(keep, after.as_deref(), 500)
+            .await?;
+        let Some(last) = names.last().cloned() else {
+            return Ok(started);
+        };
+        for name in names {
+            if depot_packages::names::prune_plan(packages, &name, keep as usize)
+                .await?
+                .is_empty()
+            {
+                continue;
+            }
+            let op = Operation::pending_on_name(OperationKind::Prune, name, now)
+                .started_by("system:retention".into());
+            let message = depot_packages::service::queued(&op, Some(keep));
+            match packages.start_on_name(&op, &message).await {
+                Ok(()) => started += 1,
+                Err(StartError::Busy(_) | StartError::NotFound) => {}
+                Err(StartError::Repo(e)) => return Err(e),
+                Err(e) => return Err(depot_core::RepoError::Unexpected(e.to_string().into())),
+            }
+        }
+        after = Some(last);
     }
 }
 

@@ -391,6 +391,7 @@ impl Settings {
         self.secrets.validate()?;
         self.api_keys.validate()?;
         self.executor.validate()?;
+        self.packages.validate()?;
         self.operations.validate()?;
         // Each delivery of an operation's message is at most one attempt: with more attempts
         // than deliveries the queue dead-letters the message while the runner still retries.

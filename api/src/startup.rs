@@ -191,9 +191,11 @@ async fn recover_unfinished(settings: &Settings, adapters: &Adapters) -> Result<
         message: format!("reading unfinished operations failed: {e}"),
     })?;
     for id in &ids {
-        let body =
-            serde_json::to_vec(&depot_packages::runner::OperationMessage { operation_id: *id })
-                .expect("serialisable");
+        let body = serde_json::to_vec(&depot_packages::runner::OperationMessage {
+            operation_id: *id,
+            keep: None,
+        })
+        .expect("serialisable");
         let _ = adapters
             .publisher
             .publish(

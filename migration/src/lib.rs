@@ -14,6 +14,7 @@ mod m20261123_000007_users_updated_at;
 mod m20261201_000008_owners;
 mod m20261201_000009_sealed_packages;
 mod m20261202_000010_one_active_version;
+mod m20261203_000011_name_operations;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_owners::Migration),
             Box::new(m20261201_000009_sealed_packages::Migration),
             Box::new(m20261202_000010_one_active_version::Migration),
+            Box::new(m20261203_000011_name_operations::Migration),
         ]
     }
 }

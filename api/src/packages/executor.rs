@@ -378,6 +378,11 @@ impl Executor for HttpExecutor {
             OperationKind::Download => self.download(package, progress).await,
             OperationKind::Activate => self.activate(package).await,
             OperationKind::Deactivate => self.deactivate(package).await,
+            // The runner prunes (a name, not one package); its files go through `ArtifactFiles`.
+            OperationKind::Prune => Err(ExecError::Failed {
+                code: "not_a_package_operation".into(),
+                detail: "a prune acts on a name, not on one package".into(),
+            }),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::packages::routes::{owner_view, package_response, package_status, star
 use actix_web::{HttpRequest, HttpResponse, web};
 use depot_client::wire::{
     self, ActivationView, NameVersionView, OperationView, PackageNameEntry, PackageNameView,
-    PackageView, VersionRefView, YankRequest,
+    PackageView, PrunePlanView, VersionRefView, YankRequest,
 };
 use depot_core::Permission;
 use depot_packages::names::NameSummary;
@@ -28,6 +28,7 @@ pub fn routes() -> Vec<Route> {
         Route::new::<__path_get_name, _, _>(Access::Scope(PackagesRead), get_name),
         Route::new::<__path_history, _, _>(Access::Scope(PackagesRead), history),
         Route::new::<__path_rollback, _, _>(Access::Scope(PackagesWrite), rollback),
+        Route::new::<__path_prune, _, _>(Access::Scope(PackagesWrite), prune),
         Route::new::<__path_yank, _, _>(Access::Scope(PackagesWrite), yank),
         Route::new::<__path_unyank, _, _>(Access::Scope(PackagesWrite), unyank),
     ]
@@ -156,6 +157,49 @@ pub async fn rollback(
 ) -> Result<HttpResponse, ApiError> {
     let op = state.packages.rollback(&auth.0, &name).await?;
     Ok(started(&state, OperationKind::Activate, op))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PruneQuery {
+    /// How many of the newest versions holding an artifact to keep (besides the active and
+    /// the previous one); `packages.keep_versions` when not given.
+    #[param(minimum = 1, maximum = 10000)]
+    pub keep: Option<u32>,
+    /// Say what would go (200), changing nothing.
+    pub dry_run: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/api/v1/package-names/{name}/prune", tag = "package-names",
+    params(("name" = String, Path, description = "The package name, percent-encoded"), PruneQuery),
+    responses((status = 202, description = "Accepted: a prune (name-level: no package_id); its Downloaded versions past the `keep` newest holding an artifact lose it and return to `created`. The active and the previous version and yanked ones are left as they are", body = OperationView,
+            headers(("Location" = String), ("Retry-After" = String))),
+        (status = 200, description = "`dry_run=true`: what would go, nothing changed", body = PrunePlanView),
+        (status = 403, description = "Not the name's owner (nor packages:admin)"),
+        (status = 404, description = "No such package name"),
+        (status = 409, description = "`operation_in_progress`: a prune of this name is pending or running"),
+        (status = 422, description = "`keep` missing while retention is off (`packages.keep_versions` = 0), or out of range")))]
+pub async fn prune(
+    state: web::Data<PackagesRoom>,
+    auth: Auth,
+    name: web::Path<String>,
+    query: Query<PruneQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.0;
+    match state
+        .packages
+        .prune(&auth.0, &name, q.keep, q.dry_run.unwrap_or(false))
+        .await?
+    {
+        depot_packages::names::Prune::Plan { keep, versions } => {
+            Ok(HttpResponse::Ok().json(PrunePlanView {
+                name: name.into_inner(),
+                keep,
+                versions: versions.into_iter().map(version_ref).collect(),
+            }))
+        }
+        depot_packages::names::Prune::Started(op) => Ok(started(&state, OperationKind::Prune, op)),
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/packages/{id}/yank", tag = "packages",

@@ -59,6 +59,7 @@ fn operation_kind(k: OperationKind) -> wire::OperationKind {
         OperationKind::Download => wire::OperationKind::Download,
         OperationKind::Activate => wire::OperationKind::Activate,
         OperationKind::Deactivate => wire::OperationKind::Deactivate,
+        OperationKind::Prune => wire::OperationKind::Prune,
     }
 }
 

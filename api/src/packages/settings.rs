@@ -10,6 +10,25 @@ use std::path::PathBuf;
 pub struct PackagesSettings {
     /// The in-memory read cache (only in the embedded topology, where it cannot go stale).
     pub read_cache: bool,
+    /// Retention: how many of a name's newest versions holding an artifact keep it (besides
+    /// the active and the previous one; yanked ones are left alone). 0 keeps all. An hourly
+    /// pass prunes the names past it; `POST /package-names/{name}/prune` prunes one now.
+    pub keep_versions: u32,
+}
+
+impl PackagesSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.keep_versions > depot_packages::names::MAX_KEEP {
+            return Err(SettingsError::new(
+                "packages.keep_versions",
+                format!(
+                    "must be from 0 (keep all) to {}",
+                    depot_packages::names::MAX_KEEP
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

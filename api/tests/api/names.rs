@@ -85,7 +85,7 @@ async fn activating_another_version_switches_the_name_and_rollbacks_toggle() {
     );
 
     let op = depot.rollback("nginx").await.unwrap();
-    assert_eq!(op.package_id, v1.id);
+    assert_eq!(op.package_id, Some(v1.id));
     assert_eq!(
         wait_final(&depot, op.id).await.status,
         OperationStatus::Succeeded
@@ -188,7 +188,7 @@ async fn yanked_versions_stay_readable_and_are_not_installed_anew() {
     let back = depot.unyank(v1.id).await.unwrap();
     assert!(!back.yanked && back.yanked_reason.is_none());
     let op = depot.rollback("yankee").await.unwrap();
-    assert_eq!(op.package_id, v1.id);
+    assert_eq!(op.package_id, Some(v1.id));
 }
 
 /// The review: 1.10.0 sorted before 1.9.0 before 1.2.0. `sort=version` orders by SemVer
@@ -349,4 +349,77 @@ async fn any_valid_name_is_addressable_and_dot_names_are_refused() {
         .unwrap();
     let listed: Vec<&str> = names.items.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(listed, ["a+b&c=d", "a/b"]);
+}
+
+/// Retention (issue 16, item 6): a dry run says what a prune takes and changes nothing; the
+/// prune is a name-level operation (no package) that returns the Downloaded versions past the
+/// newest ones to Created, leaving the active, the previous and yanked versions alone; without
+/// `keep` while `packages.keep_versions` is 0 it is a 422 naming `keep`; one at a time per name
+/// is not checked here (the store's and the service's tests do).
+#[tokio::test]
+async fn a_prune_drops_the_oldest_downloaded_versions_and_a_dry_run_only_says_so() {
+    let app = spawn_app().await;
+    let key = app
+        .key_with_scopes(&["packages:read", "packages:write", "operations:read"])
+        .await;
+    let depot = app.depot_with_key(&key.key);
+    let mut v = vec![];
+    for version in ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"] {
+        v.push(downloaded(&depot, "kept", version).await);
+    }
+    assert_eq!(
+        run(&depot, v[1].id, Activate).await,
+        OperationStatus::Succeeded
+    );
+    assert_eq!(
+        run(&depot, v[2].id, Activate).await,
+        OperationStatus::Succeeded
+    );
+    depot.yank(v[0].id, "broken").await.unwrap();
+
+    assert_api_problem(
+        depot.prune_plan("kept", None).await,
+        422,
+        "validation_failed",
+    );
+    let plan = depot.prune_plan("kept", Some(2)).await.unwrap();
+    assert_eq!(plan.keep, 2);
+    // Holding an artifact, newest first: 1.5.0, 1.4.0 (kept), 1.3.0, 1.2.0 (active),
+    // 1.1.0 (previous); 1.0.0 is yanked.
+    let going: Vec<&str> = plan.versions.iter().map(|p| p.version.as_str()).collect();
+    assert_eq!(going, ["1.3.0"]);
+    assert_eq!(status(&depot, v[3].id).await, PackageStatus::Downloaded);
+
+    let op = depot.prune("kept", Some(2)).await.unwrap();
+    assert_eq!(op.kind, OperationKind::Prune);
+    assert_eq!(op.package_id, None);
+    assert_eq!(op.package_name.as_deref(), Some("kept"));
+    assert_eq!(
+        wait_final(&depot, op.id).await.status,
+        OperationStatus::Succeeded
+    );
+    let mut statuses = vec![];
+    for p in &v {
+        statuses.push(status(&depot, p.id).await);
+    }
+    use PackageStatus::{Active, Created, Downloaded};
+    assert_eq!(
+        statuses,
+        [
+            Downloaded, Downloaded, Active, Created, Downloaded, Downloaded
+        ]
+    );
+    // It can be downloaded again (a sealed version's bytes are checked against its sha256).
+    assert_eq!(
+        run(&depot, v[3].id, Download).await,
+        OperationStatus::Succeeded
+    );
+
+    let stranger = app.depot_with_key(
+        &app.key_with_scopes(&["packages:read", "packages:write"])
+            .await
+            .key,
+    );
+    assert_api_problem(stranger.prune("kept", Some(1)).await, 403, "not_owner");
+    assert_api_problem(depot.prune("nowhere", Some(1)).await, 404, "not_found");
 }

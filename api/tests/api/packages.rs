@@ -326,7 +326,7 @@ async fn the_lifecycle_runs_as_operations() {
     );
     assert_eq!(op.kind, Download);
     assert_eq!(op.status, OperationStatus::Pending);
-    assert_eq!(op.package_id, id);
+    assert_eq!(op.package_id, Some(id));
     // A second operation while one is pending or running is refused.
     let busy = assert_api_problem(
         depot.start(id, Download).await,
@@ -983,7 +983,7 @@ async fn racing_finishes_of_one_operation_end_it_exactly_once() {
         .await;
         let winners: Vec<_> = results.into_iter().filter_map(|r| r.unwrap()).collect();
         assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
-        let package = PackageRepository::get(&repo, claimed.package_id)
+        let package = PackageRepository::get(&repo, claimed.package_id.unwrap())
             .await
             .unwrap();
         let stored = repo.get_many(&[op_id]).await.unwrap();

@@ -135,15 +135,19 @@ pub enum OperationKind {
     Download,
     Activate,
     Deactivate,
+    /// Name-level: `/api/v1/package-names/{name}/prune`.
+    Prune,
 }
 
 impl OperationKind {
-    /// The path segment that starts it: `/api/v1/packages/{id}/<segment>`.
+    /// The path segment that starts it: `/api/v1/packages/{id}/<segment>` (a prune's:
+    /// `/api/v1/package-names/{name}/<segment>`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Download => "download",
             Self::Activate => "activate",
             Self::Deactivate => "deactivate",
+            Self::Prune => "prune",
         }
     }
 }
@@ -307,7 +311,8 @@ pub struct OperationProblem {
 pub struct OperationView {
     pub id: Uuid,
     pub kind: OperationKind,
-    pub package_id: Uuid,
+    /// The package it acts on; null for a name-level operation (a prune: see `package_name`).
+    pub package_id: Option<Uuid>,
     /// The name of the package it acts on (as it was when the operation started; null for
     /// operations older than this field).
     #[serde(default)]
@@ -765,4 +770,15 @@ mod tests {
                 .is_err()
         );
     }
+}
+
+/// What a prune would take (`POST /api/v1/package-names/{name}/prune?dry_run=true`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PrunePlanView {
+    pub name: String,
+    /// How many versions holding an artifact it keeps (besides the active and previous ones).
+    pub keep: u32,
+    /// The versions that would lose their artifact and return to `created`, newest first.
+    pub versions: Vec<VersionRefView>,
 }

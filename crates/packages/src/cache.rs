@@ -213,6 +213,37 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
         self.inner.start(operation, message).await
     }
 
+    async fn start_on_name(
+        &self,
+        operation: &Operation,
+        message: &OutboxMessage,
+    ) -> Result<(), StartError> {
+        self.inner.start_on_name(operation, message).await
+    }
+
+    /// Moves packages back to Created: each is evicted.
+    async fn finish_prune(
+        &self,
+        op: &Operation,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError> {
+        let r = self.inner.finish_prune(op, ids, now).await;
+        match &r {
+            Ok(Some((_, pruned))) => {
+                for id in pruned {
+                    self.cache.written(Some(*id));
+                }
+            }
+            Ok(None) => {}
+            Err(_) => {
+                self.cache.written(None);
+                self.cache.packages.write().expect("cache lock").clear();
+            }
+        }
+        r
+    }
+
     async fn get(&self, id: Uuid) -> Result<Operation, RepoError> {
         self.inner.get(id).await
     }
@@ -256,9 +287,12 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
                 if op.kind == crate::model::OperationKind::Activate
                     && op.status == crate::model::OperationStatus::Succeeded =>
             {
-                self.cache.written_name_of(op.package_id)
+                match op.package_id {
+                    Some(id) => self.cache.written_name_of(id),
+                    None => self.cache.written(None),
+                }
             }
-            Ok(Some(op)) => self.cache.written(Some(op.package_id)),
+            Ok(Some(op)) => self.cache.written(op.package_id),
             Ok(None) => {}
             // Unknown whether the package changed: forget everything.
             Err(_) => {

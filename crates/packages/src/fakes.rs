@@ -87,7 +87,7 @@ impl State {
     fn busy_with(&self, package_id: Uuid) -> Option<&Operation> {
         self.operations
             .values()
-            .find(|o| o.package_id == package_id && o.finished_at.is_none())
+            .find(|o| o.package_id == Some(package_id) && o.finished_at.is_none())
     }
 }
 
@@ -243,7 +243,7 @@ impl PackageRepository for InMemoryPackages {
         {
             s.retired.insert((p.name, p.version));
         }
-        s.operations.retain(|_, o| o.package_id != id);
+        s.operations.retain(|_, o| o.package_id != Some(id));
         Ok(())
     }
 }
@@ -252,19 +252,86 @@ impl PackageRepository for InMemoryPackages {
 impl OperationRepository for InMemoryPackages {
     async fn start(&self, op: &Operation, message: &OutboxMessage) -> Result<(), StartError> {
         let mut s = self.state.lock().unwrap();
-        let package = s.packages.get(&op.package_id).ok_or(StartError::NotFound)?;
+        let package = op
+            .package_id
+            .and_then(|id| s.packages.get(&id))
+            .ok_or(StartError::NotFound)?;
         if package.yanked.is_some() && op.kind != OperationKind::Deactivate {
             return Err(StartError::Yanked);
         }
         op.kind
             .check(package.status)
             .map_err(StartError::WrongStatus)?;
-        if let Some(other) = s.busy_with(op.package_id) {
+        if let Some(other) = op.package_id.and_then(|id| s.busy_with(id)) {
             return Err(StartError::Busy(other.id));
         }
         s.operations.insert(op.id, op.clone());
         s.outbox.push(message.clone());
         Ok(())
+    }
+
+    async fn start_on_name(
+        &self,
+        op: &Operation,
+        message: &OutboxMessage,
+    ) -> Result<(), StartError> {
+        let mut s = self.state.lock().unwrap();
+        let name = op.package_name.as_deref().ok_or(StartError::NotFound)?;
+        if !s.names.contains_key(name) {
+            return Err(StartError::NotFound);
+        }
+        if let Some(other) = s.operations.values().find(|o| {
+            o.kind == op.kind && o.package_name.as_deref() == Some(name) && o.finished_at.is_none()
+        }) {
+            return Err(StartError::Busy(other.id));
+        }
+        s.operations.insert(op.id, op.clone());
+        s.outbox.push(message.clone());
+        Ok(())
+    }
+
+    async fn finish_prune(
+        &self,
+        claimed: &Operation,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let busy: Vec<Uuid> = s
+            .operations
+            .values()
+            .filter(|o| o.finished_at.is_none())
+            .filter_map(|o| o.package_id)
+            .collect();
+        let State {
+            packages,
+            operations,
+            ..
+        } = &mut *s;
+        let Some(op) = operations
+            .get_mut(&claimed.id)
+            .filter(|o| o.status == OperationStatus::Running)
+        else {
+            return Ok(None);
+        };
+        let mut pruned = Vec::new();
+        for id in ids {
+            if let Some(p) = packages.get_mut(id)
+                && p.status == PackageStatus::Downloaded
+                && p.yanked.is_none()
+                && !busy.contains(id)
+            {
+                p.status = PackageStatus::Created;
+                p.revision += 1;
+                p.updated_at = now;
+                pruned.push(*id);
+            }
+        }
+        op.status = OperationStatus::Succeeded;
+        op.progress = 100;
+        op.updated_at = now;
+        op.finished_at = Some(now);
+        Ok(Some((op.clone(), pruned)))
     }
 
     async fn get(&self, id: Uuid) -> Result<Operation, RepoError> {
@@ -289,7 +356,7 @@ impl OperationRepository for InMemoryPackages {
         let mut rows: Vec<Operation> = s
             .operations
             .values()
-            .filter(|o| filter.package_id.is_none_or(|p| o.package_id == p))
+            .filter(|o| filter.package_id.is_none_or(|p| o.package_id == Some(p)))
             .filter(|o| filter.status.is_none_or(|st| o.status == st))
             .cloned()
             .collect();
@@ -312,7 +379,10 @@ impl OperationRepository for InMemoryPackages {
         op.attempts += 1;
         op.updated_at = now;
         let operation = op.clone();
-        let package = s.packages.get(&operation.package_id).cloned();
+        let package = operation
+            .package_id
+            .and_then(|id| s.packages.get(&id))
+            .cloned();
         Ok(Claimed { operation, package })
     }
 
@@ -353,8 +423,9 @@ impl OperationRepository for InMemoryPackages {
         match outcome {
             Outcome::Succeeded => {
                 let (from, to) = op.kind.transition();
-                let target = packages
-                    .get(&op.package_id)
+                let target = op
+                    .package_id
+                    .and_then(|id| packages.get(&id))
                     .filter(|p| p.status == from)
                     .map(|p| {
                         (
@@ -400,7 +471,7 @@ impl OperationRepository for InMemoryPackages {
                         at: now,
                     });
                 }
-                match packages.get_mut(&op.package_id) {
+                match op.package_id.and_then(|id| packages.get_mut(&id)) {
                     Some(p) if p.status == from => {
                         if from == crate::model::PackageStatus::Created {
                             p.sealed_at.get_or_insert(now);

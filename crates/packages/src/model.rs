@@ -44,6 +44,9 @@ pub enum OperationKind {
     Download,
     Activate,
     Deactivate,
+    /// A name-level operation: the name's Downloaded versions past the newest ones it keeps
+    /// lose their artifact and return to Created (retention, `packages.keep_versions`).
+    Prune,
 }
 
 /// A transition the state machine forbids.
@@ -55,13 +58,19 @@ pub struct InvalidTransition {
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 3] = [Self::Download, Self::Activate, Self::Deactivate];
+    pub const ALL: [OperationKind; 4] = [
+        Self::Download,
+        Self::Activate,
+        Self::Deactivate,
+        Self::Prune,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Download => "download",
             Self::Activate => "activate",
             Self::Deactivate => "deactivate",
+            Self::Prune => "prune",
         }
     }
 
@@ -70,17 +79,25 @@ impl OperationKind {
             "download" => Some(Self::Download),
             "activate" => Some(Self::Activate),
             "deactivate" => Some(Self::Deactivate),
+            "prune" => Some(Self::Prune),
             _ => None,
         }
     }
 
-    /// The status a package must have for this operation, and the one it gets on success.
+    /// The status a package must have for this operation, and the one it gets on success
+    /// (for a prune, each version it prunes).
     pub fn transition(self) -> (PackageStatus, PackageStatus) {
         match self {
             Self::Download => (PackageStatus::Created, PackageStatus::Downloaded),
             Self::Activate => (PackageStatus::Downloaded, PackageStatus::Active),
             Self::Deactivate => (PackageStatus::Active, PackageStatus::Downloaded),
+            Self::Prune => (PackageStatus::Downloaded, PackageStatus::Created),
         }
+    }
+
+    /// Whether it acts on a name rather than on one package (it has no `package_id`).
+    pub fn on_name(self) -> bool {
+        self == Self::Prune
     }
 
     /// The state machine: may a package in `current` undergo this operation?
@@ -191,7 +208,8 @@ impl Package {
 pub struct Operation {
     pub id: Uuid,
     pub kind: OperationKind,
-    pub package_id: Uuid,
+    /// The package it acts on; `None` for a name-level operation (a prune).
+    pub package_id: Option<Uuid>,
     pub status: OperationStatus,
     pub progress: u8,
     pub error: Option<OperationError>,
@@ -265,7 +283,7 @@ impl Operation {
         Self {
             id: Uuid::now_v7(),
             kind,
-            package_id,
+            package_id: Some(package_id),
             status: OperationStatus::Pending,
             progress: 0,
             error: None,
@@ -277,6 +295,13 @@ impl Operation {
             started_by: None,
             package_name: None,
         }
+    }
+
+    /// A newly requested name-level operation (see [`OperationKind::on_name`]) on `name`.
+    pub fn pending_on_name(kind: OperationKind, name: String, now: DateTime<Utc>) -> Self {
+        let mut op = Self::pending(kind, Uuid::nil(), now).on_name(name);
+        op.package_id = None;
+        op
     }
 
     /// This operation, on a package named `name`.

@@ -5,10 +5,10 @@
 use crate::model::{
     Activation, Operation, OperationKind, Package, PackageStatus, VersionRef, Yank,
 };
-use crate::ports::{NameRecord, PackageFilter};
+use crate::ports::{NameRecord, NameRepository, PackageFilter, StartError};
 use crate::service::{PackageError, PackageService, not_owner, repo};
 use crate::version::{Precedence, Requirement};
-use depot_core::{Cursor, Page, PageRequest, Permission, Principal, ValidationError};
+use depot_core::{Cursor, Page, PageRequest, Permission, Principal, RepoError, ValidationError};
 use uuid::Uuid;
 
 /// The most versions read to answer about one name or prefix; past it the caller narrows down.
@@ -60,7 +60,162 @@ fn latest_of(versions: &[Package]) -> Option<VersionRef> {
         .map(version_ref)
 }
 
+/// The version most recently replaced or deactivated (newest history entry first) that is
+/// still Downloaded and not yanked.
+async fn previous_of(
+    names: &dyn NameRepository,
+    name: &str,
+    versions: &[Package],
+    active: Option<&VersionRef>,
+) -> Result<Option<VersionRef>, RepoError> {
+    let usable = |id: Uuid| {
+        versions.iter().find(|p| {
+            p.id == id
+                && p.status == PackageStatus::Downloaded
+                && p.yanked.is_none()
+                && active.is_none_or(|a| a.id != id)
+        })
+    };
+    let mut page = PageRequest::parse(Some(100), None).expect("a valid page");
+    for _ in 0..PREVIOUS_LOOKBACK_PAGES {
+        let history = names.history(name, &page).await?;
+        for entry in &history.items {
+            if let Some(p) = entry.from.as_ref().and_then(|f| usable(f.id)) {
+                return Ok(Some(version_ref(p)));
+            }
+        }
+        match history.next_cursor {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    Ok(None)
+}
+
+/// What a prune keeping `keep` versions takes from a name whose versions are `versions`
+/// (newest first by precedence): its Downloaded versions past the `keep` newest that hold an
+/// artifact (Downloaded or Active, yanked ones not counted), except the active version, the
+/// previous one (what a rollback activates) and yanked ones, which are left as they are.
+pub fn to_prune(
+    versions: &[Package],
+    previous: Option<&VersionRef>,
+    keep: usize,
+) -> Vec<VersionRef> {
+    let holding = |p: &&Package| {
+        matches!(p.status, PackageStatus::Downloaded | PackageStatus::Active) && p.yanked.is_none()
+    };
+    versions
+        .iter()
+        .filter(holding)
+        .skip(keep)
+        .filter(|p| p.status == PackageStatus::Downloaded && previous.is_none_or(|v| v.id != p.id))
+        .map(version_ref)
+        .collect()
+}
+
+/// What a prune of `name` keeping `keep` versions takes now (see [`to_prune`]).
+pub async fn prune_plan(
+    names: &dyn NameRepository,
+    name: &str,
+    keep: usize,
+) -> Result<Vec<VersionRef>, RepoError> {
+    let mut versions = names.versions_of(name, MAX_VERSIONS + 1).await?;
+    if versions.len() as u64 > MAX_VERSIONS {
+        // Not summarised elsewhere either: a prune reads at most this many.
+        versions.truncate(MAX_VERSIONS as usize);
+    }
+    by_precedence_desc(&mut versions);
+    let active = versions
+        .iter()
+        .find(|p| p.status == PackageStatus::Active)
+        .map(version_ref);
+    let previous = previous_of(names, name, &versions, active.as_ref()).await?;
+    Ok(to_prune(&versions, previous.as_ref(), keep))
+}
+
+/// What `POST /package-names/{name}/prune` did: with `dry_run`, the plan; else the operation.
+#[derive(Debug, Clone)]
+pub enum Prune {
+    Plan {
+        keep: u32,
+        versions: Vec<VersionRef>,
+    },
+    Started(Operation),
+}
+
+/// The most versions a prune may be asked to keep.
+pub const MAX_KEEP: u32 = MAX_VERSIONS as u32;
+
 impl PackageService {
+    /// Prunes the name's versions past the `keep` newest (`packages.keep_versions` when not
+    /// given), as an operation, or says what that would take (`dry_run`). For the name's owner
+    /// and `packages:admin`.
+    pub async fn prune(
+        &self,
+        principal: &Principal,
+        name: &str,
+        keep: Option<u32>,
+        dry_run: bool,
+    ) -> Result<Prune, PackageError> {
+        let record = self.record(name).await?;
+        if !principal.manages(record.owner.as_ref(), Permission::PackagesAdmin) {
+            return Err(not_owner(name));
+        }
+        let keep = match keep.or((self.keep_versions > 0).then_some(self.keep_versions)) {
+            Some(k) if (1..=MAX_KEEP).contains(&k) => k,
+            Some(_) => {
+                return Err(ValidationError::field(
+                    "keep",
+                    format!("must be from 1 to {MAX_KEEP}"),
+                )
+                .into());
+            }
+            None => {
+                return Err(ValidationError::field(
+                    "keep",
+                    "retention is off (packages.keep_versions is 0): say how many versions to keep",
+                )
+                .into());
+            }
+        };
+        if dry_run {
+            let versions = prune_plan(self.names.as_ref(), name, keep as usize)
+                .await
+                .map_err(|e| repo(e, "no such package name"))?;
+            return Ok(Prune::Plan { keep, versions });
+        }
+        self.start_prune(name, keep, principal.actor())
+            .await
+            .map(Prune::Started)
+    }
+
+    /// Starts a prune of `name` keeping `keep` versions, recorded as started by `actor`.
+    pub async fn start_prune(
+        &self,
+        name: &str,
+        keep: u32,
+        actor: String,
+    ) -> Result<Operation, PackageError> {
+        let operation =
+            Operation::pending_on_name(OperationKind::Prune, name.to_owned(), self.clock.now())
+                .started_by(actor);
+        let message = crate::service::queued(&operation, Some(keep));
+        self.operations
+            .start_on_name(&operation, &message)
+            .await
+            .map_err(|e| match e {
+                StartError::Busy(other) => PackageError::Conflict {
+                    code: "operation_in_progress",
+                    detail: format!("prune {other} of this name is already pending or running"),
+                },
+                StartError::NotFound => PackageError::NotFound("no such package name"),
+                StartError::Repo(r) => PackageError::Repo(r),
+                e => PackageError::Repo(RepoError::Unexpected(e.to_string().into())),
+            })?;
+        self.relay_wakeup.notify_one();
+        Ok(operation)
+    }
+
     async fn versions_of(&self, name: &str) -> Result<Vec<Package>, PackageError> {
         let versions = self
             .names
@@ -111,40 +266,15 @@ impl PackageService {
         })
     }
 
-    /// The version most recently replaced or deactivated (newest history entry first) that is
-    /// still Downloaded and not yanked.
     async fn previous(
         &self,
         name: &str,
         versions: &[Package],
         active: Option<&VersionRef>,
     ) -> Result<Option<VersionRef>, PackageError> {
-        let usable = |id: Uuid| {
-            versions.iter().find(|p| {
-                p.id == id
-                    && p.status == PackageStatus::Downloaded
-                    && p.yanked.is_none()
-                    && active.is_none_or(|a| a.id != id)
-            })
-        };
-        let mut page = PageRequest::parse(Some(100), None)?;
-        for _ in 0..PREVIOUS_LOOKBACK_PAGES {
-            let history = self
-                .names
-                .history(name, &page)
-                .await
-                .map_err(|e| repo(e, "no such package name"))?;
-            for entry in &history.items {
-                if let Some(p) = entry.from.as_ref().and_then(|f| usable(f.id)) {
-                    return Ok(Some(version_ref(p)));
-                }
-            }
-            match history.next_cursor {
-                Some(next) => page.after = Some(next),
-                None => break,
-            }
-        }
-        Ok(None)
+        previous_of(self.names.as_ref(), name, versions, active)
+            .await
+            .map_err(|e| repo(e, "no such package name"))
     }
 
     /// Names ascending; `prefix` literal.
@@ -333,7 +463,7 @@ mod tests {
         assert_eq!(order, ["2.0.0-rc.1", "1.10.0", "1.9.0"]);
 
         let op = svc.rollback(&Principal::admin(), "nginx").await.unwrap();
-        assert_eq!(op.package_id, v1.id);
+        assert_eq!(op.package_id, Some(v1.id));
         let claimed = store.claim(op.id, chrono::Utc::now()).await.unwrap();
         store
             .finish(&claimed.operation, &Outcome::Succeeded, chrono::Utc::now())
@@ -420,5 +550,127 @@ mod tests {
         version(&svc, &store, "1.0.0").await;
         let s = svc.name("nginx").await.unwrap();
         assert_eq!(s.latest.map(|l| l.version), Some("1.0.0".into()));
+    }
+    /// Keeps the files a prune removes.
+    #[derive(Default)]
+    struct Removed(std::sync::Mutex<Vec<Uuid>>);
+
+    #[async_trait::async_trait]
+    impl crate::ports::ArtifactFiles for Removed {
+        async fn remove(&self, id: Uuid) -> Result<(), RepoError> {
+            self.0.lock().unwrap().push(id);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_prune_keeps_the_newest_the_active_the_previous_and_yanked_versions() {
+        let (store, svc) = service();
+        let mut v = Vec::new();
+        for number in [
+            "1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "2.0.0", "2.1.0",
+        ] {
+            v.push(version(&svc, &store, number).await);
+        }
+        // 1.1.0 was active before 1.2.0 (so it is the previous version), 1.0.0 is yanked,
+        // 2.1.0 was never downloaded.
+        run(&svc, &store, &v[1], OperationKind::Activate).await;
+        run(&svc, &store, &v[2], OperationKind::Activate).await;
+        svc.set_yank(&Principal::admin(), v[0].id, Some("CVE"))
+            .await
+            .unwrap();
+        store.set_status(v[6].id, PackageStatus::Created);
+        let plan = match svc
+            .prune(&Principal::admin(), "nginx", Some(2), true)
+            .await
+            .unwrap()
+        {
+            Prune::Plan { keep, versions } => {
+                assert_eq!(keep, 2);
+                versions
+            }
+            other => panic!("{other:?}"),
+        };
+        // Holding an artifact, newest first: 2.0.0, 1.4.0 (kept), 1.3.0, 1.2.0 (active),
+        // 1.1.0 (previous): only 1.3.0 goes.
+        let versions: Vec<&str> = plan.iter().map(|p| p.version.as_str()).collect();
+        assert_eq!(versions, ["1.3.0"]);
+        assert_eq!(
+            svc.get(v[3].id).await.unwrap().status,
+            PackageStatus::Downloaded,
+            "a dry run changes nothing"
+        );
+
+        // Retention off and no `keep`: 422 naming it; a stranger: 403.
+        assert!(matches!(
+            svc.prune(&Principal::admin(), "nginx", None, true).await,
+            Err(PackageError::Validation(e)) if e.errors[0].field == "keep"
+        ));
+        assert!(matches!(
+            svc.prune(&Principal::admin(), "nginx", Some(0), true).await,
+            Err(PackageError::Validation(e)) if e.errors[0].field == "keep"
+        ));
+
+        let op = match svc
+            .prune(&Principal::admin(), "nginx", Some(2), false)
+            .await
+            .unwrap()
+        {
+            Prune::Started(op) => op,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (op.kind, op.package_id, op.package_name.as_deref()),
+            (OperationKind::Prune, None, Some("nginx"))
+        );
+        assert!(
+            matches!(
+                svc.prune(&Principal::admin(), "nginx", Some(2), false)
+                    .await,
+                Err(PackageError::Conflict {
+                    code: "operation_in_progress",
+                    ..
+                })
+            ),
+            "one prune of a name at a time"
+        );
+        let removed = std::sync::Arc::new(Removed::default());
+        let runner = crate::runner::OperationRunner::new(
+            store.clone(),
+            std::sync::Arc::new(crate::executor::SimulatedExecutor {
+                duration: std::time::Duration::ZERO,
+                steps: 1,
+                failure_rate: 0.0,
+            }),
+            std::sync::Arc::new(depot_core::clock::SystemClock),
+            3,
+        )
+        .with_names(store.clone())
+        .with_artifacts(removed.clone());
+        let payload = serde_json::to_vec(&crate::runner::OperationMessage {
+            operation_id: op.id,
+            keep: Some(2),
+        })
+        .unwrap();
+        let done = runner.handle(&payload, false).await.unwrap().unwrap();
+        assert_eq!(done.status, crate::model::OperationStatus::Succeeded);
+        assert_eq!(*removed.0.lock().unwrap(), [v[3].id]);
+        let statuses: Vec<PackageStatus> =
+            futures::future::join_all(v.iter().map(|p| svc.get(p.id)))
+                .await
+                .into_iter()
+                .map(|p| p.unwrap().status)
+                .collect();
+        use PackageStatus::*;
+        assert_eq!(
+            statuses,
+            [
+                Downloaded, Downloaded, Active, Created, Downloaded, Downloaded, Created
+            ]
+        );
+        assert!(
+            svc.get(v[0].id).await.unwrap().yanked.is_some(),
+            "the yanked one's record stays"
+        );
     }
 }

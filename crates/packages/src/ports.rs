@@ -205,6 +205,24 @@ pub trait OperationRepository: Send + Sync {
     /// and its outbox message.
     async fn start(&self, operation: &Operation, message: &OutboxMessage)
     -> Result<(), StartError>;
+    /// Starts a name-level operation (no `package_id`; its `package_name` says which) with its
+    /// outbox message, in one transaction: `NotFound` for a name never registered, `Busy` when
+    /// one of the same kind is unfinished on the name.
+    async fn start_on_name(
+        &self,
+        operation: &Operation,
+        message: &OutboxMessage,
+    ) -> Result<(), StartError>;
+    /// Ends a running prune with success, in one transaction: of the versions `ids`, those
+    /// still Downloaded, not yanked and with no operation unfinished return to Created (their
+    /// artifact is to go), and the operation succeeds. Returns it and the ids that moved, or
+    /// `None` when it was no longer running.
+    async fn finish_prune(
+        &self,
+        op: &Operation,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError>;
     async fn get(&self, id: Uuid) -> Result<Operation, RepoError>;
     /// The operations among `ids` that exist, in no particular order (one query).
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>, RepoError>;

@@ -3,7 +3,7 @@
 
 use crate::executor::{ExecError, Executor, Progress};
 use crate::model::{Operation, OperationError};
-use crate::ports::{Claimed, NameRepository, OperationRepository, Outcome};
+use crate::ports::{ArtifactFiles, Claimed, NameRepository, NoFiles, OperationRepository, Outcome};
 use async_trait::async_trait;
 use depot_core::queue::JobError;
 use depot_core::{Clock, RepoError};
@@ -16,6 +16,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OperationMessage {
     pub operation_id: Uuid,
+    /// A prune's number of versions to keep (see `PackageService::prune`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
 }
 
 /// The error of an operation whose worker stopped renewing its lease.
@@ -40,6 +43,10 @@ pub struct OperationRunner {
     /// Where the active version of a name is read after an activation or deactivation, for
     /// the executor's `sync_active` (none: not synced).
     names: Option<Arc<dyn NameRepository>>,
+    /// Where a prune's versions' files go from.
+    artifacts: Arc<dyn ArtifactFiles>,
+    /// A prune's `keep` when its message lost it (re-queued after a restart).
+    keep_versions: u32,
 }
 
 /// Writes progress to the operation, at most every 100 ms (and always the first report).
@@ -91,6 +98,78 @@ impl OperationRunner {
             max_attempts: max_attempts.max(1),
             lease: Duration::from_secs(300),
             names: None,
+            artifacts: Arc::new(NoFiles),
+            keep_versions: 0,
+        }
+    }
+
+    /// A prune removes the files of the versions it pruned from `artifacts`.
+    pub fn with_artifacts(mut self, artifacts: Arc<dyn ArtifactFiles>) -> Self {
+        self.artifacts = artifacts;
+        self
+    }
+
+    /// The `keep` of a prune whose message does not say (`packages.keep_versions`).
+    pub fn with_keep_versions(mut self, keep: u32) -> Self {
+        self.keep_versions = keep;
+        self
+    }
+
+    /// Runs a claimed prune: reads what it takes, moves those versions back to Created as it
+    /// succeeds (one transaction), then removes their files.
+    async fn prune(
+        &self,
+        op: &Operation,
+        keep: Option<u32>,
+        last_delivery: bool,
+    ) -> Result<Option<Operation>, JobError> {
+        let keep = keep.or((self.keep_versions > 0).then_some(self.keep_versions));
+        let (Some(names), Some(name), Some(keep)) = (&self.names, &op.package_name, keep) else {
+            return self
+                .finish(
+                    op,
+                    Outcome::Failed(OperationError {
+                        code: "prune_interrupted".into(),
+                        detail: "this prune lost what to keep (it was queued again after a \
+                                 restart); start it again"
+                            .into(),
+                    }),
+                )
+                .await;
+        };
+        let plan = match crate::names::prune_plan(names.as_ref(), name, keep as usize).await {
+            Ok(plan) => plan,
+            Err(e) if last_delivery || op.attempts >= self.max_attempts => {
+                return self
+                    .finish(
+                        op,
+                        Outcome::Failed(OperationError {
+                            code: "attempts_exhausted".into(),
+                            detail: format!("gave up after {} attempts: {e}", op.attempts),
+                        }),
+                    )
+                    .await;
+            }
+            Err(e) => return Err(retryable(e)),
+        };
+        let ids: Vec<Uuid> = plan.iter().map(|v| v.id).collect();
+        match self
+            .operations
+            .finish_prune(op, &ids, self.clock.now())
+            .await
+        {
+            Ok(Some((done, pruned))) => {
+                tracing::info!(operation_id = %op.id, name = %name, pruned = pruned.len(), keep, "prune finished");
+                for id in pruned {
+                    // What is left behind, `depot fsck` reports.
+                    if let Err(e) = self.artifacts.remove(id).await {
+                        tracing::warn!(package_id = %id, error = %e, "removing a pruned version's files failed");
+                    }
+                }
+                Ok(Some(done))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(retryable(e)),
         }
     }
 
@@ -162,8 +241,10 @@ impl OperationRunner {
             // Redelivered after it ended: the worker that ended it may have died before syncing
             // the executor with the name's active version (concurrent activations can leave the
             // executor's link at a loser until then). Sync now.
-            if op.kind != crate::model::OperationKind::Download
-                && let Some(name) = &op.package_name
+            if matches!(
+                op.kind,
+                crate::model::OperationKind::Activate | crate::model::OperationKind::Deactivate
+            ) && let Some(name) = &op.package_name
             {
                 self.sync_active(name).await;
             }
@@ -182,6 +263,9 @@ impl OperationRunner {
                     }),
                 )
                 .await;
+        }
+        if op.kind.on_name() {
+            return self.prune(&op, msg.keep, last_delivery).await;
         }
         let package = match package {
             Some(p) => p,
@@ -320,6 +404,7 @@ mod tests {
     fn message(op: &Operation) -> Vec<u8> {
         serde_json::to_vec(&OperationMessage {
             operation_id: op.id,
+            keep: None,
         })
         .unwrap()
     }

@@ -71,17 +71,34 @@ pub(crate) fn repo(e: RepoError, what: &'static str) -> PackageError {
     }
 }
 
+/// The queue message that runs `operation` (with a prune's `keep`), recorded with it.
+pub fn queued(operation: &Operation, keep: Option<u32>) -> OutboxMessage {
+    OutboxMessage {
+        id: Uuid::now_v7(),
+        queue: OPERATIONS_QUEUE.to_owned(),
+        payload: serde_json::to_vec(&OperationMessage {
+            operation_id: operation.id,
+            keep,
+        })
+        .expect("serialisable"),
+        created_at: operation.created_at,
+        headers: depot_core::trace::current(),
+    }
+}
+
 pub struct PackageService {
     pub(crate) packages: Arc<dyn PackageRepository>,
     pub(crate) operations: Arc<dyn OperationRepository>,
     pub(crate) names: Arc<dyn NameRepository>,
     pub(crate) clock: Arc<dyn Clock>,
     /// Wakes the outbox relay as soon as an operation is recorded.
-    relay_wakeup: Arc<Notify>,
+    pub(crate) relay_wakeup: Arc<Notify>,
     /// A running operation whose worker has not renewed it for this long is abandoned.
     lease: chrono::Duration,
     /// Where deleted packages' files go from.
     artifacts: Arc<dyn ArtifactFiles>,
+    /// `packages.keep_versions`: how many versions a prune keeps (0: retention is off).
+    pub(crate) keep_versions: u32,
 }
 
 /// How long a running operation's lease lasts unless renewed (`operations.lease_seconds`).
@@ -103,12 +120,19 @@ impl PackageService {
             relay_wakeup,
             lease: DEFAULT_LEASE,
             artifacts: Arc::new(NoFiles),
+            keep_versions: 0,
         }
     }
 
     /// Deleting a package removes its files from `artifacts`.
     pub fn with_artifacts(mut self, artifacts: Arc<dyn ArtifactFiles>) -> Self {
         self.artifacts = artifacts;
+        self
+    }
+
+    /// Sets how many versions of a name a prune keeps (`packages.keep_versions`; 0: all).
+    pub fn with_keep_versions(mut self, keep: u32) -> Self {
+        self.keep_versions = keep;
         self
     }
 
@@ -325,16 +349,7 @@ impl PackageService {
         let operation = Operation::pending(kind, package_id, now)
             .started_by(principal.actor())
             .on_name(package.name);
-        let message = OutboxMessage {
-            id: Uuid::now_v7(),
-            queue: OPERATIONS_QUEUE.to_owned(),
-            payload: serde_json::to_vec(&OperationMessage {
-                operation_id: operation.id,
-            })
-            .expect("serialisable"),
-            created_at: now,
-            headers: depot_core::trace::current(),
-        };
+        let message = queued(&operation, None);
         self.operations
             .start(&operation, &message)
             .await
@@ -384,12 +399,25 @@ impl PackageService {
     /// For the package name's owner and `packages:admin` (who alone can start one).
     pub async fn cancel(&self, principal: &Principal, id: Uuid) -> Result<Operation, PackageError> {
         let op = self.operation(id).await?;
-        self.managed(principal, op.package_id)
-            .await
-            .map_err(|e| match e {
-                PackageError::NotFound(_) => PackageError::NotFound("no operation with this id"),
-                e => e,
-            })?;
+        let managed = match (op.package_id, op.package_name.as_deref()) {
+            (Some(package), _) => self.managed(principal, package).await.map(drop),
+            // A name-level operation: the name's owner's.
+            (None, Some(name)) => match self.names.name(name).await {
+                Ok(Some(record))
+                    if principal.manages(record.owner.as_ref(), Permission::PackagesAdmin) =>
+                {
+                    Ok(())
+                }
+                Ok(Some(_)) => Err(not_owner(name)),
+                Ok(None) => Err(PackageError::NotFound("no such package name")),
+                Err(e) => Err(repo(e, "no such package name")),
+            },
+            (None, None) => Err(PackageError::NotFound("no operation with this id")),
+        };
+        managed.map_err(|e| match e {
+            PackageError::NotFound(_) => PackageError::NotFound("no operation with this id"),
+            e => e,
+        })?;
         self.operations
             .request_cancel(id, self.clock.now(), self.clock.now() - self.lease)
             .await

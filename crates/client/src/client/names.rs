@@ -49,6 +49,26 @@ impl Client {
         self.call(self.request(Method::POST, &path)).await
     }
 
+    /// What a prune keeping `keep` versions (the server's `packages.keep_versions` when
+    /// `None`) would take, changing nothing.
+    pub async fn prune_plan(&self, name: &str, keep: Option<u32>) -> Result<PrunePlanView, Error> {
+        let path = format!("/api/v1/package-names/{}/prune", name_segment(name));
+        let query = [
+            ("keep", keep.map(|k| k.to_string())),
+            ("dry_run", Some("true".to_owned())),
+        ];
+        self.call(self.request(Method::POST, &Self::query(&path, &query)))
+            .await
+    }
+
+    /// Prunes the name (202: the operation), keeping `keep` versions (see [`Self::prune_plan`]).
+    pub async fn prune(&self, name: &str, keep: Option<u32>) -> Result<OperationView, Error> {
+        let path = format!("/api/v1/package-names/{}/prune", name_segment(name));
+        let query = [("keep", keep.map(|k| k.to_string()))];
+        self.call(self.request(Method::POST, &Self::query(&path, &query)))
+            .await
+    }
+
     pub async fn yank(&self, id: Uuid, reason: &str) -> Result<PackageView, Error> {
         let body = YankRequest {
             reason: reason.to_owned(),

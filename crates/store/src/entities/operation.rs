@@ -6,7 +6,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub kind: String,
-    pub package_id: Uuid,
+    pub package_id: Option<Uuid>,
     pub status: String,
     pub progress: i16,
     pub error_code: Option<String>,

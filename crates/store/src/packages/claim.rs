@@ -72,12 +72,12 @@ pub(super) async fn claim_batch_inner(
         let mut packages = rows_by_id::<package::Entity>(
             db,
             package::Column::Id,
-            ops.iter().map(|o| o.package_id),
+            ops.iter().filter_map(|o| o.package_id),
             |m| m.id,
         )
         .await?;
         for op in ops {
-            let package = packages.remove(&op.package_id);
+            let package = op.package_id.and_then(|id| packages.remove(&id));
             claimed.insert(op.id, claimed_of(op, package)?);
         }
     }

@@ -60,7 +60,7 @@ pub(super) async fn finish_batch_inner(
             .ended
             .values()
             .filter(|m| m.kind == kind.as_str())
-            .map(|m| (m.package_id, m.id))
+            .filter_map(|m| Some((m.package_id?, m.id)))
             .collect();
         if packages.is_empty() {
             continue;
@@ -402,4 +402,58 @@ pub(super) fn final_update(
         .col_expr(operation::Column::UpdatedAt, Expr::value(now))
         .col_expr(operation::Column::FinishedAt, Expr::value(Some(now)))
         .filter(operation::Column::Status.eq("running"))
+}
+
+/// Ends a running prune with success and moves the versions it takes back to Created, in one
+/// transaction (see `OperationRepository::finish_prune`).
+pub(super) async fn finish_prune(
+    db: &DatabaseConnection,
+    op: &Operation,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError> {
+    let backend = db.get_database_backend();
+    let txn = begin_write(db).await.map_err(repo_err)?;
+    // The operation first, conditional on running: that locks it, and says whether it was.
+    let Some(ended) = final_update("succeeded", None, now)
+        .col_expr(operation::Column::Progress, Expr::value(100i16))
+        .filter(operation::Column::Id.eq(op.id))
+        .exec_with_returning(&txn)
+        .await
+        .map_err(repo_err)?
+        .pop()
+    else {
+        return Ok(None);
+    };
+    let pruned: Vec<Uuid> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        // A version with an operation unfinished (an activation started meanwhile) stays.
+        let busy = sea_orm::sea_query::Query::select()
+            .column(operation::Column::PackageId)
+            .from(operation::Entity)
+            .and_where(Expr::col(operation::Column::PackageId).is_not_null())
+            .and_where(not_finished())
+            .to_owned();
+        package::Entity::update_many()
+            .col_expr(package::Column::Status, Expr::value("created"))
+            .col_expr(
+                package::Column::Revision,
+                Expr::col(package::Column::Revision).add(1),
+            )
+            .col_expr(package::Column::UpdatedAt, Expr::value(now))
+            .filter(any_of(backend, package::Column::Id, ids.iter().copied()))
+            .filter(package::Column::Status.eq("downloaded"))
+            .filter(package::Column::YankedAt.is_null())
+            .filter(package::Column::Id.not_in_subquery(busy))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(repo_err)?
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    txn.commit().await.map_err(repo_err)?;
+    crate::notify::announce_later(db, vec![op.id]);
+    Ok(Some((operation_of(ended)?, pruned)))
 }

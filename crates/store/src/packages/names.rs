@@ -180,3 +180,32 @@ pub async fn reset_missing_artifacts(
     txn.commit().await.map_err(repo_err)?;
     Ok(before.len() as u64)
 }
+
+impl SeaOrmPackageRepository {
+    /// Names with more than `keep` versions holding an artifact (Downloaded or Active) and not
+    /// yanked, ascending after `after`, at most `limit`: where a prune keeping `keep` may have
+    /// something to take (retention's hourly pass reads the plan of each).
+    pub async fn names_holding_more_than(
+        &self,
+        keep: u32,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<String>, RepoError> {
+        let mut q = package::Entity::find()
+            .select_only()
+            .column(package::Column::Name)
+            .filter(package::Column::Status.is_in(["downloaded", "active"]))
+            .filter(package::Column::YankedAt.is_null());
+        if let Some(after) = after {
+            q = q.filter(package::Column::Name.gt(after));
+        }
+        q.group_by(package::Column::Name)
+            .having(Expr::col(package::Column::Id).count().gt(i64::from(keep)))
+            .order_by_asc(package::Column::Name)
+            .limit(limit)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await
+            .map_err(repo_err)
+    }
+}

@@ -105,6 +105,23 @@ impl OperationRepository for SeaOrmPackageRepository {
             .unwrap_or_else(|| Err(lost()))
     }
 
+    async fn start_on_name(
+        &self,
+        operation: &Operation,
+        message: &OutboxMessage,
+    ) -> Result<(), StartError> {
+        start_on_name(&self.db, operation, message).await
+    }
+
+    async fn finish_prune(
+        &self,
+        op: &Operation,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError> {
+        finish_prune(&self.db, op, ids, now).await
+    }
+
     async fn request_cancel(
         &self,
         id: Uuid,

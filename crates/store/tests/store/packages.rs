@@ -651,3 +651,88 @@ fn the_batches_outlive_the_http_worker_that_called_first() {
     });
     main.block_on(async move { drop(db) });
 }
+
+/// A prune is a name-level operation (no package): one unfinished per name, for a registered
+/// name only; its end moves the versions it takes back to Created in its own transaction,
+/// except one that is no longer Downloaded, is yanked or has an operation under way.
+#[tokio::test]
+async fn a_prune_starts_once_per_name_and_moves_only_idle_downloaded_versions() {
+    use depot_packages::model::PackageStatus::{Active, Created, Downloaded};
+    use depot_packages::model::Yank;
+    use depot_packages::ports::StartError;
+    let db = migrated_db().await;
+    let repo = SeaOrmPackageRepository::new(db.db.clone());
+    let mut v = vec![];
+    for version in ["1", "2", "3", "4", "5"] {
+        let p = Package::created("pruned".into(), version.into(), Utc::now());
+        repo.insert(&p).await.unwrap();
+        run_to_success(&repo, &p, OperationKind::Download).await;
+        v.push(p);
+    }
+    run_to_success(&repo, &v[4], OperationKind::Activate).await;
+    repo.set_yank(
+        v[1].id,
+        Some(&Yank {
+            reason: "bad".into(),
+            at: Utc::now(),
+        }),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    // An activation of 3 under way.
+    let busy = Operation::pending(OperationKind::Activate, v[2].id, Utc::now());
+    repo.start(&busy, &message_for(&busy)).await.unwrap();
+
+    let nowhere = Operation::pending_on_name(OperationKind::Prune, "nowhere".into(), Utc::now());
+    assert!(matches!(
+        repo.start_on_name(&nowhere, &message_for(&nowhere)).await,
+        Err(StartError::NotFound)
+    ));
+    let prune = Operation::pending_on_name(OperationKind::Prune, "pruned".into(), Utc::now());
+    repo.start_on_name(&prune, &message_for(&prune))
+        .await
+        .unwrap();
+    let again = Operation::pending_on_name(OperationKind::Prune, "pruned".into(), Utc::now());
+    match repo.start_on_name(&again, &message_for(&again)).await {
+        Err(StartError::Busy(id)) => assert_eq!(id, prune.id),
+        other => panic!("{other:?}"),
+    }
+    let claimed = repo.claim(prune.id, Utc::now()).await.unwrap();
+    assert_eq!(claimed.operation.package_id, None);
+    assert!(claimed.package.is_none());
+    let ids: Vec<Uuid> = v.iter().map(|p| p.id).collect();
+    let (done, pruned) = repo
+        .finish_prune(&claimed.operation, &ids, Utc::now())
+        .await
+        .unwrap()
+        .expect("it was running");
+    assert_eq!(done.status, OperationStatus::Succeeded);
+    let mut pruned = pruned;
+    pruned.sort();
+    assert_eq!(pruned, [v[0].id, v[3].id]);
+    let mut statuses = vec![];
+    for p in &v {
+        statuses.push(PackageRepository::get(&repo, p.id).await.unwrap().status);
+    }
+    assert_eq!(statuses, [Created, Downloaded, Downloaded, Created, Active]);
+    // Ended once: a second end is nobody's.
+    assert!(
+        repo.finish_prune(&claimed.operation, &ids, Utc::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The name is free for the next prune, and the listing shows it with no package.
+    let next = Operation::pending_on_name(OperationKind::Prune, "pruned".into(), Utc::now());
+    repo.start_on_name(&next, &message_for(&next))
+        .await
+        .unwrap();
+    assert_eq!(
+        OperationRepository::get(&repo, next.id)
+            .await
+            .unwrap()
+            .package_id,
+        None
+    );
+}
