@@ -189,6 +189,13 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422",
 include-name = "GET /api/v1/packages"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "422", "429", "5xx"]
 
+# POST /api/v1/package-names/{name}/prune: `keep` is optional in the schema, and required while
+# retention is off (packages.keep_versions = 0, as here): a 422 naming `keep`, as its
+# description says. Only for this operation, a schema-valid request may get that 422.
+[[operations]]
+include-name = "POST /api/v1/package-names/{name}/prune"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "422", "429", "5xx"]
+
 # The defaults plus 412: RFC 9110 §13.2.1 evaluates preconditions before the content is read,
 # so a wrong If-Match answers 412 even when the body is invalid too.
 [checks.negative_data_rejection]
