@@ -199,6 +199,11 @@ mod tests {
                 "/api/v1/package-names/{name}/rollback",
                 Scope(PackagesWrite),
             ),
+            (
+                "POST",
+                "/api/v1/package-names/{name}/prune",
+                Scope(PackagesWrite),
+            ),
             ("POST", "/api/v1/packages/{id}/yank", Scope(PackagesWrite)),
             ("POST", "/api/v1/packages/{id}/unyank", Scope(PackagesWrite)),
         ];
