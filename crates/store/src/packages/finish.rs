@@ -210,16 +210,28 @@ const SWITCH_CTES: &str = "a AS (SELECT p.id, p.name FROM packages p JOIN r ON p
                           WHERE p.name = a.name AND p.status = 'active' AND p.id <> a.id
                           RETURNING p.id, p.name, p.version),";
 
-/// The name's history: each activation (from the version it replaced) and deactivation.
+/// The name's history: each activation (from the version it replaced) and deactivation. Its id
+/// (the history's order) is a UUIDv7 made as the row is written, from `clock_timestamp()` to
+/// the microsecond (milliseconds, then the fraction in the 12 bits after the version): a
+/// switch that read the name after another one committed has the later id. (Ids made before
+/// the statement ran, as they were, could order two switches against their commits: a
+/// statement waiting for a connection read the name after a later-made id committed.)
 const HISTORY_CTE: &str = "h AS (INSERT INTO package_activations (id, name, from_package_id,
                             from_version, to_package_id, to_version, operation_id, actor, at)
-                          SELECT ($3::uuid[])[row_number() OVER (ORDER BY m.op_id)], m.name,
+                          SELECT encode(overlay(overlay(uuid_send(gen_random_uuid())
+                                    PLACING substring(int8send(floor(c.t * 1000)::bigint) FROM 3) FROM 1 FOR 6)
+                                    PLACING int2send((28672 | floor((c.t * 1000 - floor(c.t * 1000)) * 4096)::int)::smallint)
+                                    FROM 7 FOR 2), 'hex')::uuid,
+                            m.name,
                             CASE WHEN m.kind = 'activate' THEN d.id ELSE m.id END,
                             CASE WHEN m.kind = 'activate' THEN d.version ELSE m.version END,
                             CASE WHEN m.kind = 'activate' THEN m.id END,
                             CASE WHEN m.kind = 'activate' THEN m.version END,
                             m.op_id, m.started_by, $2
                           FROM m LEFT JOIN d ON m.kind = 'activate' AND d.name = m.name
+                          -- Per row (it names m), when the row is made.
+                          CROSS JOIN LATERAL (SELECT extract(epoch FROM clock_timestamp())::float8 AS t
+                                              WHERE m.op_id IS NOT NULL) AS c
                           WHERE m.kind <> 'download'),";
 
 /// `CASE <alias>.kind WHEN 'download' THEN '<status>' ... END`, from the state machine.
@@ -275,15 +287,10 @@ pub(super) async fn finish_batch_postgres(
             from = by_kind("r", |k| k.transition().0),
             from_o = by_kind("o", |k| k.transition().0),
         );
-        let mut values: Vec<sea_orm::Value> = vec![
+        let values: Vec<sea_orm::Value> = vec![
             succeeded.into_iter().collect::<Vec<Uuid>>().into(),
             now.into(),
         ];
-        if names_change {
-            // Ids for the history rows (time-ordered, as every id here): at most one per call.
-            let ids: Vec<Uuid> = (0..calls.len()).map(|_| Uuid::now_v7()).collect();
-            values.push(ids.into());
-        }
         let rows = db
             .query_all_raw(sea_orm::Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
