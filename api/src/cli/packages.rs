@@ -82,6 +82,19 @@ pub enum PackagesCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Drop the artifacts of the name's Downloaded versions past the KEEP newest (the active,
+    /// the previous and yanked versions stay) and wait for it; --dry-run only lists them.
+    Prune {
+        name: String,
+        /// How many versions holding an artifact to keep (the server's
+        /// packages.keep_versions when not given).
+        #[arg(long)]
+        keep: Option<u32>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 /// Prints a wire value as the server sent it.
@@ -302,6 +315,33 @@ pub fn run(args: PackagesArgs) -> ExitCode {
             PackagesCommand::Rollback { name, no_wait } => {
                 let op = client.rollback(&name).await.map_err(explain)?;
                 follow(&client, op, OperationKind::Activate, !no_wait).await
+            }
+            PackagesCommand::Prune {
+                name,
+                keep,
+                dry_run: true,
+                ..
+            } => {
+                let plan = client.prune_plan(&name, keep).await.map_err(explain)?;
+                println!(
+                    "{}: keeping {}, {} version(s) would lose their artifact",
+                    plan.name,
+                    plan.keep,
+                    plan.versions.len()
+                );
+                for v in &plan.versions {
+                    println!("  {:<24}  {}", v.version, v.id);
+                }
+                Ok(true)
+            }
+            PackagesCommand::Prune {
+                name,
+                keep,
+                no_wait,
+                ..
+            } => {
+                let op = client.prune(&name, keep).await.map_err(explain)?;
+                follow(&client, op, OperationKind::Prune, !no_wait).await
             }
         }
     });

@@ -574,7 +574,7 @@ async fn the_command_line_drives_the_lifecycle() {
     );
 }
 
-/// `depot packages show NAME` and `depot packages rollback NAME`.
+/// `depot packages show NAME`, `depot packages rollback NAME` and `depot packages prune NAME`.
 #[tokio::test]
 async fn the_command_line_shows_a_name_and_rolls_it_back() {
     let app = spawn_app().await;
@@ -604,6 +604,41 @@ async fn the_command_line_shows_a_name_and_rolls_it_back() {
     );
     let out = cli(&app, &key, &["show", "no-such-name"]).await;
     assert_eq!(out.status.code(), Some(2));
+
+    // `depot packages prune NAME --keep N [--dry-run]`: 0.4 is kept, 0.2 is the previous
+    // version and 0.1 the active one, so 0.3 goes.
+    let mut later = vec![];
+    for version in ["0.3", "0.4"] {
+        let p = create_ok(&depot, "cli-pkg", version).await;
+        run_op(&depot, p.id, Download).await;
+        later.push(p);
+    }
+    let out = cli(
+        &app,
+        &key,
+        &["prune", "cli-pkg", "--keep", "1", "--dry-run"],
+    )
+    .await;
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        listed.contains("1 version(s)") && listed.contains(&later[0].id.to_string()),
+        "{listed}"
+    );
+    assert_eq!(
+        status_of_package(&depot, later[0].id).await,
+        PackageStatus::Downloaded
+    );
+    let out = cli(&app, &key, &["prune", "cli-pkg", "--keep", "1"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        status_of_package(&depot, later[0].id).await,
+        PackageStatus::Created
+    );
+    assert_eq!(
+        status_of_package(&depot, later[1].id).await,
+        PackageStatus::Downloaded
+    );
 }
 
 /// When the server gives no event stream (all taken), the command line polls instead.
