@@ -569,7 +569,7 @@ pub async fn prune_past_retention(
                 continue;
             }
             let op = Operation::pending_on_name(OperationKind::Prune, name, now)
-                .started_by("system:retention".into());
+                .started_by(depot_packages::runner::RETENTION_ACTOR.into());
             let message = depot_packages::service::queued(&op, Some(keep));
             match packages.start_on_name(&op, &message).await {
                 Ok(()) => started += 1,

@@ -18,6 +18,11 @@ const ONE_PRUNE_PER_NAME: &str = "CREATE UNIQUE INDEX uq_operations_unfinished_p
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// In one transaction on SQLite too: the table rebuild is all or nothing.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         if manager.get_database_backend() == DatabaseBackend::Postgres {
@@ -69,8 +74,8 @@ async fn rebuild_operations(db: &SchemaManagerConnection<'_>, required: bool) ->
     let rebuilt = package_id_nullability(&table, required)
         .and_then(|t| renamed(&t, "operations_rebuilt"))
         .ok_or_else(|| DbErr::Migration(format!("unexpected operations table: {table}")))?;
-    // One batch, so that every step runs on one connection.
     let mut steps = vec![
+        "DROP TABLE IF EXISTS operations_rebuilt".to_owned(),
         rebuilt,
         "INSERT INTO operations_rebuilt SELECT * FROM operations".to_owned(),
         "DROP TABLE operations".to_owned(),

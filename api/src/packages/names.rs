@@ -162,8 +162,9 @@ pub async fn rollback(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PruneQuery {
-    /// How many of the newest versions holding an artifact to keep (besides the active and
-    /// the previous one); `packages.keep_versions` when not given.
+    /// How many of the newest versions (by precedence) holding an artifact keep it, the active
+    /// one counted among them; the previous version keeps it too, wherever it ranks.
+    /// `packages.keep_versions` when not given.
     #[param(minimum = 1, maximum = 10000)]
     pub keep: Option<u32>,
     /// Say what would go (200), changing nothing.

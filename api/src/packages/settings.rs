@@ -10,8 +10,9 @@ use std::path::PathBuf;
 pub struct PackagesSettings {
     /// The in-memory read cache (only in the embedded topology, where it cannot go stale).
     pub read_cache: bool,
-    /// Retention: how many of a name's newest versions holding an artifact keep it (besides
-    /// the active and the previous one; yanked ones are left alone). 0 keeps all. An hourly
+    /// Retention: how many of a name's newest versions holding an artifact keep it (the active
+    /// one counted among them; the previous one keeps it wherever it ranks; yanked ones are
+    /// left alone). 0 keeps all. An hourly
     /// pass prunes the names past it; `POST /package-names/{name}/prune` prunes one now.
     pub keep_versions: u32,
 }

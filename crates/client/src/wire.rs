@@ -777,7 +777,8 @@ mod tests {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct PrunePlanView {
     pub name: String,
-    /// How many versions holding an artifact it keeps (besides the active and previous ones).
+    /// How many of the newest versions holding an artifact keep it (the active one counted
+    /// among them; the previous one keeps it wherever it ranks).
     pub keep: u32,
     /// The versions that would lose their artifact and return to `created`, newest first.
     pub versions: Vec<VersionRefView>,

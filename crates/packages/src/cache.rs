@@ -227,8 +227,9 @@ impl<R: OperationRepository + 'static> OperationRepository for Cached<R> {
         op: &Operation,
         ids: &[Uuid],
         now: DateTime<Utc>,
+        files: &dyn crate::ports::ArtifactFiles,
     ) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError> {
-        let r = self.inner.finish_prune(op, ids, now).await;
+        let r = self.inner.finish_prune(op, ids, now, files).await;
         match &r {
             Ok(Some((_, pruned))) => {
                 for id in pruned {

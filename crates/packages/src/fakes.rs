@@ -295,43 +295,17 @@ impl OperationRepository for InMemoryPackages {
         claimed: &Operation,
         ids: &[Uuid],
         now: DateTime<Utc>,
+        files: &dyn crate::ports::ArtifactFiles,
     ) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError> {
-        let mut s = self.state.lock().unwrap();
-        let busy: Vec<Uuid> = s
-            .operations
-            .values()
-            .filter(|o| o.finished_at.is_none())
-            .filter_map(|o| o.package_id)
-            .collect();
-        let State {
-            packages,
-            operations,
-            ..
-        } = &mut *s;
-        let Some(op) = operations
-            .get_mut(&claimed.id)
-            .filter(|o| o.status == OperationStatus::Running)
-        else {
-            return Ok(None);
-        };
-        let mut pruned = Vec::new();
-        for id in ids {
-            if let Some(p) = packages.get_mut(id)
-                && p.status == PackageStatus::Downloaded
-                && p.yanked.is_none()
-                && !busy.contains(id)
-            {
-                p.status = PackageStatus::Created;
-                p.revision += 1;
-                p.updated_at = now;
-                pruned.push(*id);
+        let pruned = self.prune_rows(claimed, ids, now);
+        if let Some((_, pruned)) = &pruned {
+            for id in pruned {
+                if let Err(e) = files.remove(*id).await {
+                    tracing::warn!(package_id = %id, error = %e, "removing a pruned version's files failed");
+                }
             }
         }
-        op.status = OperationStatus::Succeeded;
-        op.progress = 100;
-        op.updated_at = now;
-        op.finished_at = Some(now);
-        Ok(Some((op.clone(), pruned)))
+        Ok(pruned)
     }
 
     async fn get(&self, id: Uuid) -> Result<Operation, RepoError> {
@@ -658,5 +632,48 @@ impl NameRepository for InMemoryPackages {
         Ok(Page::from_overfetch(rows, page.limit(), |a| {
             Cursor::new("", a.id)
         }))
+    }
+}
+
+impl InMemoryPackages {
+    fn prune_rows(
+        &self,
+        claimed: &Operation,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Option<(Operation, Vec<Uuid>)> {
+        let mut s = self.state.lock().unwrap();
+        let busy: Vec<Uuid> = s
+            .operations
+            .values()
+            .filter(|o| o.finished_at.is_none())
+            .filter_map(|o| o.package_id)
+            .collect();
+        let State {
+            packages,
+            operations,
+            ..
+        } = &mut *s;
+        let op = operations
+            .get_mut(&claimed.id)
+            .filter(|o| o.status == OperationStatus::Running)?;
+        let mut pruned = Vec::new();
+        for id in ids {
+            if let Some(p) = packages.get_mut(id)
+                && p.status == PackageStatus::Downloaded
+                && p.yanked.is_none()
+                && !busy.contains(id)
+            {
+                p.status = PackageStatus::Created;
+                p.revision += 1;
+                p.updated_at = now;
+                pruned.push(*id);
+            }
+        }
+        op.status = OperationStatus::Succeeded;
+        op.progress = 100;
+        op.updated_at = now;
+        op.finished_at = Some(now);
+        Some((op.clone(), pruned))
     }
 }

@@ -673,4 +673,42 @@ mod tests {
             "the yanked one's record stays"
         );
     }
+    /// The review: a prune queued again after a restart (its message lost `keep`) kept the
+    /// server's number, not the client's. Only retention's own prunes fall back to it now.
+    #[tokio::test]
+    async fn a_prune_that_lost_its_keep_falls_back_only_when_retention_started_it() {
+        let (store, svc) = service();
+        version(&svc, &store, "1.0.0").await;
+        let runner = crate::runner::OperationRunner::new(
+            store.clone(),
+            std::sync::Arc::new(crate::executor::SimulatedExecutor {
+                duration: std::time::Duration::ZERO,
+                steps: 1,
+                failure_rate: 0.0,
+            }),
+            std::sync::Arc::new(depot_core::clock::SystemClock),
+            3,
+        )
+        .with_names(store.clone())
+        .with_keep_versions(5);
+        for (actor, want) in [
+            ("api_key:someone", crate::model::OperationStatus::Failed),
+            (
+                crate::runner::RETENTION_ACTOR,
+                crate::model::OperationStatus::Succeeded,
+            ),
+        ] {
+            let op = svc.start_prune("nginx", 1, actor.into()).await.unwrap();
+            let lost = serde_json::to_vec(&crate::runner::OperationMessage {
+                operation_id: op.id,
+                keep: None,
+            })
+            .unwrap();
+            let done = runner.handle(&lost, false).await.unwrap().unwrap();
+            assert_eq!(done.status, want, "{actor}");
+            if want == crate::model::OperationStatus::Failed {
+                assert_eq!(done.error.unwrap().code, "prune_interrupted");
+            }
+        }
+    }
 }

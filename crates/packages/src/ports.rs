@@ -214,14 +214,16 @@ pub trait OperationRepository: Send + Sync {
         message: &OutboxMessage,
     ) -> Result<(), StartError>;
     /// Ends a running prune with success, in one transaction: of the versions `ids`, those
-    /// still Downloaded, not yanked and with no operation unfinished return to Created (their
-    /// artifact is to go), and the operation succeeds. Returns it and the ids that moved, or
-    /// `None` when it was no longer running.
+    /// still Downloaded, not yanked and with no operation unfinished return to Created, their
+    /// files are removed from `files` before it commits (so no download or activation of
+    /// them can start until they are gone), and the operation succeeds. Returns it and the ids
+    /// that moved, or `None` when it was no longer running.
     async fn finish_prune(
         &self,
         op: &Operation,
         ids: &[Uuid],
         now: DateTime<Utc>,
+        files: &dyn ArtifactFiles,
     ) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError>;
     async fn get(&self, id: Uuid) -> Result<Operation, RepoError>;
     /// The operations among `ids` that exist, in no particular order (one query).

@@ -21,6 +21,9 @@ pub struct OperationMessage {
     pub keep: Option<u32>,
 }
 
+/// Who starts retention's prunes (`packages.keep_versions`).
+pub const RETENTION_ACTOR: &str = "system:retention";
+
 /// The error of an operation whose worker stopped renewing its lease.
 pub fn abandoned() -> OperationError {
     OperationError {
@@ -45,7 +48,7 @@ pub struct OperationRunner {
     names: Option<Arc<dyn NameRepository>>,
     /// Where a prune's versions' files go from.
     artifacts: Arc<dyn ArtifactFiles>,
-    /// A prune's `keep` when its message lost it (re-queued after a restart).
+    /// The `keep` of a retention prune whose message lost it (re-queued after a restart).
     keep_versions: u32,
 }
 
@@ -123,7 +126,9 @@ impl OperationRunner {
         keep: Option<u32>,
         last_delivery: bool,
     ) -> Result<Option<Operation>, JobError> {
-        let keep = keep.or((self.keep_versions > 0).then_some(self.keep_versions));
+        // Only retention's own prunes fall back to the setting: a client's `keep` is its own.
+        let retention = op.started_by.as_deref() == Some(RETENTION_ACTOR);
+        let keep = keep.or((retention && self.keep_versions > 0).then_some(self.keep_versions));
         let (Some(names), Some(name), Some(keep)) = (&self.names, &op.package_name, keep) else {
             return self
                 .finish(
@@ -155,17 +160,11 @@ impl OperationRunner {
         let ids: Vec<Uuid> = plan.iter().map(|v| v.id).collect();
         match self
             .operations
-            .finish_prune(op, &ids, self.clock.now())
+            .finish_prune(op, &ids, self.clock.now(), self.artifacts.as_ref())
             .await
         {
             Ok(Some((done, pruned))) => {
                 tracing::info!(operation_id = %op.id, name = %name, pruned = pruned.len(), keep, "prune finished");
-                for id in pruned {
-                    // What is left behind, `depot fsck` reports.
-                    if let Err(e) = self.artifacts.remove(id).await {
-                        tracing::warn!(package_id = %id, error = %e, "removing a pruned version's files failed");
-                    }
-                }
                 Ok(Some(done))
             }
             Ok(None) => Ok(None),

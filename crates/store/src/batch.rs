@@ -29,15 +29,16 @@ impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
     /// Starts the batcher's task on `runtime` (the current one when `None`): give it the
     /// runtime that lives as long as the process, not the one of whichever HTTP worker calls
     /// first, which stops (on SIGTERM, before the others) while other workers still call. `run`
-    /// gets a batch of at most `max_batch` calls and answers each, in order; at most
-    /// `in_flight` batches run at once.
+    /// gets a batch of at most `max_batch` calls and answers each, in order; a batch runs
+    /// holding one of `slots` (shared by batchers of one kind: at most that many of their
+    /// batches run at once).
     ///
     /// The batch runs in a span named `name`, a child of the first caller's span that follows
     /// from the others', so a trace shows the statements that served its request.
     pub(crate) fn start<F, Fut>(
         name: &'static str,
         max_batch: usize,
-        in_flight: usize,
+        slots: Arc<Semaphore>,
         runtime: Option<Handle>,
         run: F,
     ) -> Self
@@ -48,7 +49,7 @@ impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
         let run = Arc::new(run);
         let spawn: Spawn<Q, R> = Box::new(move |runtime: &Handle| {
             let (calls, queue) = mpsc::unbounded_channel::<Call<Q, R>>();
-            runtime.spawn(serve(name, max_batch, in_flight, run.clone(), queue));
+            runtime.spawn(serve(name, max_batch, slots.clone(), run.clone(), queue));
             calls
         });
         let runtime = runtime.unwrap_or_else(Handle::current);
@@ -108,7 +109,7 @@ impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
 async fn serve<Q, R, F, Fut>(
     name: &'static str,
     max_batch: usize,
-    in_flight: usize,
+    slots: Arc<Semaphore>,
     run: Arc<F>,
     mut queue: mpsc::UnboundedReceiver<Call<Q, R>>,
 ) where
@@ -117,7 +118,6 @@ async fn serve<Q, R, F, Fut>(
     F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Vec<R>> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
     while let Some(first) = queue.recv().await {
         // Wait for a free slot first: the calls arriving meanwhile join this batch.
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -216,13 +216,19 @@ mod tests {
     async fn a_lone_call_runs_at_once_and_concurrent_calls_share_batches() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let batcher = Arc::new(Batcher::start("test", 8, 1, None, move |qs: Vec<u32>| {
-            seen.lock().unwrap().push(qs.len());
-            async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                qs.into_iter().map(|q| q * 2).collect()
-            }
-        }));
+        let batcher = Arc::new(Batcher::start(
+            "test",
+            8,
+            Arc::new(Semaphore::new(1)),
+            None,
+            move |qs: Vec<u32>| {
+                seen.lock().unwrap().push(qs.len());
+                async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    qs.into_iter().map(|q| q * 2).collect()
+                }
+            },
+        ));
         assert_eq!(batcher.call(21).await, Some(42));
         let calls = (0..20u32).map(|i| {
             let b = batcher.clone();
@@ -297,17 +303,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_batch_answers_none_and_later_calls_still_run() {
-        let batcher = Batcher::start("test", 4, 1, None, |qs: Vec<u32>| async move {
-            assert!(!qs.contains(&0), "boom");
-            qs
-        });
+        let batcher = Batcher::start(
+            "test",
+            4,
+            Arc::new(Semaphore::new(1)),
+            None,
+            |qs: Vec<u32>| async move {
+                assert!(!qs.contains(&0), "boom");
+                qs
+            },
+        );
         assert_eq!(batcher.call(0).await, None);
         assert_eq!(batcher.call(7).await, Some(7));
     }
     fn doubling() -> Batcher<u32, u32> {
-        Batcher::start("test", 4, 1, None, |qs: Vec<u32>| async move {
-            qs.into_iter().map(|q| q * 2).collect()
-        })
+        Batcher::start(
+            "test",
+            4,
+            Arc::new(Semaphore::new(1)),
+            None,
+            |qs: Vec<u32>| async move { qs.into_iter().map(|q| q * 2).collect() },
+        )
     }
 
     /// Calls `batcher` on a runtime of its own on another thread, as an HTTP worker does; the

@@ -412,16 +412,31 @@ pub(super) fn final_update(
 }
 
 /// Ends a running prune with success and moves the versions it takes back to Created, in one
-/// transaction (see `OperationRepository::finish_prune`).
+/// transaction, removing their files before it commits (see `OperationRepository::finish_prune`).
 pub(super) async fn finish_prune(
     db: &DatabaseConnection,
     op: &Operation,
     ids: &[Uuid],
     now: DateTime<Utc>,
+    files: &dyn depot_packages::ports::ArtifactFiles,
 ) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError> {
     let backend = db.get_database_backend();
     let txn = begin_write(db).await.map_err(repo_err)?;
-    // The operation first, conditional on running: that locks it, and says whether it was.
+    if backend == DatabaseBackend::Postgres && !ids.is_empty() {
+        // A start holds its package KEY SHARE until it commits: this waits for those under way,
+        // and holds new ones off until this commits (on SQLite the write transaction already
+        // excludes them). The statements after it read what they committed.
+        package::Entity::find()
+            .select_only()
+            .column(package::Column::Id)
+            .filter(any_of(backend, package::Column::Id, ids.iter().copied()))
+            .lock(LockType::Update)
+            .into_tuple::<Uuid>()
+            .all(&txn)
+            .await
+            .map_err(repo_err)?;
+    }
+    // The operation, conditional on running: that says whether it still was.
     let Some(ended) = final_update("succeeded", None, now)
         .col_expr(operation::Column::Progress, Expr::value(100i16))
         .filter(operation::Column::Id.eq(op.id))
@@ -460,6 +475,14 @@ pub(super) async fn finish_prune(
             .map(|p| p.id)
             .collect()
     };
+    // Their files go while the rows are held: no download or activation of them starts before
+    // the commit. (A crash here leaves a Downloaded version without its artifact, which
+    // `depot fsck` reports and repairs; a file that cannot be removed stays, logged.)
+    for id in &pruned {
+        if let Err(e) = files.remove(*id).await {
+            tracing::warn!(package_id = %id, error = %e, "removing a pruned version's files failed");
+        }
+    }
     txn.commit().await.map_err(repo_err)?;
     crate::notify::announce_later(db, vec![op.id]);
     Ok(Some((operation_of(ended)?, pruned)))

@@ -81,6 +81,18 @@ pub(super) struct FinishCall {
 struct BatchSets {
     shared: OnceLock<Arc<Batches>>,
     per_thread: std::sync::Mutex<HashMap<std::thread::ThreadId, Arc<Batches>>>,
+    /// Batches of one kind in flight at once, whichever set runs them: as many sets as HTTP
+    /// workers put no more statements at once on the pool than one set did.
+    slots: Slots,
+}
+
+struct Slots([Arc<tokio::sync::Semaphore>; 6]);
+
+impl Default for Slots {
+    /// insert, get_package, get_operation, start, claim, finish.
+    fn default() -> Self {
+        Self([2, 4, 4, 2, 2, 2].map(|n| Arc::new(tokio::sync::Semaphore::new(n))))
+    }
 }
 
 /// Calls per batch: bounded so a statement's parameters stay far below SQLite's limit, and the
@@ -94,7 +106,10 @@ impl SeaOrmPackageRepository {
         Self {
             db,
             batches: Arc::default(),
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            // Only a multi-thread runtime: a current-thread one runs only while it is driven.
+            runtime: tokio::runtime::Handle::try_current()
+                .ok()
+                .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread),
         }
     }
 
@@ -133,12 +148,12 @@ impl SeaOrmPackageRepository {
     fn start_batches(&self, runtime: Option<tokio::runtime::Handle>) -> Batches {
         let db = self.db.clone();
         macro_rules! batcher {
-            ($in_flight:expr, $f:ident) => {{
+            ($kind:expr, $f:ident) => {{
                 let db = db.clone();
                 Batcher::start(
                     stringify!($f),
                     MAX_BATCH,
-                    $in_flight,
+                    self.batches.slots.0[$kind].clone(),
                     runtime.clone(),
                     move |calls| {
                         let db = db.clone();
@@ -148,12 +163,12 @@ impl SeaOrmPackageRepository {
             }};
         }
         Batches {
-            insert: batcher!(2, insert_batch),
-            get_package: batcher!(4, get_package_batch),
-            get_operation: batcher!(4, get_operation_batch),
-            start: batcher!(2, start_batch),
-            claim: batcher!(2, claim_batch),
-            finish: batcher!(2, finish_batch),
+            insert: batcher!(0, insert_batch),
+            get_package: batcher!(1, get_package_batch),
+            get_operation: batcher!(2, get_operation_batch),
+            start: batcher!(3, start_batch),
+            claim: batcher!(4, claim_batch),
+            finish: batcher!(5, finish_batch),
         }
     }
 }

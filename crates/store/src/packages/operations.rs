@@ -118,8 +118,9 @@ impl OperationRepository for SeaOrmPackageRepository {
         op: &Operation,
         ids: &[Uuid],
         now: DateTime<Utc>,
+        files: &dyn depot_packages::ports::ArtifactFiles,
     ) -> Result<Option<(Operation, Vec<Uuid>)>, RepoError> {
-        finish_prune(&self.db, op, ids, now).await
+        finish_prune(&self.db, op, ids, now, files).await
     }
 
     async fn request_cancel(

@@ -702,8 +702,9 @@ async fn a_prune_starts_once_per_name_and_moves_only_idle_downloaded_versions() 
     assert_eq!(claimed.operation.package_id, None);
     assert!(claimed.package.is_none());
     let ids: Vec<Uuid> = v.iter().map(|p| p.id).collect();
+    let removed = Removed::default();
     let (done, pruned) = repo
-        .finish_prune(&claimed.operation, &ids, Utc::now())
+        .finish_prune(&claimed.operation, &ids, Utc::now(), &removed)
         .await
         .unwrap()
         .expect("it was running");
@@ -711,6 +712,9 @@ async fn a_prune_starts_once_per_name_and_moves_only_idle_downloaded_versions() 
     let mut pruned = pruned;
     pruned.sort();
     assert_eq!(pruned, [v[0].id, v[3].id]);
+    let mut files = removed.0.lock().unwrap().clone();
+    files.sort();
+    assert_eq!(files, pruned, "the files of exactly those that moved");
     let mut statuses = vec![];
     for p in &v {
         statuses.push(PackageRepository::get(&repo, p.id).await.unwrap().status);
@@ -718,7 +722,7 @@ async fn a_prune_starts_once_per_name_and_moves_only_idle_downloaded_versions() 
     assert_eq!(statuses, [Created, Downloaded, Downloaded, Created, Active]);
     // Ended once: a second end is nobody's.
     assert!(
-        repo.finish_prune(&claimed.operation, &ids, Utc::now())
+        repo.finish_prune(&claimed.operation, &ids, Utc::now(), &removed)
             .await
             .unwrap()
             .is_none()
@@ -735,4 +739,16 @@ async fn a_prune_starts_once_per_name_and_moves_only_idle_downloaded_versions() 
             .package_id,
         None
     );
+}
+
+/// Records the files a prune removes.
+#[derive(Default)]
+struct Removed(std::sync::Mutex<Vec<Uuid>>);
+
+#[async_trait::async_trait]
+impl depot_packages::ports::ArtifactFiles for Removed {
+    async fn remove(&self, id: Uuid) -> Result<(), depot_core::RepoError> {
+        self.0.lock().unwrap().push(id);
+        Ok(())
+    }
 }
