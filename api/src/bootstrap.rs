@@ -551,7 +551,6 @@ pub async fn prune_past_retention(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, depot_core::RepoError> {
     use depot_packages::ports::{OperationRepository, StartError};
-    use depot_packages::{Operation, OperationKind};
     let mut started = 0;
     let mut after: Option<String> = None;
     loop {
@@ -568,9 +567,12 @@ pub async fn prune_past_retention(
             {
                 continue;
             }
-            let op = Operation::pending_on_name(OperationKind::Prune, name, now)
-                .started_by(depot_packages::runner::RETENTION_ACTOR.into());
-            let message = depot_packages::service::queued(&op, Some(keep));
+            let (op, message) = depot_packages::names::prune_operation(
+                &name,
+                keep,
+                depot_packages::runner::RETENTION_ACTOR.into(),
+                now,
+            );
             match packages.start_on_name(&op, &message).await {
                 Ok(()) => started += 1,
                 Err(StartError::Busy(_) | StartError::NotFound) => {}

@@ -121,7 +121,8 @@ pub async fn prune_plan(
 ) -> Result<Vec<VersionRef>, RepoError> {
     let mut versions = names.versions_of(name, MAX_VERSIONS + 1).await?;
     if versions.len() as u64 > MAX_VERSIONS {
-        // Not summarised elsewhere either: a prune reads at most this many.
+        // A prune reads at most this many. From a subset it takes less, never more: a version
+        // among the name's newest is among any subset's newest.
         versions.truncate(MAX_VERSIONS as usize);
     }
     by_precedence_desc(&mut versions);
@@ -131,6 +132,20 @@ pub async fn prune_plan(
         .map(version_ref);
     let previous = previous_of(names, name, &versions, active.as_ref()).await?;
     Ok(to_prune(&versions, previous.as_ref(), keep))
+}
+
+/// A prune of `name` keeping `keep` versions, started by `actor`, and the queue message that
+/// runs it (recorded together by `OperationRepository::start_on_name`).
+pub fn prune_operation(
+    name: &str,
+    keep: u32,
+    actor: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Operation, crate::ports::OutboxMessage) {
+    let operation =
+        Operation::pending_on_name(OperationKind::Prune, name.to_owned(), now).started_by(actor);
+    let message = crate::service::queued(&operation, Some(keep));
+    (operation, message)
 }
 
 /// What `POST /package-names/{name}/prune` did: with `dry_run`, the plan; else the operation.
@@ -196,10 +211,7 @@ impl PackageService {
         keep: u32,
         actor: String,
     ) -> Result<Operation, PackageError> {
-        let operation =
-            Operation::pending_on_name(OperationKind::Prune, name.to_owned(), self.clock.now())
-                .started_by(actor);
-        let message = crate::service::queued(&operation, Some(keep));
+        let (operation, message) = prune_operation(name, keep, actor, self.clock.now());
         self.operations
             .start_on_name(&operation, &message)
             .await
@@ -551,6 +563,21 @@ mod tests {
         let s = svc.name("nginx").await.unwrap();
         assert_eq!(s.latest.map(|l| l.version), Some("1.0.0".into()));
     }
+    /// A runner over `store` whose executor does nothing (a prune needs none).
+    fn runner(store: &std::sync::Arc<InMemoryPackages>) -> crate::runner::OperationRunner {
+        crate::runner::OperationRunner::new(
+            store.clone(),
+            std::sync::Arc::new(crate::executor::SimulatedExecutor {
+                duration: std::time::Duration::ZERO,
+                steps: 1,
+                failure_rate: 0.0,
+            }),
+            std::sync::Arc::new(depot_core::clock::SystemClock),
+            3,
+        )
+        .with_names(store.clone())
+    }
+
     /// Keeps the files a prune removes.
     #[derive(Default)]
     struct Removed(std::sync::Mutex<Vec<Uuid>>);
@@ -635,18 +662,7 @@ mod tests {
             "one prune of a name at a time"
         );
         let removed = std::sync::Arc::new(Removed::default());
-        let runner = crate::runner::OperationRunner::new(
-            store.clone(),
-            std::sync::Arc::new(crate::executor::SimulatedExecutor {
-                duration: std::time::Duration::ZERO,
-                steps: 1,
-                failure_rate: 0.0,
-            }),
-            std::sync::Arc::new(depot_core::clock::SystemClock),
-            3,
-        )
-        .with_names(store.clone())
-        .with_artifacts(removed.clone());
+        let runner = runner(&store).with_artifacts(removed.clone());
         let payload = serde_json::to_vec(&crate::runner::OperationMessage {
             operation_id: op.id,
             keep: Some(2),
@@ -679,18 +695,7 @@ mod tests {
     async fn a_prune_that_lost_its_keep_falls_back_only_when_retention_started_it() {
         let (store, svc) = service();
         version(&svc, &store, "1.0.0").await;
-        let runner = crate::runner::OperationRunner::new(
-            store.clone(),
-            std::sync::Arc::new(crate::executor::SimulatedExecutor {
-                duration: std::time::Duration::ZERO,
-                steps: 1,
-                failure_rate: 0.0,
-            }),
-            std::sync::Arc::new(depot_core::clock::SystemClock),
-            3,
-        )
-        .with_names(store.clone())
-        .with_keep_versions(5);
+        let runner = runner(&store).with_keep_versions(5);
         for (actor, want) in [
             ("api_key:someone", crate::model::OperationStatus::Failed),
             (

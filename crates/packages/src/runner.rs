@@ -112,7 +112,8 @@ impl OperationRunner {
         self
     }
 
-    /// The `keep` of a prune whose message does not say (`packages.keep_versions`).
+    /// The `keep` of a retention prune whose message does not say (`packages.keep_versions`;
+    /// a client's prune without one fails `prune_interrupted`).
     pub fn with_keep_versions(mut self, keep: u32) -> Self {
         self.keep_versions = keep;
         self

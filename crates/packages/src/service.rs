@@ -72,7 +72,7 @@ pub(crate) fn repo(e: RepoError, what: &'static str) -> PackageError {
 }
 
 /// The queue message that runs `operation` (with a prune's `keep`), recorded with it.
-pub fn queued(operation: &Operation, keep: Option<u32>) -> OutboxMessage {
+pub(crate) fn queued(operation: &Operation, keep: Option<u32>) -> OutboxMessage {
     OutboxMessage {
         id: Uuid::now_v7(),
         queue: OPERATIONS_QUEUE.to_owned(),

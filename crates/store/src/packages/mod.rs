@@ -86,12 +86,27 @@ struct BatchSets {
     slots: Slots,
 }
 
-struct Slots([Arc<tokio::sync::Semaphore>; 6]);
+/// Per kind, as [`Batches`] names them.
+struct Slots {
+    insert: Arc<tokio::sync::Semaphore>,
+    get_package: Arc<tokio::sync::Semaphore>,
+    get_operation: Arc<tokio::sync::Semaphore>,
+    start: Arc<tokio::sync::Semaphore>,
+    claim: Arc<tokio::sync::Semaphore>,
+    finish: Arc<tokio::sync::Semaphore>,
+}
 
 impl Default for Slots {
-    /// insert, get_package, get_operation, start, claim, finish.
     fn default() -> Self {
-        Self([2, 4, 4, 2, 2, 2].map(|n| Arc::new(tokio::sync::Semaphore::new(n))))
+        let slots = |n| Arc::new(tokio::sync::Semaphore::new(n));
+        Self {
+            insert: slots(2),
+            get_package: slots(4),
+            get_operation: slots(4),
+            start: slots(2),
+            claim: slots(2),
+            finish: slots(2),
+        }
     }
 }
 
@@ -148,12 +163,12 @@ impl SeaOrmPackageRepository {
     fn start_batches(&self, runtime: Option<tokio::runtime::Handle>) -> Batches {
         let db = self.db.clone();
         macro_rules! batcher {
-            ($kind:expr, $f:ident) => {{
+            ($kind:ident, $f:ident) => {{
                 let db = db.clone();
                 Batcher::start(
                     stringify!($f),
                     MAX_BATCH,
-                    self.batches.slots.0[$kind].clone(),
+                    self.batches.slots.$kind.clone(),
                     runtime.clone(),
                     move |calls| {
                         let db = db.clone();
@@ -163,12 +178,12 @@ impl SeaOrmPackageRepository {
             }};
         }
         Batches {
-            insert: batcher!(0, insert_batch),
-            get_package: batcher!(1, get_package_batch),
-            get_operation: batcher!(2, get_operation_batch),
-            start: batcher!(3, start_batch),
-            claim: batcher!(4, claim_batch),
-            finish: batcher!(5, finish_batch),
+            insert: batcher!(insert, insert_batch),
+            get_package: batcher!(get_package, get_package_batch),
+            get_operation: batcher!(get_operation, get_operation_batch),
+            start: batcher!(start, start_batch),
+            claim: batcher!(claim, claim_batch),
+            finish: batcher!(finish, finish_batch),
         }
     }
 }
