@@ -15,6 +15,7 @@ mod m20261201_000008_owners;
 mod m20261201_000009_sealed_packages;
 mod m20261202_000010_one_active_version;
 mod m20261203_000011_name_operations;
+mod m20261204_000012_active_versions;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_sealed_packages::Migration),
             Box::new(m20261202_000010_one_active_version::Migration),
             Box::new(m20261203_000011_name_operations::Migration),
+            Box::new(m20261204_000012_active_versions::Migration),
         ]
     }
 }

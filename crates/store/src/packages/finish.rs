@@ -201,8 +201,8 @@ fn activation_row(
 }
 
 /// One active version per name: an activation makes the name's active version Downloaded in
-/// the finishing statement (the exclusion constraint is checked at its end; two activations of
-/// one name in a batch fail it, and each is then finished alone).
+/// the finishing statement (the `active_versions` triggers refuse two active versions of a
+/// name; two activations of one name in a batch fail it, and each is then finished alone).
 const SWITCH_CTES: &str = "a AS (SELECT p.id, p.name FROM packages p JOIN r ON p.id = r.package_id
                           WHERE r.kind = 'activate' AND p.status = 'downloaded'),
                     d AS (UPDATE packages p SET status = 'downloaded', revision = p.revision + 1,

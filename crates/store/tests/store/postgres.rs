@@ -184,3 +184,106 @@ async fn a_frozen_field_update_waits_for_a_committing_start_and_sees_its_operati
     assert!(matches!(outcome, Err(UpdateError::Busy(_))), "{outcome:?}");
     assert_eq!(repo.get(p.id).await.unwrap().sha256, None);
 }
+
+/// One active version per name on PostgreSQL: `active_versions` follows every write of
+/// `packages.status` and `name`, hand edits included (its triggers), so the database refuses a
+/// second active version; and no index of `packages` covers `status`, so the lifecycle's status
+/// changes stay in-place (HOT) updates, which an index on it (the exclusion constraint this
+/// replaced) cost about a fifth of the lifecycle's throughput.
+#[tokio::test]
+#[ignore = "needs PostgreSQL; run with --include-ignored (scripts/test.sh does)"]
+async fn the_active_version_of_a_name_is_kept_by_the_database_without_indexing_the_status() {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let test = migrated_db().await;
+    assert_eq!(
+        test.get_database_backend(),
+        DatabaseBackend::Postgres,
+        "DEPOT_TEST_POSTGRES_URL must be set for this test"
+    );
+    let exec = async |sql: String| test.execute_unprepared(&sql).await;
+    let active = async || -> Vec<(String, Uuid)> {
+        test.query_all_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            "SELECT name, package_id FROM active_versions ORDER BY name",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "name").unwrap(),
+                r.try_get("", "package_id").unwrap(),
+            )
+        })
+        .collect()
+    };
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (id, version) in ids.iter().zip(["1.0.0", "2.0.0", "3.0.0"]) {
+        exec(format!(
+            "INSERT INTO packages (id, name, version, status, revision, created_at, updated_at) \
+             VALUES ('{id}', 'nginx', '{version}', 'downloaded', 1, now(), now())"
+        ))
+        .await
+        .unwrap();
+    }
+    let set = async |id: Uuid, status: &str| {
+        exec(format!(
+            "UPDATE packages SET status = '{status}' WHERE id = '{id}'"
+        ))
+        .await
+    };
+    set(ids[0], "active").await.unwrap();
+    assert_eq!(active().await, vec![("nginx".into(), ids[0])]);
+    // A second active version of the name is refused, and nothing changes.
+    let refused = set(ids[1], "active").await;
+    assert!(
+        matches!(&refused, Err(e) if depot_store::error::is_unique_violation(e)),
+        "{refused:?}"
+    );
+    assert_eq!(active().await, vec![("nginx".into(), ids[0])]);
+    // One statement switching the name, whichever row it writes first.
+    for (from, to) in [(ids[0], ids[2]), (ids[2], ids[0])] {
+        exec(format!(
+            "UPDATE packages SET status = CASE WHEN id = '{to}' THEN 'active' ELSE 'downloaded' END \
+             WHERE id IN ('{from}', '{to}')"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(active().await, vec![("nginx".into(), to)]);
+    }
+    // A rename moves it; a deactivation or a deletion removes it.
+    exec(format!(
+        "UPDATE packages SET name = 'nginx-renamed' WHERE id = '{}'",
+        ids[0]
+    ))
+    .await
+    .unwrap();
+    assert_eq!(active().await, vec![("nginx-renamed".into(), ids[0])]);
+    set(ids[1], "active").await.unwrap();
+    assert_eq!(
+        active().await,
+        vec![("nginx".into(), ids[1]), ("nginx-renamed".into(), ids[0])]
+    );
+    set(ids[1], "downloaded").await.unwrap();
+    exec(format!("DELETE FROM packages WHERE id = '{}'", ids[0]))
+        .await
+        .unwrap();
+    assert_eq!(active().await, vec![]);
+
+    let covering_status: Vec<String> = test
+        .query_all_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            "SELECT c.relname::text AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = 'packages'::regclass AND (\
+               EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indrelid \
+                       AND a.attname = 'status' AND a.attnum = ANY(i.indkey)) \
+               OR pg_get_expr(i.indpred, i.indrelid) LIKE '%status%' \
+               OR pg_get_expr(i.indexprs, i.indrelid) LIKE '%status%')",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("", "name").unwrap())
+        .collect();
+    assert_eq!(covering_status, Vec::<String>::new());
+}
