@@ -58,7 +58,8 @@ trap cleanup EXIT INT TERM
 psql "$PG" -qc "CREATE DATABASE $DB"
 export DATABASE_URL="${PG%/*}/$DB" AMQP_URL="$AMQP" DEPOT__QUEUE__QUEUE_PREFIX="$PREFIX" \
   DEPOT_ADMIN_SECRET=${DEPOT_ADMIN_SECRET:-cluster-admin-secret-0123456789abcdef} DEPOT__LOG__FORMAT=json \
-  DEPOT__EXECUTOR__SIMULATED_DURATION_MS=${CLUSTER_OPERATION_MS:-300}
+  DEPOT__EXECUTOR__SIMULATED_DURATION_MS=${CLUSTER_OPERATION_MS:-300} \
+  DEPOT__ARTIFACTS__URL="file://$WORK/artifacts"
 "$BIN" migrate up >/dev/null 2>"$WORK/migrate.log"
 # One signing key for every replica (each would otherwise make its own, and refuse the others'
 # access tokens); nginx on loopback is the trusted proxy that names the client.
@@ -95,6 +96,17 @@ http {
   server {
     listen 127.0.0.1:$NGINX_PORT;
     location = /metrics { return 404; }
+    location ~ ^/api/v1/packages/[^/]+/artifact\$ {
+      client_max_body_size 1g;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_pass http://depot;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Request-Id \$request_id;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
     location / {
       proxy_pass http://depot;
       proxy_http_version 1.1;
@@ -165,6 +177,21 @@ for pid in ids:
     _, p = call("GET", f"/api/v1/packages/{pid}")
     assert p["status"] == "active", p
 print(f"cluster test: {n} packages created, downloaded and activated through nginx")
+# An artifact larger than nginx's default body limit goes in through one replica and comes out
+# of both (they share the artifact storage).
+import hashlib, os
+blob = os.urandom(3 * 1024 * 1024 + 17)
+status, p = call("POST", "/api/v1/packages", {"name": "cluster-artifact", "version": "1.0.0"})
+req = urllib.request.Request(base + f"/api/v1/packages/{p['id']}/artifact", method="PUT", data=blob,
+                             headers={"X-API-Key": key, "Content-Type": "application/octet-stream"})
+with urllib.request.urlopen(req, timeout=60) as r:
+    stored = json.loads(r.read())
+assert stored["status"] == "downloaded" and stored["sha256"] == hashlib.sha256(blob).hexdigest(), stored
+for _ in range(4):
+    req = urllib.request.Request(base + f"/api/v1/packages/{p['id']}/artifact", headers={"X-API-Key": key})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 200 and r.read() == blob
+print(f"cluster test: a {len(blob)}-byte artifact uploaded through nginx and served back by every replica")
 # A user signs in on one replica; the access token works on both (nginx alternates).
 def anon(method, path, body=None, token=None):
     headers = {"Content-Type": "application/json"}

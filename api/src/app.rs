@@ -27,6 +27,7 @@ pub fn route_table() -> Vec<Route> {
         api_keys::routes::routes(),
         packages::routes::routes(),
         packages::names::routes(),
+        packages::transfer::routes(),
     ]
     .concat()
 }
@@ -206,6 +207,27 @@ mod tests {
             ),
             ("POST", "/api/v1/packages/{id}/yank", Scope(PackagesWrite)),
             ("POST", "/api/v1/packages/{id}/unyank", Scope(PackagesWrite)),
+            (
+                "PUT",
+                "/api/v1/packages/{id}/artifact",
+                Scope(PackagesWrite),
+            ),
+            ("GET", "/api/v1/packages/{id}/artifact", Scope(PackagesRead)),
+            (
+                "HEAD",
+                "/api/v1/packages/{id}/artifact",
+                Scope(PackagesRead),
+            ),
+            (
+                "GET",
+                "/api/v1/package-names/{name}/active/artifact",
+                Scope(PackagesRead),
+            ),
+            (
+                "HEAD",
+                "/api/v1/package-names/{name}/active/artifact",
+                Scope(PackagesRead),
+            ),
         ];
         let mut expected: Vec<(String, String, Access)> = expected
             .into_iter()

@@ -44,6 +44,11 @@ pub struct Adapters {
     pub operation_watch: Arc<OperationWatch>,
     /// The egress policy every outbound client is built with (downloads, OIDC).
     pub egress: crate::http::egress::Egress,
+    /// Where artifacts are kept (`[artifacts]`): uploads, downloads and serving share it.
+    pub artifacts: Arc<dyn depot_packages::artifacts::ArtifactStore>,
+    /// The filesystem adapter's directory (`artifacts.url = file://…`), where the http
+    /// executor also keeps its `active/` links.
+    pub artifacts_dir: std::path::PathBuf,
 }
 
 /// The package and operation ports, through the read cache when there is one.
@@ -148,7 +153,10 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
         Arc::new(SeaOrmPackageRepository::new(db.clone())),
         std::time::Duration::from_millis(settings.operations.watch_interval_ms),
     ));
+    let (artifacts, artifacts_dir) = artifact_store(settings)?;
     Ok(Adapters {
+        artifacts,
+        artifacts_dir,
         package_cache,
         operation_watch,
         db,
@@ -161,6 +169,39 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
         in_process_queue: queue.in_process,
         egress: egress(settings)?,
     })
+}
+
+/// The artifact store `[artifacts]` names (the filesystem adapter, the embedded default).
+pub fn artifact_store(
+    settings: &Settings,
+) -> Result<
+    (
+        Arc<dyn depot_packages::artifacts::ArtifactStore>,
+        std::path::PathBuf,
+    ),
+    StartupError,
+> {
+    let dir = settings
+        .artifacts
+        .dir(&settings.executor)
+        .map_err(|e| StartupError {
+            key: "artifacts.url",
+            message: e.problem,
+        })?;
+    let store = crate::packages::artifacts::FsArtifacts::new(&dir).map_err(|e| StartupError {
+        key: "artifacts.url",
+        message: e,
+    })?;
+    let dir = store.root().to_owned();
+    Ok((Arc::new(store), dir))
+}
+
+/// `artifacts.max_bytes` (or its old name), validated at start-up.
+pub fn max_artifact_bytes(settings: &Settings) -> u64 {
+    settings
+        .artifacts
+        .max_bytes(&settings.executor)
+        .expect("validated with the settings")
 }
 
 /// The egress policy from `[egress]`, with the system resolver.
@@ -285,7 +326,7 @@ async fn oidc_client(
 /// The executor the configuration names.
 pub fn executor(
     settings: &Settings,
-    egress: &crate::http::egress::Egress,
+    adapters: &Adapters,
 ) -> Result<Arc<dyn Executor>, StartupError> {
     let x = &settings.executor;
     Ok(match x.kind {
@@ -296,13 +337,17 @@ pub fn executor(
         }),
         crate::settings::ExecutorKind::Http => Arc::new(
             crate::packages::executor::HttpExecutor::new(
-                x.storage_dir.clone(),
+                crate::packages::executor::Storage {
+                    artifacts: adapters.artifacts.clone(),
+                    links: adapters.artifacts_dir.clone(),
+                    packages: package_ports(adapters).0,
+                },
                 std::time::Duration::from_secs(x.http_timeout_seconds),
-                x.max_download_bytes,
-                egress,
+                max_artifact_bytes(settings),
+                &adapters.egress,
             )
             .map_err(|e| StartupError {
-                key: "executor.storage_dir",
+                key: "artifacts.url",
                 message: e,
             })?,
         ),
@@ -310,18 +355,6 @@ pub fn executor(
 }
 
 /// What a worker runs: operations, through the configured executor.
-/// Where the executor keeps packages' files (none for the simulated one).
-fn artifact_files(settings: &Settings) -> Arc<dyn depot_packages::ports::ArtifactFiles> {
-    match settings.executor.kind {
-        crate::settings::ExecutorKind::Http => {
-            Arc::new(crate::packages::executor::LocalArtifacts {
-                storage: settings.executor.storage_dir.clone(),
-            })
-        }
-        crate::settings::ExecutorKind::Simulated => Arc::new(depot_packages::ports::NoFiles),
-    }
-}
-
 pub fn operation_runner(
     settings: &Settings,
     adapters: &Adapters,
@@ -330,13 +363,13 @@ pub fn operation_runner(
     Ok(Arc::new(
         OperationRunner::new(
             operations,
-            executor(settings, &adapters.egress)?,
+            executor(settings, adapters)?,
             adapters.clock.clone(),
             settings.operations.max_attempts,
         )
         .with_lease(settings.operations.lease())
         .with_names(Arc::new(SeaOrmPackageRepository::new(adapters.db.clone())))
-        .with_artifacts(artifact_files(settings))
+        .with_artifacts(adapters.artifacts.clone())
         .with_keep_versions(settings.packages.keep_versions),
     ))
 }
@@ -405,7 +438,7 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
             chrono::Duration::from_std(settings.operations.lease())
                 .unwrap_or(depot_packages::service::DEFAULT_LEASE),
         )
-        .with_artifacts(artifact_files(settings))
+        .with_artifacts(adapters.artifacts.clone(), max_artifact_bytes(settings))
         .with_keep_versions(settings.packages.keep_versions),
     );
     let relay = Arc::new(OutboxRelay::new(
@@ -447,7 +480,7 @@ pub fn report_drift(settings: &Settings, adapters: &Adapters) {
     if settings.executor.kind != crate::settings::ExecutorKind::Http {
         return;
     }
-    let (db, storage) = (adapters.db.clone(), settings.executor.storage_dir.clone());
+    let (db, storage) = (adapters.db.clone(), adapters.artifacts_dir.clone());
     tokio::spawn(async move {
         match crate::packages::fsck::check(&db, &storage, false).await {
             Ok(report) if report.drift.is_empty() => {}

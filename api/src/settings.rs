@@ -12,7 +12,7 @@ use std::time::Duration;
 pub use crate::accounts::settings::{AccountsSection, OidcSettings};
 pub use crate::api_keys::settings::{ApiKeySettings, AuthSettings};
 pub use crate::packages::settings::{
-    ExecutorKind, ExecutorSettings, OperationSettings, PackagesSettings,
+    ArtifactsSettings, ExecutorKind, ExecutorSettings, OperationSettings, PackagesSettings,
 };
 pub use crate::passwords::settings::PasswordSettings;
 
@@ -33,6 +33,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub api_keys: ApiKeySettings,
     pub executor: ExecutorSettings,
+    #[serde(default)]
+    pub artifacts: ArtifactsSettings,
     pub operations: OperationSettings,
     pub accounts: AccountsSection,
     pub oidc: OidcSettings,
@@ -391,6 +393,7 @@ impl Settings {
         self.secrets.validate()?;
         self.api_keys.validate()?;
         self.executor.validate()?;
+        self.artifacts.validate(&self.executor)?;
         self.packages.validate()?;
         self.operations.validate()?;
         // Each delivery of an operation's message is at most one attempt: with more attempts

@@ -12,7 +12,7 @@ pub async fn fsck(settings: Settings, repair: bool) -> anyhow::Result<bool> {
         return Ok(true);
     }
     let db = bootstrap::database_for_migrations(&settings).await?;
-    let storage = &settings.executor.storage_dir;
+    let storage = &settings.artifacts.dir(&settings.executor)?;
     let report = crate::packages::fsck::check(&db, storage, repair).await?;
     for drift in &report.drift {
         println!("{drift}");

@@ -43,6 +43,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{detail}")]
     NotFound { detail: String },
+    /// A 404 with a code of its own (`artifact_missing`).
+    #[error("{detail}")]
+    Absent { code: &'static str, detail: String },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
     #[error("{detail}")]
@@ -65,6 +68,9 @@ pub enum ApiError {
     BadGateway { code: &'static str, detail: String },
     #[error("{detail}")]
     PreconditionFailed { detail: String },
+    /// A `Range` that starts past the end of a `size`-byte representation.
+    #[error("the range starts past the end of the {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
     #[error("{detail}")]
     TooManyRequests {
         detail: String,
@@ -96,6 +102,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotFound { .. } => "not_found",
+            ApiError::Absent { code, .. } => code,
             ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized { code, .. } => code,
             ApiError::Forbidden(_) => "insufficient_scope",
@@ -103,6 +110,7 @@ impl ApiError {
             ApiError::Throttled { .. } => "login_throttled",
             ApiError::BadGateway { code, .. } => code,
             ApiError::PreconditionFailed { .. } => "precondition_failed",
+            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::ServiceUnavailable { .. } => "service_unavailable",
             ApiError::Unexpected(_) => "internal_error",
@@ -156,13 +164,14 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. } | ApiError::Absent { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -193,6 +202,11 @@ impl ResponseError for ApiError {
             ApiError::Throttled { retry_after, .. } => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::RangeNotSatisfiable { size } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    res.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
             }
             _ => {}
         }
@@ -263,6 +277,18 @@ impl From<depot_packages::PackageError> for ApiError {
                 detail: "the resource has changed since it was read (If-Match)".into(),
             },
             E::Repo(r) => r.into(),
+            E::TooLarge { limit } => ApiError::PayloadTooLarge {
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            },
+            E::BodyIncomplete(detail) => ApiError::BadRequest {
+                code: "body_incomplete",
+                detail,
+            },
+            E::ArtifactMissing(detail) => ApiError::Absent {
+                code: "artifact_missing",
+                detail,
+            },
+            e @ E::Storage(_) => ApiError::unexpected(e),
         }
     }
 }

@@ -1,9 +1,10 @@
-//! The `http` executor: downloads a package's `source_url` into the storage directory, streaming,
-//! verifying `size_bytes` and `sha256`; activation points `active/<name>` at the version's
-//! directory and deactivation removes that link. Every step is idempotent, so a worker that
-//! crashed mid-way can simply run it again.
+//! The `http` executor: downloads a package's `source_url` into the artifact store, streaming,
+//! verifying `size_bytes` and `sha256` (and recording both when the package left them unset);
+//! activation points `active/<name>` at the version's directory and deactivation removes that
+//! link. Every step is idempotent, so a worker that crashed mid-way can simply run it again.
 //!
-//! Layout: `<storage>/packages/<package id>/artifact` and `<storage>/active/<link name>`, a
+//! Layout (the filesystem adapter's, [`super::artifacts::FsArtifacts`]):
+//! `<storage>/packages/<package id>/artifact` and `<storage>/active/<link name>`, a
 //! symbolic link to `../packages/<package id>` (relative, so it resolves from anywhere and
 //! survives moving the storage directory). A link name is bounded and collision-free whatever
 //! the package name ([`link_name`]). After every activation and deactivation the link is made to
@@ -12,44 +13,36 @@
 
 use crate::http::egress::{Egress, EgressClient, EgressError, redact, refusal};
 use async_trait::async_trait;
+use depot_packages::artifacts::{ArtifactError, ArtifactStore, Staged};
 use depot_packages::executor::{ExecError, Executor, Progress};
+use depot_packages::model::VerifiedArtifact;
+use depot_packages::ports::PackageRepository;
 use depot_packages::{OperationKind, Package};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+
+/// Where the executor keeps what it fetches.
+pub struct Storage {
+    /// The artifacts (downloads go in through it, as uploads do).
+    pub artifacts: Arc<dyn ArtifactStore>,
+    /// The directory of the `active/` links.
+    pub links: PathBuf,
+    /// Where a download records the sha256 and size it verified.
+    pub packages: Arc<dyn PackageRepository>,
+}
 
 pub struct HttpExecutor {
     client: EgressClient,
     storage: PathBuf,
+    artifacts: Arc<dyn ArtifactStore>,
+    packages: Arc<dyn PackageRepository>,
     max_bytes: u64,
     /// Held while a name's link is synced with the database: one sync at a time, each reading
     /// the database inside it, so the last one leaves the last committed state.
     syncing: tokio::sync::Mutex<()>,
-}
-
-/// A download's partial file: removed when dropped, on every path but the one that renames it
-/// into place.
-struct Partial(Option<PathBuf>);
-
-impl Partial {
-    fn path(&self) -> &Path {
-        self.0.as_deref().expect("a partial file")
-    }
-
-    /// The file was renamed into place: nothing to remove.
-    fn kept(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 fn failed(code: &str, detail: impl Into<String>) -> ExecError {
@@ -79,6 +72,30 @@ fn size_mismatch() -> ExecError {
         "size_mismatch",
         "the artifact's size is not the declared size_bytes",
     )
+}
+
+/// Stages a stream that borrows from the caller (the operation's progress reporter): the
+/// store's port takes a `'static` stream, so this one is driven through a channel while the
+/// caller's future polls both.
+async fn stage_borrowed(
+    store: &dyn ArtifactStore,
+    id: uuid::Uuid,
+    body: impl Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send,
+    max_bytes: u64,
+) -> Result<Staged, ArtifactError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let forward = async move {
+        futures::pin_mut!(body);
+        while let Some(chunk) = body.next().await {
+            let stop = chunk.is_err();
+            if tx.send(chunk).await.is_err() || stop {
+                break;
+            }
+        }
+    };
+    let received = Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let (staged, ()) = futures::join!(store.stage(id, received, max_bytes), forward);
+    staged
 }
 
 fn io_retryable(what: &str, e: std::io::Error) -> ExecError {
@@ -132,11 +149,12 @@ pub fn escape_name(name: &str) -> String {
 
 impl HttpExecutor {
     pub fn new(
-        storage: PathBuf,
+        store: Storage,
         timeout: Duration,
         max_bytes: u64,
         egress: &Egress,
     ) -> Result<Self, String> {
+        let storage = store.links;
         for dir in [storage.join("packages"), storage.join("active")] {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -151,6 +169,8 @@ impl HttpExecutor {
         Ok(Self {
             client,
             storage,
+            artifacts: store.artifacts,
+            packages: store.packages,
             max_bytes,
             syncing: tokio::sync::Mutex::new(()),
         })
@@ -186,20 +206,39 @@ impl HttpExecutor {
         }
     }
 
-    fn package_dir(&self, p: &Package) -> PathBuf {
-        self.storage.join("packages").join(p.id.to_string())
-    }
-
-    async fn verified(path: &Path, p: &Package) -> Result<bool, ExecError> {
-        let Ok(bytes) = tokio::fs::read(path).await else {
+    /// True when the store holds the package's artifact and it is what the package declares
+    /// (read through, hashed as it streams).
+    async fn verified(&self, p: &Package) -> Result<bool, ExecError> {
+        let stored = self
+            .artifacts
+            .head(p.id)
+            .await
+            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?;
+        let Some(stored) = stored else {
             return Ok(false);
         };
-        let size_ok = p.size_bytes.is_none_or(|s| s == bytes.len() as i64);
-        let sha_ok = p
-            .sha256
-            .as_deref()
-            .is_none_or(|h| hex(&Sha256::digest(&bytes)) == h);
-        Ok(size_ok && sha_ok)
+        if p.size_bytes.is_some_and(|s| s as u64 != stored.size) {
+            return Ok(false);
+        }
+        let Some(want) = p.sha256.as_deref() else {
+            return Ok(false);
+        };
+        let Some(mut bytes) = self
+            .artifacts
+            .open(p.id, None)
+            .await
+            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
+        else {
+            return Ok(false);
+        };
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = bytes.next().await {
+            match chunk {
+                Ok(chunk) => hasher.update(&chunk),
+                Err(_) => return Ok(false),
+            }
+        }
+        Ok(hex(&hasher.finalize()) == want)
     }
 
     async fn download(&self, p: &Package, progress: &dyn Progress) -> Result<(), ExecError> {
@@ -207,12 +246,7 @@ impl HttpExecutor {
             .source_url
             .as_deref()
             .ok_or_else(|| failed("no_source_url", "the package has no source_url to download"))?;
-        let dir = self.package_dir(p);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| io_retryable("creating the package directory", e))?;
-        let target = dir.join("artifact");
-        if Self::verified(&target, p).await? {
+        if self.verified(p).await? {
             return Ok(());
         }
         // What the remote said or how it failed goes to the log (the URL redacted); the
@@ -247,84 +281,105 @@ impl HttpExecutor {
             ));
         }
         let expected = p.size_bytes.map(|s| s as u64).or(response.content_length());
-        // A name of its own per attempt: a redelivered operation may briefly run twice (crash
-        // takeover), and two writers must not share one file. Only a verified file is renamed in.
-        let partial = Partial(Some(
-            dir.join(format!("artifact.part-{}", uuid::Uuid::now_v7())),
-        ));
-        let mut file = tokio::fs::File::create(partial.path())
-            .await
-            .map_err(|e| io_retryable("creating the download file", e))?;
-        let mut hasher = Sha256::new();
-        let mut received: u64 = 0;
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                tracing::warn!(package_id = %p.id, source = %site, error = %e.without_url(), "download interrupted");
-                unreachable_source()
-            })?;
-            received += chunk.len() as u64;
-            // Whatever the package or the server declare, a download stops at the limit.
-            if received > self.max_bytes {
+        // The body streams into the store; why a stream stopped (cancelled, past the declared
+        // size, the source gone) is kept here, the store sees only that it ended.
+        let stopped: Arc<std::sync::Mutex<Option<ExecError>>> = Arc::default();
+        let declared = p.size_bytes.map(|s| s as u64);
+        let body = {
+            let stopped = stopped.clone();
+            let site = site.clone();
+            let id = p.id;
+            let mut received: u64 = 0;
+            response.bytes_stream().then(move |chunk| {
+                let stopped = stopped.clone();
+                let site = site.clone();
+                let chunk = chunk.map(|c| {
+                    received += c.len() as u64;
+                    (c, received)
+                });
+                async move {
+                    let stop = |e: ExecError| {
+                        *stopped.lock().expect("a lock") = Some(e);
+                        Err(std::io::Error::other("stopped"))
+                    };
+                    let (chunk, received) = match chunk {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(package_id = %id, source = %site, error = %e.without_url(), "download interrupted");
+                            return stop(unreachable_source());
+                        }
+                    };
+                    if declared.is_some_and(|size| received > size) {
+                        return stop(size_mismatch());
+                    }
+                    if let Some(total) = expected.filter(|t| *t > 0)
+                        && progress
+                            .report((received * 100 / total).min(99) as u8)
+                            .await
+                    {
+                        return stop(ExecError::Cancelled);
+                    }
+                    Ok(chunk)
+                }
+            })
+        };
+        // `progress` is borrowed by the stream: it is driven to its end here, not spawned.
+        let staged = stage_borrowed(&*self.artifacts, p.id, body, self.max_bytes).await;
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(ArtifactError::TooLarge { limit }) => {
                 return Err(failed(
                     "too_large",
-                    format!(
-                        "more than executor.max_download_bytes ({} bytes)",
-                        self.max_bytes
-                    ),
+                    format!("more than artifacts.max_bytes ({limit} bytes)"),
                 ));
             }
-            if let Some(size) = p.size_bytes
-                && received > size as u64
-            {
-                return Err(size_mismatch());
+            Err(ArtifactError::Body(_)) => {
+                return Err(stopped
+                    .lock()
+                    .expect("a lock")
+                    .take()
+                    .unwrap_or_else(unreachable_source));
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| io_retryable("writing the download", e))?;
-            if let Some(total) = expected.filter(|t| *t > 0)
-                && progress
-                    .report((received * 100 / total).min(99) as u8)
-                    .await
-            {
-                return Err(ExecError::Cancelled);
+            Err(e @ ArtifactError::Storage(_)) => {
+                return Err(ExecError::Retryable(format!("storing the download: {e}")));
             }
-        }
-        file.flush()
-            .await
-            .map_err(|e| io_retryable("writing the download", e))?;
-        file.sync_all()
-            .await
-            .map_err(|e| io_retryable("syncing the download", e))?;
-        drop(file);
-        if let Some(size) = p.size_bytes
-            && received != size as u64
-        {
+        };
+        if declared.is_some_and(|size| staged.size != size) {
             return Err(size_mismatch());
         }
-        let digest = hex(&hasher.finalize());
         if let Some(want) = p.sha256.as_deref()
-            && digest != want
+            && staged.sha256 != want
         {
             return Err(failed(
                 "checksum_mismatch",
                 "the artifact's sha256 is not the declared one",
             ));
         }
-        tokio::fs::rename(partial.path(), &target)
+        let artifact = VerifiedArtifact {
+            sha256: staged.sha256.clone(),
+            size: staged.size as i64,
+        };
+        staged
+            .promote()
             .await
-            .map_err(|e| io_retryable("storing the artifact", e))?;
-        partial.kept();
+            .map_err(|e| ExecError::Retryable(format!("storing the artifact: {e}")))?;
+        // What was verified becomes what the package says it is (when it did not say).
+        if p.sha256.is_none() || p.size_bytes.is_none() {
+            self.packages
+                .record_artifact(p.id, &artifact)
+                .await
+                .map_err(|e| ExecError::Retryable(format!("recording the artifact: {e}")))?;
+        }
         Ok(())
     }
 
     async fn activate(&self, p: &Package) -> Result<(), ExecError> {
-        let dir = self.package_dir(p);
-        if !tokio::fs::try_exists(dir.join("artifact"))
+        let held = self
+            .artifacts
+            .head(p.id)
             .await
-            .unwrap_or(false)
-        {
+            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?;
+        if held.is_none() {
             return Err(failed(
                 "artifact_missing",
                 "the downloaded artifact is not in storage; download it again",
@@ -339,24 +394,6 @@ impl HttpExecutor {
         match tokio::fs::read_link(&link).await {
             Ok(target) if target == link_target(p.id) => self.point(&p.name, None).await,
             // Another version is the active one now, or there is no link: nothing to undo.
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The http executor's files of a package (`<storage>/packages/<id>`), for deletion.
-pub struct LocalArtifacts {
-    pub storage: PathBuf,
-}
-
-#[async_trait]
-impl depot_packages::ports::ArtifactFiles for LocalArtifacts {
-    async fn remove(&self, package_id: uuid::Uuid) -> Result<(), depot_core::RepoError> {
-        let dir = self.storage.join("packages").join(package_id.to_string());
-        match tokio::fs::remove_dir_all(&dir).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(depot_core::RepoError::Unavailable(Box::new(e)))
-            }
             _ => Ok(()),
         }
     }
@@ -378,7 +415,7 @@ impl Executor for HttpExecutor {
             OperationKind::Download => self.download(package, progress).await,
             OperationKind::Activate => self.activate(package).await,
             OperationKind::Deactivate => self.deactivate(package).await,
-            // The runner prunes (a name, not one package); its files go through `ArtifactFiles`.
+            // The runner prunes (a name, not one package); its files go through the store.
             OperationKind::Prune => Err(ExecError::Failed {
                 code: "not_a_package_operation".into(),
                 detail: "a prune acts on a name, not on one package".into(),

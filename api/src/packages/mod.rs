@@ -1,6 +1,8 @@
-//! The packages room: `/api/v1/packages` and `/api/v1/operations` ([`routes`]), and the `http`
-//! executor that downloads artifacts ([`executor`]), the worker's job ([`jobs`]).
+//! The packages room: `/api/v1/packages` and `/api/v1/operations` ([`routes`]), artifact
+//! uploads and downloads ([`transfer`]) through the artifact store ([`artifacts`]), the `http`
+//! executor that fetches artifacts ([`executor`]), the worker's job ([`jobs`]).
 
+pub mod artifacts;
 pub mod executor;
 pub mod fsck;
 pub mod jobs;
@@ -8,6 +10,7 @@ pub mod names;
 pub mod routes;
 pub mod settings;
 pub mod streams;
+pub mod transfer;
 
 use crate::component::{Component, gauge};
 use crate::http::collection::RenderCache;

@@ -32,6 +32,75 @@ impl PackagesSettings {
     }
 }
 
+/// `[artifacts]`: where packages' bytes are kept and how large one may be.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsSettings {
+    /// `file://<dir>` (a relative dir is read from the working directory). Unset: the old
+    /// name `executor.storage_dir`, else `data/artifacts`.
+    pub url: Option<String>,
+    /// The largest artifact, uploaded or downloaded. Unset: the old name
+    /// `executor.max_download_bytes`, else 1 GiB.
+    pub max_bytes: Option<u64>,
+}
+
+/// Where artifacts are when nothing says otherwise.
+pub const DEFAULT_ARTIFACTS_DIR: &str = "data/artifacts";
+
+impl ArtifactsSettings {
+    /// The artifacts' directory, from `artifacts.url` or its old name.
+    pub fn dir(&self, executor: &ExecutorSettings) -> Result<PathBuf, SettingsError> {
+        match (&self.url, &executor.storage_dir) {
+            (Some(_), Some(_)) => Err(SettingsError::new(
+                "artifacts.url",
+                "is set together with its old name executor.storage_dir: keep one",
+            )),
+            (Some(url), None) => {
+                let dir = url.strip_prefix("file://").ok_or_else(|| {
+                    SettingsError::new(
+                        "artifacts.url",
+                        format!("`{url}` is not file://<directory>"),
+                    )
+                })?;
+                if dir.is_empty() {
+                    return Err(SettingsError::new(
+                        "artifacts.url",
+                        "names no directory (file:///var/lib/depot/artifacts, or file://data/artifacts relative to the working directory)",
+                    ));
+                }
+                Ok(PathBuf::from(dir))
+            }
+            (None, Some(dir)) => Ok(dir.clone()),
+            (None, None) => Ok(PathBuf::from(DEFAULT_ARTIFACTS_DIR)),
+        }
+    }
+
+    /// The size cap, from `artifacts.max_bytes` or its old name.
+    pub fn max_bytes(&self, executor: &ExecutorSettings) -> Result<u64, SettingsError> {
+        let (key, value) = match (self.max_bytes, executor.max_download_bytes) {
+            (Some(_), Some(_)) => {
+                return Err(SettingsError::new(
+                    "artifacts.max_bytes",
+                    "is set together with its old name executor.max_download_bytes: keep one",
+                ));
+            }
+            (Some(n), None) => ("artifacts.max_bytes", n),
+            (None, Some(n)) => ("executor.max_download_bytes", n),
+            (None, None) => return Ok(depot_packages::service::DEFAULT_MAX_ARTIFACT_BYTES),
+        };
+        if value == 0 {
+            return Err(SettingsError::new(key, "must be at least 1"));
+        }
+        Ok(value)
+    }
+
+    pub fn validate(&self, executor: &ExecutorSettings) -> Result<(), SettingsError> {
+        self.dir(executor)?;
+        self.max_bytes(executor)?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutorKind {
@@ -46,9 +115,11 @@ pub struct ExecutorSettings {
     pub simulated_duration_ms: u64,
     pub simulated_steps: u32,
     pub simulated_failure_rate: f64,
-    pub storage_dir: PathBuf,
+    /// The old name of `artifacts.url` (a directory).
+    pub storage_dir: Option<PathBuf>,
     pub http_timeout_seconds: u64,
-    pub max_download_bytes: u64,
+    /// The old name of `artifacts.max_bytes`.
+    pub max_download_bytes: Option<u64>,
 }
 
 impl ExecutorSettings {
@@ -62,12 +133,6 @@ impl ExecutorSettings {
         if self.simulated_steps == 0 {
             return Err(SettingsError::new(
                 "executor.simulated_steps",
-                "must be at least 1",
-            ));
-        }
-        if self.max_download_bytes == 0 {
-            return Err(SettingsError::new(
-                "executor.max_download_bytes",
                 "must be at least 1",
             ));
         }

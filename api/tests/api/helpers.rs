@@ -85,6 +85,8 @@ pub async fn test_settings() -> (Settings, TestResources) {
     std::fs::create_dir(&secrets).unwrap();
     std::fs::write(secrets.join("admin_secret"), ADMIN_SECRET).unwrap();
     settings.secrets.dir = Some(secrets);
+    // Each test keeps its artifacts in its own directory (uploads work with any executor).
+    settings.artifacts.url = Some(format!("file://{}", dir.path().join("artifacts").display()));
     if let Some(base) = postgres_url() {
         let name = format!("depot_test_{}", Uuid::new_v4().simple());
         let admin = Database::connect(&base).await.unwrap_or_else(|e| {

@@ -78,7 +78,7 @@ async fn downloads_verifies_activates_and_deactivates_on_disk() {
     let dir = storage.path().to_owned();
     let app = spawn_app_with(move |s| {
         s.executor.kind = depot_api::settings::ExecutorKind::Http;
-        s.executor.storage_dir = dir;
+        s.artifacts.url = Some(format!("file://{}", dir.display()));
     })
     .await;
     let depot = app.depot_with_key(&app.writer_key().await);
@@ -126,7 +126,7 @@ async fn a_bad_checksum_or_a_404_fails_the_operation_and_keeps_the_status() {
     let dir = storage.path().to_owned();
     let app = spawn_app_with(move |s| {
         s.executor.kind = depot_api::settings::ExecutorKind::Http;
-        s.executor.storage_dir = dir;
+        s.artifacts.url = Some(format!("file://{}", dir.display()));
     })
     .await;
     let depot = app.depot_with_key(&app.writer_key().await);
@@ -175,8 +175,8 @@ async fn a_download_stops_at_the_configured_maximum_size() {
     let dir = storage.path().to_owned();
     let app = spawn_app_with(move |s| {
         s.executor.kind = depot_api::settings::ExecutorKind::Http;
-        s.executor.storage_dir = dir;
-        s.executor.max_download_bytes = 16;
+        s.artifacts.url = Some(format!("file://{}", dir.display()));
+        s.artifacts.max_bytes = Some(16);
     })
     .await;
     let depot = app.depot_with_key(&app.writer_key().await);
@@ -245,7 +245,7 @@ async fn the_default_egress_policy_refuses_internal_destinations_in_every_spelli
     let dir = storage.path().to_owned();
     let app = spawn_app_with(move |s| {
         s.executor.kind = depot_api::settings::ExecutorKind::Http;
-        s.executor.storage_dir = dir;
+        s.artifacts.url = Some(format!("file://{}", dir.display()));
         s.egress = Default::default();
         s.egress.allowed_hosts = vec!["localhost".into()];
     })
@@ -313,7 +313,7 @@ async fn failed_downloads_say_only_what_failed() {
     let dir = storage.path().to_owned();
     let app = spawn_app_with(move |s| {
         s.executor.kind = depot_api::settings::ExecutorKind::Http;
-        s.executor.storage_dir = dir;
+        s.artifacts.url = Some(format!("file://{}", dir.display()));
     })
     .await;
     let depot = app.depot_with_key(&app.writer_key().await);
@@ -383,7 +383,7 @@ async fn http_app(storage: &tempfile::TempDir) -> crate::helpers::TestApp {
     assert!(dir.is_relative());
     spawn_app_with(move |s| {
         s.executor.kind = depot_api::settings::ExecutorKind::Http;
-        s.executor.storage_dir = dir;
+        s.artifacts.url = Some(format!("file://{}", dir.display()));
         s.operations.max_attempts = 2;
     })
     .await
@@ -502,7 +502,7 @@ async fn fsck_reports_drift_and_repairs_it_only_when_asked() {
     let dir = relative_to_cwd(storage.path());
     let app = spawn_app_with(move |s| {
         s.executor.kind = depot_api::settings::ExecutorKind::Http;
-        s.executor.storage_dir = dir;
+        s.artifacts.url = Some(format!("file://{}", dir.display()));
         s.packages.read_cache = false;
     })
     .await;

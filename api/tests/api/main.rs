@@ -4,6 +4,7 @@
 
 mod accounts;
 mod api_keys;
+mod artifacts;
 mod cli;
 mod doc_patterns;
 mod docs;

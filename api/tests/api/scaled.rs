@@ -162,7 +162,7 @@ async fn a_killed_worker_amid_racing_activations_leaves_one_active_version_and_i
     let app = spawn_app_with(move |s| {
         s.worker.embedded = false;
         s.executor.kind = depot_api::settings::ExecutorKind::Http;
-        s.executor.storage_dir = dir;
+        s.artifacts.url = Some(format!("file://{}", dir.display()));
     })
     .await;
     let dir = storage.path().to_string_lossy().into_owned();

@@ -21,4 +21,6 @@ mod client;
 pub mod sse;
 pub mod wire;
 
-pub use client::{Client, Credentials, Error, Response, name_segment};
+pub use client::{
+    Client, Credentials, Error, Response, UploadOptions, content_digest, name_segment,
+};

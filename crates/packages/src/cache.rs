@@ -185,6 +185,32 @@ impl<R: PackageRepository + 'static> PackageRepository for Cached<R> {
         r
     }
 
+    async fn attach_artifact(
+        &self,
+        id: Uuid,
+        expected_revision: i64,
+        artifact: &crate::model::VerifiedArtifact,
+        now: DateTime<Utc>,
+        place: crate::artifacts::Placement<'_>,
+    ) -> Result<Package, crate::ports::AttachError> {
+        let r = self
+            .inner
+            .attach_artifact(id, expected_revision, artifact, now, place)
+            .await;
+        self.cache.written(Some(id));
+        r
+    }
+
+    async fn record_artifact(
+        &self,
+        id: Uuid,
+        artifact: &crate::model::VerifiedArtifact,
+    ) -> Result<(), RepoError> {
+        let r = self.inner.record_artifact(id, artifact).await;
+        self.cache.written(Some(id));
+        r
+    }
+
     async fn set_yank(
         &self,
         id: Uuid,
@@ -408,6 +434,23 @@ mod tests {
             _: Option<&crate::model::Yank>,
             _: DateTime<Utc>,
         ) -> Result<Package, RepoError> {
+            unimplemented!("not used by these tests")
+        }
+        async fn attach_artifact(
+            &self,
+            _: Uuid,
+            _: i64,
+            _: &crate::model::VerifiedArtifact,
+            _: DateTime<Utc>,
+            _: crate::artifacts::Placement<'_>,
+        ) -> Result<Package, crate::ports::AttachError> {
+            unimplemented!("not used by these tests")
+        }
+        async fn record_artifact(
+            &self,
+            _: Uuid,
+            _: &crate::model::VerifiedArtifact,
+        ) -> Result<(), RepoError> {
             unimplemented!("not used by these tests")
         }
     }

@@ -8,9 +8,9 @@ use crate::model::{
     PackageStatus, VersionRef,
 };
 use crate::ports::{
-    BusyWith, CancelError, Claimed, DeleteError, InsertError, NameRecord, NameRepository,
-    OperationFilter, OperationRepository, OutboxMessage, Outcome, PackageFilter, PackageRepository,
-    PackageSort, StartError, UpdateError,
+    AttachError, BusyWith, CancelError, Claimed, DeleteError, InsertError, NameRecord,
+    NameRepository, OperationFilter, OperationRepository, OutboxMessage, Outcome, PackageFilter,
+    PackageRepository, PackageSort, StartError, UpdateError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -206,6 +206,62 @@ impl PackageRepository for InMemoryPackages {
         p.revision += 1;
         p.updated_at = now;
         Ok(p.clone())
+    }
+
+    async fn attach_artifact(
+        &self,
+        id: Uuid,
+        expected_revision: i64,
+        artifact: &crate::model::VerifiedArtifact,
+        now: DateTime<Utc>,
+        place: crate::artifacts::Placement<'_>,
+    ) -> Result<Package, AttachError> {
+        let check = |s: &State| -> Result<(), AttachError> {
+            let p = s.packages.get(&id).ok_or(AttachError::NotFound)?;
+            if p.revision != expected_revision {
+                return Err(AttachError::StaleRevision);
+            }
+            if p.status != PackageStatus::Created {
+                return Err(AttachError::WrongStatus(p.status));
+            }
+            if p.yanked.is_some() {
+                return Err(AttachError::Yanked);
+            }
+            if let Some(op) = s.busy_with(id) {
+                return Err(AttachError::Busy(BusyWith {
+                    id: op.id,
+                    kind: op.kind,
+                    status: op.status,
+                }));
+            }
+            Ok(())
+        };
+        check(&self.state.lock().unwrap())?;
+        place.await.map_err(AttachError::Place)?;
+        let mut s = self.state.lock().unwrap();
+        check(&s)?;
+        let p = s.packages.get_mut(&id).expect("checked");
+        p.status = PackageStatus::Downloaded;
+        p.sha256 = Some(artifact.sha256.clone());
+        p.size_bytes = Some(artifact.size);
+        p.sealed_at = p.sealed_at.or(Some(now));
+        p.revision += 1;
+        p.updated_at = now;
+        Ok(p.clone())
+    }
+
+    async fn record_artifact(
+        &self,
+        id: Uuid,
+        artifact: &crate::model::VerifiedArtifact,
+    ) -> Result<(), RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let p = s.packages.get_mut(&id).ok_or(RepoError::NotFound)?;
+        if p.status == PackageStatus::Created {
+            p.sha256.get_or_insert_with(|| artifact.sha256.clone());
+            p.size_bytes.get_or_insert(artifact.size);
+        }
+        Ok(())
     }
 
     async fn set_yank(
@@ -675,5 +731,103 @@ impl InMemoryPackages {
         op.updated_at = now;
         op.finished_at = Some(now);
         Some((op.clone(), pruned))
+    }
+}
+
+/// Artifacts in memory, for the services' unit tests (the filesystem and S3 adapters have
+/// tests of their own on real storage).
+#[derive(Default)]
+pub struct InMemoryArtifacts {
+    pub files: std::sync::Arc<Mutex<HashMap<Uuid, Vec<u8>>>>,
+}
+
+struct PendingBytes {
+    files: std::sync::Arc<Mutex<HashMap<Uuid, Vec<u8>>>>,
+    id: Uuid,
+    bytes: Vec<u8>,
+}
+
+#[async_trait]
+impl crate::artifacts::PendingArtifact for PendingBytes {
+    async fn promote(self: Box<Self>) -> Result<(), crate::artifacts::ArtifactError> {
+        self.files.lock().unwrap().insert(self.id, self.bytes);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::ports::ArtifactFiles for InMemoryArtifacts {
+    async fn remove(&self, package_id: Uuid) -> Result<(), RepoError> {
+        self.files.lock().unwrap().remove(&package_id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::artifacts::ArtifactStore for InMemoryArtifacts {
+    async fn stage(
+        &self,
+        package_id: Uuid,
+        mut body: crate::artifacts::ByteStream,
+        max_bytes: u64,
+    ) -> Result<crate::artifacts::Staged, crate::artifacts::ArtifactError> {
+        use futures::StreamExt;
+        use sha2::Digest;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.next().await {
+            bytes.extend_from_slice(&chunk.map_err(crate::artifacts::ArtifactError::Body)?);
+            if bytes.len() as u64 > max_bytes {
+                return Err(crate::artifacts::ArtifactError::TooLarge { limit: max_bytes });
+            }
+        }
+        let sha = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(crate::artifacts::Staged::new(
+            sha,
+            bytes.len() as u64,
+            Box::new(PendingBytes {
+                files: self.files.clone(),
+                id: package_id,
+                bytes,
+            }),
+        ))
+    }
+
+    async fn head(
+        &self,
+        package_id: Uuid,
+    ) -> Result<Option<crate::artifacts::StoredArtifact>, crate::artifacts::ArtifactError> {
+        Ok(self
+            .files
+            .lock()
+            .unwrap()
+            .get(&package_id)
+            .map(|b| crate::artifacts::StoredArtifact {
+                size: b.len() as u64,
+            }))
+    }
+
+    async fn open(
+        &self,
+        package_id: Uuid,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Option<crate::artifacts::ByteStream>, crate::artifacts::ArtifactError> {
+        use futures::StreamExt;
+        let Some(bytes) = self.files.lock().unwrap().get(&package_id).cloned() else {
+            return Ok(None);
+        };
+        let part = match range {
+            Some(r) => bytes[r.start as usize..r.end as usize].to_vec(),
+            None => bytes,
+        };
+        Ok(Some(
+            futures::stream::iter([Ok(bytes::Bytes::from(part))]).boxed(),
+        ))
+    }
+
+    fn describe(&self) -> String {
+        "memory:".into()
     }
 }

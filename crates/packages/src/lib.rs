@@ -3,6 +3,7 @@
 //! one transaction, a relay publishes the message, and a worker runs the operation through an
 //! [`executor::Executor`] and applies the status change exactly once.
 
+pub mod artifacts;
 pub mod cache;
 pub mod executor;
 #[cfg(test)]
@@ -10,6 +11,7 @@ pub(crate) mod fakes;
 pub mod model;
 pub mod names;
 pub mod ports;
+pub mod publish;
 pub mod relay;
 pub mod runner;
 pub mod service;

@@ -225,6 +225,13 @@ pub struct Operation {
     pub package_name: Option<String>,
 }
 
+/// An artifact's SHA-256 (lower-case hex) and size, as computed from its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedArtifact {
+    pub sha256: String,
+    pub size: i64,
+}
+
 /// Why and when a version was yanked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Yank {

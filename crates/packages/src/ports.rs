@@ -102,6 +102,29 @@ pub enum DeleteError {
     Store(#[from] RepoError),
 }
 
+/// Why an uploaded artifact did not become the package's.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no such package")]
+    NotFound,
+    /// The package is no longer at the revision the upload was checked against.
+    #[error("the package is no longer at the expected revision")]
+    StaleRevision,
+    /// Only a Created package takes an artifact.
+    #[error("the package is {}", .0.as_str())]
+    WrongStatus(PackageStatus),
+    #[error("the version is yanked")]
+    Yanked,
+    /// An operation on the package is pending or running.
+    #[error("operation {} ({}) is {} on this package", .0.id, .0.kind.as_str(), .0.status.as_str())]
+    Busy(BusyWith),
+    /// Moving the bytes into place failed: nothing changed.
+    #[error(transparent)]
+    Place(crate::artifacts::ArtifactError),
+    #[error(transparent)]
+    Store(#[from] RepoError),
+}
+
 /// The unfinished operation that keeps a package busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BusyWith {
@@ -189,6 +212,26 @@ pub trait PackageRepository: Send + Sync {
     /// Deletes the package with its finished operations: `Busy` while an operation is pending or
     /// running, `StaleRevision` when it is not at `expected_revision`, `NotFound`.
     async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError>;
+    /// Makes uploaded bytes the package's artifact. In one transaction that holds the package,
+    /// conditional on its being at `expected_revision`, Created, not yanked and with no
+    /// operation pending or running, it becomes Downloaded (and sealed) with `sha256` and
+    /// `size`; `place`, which moves the bytes into place, runs before the commit, and when it
+    /// fails nothing changes. Returns the package as it now is.
+    async fn attach_artifact(
+        &self,
+        id: Uuid,
+        expected_revision: i64,
+        artifact: &crate::model::VerifiedArtifact,
+        now: DateTime<Utc>,
+        place: crate::artifacts::Placement<'_>,
+    ) -> Result<Package, AttachError>;
+    /// What a download verified: `sha256` and `size_bytes` are set where the package left them
+    /// unset, while it is Created (its download running, so nobody can change them meanwhile).
+    async fn record_artifact(
+        &self,
+        id: Uuid,
+        artifact: &crate::model::VerifiedArtifact,
+    ) -> Result<(), RepoError>;
     /// Yanks the package (`Some`) or takes the yank back (`None`); returns it as it now is.
     async fn set_yank(
         &self,

@@ -1,11 +1,11 @@
 //! The registry and the starting, reading and cancelling of operations.
 
 use crate::OPERATIONS_QUEUE;
+use crate::artifacts::ArtifactStore;
 use crate::model::{Operation, OperationKind, Package, PackageInput};
 use crate::ports::{
-    ArtifactFiles, CancelError, DeleteError, InsertError, NameRepository, NoFiles, OperationFilter,
-    OperationRepository, OutboxMessage, PackageFilter, PackageRepository, PackageSort, StartError,
-    UpdateError,
+    CancelError, DeleteError, InsertError, NameRepository, OperationFilter, OperationRepository,
+    OutboxMessage, PackageFilter, PackageRepository, PackageSort, StartError, UpdateError,
 };
 use crate::runner::OperationMessage;
 use depot_core::{
@@ -32,6 +32,18 @@ pub enum PackageError {
     NotOwner(String),
     #[error("storage failed")]
     Repo(#[source] RepoError),
+    /// An upload went past `artifacts.max_bytes`; nothing was kept.
+    #[error("the artifact is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// An upload's body ended early (the client went away); nothing was kept.
+    #[error("{0}")]
+    BodyIncomplete(String),
+    /// The package holds no artifact (it is Created, or its bytes are not in storage).
+    #[error("{0}")]
+    ArtifactMissing(String),
+    /// The artifact storage failed.
+    #[error("artifact storage failed")]
+    Storage(#[source] crate::artifacts::ArtifactError),
 }
 
 /// 409: a deleted sealed version is never registered again (its bytes were the version).
@@ -95,11 +107,16 @@ pub struct PackageService {
     pub(crate) relay_wakeup: Arc<Notify>,
     /// A running operation whose worker has not renewed it for this long is abandoned.
     lease: chrono::Duration,
-    /// Where deleted packages' files go from.
-    artifacts: Arc<dyn ArtifactFiles>,
+    /// Where artifacts are kept (and deleted packages' files go from); none keeps nothing.
+    pub(crate) store: Option<Arc<dyn ArtifactStore>>,
+    /// `artifacts.max_bytes`: the largest upload.
+    pub(crate) max_artifact_bytes: u64,
     /// `packages.keep_versions`: how many versions a prune keeps (0: retention is off).
     pub(crate) keep_versions: u32,
 }
+
+/// `artifacts.max_bytes` unless configured: 1 GiB.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 1 << 30;
 
 /// How long a running operation's lease lasts unless renewed (`operations.lease_seconds`).
 pub const DEFAULT_LEASE: chrono::Duration = chrono::Duration::minutes(5);
@@ -119,14 +136,17 @@ impl PackageService {
             clock,
             relay_wakeup,
             lease: DEFAULT_LEASE,
-            artifacts: Arc::new(NoFiles),
+            store: None,
+            max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
             keep_versions: 0,
         }
     }
 
-    /// Deleting a package removes its files from `artifacts`.
-    pub fn with_artifacts(mut self, artifacts: Arc<dyn ArtifactFiles>) -> Self {
-        self.artifacts = artifacts;
+    /// Artifacts are uploaded to and served from `store`, up to `max_bytes` each; deleting a
+    /// package removes its files there.
+    pub fn with_artifacts(mut self, store: Arc<dyn ArtifactStore>, max_bytes: u64) -> Self {
+        self.store = Some(store);
+        self.max_artifact_bytes = max_bytes;
         self
     }
 
@@ -329,7 +349,9 @@ impl PackageService {
                 DeleteError::Store(e) => repo(e, "no package with this id"),
             })?;
         // Its files go with it (what is left behind, `depot fsck` finds).
-        if let Err(e) = self.artifacts.remove(id).await {
+        if let Some(store) = &self.store
+            && let Err(e) = store.remove(id).await
+        {
             tracing::warn!(package_id = %id, error = %e, "removing a deleted package's files failed");
         }
         Ok(())

@@ -3,6 +3,8 @@
 
 mod accounts;
 mod api_keys;
+mod artifacts;
+pub use artifacts::{UploadOptions, content_digest};
 mod names;
 mod packages;
 

@@ -31,11 +31,11 @@ use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_core::{Cursor, Owner, OwnerKind, Page, PageRequest, RepoError};
-use depot_packages::model::PackageFields;
+use depot_packages::model::{PackageFields, VerifiedArtifact};
 use depot_packages::ports::{
-    BusyWith, CancelError, Claimed, DeleteError, InsertError, OperationFilter, OperationRepository,
-    OutboxMessage, OutboxRepository, Outcome, PackageFilter, PackageRepository, PackageSort,
-    StartError, UpdateError,
+    AttachError, BusyWith, CancelError, Claimed, DeleteError, InsertError, OperationFilter,
+    OperationRepository, OutboxMessage, OutboxRepository, Outcome, PackageFilter,
+    PackageRepository, PackageSort, StartError, UpdateError,
 };
 use depot_packages::{
     Operation, OperationError, OperationKind, OperationStatus, Package, PackageStatus,

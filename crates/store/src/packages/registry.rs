@@ -239,6 +239,111 @@ impl PackageRepository for SeaOrmPackageRepository {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn attach_artifact(
+        &self,
+        id: Uuid,
+        expected_revision: i64,
+        artifact: &VerifiedArtifact,
+        now: DateTime<Utc>,
+        place: depot_packages::artifacts::Placement<'_>,
+    ) -> Result<Package, AttachError> {
+        let backend = self.db.get_database_backend();
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        // Held until the commit: a start of an operation (which holds its package KEY SHARE
+        // until it commits) either committed before, and is seen below, or waits for this one
+        // and then finds the package Downloaded. (On SQLite the write transaction excludes
+        // every other writer.)
+        let mut find = package::Entity::find_by_id(id);
+        if backend == DatabaseBackend::Postgres {
+            find = find.lock(LockType::Update);
+        }
+        let row = find
+            .one(&txn)
+            .await
+            .map_err(repo_err)?
+            .ok_or(AttachError::NotFound)?;
+        if row.revision != expected_revision {
+            return Err(AttachError::StaleRevision);
+        }
+        let status = PackageStatus::parse(&row.status)
+            .ok_or_else(|| repo_err(sea_orm::DbErr::Custom("unknown package status".into())))?;
+        if status != PackageStatus::Created {
+            return Err(AttachError::WrongStatus(status));
+        }
+        if row.yanked_at.is_some() {
+            return Err(AttachError::Yanked);
+        }
+        if let Some(op) = operation::Entity::find()
+            .filter(operation::Column::PackageId.eq(id))
+            .filter(not_finished())
+            .one(&txn)
+            .await
+            .map_err(repo_err)?
+        {
+            let op = operation_of(op)?;
+            return Err(AttachError::Busy(BusyWith {
+                id: op.id,
+                kind: op.kind,
+                status: op.status,
+            }));
+        }
+        let updated = package::Entity::update_many()
+            .col_expr(
+                package::Column::Status,
+                Expr::value(PackageStatus::Downloaded.as_str()),
+            )
+            .col_expr(
+                package::Column::Sha256,
+                Expr::value(artifact.sha256.clone()),
+            )
+            .col_expr(package::Column::SizeBytes, Expr::value(artifact.size))
+            .col_expr(
+                package::Column::SealedAt,
+                Expr::col(package::Column::SealedAt).if_null(now),
+            )
+            .changed(now)
+            .filter(package::Column::Id.eq(id))
+            .filter(package::Column::Revision.eq(expected_revision))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(repo_err)?
+            .pop()
+            .ok_or(AttachError::StaleRevision)?;
+        // The bytes go into place while the row is held; a failure rolls the change back.
+        place.await.map_err(AttachError::Place)?;
+        txn.commit().await.map_err(repo_err)?;
+        Ok(package_of(updated)?)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_artifact(
+        &self,
+        id: Uuid,
+        artifact: &VerifiedArtifact,
+    ) -> Result<(), RepoError> {
+        package::Entity::update_many()
+            .col_expr(
+                package::Column::Sha256,
+                Expr::col(package::Column::Sha256).if_null(artifact.sha256.clone()),
+            )
+            .col_expr(
+                package::Column::SizeBytes,
+                Expr::col(package::Column::SizeBytes).if_null(artifact.size),
+            )
+            .filter(package::Column::Id.eq(id))
+            .filter(package::Column::Status.eq(PackageStatus::Created.as_str()))
+            .filter(
+                Condition::any()
+                    .add(package::Column::Sha256.is_null())
+                    .add(package::Column::SizeBytes.is_null()),
+            )
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
         let active = operation::Entity::find()

@@ -1,0 +1,117 @@
+//! Where packages' artifacts are kept, as a port. Adapters (in the api crate's packages room):
+//! the filesystem (the embedded default, `file://…`) and S3-compatible object storage.
+//!
+//! Bytes arrive as a stream and are staged: hashed and counted as they are written, never held
+//! in memory, and kept only once promoted. A staged artifact that is dropped unpromoted (a
+//! mismatch, an interrupted body, a refused commit) is removed.
+
+use crate::ports::ArtifactFiles;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use std::pin::Pin;
+use uuid::Uuid;
+
+/// Moving staged bytes into place (what [`Staged::promote`] returns, boxed), run by the
+/// repository inside the transaction that makes them the package's.
+pub type Placement<'a> =
+    Pin<Box<dyn std::future::Future<Output = Result<(), ArtifactError>> + Send + 'a>>;
+
+/// Bytes in or out of storage.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The body went past the size limit (`artifacts.max_bytes`); nothing was kept.
+    #[error("more than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The body could not be read to its end (the client or the source went away, or a
+    /// check of the stream itself stopped it); nothing was kept.
+    #[error("the body could not be read: {0}")]
+    Body(#[source] std::io::Error),
+    /// The storage failed.
+    #[error("artifact storage failed: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ArtifactError {
+    pub fn storage(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Storage(Box::new(e))
+    }
+}
+
+/// A package's artifact as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredArtifact {
+    pub size: u64,
+}
+
+/// Bytes written to storage, not yet the package's artifact.
+pub struct Staged {
+    /// Lower-case hex SHA-256 of what was written.
+    pub sha256: String,
+    pub size: u64,
+    pending: Box<dyn PendingArtifact>,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Staged {
+    pub fn new(sha256: String, size: u64, pending: Box<dyn PendingArtifact>) -> Self {
+        Self {
+            sha256,
+            size,
+            pending,
+        }
+    }
+
+    /// Makes the staged bytes the package's artifact, replacing any it had (readers see the
+    /// old bytes or the new, never a mix).
+    pub async fn promote(self) -> Result<(), ArtifactError> {
+        self.pending.promote().await
+    }
+}
+
+/// The adapter's handle on staged bytes: promoted once, or removed when dropped.
+#[async_trait]
+pub trait PendingArtifact: Send + Sync {
+    async fn promote(self: Box<Self>) -> Result<(), ArtifactError>;
+}
+
+/// Removal (for deletions and prunes) comes from [`ArtifactFiles`], which the store extends.
+#[async_trait]
+pub trait ArtifactStore: ArtifactFiles {
+    /// Writes `body` for `package_id`, computing its SHA-256 and size, and stops with
+    /// `TooLarge` past `max_bytes`. Nothing is visible as the package's artifact until the
+    /// result is promoted.
+    async fn stage(
+        &self,
+        package_id: Uuid,
+        body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<Staged, ArtifactError>;
+    /// The package's artifact, if it holds one.
+    async fn head(&self, package_id: Uuid) -> Result<Option<StoredArtifact>, ArtifactError>;
+    /// The artifact's bytes, or those of `range` (start inclusive, end exclusive, within the
+    /// size); `None` when the package holds none.
+    async fn open(
+        &self,
+        package_id: Uuid,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Option<ByteStream>, ArtifactError>;
+    /// The artifact as a local file, when the adapter keeps it as one (the HTTP layer can then
+    /// hand the file to the kernel instead of copying it through user space).
+    fn local_file(&self, package_id: Uuid) -> Option<std::path::PathBuf> {
+        let _ = package_id;
+        None
+    }
+    /// Where the artifacts are, for logs and `depot fsck` (`file:///…`, `s3://bucket/prefix`).
+    fn describe(&self) -> String;
+}
