@@ -65,3 +65,6 @@ echo "lifecycle (scaled: PostgreSQL + RabbitMQ, 1 API + $WORKERS worker process(
 # plans are sequential scans that stay cached. ANALYZE, as autovacuum would, then measure again.
 psql "$DB_URL" -qc "ANALYZE"
 "$TARGET_DIR/release/examples/lifecycle" "$BASE" "$KEY" "$N" "$C" | awk '/^lifecycle/ {printf "  steady (after ANALYZE): %s packages/s (%s failed)\n", $4, $5} /^latency/ {print "    " $0}'
+# How many package updates PostgreSQL made in place (HOT: no new index entries). A status
+# change stays HOT only while no index covers `status` (see migration m20261204_000012).
+psql "$DB_URL" -Atc "SELECT '  package updates: ' || n_tup_upd || ', in place (HOT): ' || n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'packages'"

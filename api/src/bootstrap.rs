@@ -477,12 +477,10 @@ pub async fn database_for_migrations(settings: &Settings) -> anyhow::Result<Data
 /// At start-up, with the http executor: reports (never repairs) where the database and the
 /// storage directory disagree, as `depot fsck` would.
 pub fn report_drift(settings: &Settings, adapters: &Adapters) {
-    if settings.executor.kind != crate::settings::ExecutorKind::Http {
-        return;
-    }
+    let executor_files = settings.executor.kind == crate::settings::ExecutorKind::Http;
     let (db, storage) = (adapters.db.clone(), adapters.artifacts_dir.clone());
     tokio::spawn(async move {
-        match crate::packages::fsck::check(&db, &storage, false).await {
+        match crate::packages::fsck::check(&db, &storage, false, executor_files).await {
             Ok(report) if report.drift.is_empty() => {}
             Ok(report) => {
                 for drift in report.drift.iter().take(20) {

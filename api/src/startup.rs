@@ -227,7 +227,19 @@ fn cors(settings: &Settings) -> Cors {
     let mut cors = Cors::default()
         .allow_any_method()
         .allow_any_header()
-        .expose_headers(["x-request-id", "etag", "location", "retry-after"])
+        .expose_headers([
+            "x-request-id",
+            "etag",
+            "location",
+            "retry-after",
+            // Artifact downloads (ranges, digests, the suggested file name).
+            "accept-ranges",
+            "content-range",
+            "content-digest",
+            "repr-digest",
+            "content-disposition",
+            "content-location",
+        ])
         .max_age(3600);
     if origins.iter().any(|o| o == "*") {
         cors = cors.allow_any_origin();

@@ -8,4 +8,5 @@ pub mod migrate;
 pub mod packages;
 pub mod password;
 pub mod serve;
+pub mod transfer;
 pub mod users;

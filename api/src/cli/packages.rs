@@ -82,6 +82,27 @@ pub enum PackagesCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Register NAME VERSION with FILE's SHA-256 and size, and upload FILE as its artifact
+    /// (streamed, with a progress bar; a push that did not finish can simply be run again).
+    Push {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Download the active version of NAME (or NAME@VERSION) into FILE (default: the name the
+    /// server suggests, `name-version`), verifying its SHA-256 before the file is kept.
+    Pull {
+        target: String,
+        #[arg(short = 'o', long = "output")]
+        output: Option<std::path::PathBuf>,
+        /// Replace FILE when it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Drop the artifacts of the name's Downloaded versions past the KEEP newest (the active,
     /// the previous and yanked versions stay) and wait for it; --dry-run only lists them.
     Prune {
@@ -310,6 +331,28 @@ pub fn run(args: PackagesArgs) -> ExitCode {
                         v.id
                     );
                 }
+                Ok(true)
+            }
+            PackagesCommand::Push {
+                file,
+                name,
+                version,
+                description,
+            } => {
+                let p =
+                    crate::cli::transfer::push(&client, &file, name, version, description, explain)
+                        .await?;
+                pretty(&p);
+                Ok(true)
+            }
+            PackagesCommand::Pull {
+                target,
+                output,
+                force,
+            } => {
+                let file =
+                    crate::cli::transfer::pull(&client, &target, output, force, explain).await?;
+                println!("{}", file.display());
                 Ok(true)
             }
             PackagesCommand::Rollback { name, no_wait } => {

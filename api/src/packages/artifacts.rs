@@ -63,12 +63,23 @@ struct FsPending {
 
 #[async_trait]
 impl PendingArtifact for FsPending {
-    async fn promote(mut self: Box<Self>) -> Result<(), ArtifactError> {
+    async fn promote(mut self: Box<Self>, replace: bool) -> Result<(), ArtifactError> {
         let from = self.partial.0.clone().expect("a staged file");
-        tokio::fs::rename(&from, &self.target)
-            .await
-            .map_err(ArtifactError::storage)?;
-        self.partial.0 = None;
+        if replace {
+            tokio::fs::rename(&from, &self.target)
+                .await
+                .map_err(ArtifactError::storage)?;
+            self.partial.0 = None;
+        } else {
+            // A second name for the staged file, refused when one is there (link(2) never
+            // replaces); the staged name goes when `partial` is dropped.
+            match tokio::fs::hard_link(&from, &self.target).await {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(ArtifactError::Exists);
+                }
+                other => other.map_err(ArtifactError::storage)?,
+            }
+        }
         // The rename itself survives a crash once the directory is synced.
         if let Some(dir) = self.target.parent().map(Path::to_owned) {
             let _ = tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await;
@@ -268,6 +279,27 @@ mod tests {
         assert_eq!(files(&store, id), vec!["artifact"]);
         assert_eq!(read(&store, id, None).await, b"hello world");
 
+        // A promotion that may not replace leaves the artifact in place, and no staged file.
+        let other = store
+            .stage(id, body(vec![Ok(b"other")]), 100)
+            .await
+            .unwrap();
+        assert!(matches!(
+            other.promote_new().await,
+            Err(ArtifactError::Exists)
+        ));
+        assert_eq!(read(&store, id, None).await, b"hello world");
+        assert_eq!(files(&store, id), vec!["artifact"]);
+
+        store.remove(id).await.unwrap();
+        assert_eq!(store.head(id).await.unwrap(), None);
+        let fresh = store
+            .stage(id, body(vec![Ok(b"fresh")]), 100)
+            .await
+            .unwrap();
+        fresh.promote_new().await.unwrap();
+        assert_eq!(read(&store, id, None).await, b"fresh");
+        assert_eq!(files(&store, id), vec!["artifact"]);
         store.remove(id).await.unwrap();
         assert_eq!(store.head(id).await.unwrap(), None);
         assert!(store.open(id, None).await.unwrap().is_none());

@@ -94,8 +94,8 @@ async fn stage_borrowed(
         }
     };
     let received = Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-    let (staged, ()) = futures::join!(store.stage(id, received, max_bytes), forward);
-    staged
+    // The forwarding stops with the store (past the limit, say), not at the source's next chunk.
+    crate::packages::transfer::drive_until(store.stage(id, received, max_bytes), forward).await
 }
 
 fn io_retryable(what: &str, e: std::io::Error) -> ExecError {
@@ -206,8 +206,28 @@ impl HttpExecutor {
         }
     }
 
-    /// True when the store holds the package's artifact and it is what the package declares
-    /// (read through, hashed as it streams).
+    /// The SHA-256 of the artifact the store holds for `id` (read through, hashed as it
+    /// streams), if it holds one that reads to its end.
+    async fn stored_sha256(&self, id: uuid::Uuid) -> Result<Option<String>, ExecError> {
+        let Some(mut bytes) = self
+            .artifacts
+            .open(id, None)
+            .await
+            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
+        else {
+            return Ok(None);
+        };
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = bytes.next().await {
+            match chunk {
+                Ok(chunk) => hasher.update(&chunk),
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(hex(&hasher.finalize())))
+    }
+
+    /// True when the store holds the package's artifact and it is what the package declares.
     async fn verified(&self, p: &Package) -> Result<bool, ExecError> {
         let stored = self
             .artifacts
@@ -223,22 +243,7 @@ impl HttpExecutor {
         let Some(want) = p.sha256.as_deref() else {
             return Ok(false);
         };
-        let Some(mut bytes) = self
-            .artifacts
-            .open(p.id, None)
-            .await
-            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
-        else {
-            return Ok(false);
-        };
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = bytes.next().await {
-            match chunk {
-                Ok(chunk) => hasher.update(&chunk),
-                Err(_) => return Ok(false),
-            }
-        }
-        Ok(hex(&hasher.finalize()) == want)
+        Ok(self.stored_sha256(p.id).await?.as_deref() == Some(want))
     }
 
     async fn download(&self, p: &Package, progress: &dyn Progress) -> Result<(), ExecError> {
@@ -248,6 +253,19 @@ impl HttpExecutor {
             .ok_or_else(|| failed("no_source_url", "the package has no source_url to download"))?;
         if self.verified(p).await? {
             return Ok(());
+        }
+        // Bytes in place that are not the declared ones (a crash mid-write of an older layout,
+        // an undeclared earlier attempt): they go, as no upload can commit while this runs.
+        let held = self
+            .artifacts
+            .head(p.id)
+            .await
+            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?;
+        if held.is_some() {
+            self.artifacts
+                .remove(p.id)
+                .await
+                .map_err(|e| ExecError::Retryable(format!("clearing the artifact store: {e}")))?;
         }
         // What the remote said or how it failed goes to the log (the URL redacted); the
         // operation's error carries only a code and a fixed sentence, so neither the answer nor a
@@ -340,7 +358,7 @@ impl HttpExecutor {
                     .take()
                     .unwrap_or_else(unreachable_source));
             }
-            Err(e @ ArtifactError::Storage(_)) => {
+            Err(e @ (ArtifactError::Storage(_) | ArtifactError::Exists)) => {
                 return Err(ExecError::Retryable(format!("storing the download: {e}")));
             }
         };
@@ -359,14 +377,28 @@ impl HttpExecutor {
             sha256: staged.sha256.clone(),
             size: staged.size as i64,
         };
-        staged
-            .promote()
-            .await
-            .map_err(|e| ExecError::Retryable(format!("storing the artifact: {e}")))?;
+        // Never over bytes already there: when this download's lease ran out, an upload may
+        // have given the version its artifact meanwhile, and that one stays.
+        match staged.promote_new().await {
+            Ok(()) => {}
+            Err(ArtifactError::Exists) => {
+                return if self.stored_sha256(p.id).await?.as_deref()
+                    == Some(artifact.sha256.as_str())
+                {
+                    Ok(())
+                } else {
+                    Err(failed(
+                        "artifact_conflict",
+                        "another artifact was stored for this version while it downloaded",
+                    ))
+                };
+            }
+            Err(e) => return Err(ExecError::Retryable(format!("storing the artifact: {e}"))),
+        }
         // What was verified becomes what the package says it is (when it did not say).
         if p.sha256.is_none() || p.size_bytes.is_none() {
             self.packages
-                .record_artifact(p.id, &artifact)
+                .record_artifact(p.id, &artifact, chrono::Utc::now())
                 .await
                 .map_err(|e| ExecError::Retryable(format!("recording the artifact: {e}")))?;
         }

@@ -3,7 +3,7 @@
 //! Drift it finds (and, only with `--repair`, fixes):
 //! - a link in `active/` that is not the link of a name's active version, or points elsewhere
 //!   (removed / re-pointed), and an active version without its link (created);
-//! - a directory in `packages/` of no package (removed) and partial downloads (removed);
+//! - a directory in `packages/` of no package (removed) and partial files not written to for 15 minutes (removed; younger ones are in flight);
 //! - a downloaded or active package without its artifact (back to `created`: it is sealed, so
 //!   downloading it again verifies the same bytes; an active one is recorded as deactivated).
 //!
@@ -27,7 +27,7 @@ pub enum Drift {
     MissingLink { name: String, id: Uuid },
     /// A package directory of no package.
     OrphanDirectory { dir: PathBuf },
-    /// A partial download left behind.
+    /// A partial file (download or upload) left behind by a crash.
     PartialFile { file: PathBuf },
     /// A downloaded or active package without its artifact.
     MissingArtifact {
@@ -55,7 +55,11 @@ impl std::fmt::Display for Drift {
             Drift::OrphanDirectory { dir } => {
                 write!(f, "{} belongs to no package", dir.display())
             }
-            Drift::PartialFile { file } => write!(f, "partial download {}", file.display()),
+            Drift::PartialFile { file } => write!(
+                f,
+                "stale partial file {} (an interrupted download or upload)",
+                file.display()
+            ),
             Drift::MissingArtifact {
                 id,
                 name,
@@ -92,13 +96,39 @@ async fn entries(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 
 /// Compares `packages` (every package in the database) with `storage`; with `repair`, fixes
 /// the disk, and returns the packages whose artifact is missing for the caller to reset.
+///
+/// Without `executor_files` (the simulated executor, whose downloads and activations keep no
+/// files) only what uploads leave is checked: orphan directories and stale partial files.
 pub async fn compare(
     packages: &[Package],
     storage: &Path,
     repair: bool,
+    executor_files: bool,
 ) -> std::io::Result<Report> {
     let mut report = Report::default();
     let by_id: HashMap<Uuid, &Package> = packages.iter().map(|p| (p.id, p)).collect();
+    if executor_files {
+        links(packages, storage, repair, &mut report).await?;
+    }
+    artifacts(
+        &by_id,
+        packages,
+        storage,
+        repair,
+        executor_files,
+        &mut report,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// The `active/` links against the active versions.
+async fn links(
+    packages: &[Package],
+    storage: &Path,
+    repair: bool,
+    report: &mut Report,
+) -> std::io::Result<()> {
     // Links: the expected ones, by link name.
     let expected: HashMap<String, &Package> = packages
         .iter()
@@ -145,11 +175,24 @@ pub async fn compare(
             }
         }
     }
-    // Package directories: orphans and partial files.
+    Ok(())
+}
+
+/// The package directories: orphans, stale partial files, missing artifacts.
+async fn artifacts(
+    by_id: &HashMap<Uuid, &Package>,
+    packages: &[Package],
+    storage: &Path,
+    repair: bool,
+    executor_files: bool,
+    report: &mut Report,
+) -> std::io::Result<()> {
     let mut with_artifact = HashSet::new();
     for (file, dir) in entries(&storage.join("packages")).await? {
         let id = file.parse::<Uuid>().ok();
-        if id.is_none_or(|id| !by_id.contains_key(&id)) {
+        // A directory written to lately may be a package registered after the list was read
+        // (a push registers and uploads within a second): only an old one is an orphan.
+        if id.is_none_or(|id| !by_id.contains_key(&id)) && stale(&dir).await {
             report
                 .drift
                 .push(Drift::OrphanDirectory { dir: dir.clone() });
@@ -159,10 +202,13 @@ pub async fn compare(
             }
             continue;
         }
+        if id.is_none_or(|id| !by_id.contains_key(&id)) {
+            continue;
+        }
         for (name, path) in entries(&dir).await? {
             if name == "artifact" {
                 with_artifact.extend(id);
-            } else if name.starts_with("artifact.part-") {
+            } else if name.starts_with("artifact.part-") && stale(&path).await {
                 report.drift.push(Drift::PartialFile { file: path.clone() });
                 if repair {
                     remove_any(&path).await?;
@@ -171,7 +217,7 @@ pub async fn compare(
             }
         }
     }
-    for p in packages {
+    for p in packages.iter().filter(|_| executor_files) {
         if p.status != PackageStatus::Created && !with_artifact.contains(&p.id) {
             report.drift.push(Drift::MissingArtifact {
                 id: p.id,
@@ -181,7 +227,18 @@ pub async fn compare(
             });
         }
     }
-    Ok(report)
+    Ok(())
+}
+
+/// A partial file not written to for this long was left by a crash; a younger one belongs to
+/// an upload or a download in flight (each writes to it as its bytes arrive).
+const PARTIAL_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+async fn stale(path: &Path) -> bool {
+    match tokio::fs::metadata(path).await.and_then(|m| m.modified()) {
+        Ok(modified) => modified.elapsed().is_ok_and(|age| age > PARTIAL_GRACE),
+        Err(_) => false,
+    }
 }
 
 async fn relink(link: &Path, id: Uuid) -> std::io::Result<()> {
@@ -204,10 +261,11 @@ pub async fn check(
     db: &depot_store::DatabaseConnection,
     storage: &Path,
     repair: bool,
+    executor_files: bool,
 ) -> anyhow::Result<Report> {
     let repo = depot_store::SeaOrmPackageRepository::new(db.clone());
     let packages = repo.with_prefix("", u64::MAX >> 1).await?;
-    let mut report = compare(&packages, storage, repair).await?;
+    let mut report = compare(&packages, storage, repair, executor_files).await?;
     if repair {
         let missing: Vec<Uuid> = report
             .drift
@@ -224,7 +282,9 @@ pub async fn check(
         // The links of versions reset from active go too.
         if reset > 0 {
             let packages = repo.with_prefix("", u64::MAX >> 1).await?;
-            report.repaired += compare(&packages, storage, true).await?.repaired;
+            report.repaired += compare(&packages, storage, true, executor_files)
+                .await?
+                .repaired;
         }
     }
     Ok(report)

@@ -31,11 +31,20 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// An artifact's bytes, as the OpenAPI document shows them (`string`, `format: binary`).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct Binary(Vec<u8>);
+
 pub const CONTENT_DIGEST: header::HeaderName = header::HeaderName::from_static("content-digest");
 pub const REPR_DIGEST: header::HeaderName = header::HeaderName::from_static("repr-digest");
 
 /// Chunks of an upload in flight between the request and the store.
 const UPLOAD_QUEUE: usize = 8;
+
+/// The longest an upload's body may send nothing before it counts as incomplete.
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The SHA-256 a `Content-Digest` field names (RFC 9530: `sha-256=:<base64>:`, among other
 /// algorithms, which are ignored); `None` without a `sha-256` member; 422 naming the header
@@ -88,7 +97,13 @@ pub enum RangeAsked {
 }
 
 pub fn parse_range(value: &str, size: u64) -> RangeAsked {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+    // The unit is case-insensitive (RFC 9110 §14.1).
+    let value = value.trim();
+    let Some(spec) = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| &value[6..])
+    else {
         return RangeAsked::Whole;
     };
     if spec.contains(',') {
@@ -98,10 +113,10 @@ pub fn parse_range(value: &str, size: u64) -> RangeAsked {
         return RangeAsked::Whole;
     };
     let (first, last) = (first.trim(), last.trim());
+    // Digits only; a position past u64 is as far as any end (so a start there is unsatisfiable).
     let number = |s: &str| {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
     };
     match (first.is_empty(), number(first), number(last)) {
         // `-N`: the last N bytes.
@@ -207,8 +222,9 @@ async fn serve(
             .insert_header((header::ACCEPT_RANGES, "bytes"))
             .finish());
     }
+    // Range is defined for GET only (RFC 9110 §14.2): a HEAD answers as a whole GET would.
     let asked = match req.headers().get(header::RANGE) {
-        Some(v) if if_range_holds(req, etag.as_deref()) => {
+        Some(v) if !head && if_range_holds(req, etag.as_deref()) => {
             parse_range(v.to_str().unwrap_or_default(), size)
         }
         _ => RangeAsked::Whole,
@@ -255,7 +271,7 @@ async fn serve(
     params(("id" = Uuid, Path),
         ("Content-Digest" = Option<String>, Header, description = "RFC 9530 `sha-256=:<base64>:`: checked against the body"),
         ("If-Match" = Option<String>, Header)),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+    request_body(content = Binary, content_type = "application/octet-stream",
         description = "The artifact's bytes, streamed (never held whole in memory); at most artifacts.max_bytes"),
     responses((status = 200, description = "Stored: the package, now `downloaded`, with the computed sha256 and size_bytes", body = depot_client::wire::PackageView),
         (status = 400, description = "`body_incomplete`: the body ended early; nothing was kept"),
@@ -293,6 +309,12 @@ pub async fn upload(
         content_digest,
         if_match: if_match(&req)?,
     };
+    // Refused before a byte of the body is read: who may, which version, and a length that
+    // cannot be right.
+    let package = state
+        .packages
+        .check_upload(&auth.0, *id, claims.if_match)
+        .await?;
     let limit = state.packages.max_artifact_bytes();
     let declared = req
         .headers()
@@ -303,12 +325,29 @@ pub async fn upload(
             limit: limit as usize,
         });
     }
+    if let (Some(sent), Some(size)) = (declared, package.size_bytes)
+        && sent != size as u64
+    {
+        return Err(ValidationError::field(
+            "size_bytes",
+            format!("the body is {sent} bytes (Content-Length); the package declares {size}"),
+        )
+        .into());
+    }
     // The request body lives on this worker's thread; the store reads it through a bounded
-    // channel (so a slow disk slows the client down, and memory stays a few chunks).
+    // channel (so a slow disk slows the client down, and memory stays a few chunks). A client
+    // that sends nothing for UPLOAD_IDLE ends the upload as an incomplete body.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(UPLOAD_QUEUE);
     let forward = async move {
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+        loop {
+            let chunk = match tokio::time::timeout(UPLOAD_IDLE, payload.next()).await {
+                Ok(Some(chunk)) => chunk.map_err(|e| std::io::Error::other(e.to_string())),
+                Ok(None) => break,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no byte for {} s", UPLOAD_IDLE.as_secs()),
+                )),
+            };
             let stop = chunk.is_err();
             if tx.send(chunk).await.is_err() || stop {
                 break;
@@ -316,8 +355,33 @@ pub async fn upload(
         }
     };
     let body = tokio_stream_of(rx);
-    let (package, ()) = futures::join!(state.packages.upload(&auth.0, *id, body, &claims), forward);
+    // The upload decides; the forwarding stops with it (a refused body is not read on).
+    let upload = state.packages.upload(&auth.0, *id, body, &claims);
+    let package = drive_until(upload, forward).await;
     Ok(package_response(package?))
+}
+
+/// Runs `main` and `helper` together until `main` ends (the helper is dropped then, finished
+/// or not).
+pub(crate) async fn drive_until<T>(
+    main: impl std::future::Future<Output = T>,
+    helper: impl std::future::Future<Output = ()>,
+) -> T {
+    let (main, helper) = (std::pin::pin!(main), std::pin::pin!(helper));
+    let mut helper = Some(helper);
+    let mut main = main;
+    std::future::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(out) = main.as_mut().poll(cx) {
+            return std::task::Poll::Ready(out);
+        }
+        if let Some(h) = helper.as_mut()
+            && h.as_mut().poll(cx).is_ready()
+        {
+            helper = None;
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// The receiving end of the upload channel as a stream.
@@ -331,11 +395,17 @@ fn tokio_stream_of(
     params(("id" = Uuid, Path),
         ("Range" = Option<String>, Header, description = "One byte range (`bytes=0-1023`, `bytes=1024-`, `bytes=-512`)"),
         ("If-None-Match" = Option<String>, Header), ("If-Range" = Option<String>, Header)),
-    responses((status = 200, description = "The artifact, with Content-Length, a strong ETag (its sha256), Content-Digest, Accept-Ranges and Content-Disposition", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The asked range, with Content-Range", content_type = "application/octet-stream", body = Vec<u8>),
+    responses((status = 200, description = "The artifact", content_type = "application/octet-stream", body = Binary,
+            headers(("Content-Length" = u64), ("ETag" = String, description = "Strong: `\"<sha256>\"`"),
+            ("Content-Digest" = String, description = "RFC 9530 `sha-256=:<base64>:` of this answer's bytes (whole answers only)"),
+            ("Repr-Digest" = String, description = "The same of the whole artifact"),
+            ("Accept-Ranges" = String, description = "`bytes`"), ("Content-Disposition" = String))),
+        (status = 206, description = "The asked range", content_type = "application/octet-stream", body = Binary,
+            headers(("Content-Range" = String, description = "`bytes <first>-<last>/<size>`"), ("Content-Length" = u64), ("ETag" = String))),
         (status = 304, description = "If-None-Match named the ETag"),
         (status = 404, description = "No such package, or `artifact_missing`: it holds no artifact"),
-        (status = 416, description = "The range starts past the end (Content-Range: bytes */size)")))]
+        (status = 416, description = "`range_not_satisfiable`: the range starts past the end",
+            headers(("Content-Range" = String, description = "`bytes */<size>`")))))]
 pub async fn download(
     req: HttpRequest,
     state: web::Data<PackagesRoom>,
@@ -361,8 +431,12 @@ pub async fn download_head(
 #[utoipa::path(get, path = "/api/v1/package-names/{name}/active/artifact", tag = "package-names",
     params(("name" = String, Path, description = "The package name, percent-encoded"),
         ("Range" = Option<String>, Header), ("If-None-Match" = Option<String>, Header), ("If-Range" = Option<String>, Header)),
-    responses((status = 200, description = "The active version's artifact, as GET /packages/{id}/artifact serves it (Cache-Control: no-cache: the active version changes)", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The asked range", content_type = "application/octet-stream", body = Vec<u8>),
+    responses((status = 200, description = "The active version's artifact, as GET /packages/{id}/artifact serves it", content_type = "application/octet-stream", body = Binary,
+            headers(("Content-Length" = u64), ("ETag" = String, description = "Strong: `\"<sha256>\"`"),
+            ("Content-Digest" = String, description = "RFC 9530 `sha-256=:<base64>:` of this answer's bytes (whole answers only)"),
+            ("Repr-Digest" = String, description = "The same of the whole artifact"),
+            ("Accept-Ranges" = String, description = "`bytes`"), ("Content-Disposition" = String), ("Cache-Control" = String, description = "`no-cache`: the active version changes"), ("Content-Location" = String, description = "The version's own artifact"))),
+        (status = 206, description = "The asked range", content_type = "application/octet-stream", body = Binary),
         (status = 304, description = "If-None-Match named the ETag"),
         (status = 404, description = "No version of the name is active, or it holds no artifact"),
         (status = 416, description = "The range starts past the end")))]
@@ -418,6 +492,19 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
         assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+        assert_eq!(parse_range("Bytes=0-9", 100), Part(0..10));
+        assert_eq!(
+            parse_range("bytes=99999999999999999999999-", 100),
+            Unsatisfiable
+        );
+        assert_eq!(
+            parse_range("bytes=5-99999999999999999999999", 100),
+            Part(5..100)
+        );
+        assert_eq!(
+            parse_range("bytes=-99999999999999999999999", 100),
+            Part(0..100)
+        );
         // Ignored: the whole artifact is served.
         for ignored in [
             "bytes=5-2",

@@ -120,6 +120,11 @@ async fn an_uploaded_artifact_is_verified_kept_and_served_back_with_ranges_and_c
     );
     assert_eq!(header_of(&res, "etag"), Some(&*etag));
     assert!(res.bytes().await.unwrap().is_empty());
+    let res = depot
+        .artifact_head(id, &[(header::RANGE, "bytes=0-1")])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a HEAD ignores Range");
 
     // Ranges.
     let n = BYTES.len();
@@ -266,9 +271,22 @@ async fn an_upload_that_does_not_check_out_keeps_nothing_and_names_what_did_not_
     assert_eq!(fields(&problem), vec!["sha256"]);
     unchanged(&app, depot.clone(), id).await;
 
+    // A Content-Length that cannot be the declared size is refused before the body is read;
+    // streamed without one, the body is checked once it is in.
     let problem = assert_api_problem(
         depot
             .upload_artifact(id, BYTES[..10].to_vec(), &UploadOptions::default())
+            .await,
+        422,
+        "validation_failed",
+    );
+    assert_eq!(fields(&problem), vec!["size_bytes"]);
+    let short = reqwest::Body::wrap_stream(futures::stream::iter([Ok::<_, std::io::Error>(
+        BYTES[..10].to_vec(),
+    )]));
+    let problem = assert_api_problem(
+        depot
+            .upload_artifact(id, short, &UploadOptions::default())
             .await,
         422,
         "validation_failed",
@@ -520,4 +538,144 @@ async fn a_download_lands_in_the_store_and_records_what_it_verified() {
         Some(&*format!("\"{}\"", sha256_hex(want)))
     );
     assert_eq!(res.bytes().await.unwrap(), want);
+}
+
+/// `depot packages push FILE` then `pull NAME` and `pull NAME@VERSION`: the same bytes back,
+/// verified; a push of a version that already holds its bytes is refused.
+#[tokio::test]
+async fn the_cli_pushes_and_pulls_an_artifact() {
+    use crate::packages::cli;
+    let app = spawn_app().await;
+    let key = app.writer_key().await;
+    let depot = app.depot().with_api_key(&key);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tool.tgz");
+    let bytes: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let out = cli(
+        &app,
+        &key,
+        &[
+            "push",
+            file.to_str().unwrap(),
+            "--name",
+            "tool",
+            "--version",
+            "2.1.0",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed: depot_client::wire::PackageView = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pushed.status, PackageStatus::Downloaded);
+    assert_eq!(pushed.sha256.as_deref(), Some(&*sha256_hex(&bytes)));
+    let again = cli(
+        &app,
+        &key,
+        &[
+            "push",
+            file.to_str().unwrap(),
+            "--name",
+            "tool",
+            "--version",
+            "2.1.0",
+        ],
+    )
+    .await;
+    assert!(
+        again.status.success(),
+        "the same bytes again: done already; {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let other = dir.path().join("other.tgz");
+    std::fs::write(&other, b"other bytes").unwrap();
+    let refused = cli(
+        &app,
+        &key,
+        &[
+            "push",
+            other.to_str().unwrap(),
+            "--name",
+            "tool",
+            "--version",
+            "2.1.0",
+        ],
+    )
+    .await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("another sha256"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let by_version = dir.path().join("by-version");
+    let out = cli(
+        &app,
+        &key,
+        &["pull", "tool@2.1.0", "-o", by_version.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&by_version).unwrap(), bytes);
+    let out = cli(
+        &app,
+        &key,
+        &["pull", "tool@2.1.0", "-o", by_version.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        !out.status.success(),
+        "an existing file stays without --force"
+    );
+
+    // No version active yet: the name's channel is empty.
+    let out = cli(
+        &app,
+        &key,
+        &[
+            "pull",
+            "tool",
+            "-o",
+            dir.path().join("none").to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    let op = depot
+        .start(pushed.id, OperationKind::Activate)
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_final(&depot, op.id).await.status,
+        OperationStatus::Succeeded
+    );
+    let active = dir.path().join("active");
+    let out = cli(
+        &app,
+        &key,
+        &["pull", "tool", "-o", active.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&active).unwrap(), bytes);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".part-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

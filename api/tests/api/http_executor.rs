@@ -523,14 +523,34 @@ async fn fsck_reports_drift_and_repairs_it_only_when_asked() {
             .join("artifact"),
     )
     .unwrap();
-    std::fs::create_dir_all(root.join("packages").join(Uuid::now_v7().to_string())).unwrap();
-    std::fs::write(
-        root.join("packages")
-            .join(active.to_string())
-            .join("artifact.part-x"),
-        b"x",
-    )
-    .unwrap();
+    // An orphan directory left long ago, and one just made (a package registered after fsck
+    // read the list, its upload under way): only the old one is drift.
+    let orphan = root.join("packages").join(Uuid::now_v7().to_string());
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::File::open(&orphan)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    let fresh = root.join("packages").join(Uuid::now_v7().to_string());
+    std::fs::create_dir_all(&fresh).unwrap();
+    let partial = root
+        .join("packages")
+        .join(active.to_string())
+        .join("artifact.part-x");
+    std::fs::write(&partial, b"x").unwrap();
+    // Left by a crash an hour ago (a partial file written to recently is an upload or a
+    // download in flight, which fsck leaves alone).
+    std::fs::File::options()
+        .write(true)
+        .open(&partial)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    let in_flight = root
+        .join("packages")
+        .join(active.to_string())
+        .join("artifact.part-in-flight");
+    std::fs::write(&in_flight, b"y").unwrap();
     std::os::unix::fs::symlink(
         "../packages/nowhere",
         root.join("active").join("%40old-style"),
@@ -546,7 +566,7 @@ async fn fsck_reports_drift_and_repairs_it_only_when_asked() {
     for expected in [
         "is downloaded but its artifact is missing",
         "belongs to no package",
-        "partial download",
+        "stale partial file",
         "stray link",
         "has an active version",
     ] {
@@ -555,6 +575,10 @@ async fn fsck_reports_drift_and_repairs_it_only_when_asked() {
             "{expected:?} missing from:\n{report}"
         );
     }
+    assert!(
+        !report.contains("artifact.part-in-flight"),
+        "a partial file in flight is no drift:\n{report}"
+    );
     assert!(!link.exists(), "a check alone repairs nothing");
     assert_eq!(
         depot.get_package(lost).await.unwrap().body.status,
@@ -563,6 +587,14 @@ async fn fsck_reports_drift_and_repairs_it_only_when_asked() {
 
     let (ok, report) = fsck(&app, root, true);
     assert!(ok, "{report}");
+    assert!(
+        in_flight.exists(),
+        "a repair leaves an upload in flight alone"
+    );
+    assert!(!partial.exists());
+    std::fs::remove_file(&in_flight).unwrap();
+    assert!(fresh.exists() && !orphan.exists());
+    std::fs::remove_dir(&fresh).unwrap();
     assert_eq!(std::fs::read(link.join("artifact")).unwrap(), ARTIFACT);
     assert_eq!(
         depot.get_package(lost).await.unwrap().body.status,

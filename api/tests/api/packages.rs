@@ -656,7 +656,7 @@ async fn the_command_line_polls_when_no_event_stream_is_free() {
     );
 }
 
-async fn cli(app: &TestApp, key: &str, args: &[&str]) -> std::process::Output {
+pub async fn cli(app: &TestApp, key: &str, args: &[&str]) -> std::process::Output {
     let (url, key) = (app.address.clone(), key.to_owned());
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {

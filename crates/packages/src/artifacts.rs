@@ -29,6 +29,9 @@ pub enum ArtifactError {
     /// check of the stream itself stopped it); nothing was kept.
     #[error("the body could not be read: {0}")]
     Body(#[source] std::io::Error),
+    /// A promotion that may not replace found an artifact in place.
+    #[error("the package already holds an artifact")]
+    Exists,
     /// The storage failed.
     #[error("artifact storage failed: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -73,16 +76,25 @@ impl Staged {
     }
 
     /// Makes the staged bytes the package's artifact, replacing any it had (readers see the
-    /// old bytes or the new, never a mix).
+    /// old bytes or the new, never a mix). For a caller that holds the package (an upload,
+    /// inside the transaction that makes it Downloaded).
     pub async fn promote(self) -> Result<(), ArtifactError> {
-        self.pending.promote().await
+        self.pending.promote(true).await
+    }
+
+    /// The same, unless the package holds an artifact already (`Exists`; the staged bytes go):
+    /// for a caller that does not hold the package (a download, which an upload may have
+    /// overtaken after the download's lease ran out).
+    pub async fn promote_new(self) -> Result<(), ArtifactError> {
+        self.pending.promote(false).await
     }
 }
 
 /// The adapter's handle on staged bytes: promoted once, or removed when dropped.
 #[async_trait]
 pub trait PendingArtifact: Send + Sync {
-    async fn promote(self: Box<Self>) -> Result<(), ArtifactError>;
+    /// Into place; over an artifact already there only when `replace`.
+    async fn promote(self: Box<Self>, replace: bool) -> Result<(), ArtifactError>;
 }
 
 /// Removal (for deletions and prunes) comes from [`ArtifactFiles`], which the store extends.

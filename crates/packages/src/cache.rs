@@ -205,8 +205,9 @@ impl<R: PackageRepository + 'static> PackageRepository for Cached<R> {
         &self,
         id: Uuid,
         artifact: &crate::model::VerifiedArtifact,
+        now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
-        let r = self.inner.record_artifact(id, artifact).await;
+        let r = self.inner.record_artifact(id, artifact, now).await;
         self.cache.written(Some(id));
         r
     }
@@ -450,6 +451,7 @@ mod tests {
             &self,
             _: Uuid,
             _: &crate::model::VerifiedArtifact,
+            _: DateTime<Utc>,
         ) -> Result<(), RepoError> {
             unimplemented!("not used by these tests")
         }

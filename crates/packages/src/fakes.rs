@@ -254,12 +254,15 @@ impl PackageRepository for InMemoryPackages {
         &self,
         id: Uuid,
         artifact: &crate::model::VerifiedArtifact,
+        now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
         let mut s = self.state.lock().unwrap();
         let p = s.packages.get_mut(&id).ok_or(RepoError::NotFound)?;
-        if p.status == PackageStatus::Created {
+        if p.status == PackageStatus::Created && (p.sha256.is_none() || p.size_bytes.is_none()) {
             p.sha256.get_or_insert_with(|| artifact.sha256.clone());
             p.size_bytes.get_or_insert(artifact.size);
+            p.revision += 1;
+            p.updated_at = now;
         }
         Ok(())
     }
@@ -749,8 +752,15 @@ struct PendingBytes {
 
 #[async_trait]
 impl crate::artifacts::PendingArtifact for PendingBytes {
-    async fn promote(self: Box<Self>) -> Result<(), crate::artifacts::ArtifactError> {
-        self.files.lock().unwrap().insert(self.id, self.bytes);
+    async fn promote(
+        self: Box<Self>,
+        replace: bool,
+    ) -> Result<(), crate::artifacts::ArtifactError> {
+        let mut files = self.files.lock().unwrap();
+        if !replace && files.contains_key(&self.id) {
+            return Err(crate::artifacts::ArtifactError::Exists);
+        }
+        files.insert(self.id, self.bytes);
         Ok(())
     }
 }

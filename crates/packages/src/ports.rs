@@ -231,6 +231,7 @@ pub trait PackageRepository: Send + Sync {
         &self,
         id: Uuid,
         artifact: &crate::model::VerifiedArtifact,
+        now: DateTime<Utc>,
     ) -> Result<(), RepoError>;
     /// Yanks the package (`Some`) or takes the yank back (`None`); returns it as it now is.
     async fn set_yank(

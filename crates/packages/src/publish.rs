@@ -54,7 +54,7 @@ fn artifact_error(e: ArtifactError) -> PackageError {
         ArtifactError::Body(e) => PackageError::BodyIncomplete(format!(
             "the request body ended before it was complete ({e}); nothing was kept"
         )),
-        e @ ArtifactError::Storage(_) => PackageError::Storage(e),
+        e @ (ArtifactError::Storage(_) | ArtifactError::Exists) => PackageError::Storage(e),
     }
 }
 
@@ -181,16 +181,17 @@ impl PackageService {
             sha256: staged.sha256.clone(),
             size: staged.size as i64,
         };
-        let attached = self
-            .packages
-            .attach_artifact(
-                id,
-                package.revision,
-                &artifact,
-                self.clock.now(),
-                Box::pin(staged.promote()),
-            )
-            .await;
+        // On a task of its own: a client that hangs up once the bytes are moving into place
+        // must not cancel the transaction between the rename and the commit.
+        let (packages, revision, now) = (self.packages.clone(), package.revision, self.clock.now());
+        let recorded = artifact.clone();
+        let attached = tokio::spawn(async move {
+            packages
+                .attach_artifact(id, revision, &recorded, now, Box::pin(staged.promote()))
+                .await
+        })
+        .await
+        .map_err(|e| PackageError::Repo(depot_core::RepoError::Unexpected(Box::new(e))))?;
         let attached = attached.map_err(|e| match e {
             AttachError::NotFound => PackageError::NotFound("no package with this id"),
             // Changed while the body was being sent (another upload won, say).

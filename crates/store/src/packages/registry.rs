@@ -320,6 +320,7 @@ impl PackageRepository for SeaOrmPackageRepository {
         &self,
         id: Uuid,
         artifact: &VerifiedArtifact,
+        now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
         package::Entity::update_many()
             .col_expr(
@@ -330,6 +331,7 @@ impl PackageRepository for SeaOrmPackageRepository {
                 package::Column::SizeBytes,
                 Expr::col(package::Column::SizeBytes).if_null(artifact.size),
             )
+            .changed(now)
             .filter(package::Column::Id.eq(id))
             .filter(package::Column::Status.eq(PackageStatus::Created.as_str()))
             .filter(
