@@ -47,8 +47,8 @@ pub struct Adapters {
     /// Where artifacts are kept (`[artifacts]`): uploads, downloads and serving share it.
     pub artifacts: Arc<dyn depot_packages::artifacts::ArtifactStore>,
     /// The filesystem adapter's directory (`artifacts.url = file://…`), where the http
-    /// executor also keeps its `active/` links.
-    pub artifacts_dir: std::path::PathBuf,
+    /// executor also keeps its `active/` links; `None` with object storage.
+    pub artifacts_dir: Option<std::path::PathBuf>,
 }
 
 /// The package and operation ports, through the read cache when there is one.
@@ -153,7 +153,7 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
         Arc::new(SeaOrmPackageRepository::new(db.clone())),
         std::time::Duration::from_millis(settings.operations.watch_interval_ms),
     ));
-    let (artifacts, artifacts_dir) = artifact_store(settings)?;
+    let (artifacts, artifacts_dir) = artifact_store(settings).await?;
     Ok(Adapters {
         artifacts,
         artifacts_dir,
@@ -171,29 +171,61 @@ pub async fn build(settings: &Settings) -> Result<Adapters, StartupError> {
     })
 }
 
-/// The artifact store `[artifacts]` names (the filesystem adapter, the embedded default).
-pub fn artifact_store(
+/// The artifact store `[artifacts]` names: the filesystem (the embedded default) or an
+/// S3-compatible bucket (checked to answer before Depot starts), and the filesystem's directory.
+pub async fn artifact_store(
     settings: &Settings,
 ) -> Result<
     (
         Arc<dyn depot_packages::artifacts::ArtifactStore>,
-        std::path::PathBuf,
+        Option<std::path::PathBuf>,
     ),
     StartupError,
 > {
-    let dir = settings
+    use crate::packages::settings::ArtifactLocation;
+    let fail = |key: &'static str| move |message: String| StartupError { key, message };
+    let location = settings
         .artifacts
-        .dir(&settings.executor)
+        .location(&settings.executor)
         .map_err(|e| StartupError {
             key: "artifacts.url",
             message: e.problem,
         })?;
-    let store = crate::packages::artifacts::FsArtifacts::new(&dir).map_err(|e| StartupError {
-        key: "artifacts.url",
-        message: e,
-    })?;
-    let dir = store.root().to_owned();
-    Ok((Arc::new(store), dir))
+    match location {
+        ArtifactLocation::Dir(dir) => {
+            let store = crate::packages::artifacts::FsArtifacts::new(&dir)
+                .map_err(fail("artifacts.url"))?;
+            let dir = store.root().to_owned();
+            Ok((Arc::new(store), Some(dir)))
+        }
+        ArtifactLocation::S3 { bucket, prefix } => {
+            let secrets = secret_store(settings);
+            let secret = async |name: &str| {
+                secrets.get(name).await.map_err(|e| StartupError {
+                    key: "artifacts.url",
+                    message: format!("reading the secret {name}: {e}"),
+                })
+            };
+            let access_key_id = secret("s3_access_key_id").await?.map(|s| {
+                use secrecy::ExposeSecret;
+                s.expose_secret().to_owned()
+            });
+            let secret_access_key = secret("s3_secret_access_key").await?;
+            let a = &settings.artifacts;
+            let store = crate::packages::s3::S3Artifacts::new(crate::packages::s3::S3Config {
+                bucket,
+                prefix,
+                endpoint: a.s3_endpoint.clone(),
+                region: a.s3_region.clone(),
+                allow_http: a.s3_allow_http,
+                access_key_id,
+                secret_access_key,
+            })
+            .map_err(fail("artifacts.url"))?;
+            store.check().await.map_err(fail("artifacts.url"))?;
+            Ok((Arc::new(store), None))
+        }
+    }
 }
 
 /// `artifacts.max_bytes` (or its old name), validated at start-up.
@@ -478,7 +510,11 @@ pub async fn database_for_migrations(settings: &Settings) -> anyhow::Result<Data
 /// storage directory disagree, as `depot fsck` would.
 pub fn report_drift(settings: &Settings, adapters: &Adapters) {
     let executor_files = settings.executor.kind == crate::settings::ExecutorKind::Http;
-    let (db, storage) = (adapters.db.clone(), adapters.artifacts_dir.clone());
+    // (Object storage is not checked: fsck compares a directory.)
+    let Some(storage) = adapters.artifacts_dir.clone() else {
+        return;
+    };
+    let db = adapters.db.clone();
     tokio::spawn(async move {
         match crate::packages::fsck::check(&db, &storage, false, executor_files).await {
             Ok(report) if report.drift.is_empty() => {}

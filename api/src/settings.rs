@@ -306,7 +306,7 @@ impl SecretsSettings {
 }
 
 /// A configuration problem, printed as one line: `configuration error: <key>: <problem>`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("configuration error: {key}: {problem}")]
 pub struct SettingsError {
     pub key: String,
@@ -607,6 +607,48 @@ mod tests {
         ] {
             assert!(example.contains(alias), ".env.example lacks {alias}");
         }
+    }
+
+    #[test]
+    fn artifacts_are_files_or_a_bucket_and_old_names_still_count() {
+        use crate::packages::settings::ArtifactLocation;
+        let at = |url: Option<&str>, old_dir: Option<&str>| {
+            let mut s = Settings::defaults();
+            s.artifacts.url = url.map(str::to_owned);
+            s.executor.storage_dir = old_dir.map(std::path::PathBuf::from);
+            s.artifacts.location(&s.executor)
+        };
+        let dir = |d: &str| Ok(ArtifactLocation::Dir(d.into()));
+        assert_eq!(at(None, None), dir("data/artifacts"));
+        assert_eq!(at(Some("file:///srv/a"), None), dir("/srv/a"));
+        assert_eq!(at(Some("file://localhost/srv/a"), None), dir("/srv/a"));
+        assert_eq!(at(Some("file://rel/dir"), None), dir("rel/dir"));
+        assert_eq!(at(None, Some("/old")), dir("/old"));
+        assert_eq!(
+            at(Some("s3://my-bucket/some/prefix/"), None),
+            Ok(ArtifactLocation::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "some/prefix".into()
+            })
+        );
+        for bad in [Some("s3://Bad_Bucket"), Some("ftp://x"), Some("file://")] {
+            assert_eq!(at(bad, None).unwrap_err().key, "artifacts.url", "{bad:?}");
+        }
+        assert_eq!(
+            at(Some("file:///a"), Some("/b")).unwrap_err().key,
+            "artifacts.url",
+            "both names of one setting"
+        );
+        let mut s = Settings::defaults();
+        s.artifacts.url = Some("s3://bucket".into());
+        s.artifacts.s3_endpoint = Some("http://127.0.0.1:9000".into());
+        assert_eq!(s.validate().unwrap_err().key, "artifacts.s3_endpoint");
+        s.artifacts.s3_allow_http = true;
+        s.validate().unwrap();
+        let mut s = Settings::defaults();
+        s.artifacts.max_bytes = Some(1);
+        s.executor.max_download_bytes = Some(2);
+        assert_eq!(s.validate().unwrap_err().key, "artifacts.max_bytes");
     }
 
     #[test]

@@ -11,7 +11,16 @@ pub async fn fsck(settings: Settings, repair: bool) -> anyhow::Result<bool> {
     // leave is checked then.
     let executor_files = settings.executor.kind == ExecutorKind::Http;
     let db = bootstrap::database_for_migrations(&settings).await?;
-    let storage = &settings.artifacts.dir(&settings.executor)?;
+    let storage = match settings.artifacts.location(&settings.executor)? {
+        crate::packages::settings::ArtifactLocation::Dir(dir) => dir,
+        crate::packages::settings::ArtifactLocation::S3 { bucket, .. } => {
+            println!(
+                "artifacts are in the bucket {bucket}: fsck compares a directory, nothing to check"
+            );
+            return Ok(true);
+        }
+    };
+    let storage = &storage;
     let report = crate::packages::fsck::check(&db, storage, repair, executor_files).await?;
     for drift in &report.drift {
         println!("{drift}");

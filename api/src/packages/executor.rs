@@ -28,15 +28,16 @@ use std::time::Duration;
 pub struct Storage {
     /// The artifacts (downloads go in through it, as uploads do).
     pub artifacts: Arc<dyn ArtifactStore>,
-    /// The directory of the `active/` links.
-    pub links: PathBuf,
+    /// The directory of the `active/` links (the filesystem adapter's); object storage keeps
+    /// none (the database says which version is active).
+    pub links: Option<PathBuf>,
     /// Where a download records the sha256 and size it verified.
     pub packages: Arc<dyn PackageRepository>,
 }
 
 pub struct HttpExecutor {
     client: EgressClient,
-    storage: PathBuf,
+    storage: Option<PathBuf>,
     artifacts: Arc<dyn ArtifactStore>,
     packages: Arc<dyn PackageRepository>,
     max_bytes: u64,
@@ -155,7 +156,10 @@ impl HttpExecutor {
         egress: &Egress,
     ) -> Result<Self, String> {
         let storage = store.links;
-        for dir in [storage.join("packages"), storage.join("active")] {
+        for dir in storage
+            .iter()
+            .flat_map(|s| [s.join("packages"), s.join("active")])
+        {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -179,7 +183,10 @@ impl HttpExecutor {
     /// Points `name`'s link at `id` (atomically: readers see the old target or the new one),
     /// or removes it.
     async fn point(&self, name: &str, id: Option<uuid::Uuid>) -> Result<(), ExecError> {
-        let link = self.storage.join("active").join(link_name(name));
+        let Some(storage) = &self.storage else {
+            return Ok(());
+        };
+        let link = storage.join("active").join(link_name(name));
         match id {
             Some(id) => {
                 let target = link_target(id);
@@ -422,7 +429,10 @@ impl HttpExecutor {
     }
 
     async fn deactivate(&self, p: &Package) -> Result<(), ExecError> {
-        let link = self.storage.join("active").join(link_name(&p.name));
+        let Some(storage) = &self.storage else {
+            return Ok(());
+        };
+        let link = storage.join("active").join(link_name(&p.name));
         match tokio::fs::read_link(&link).await {
             Ok(target) if target == link_target(p.id) => self.point(&p.name, None).await,
             // Another version is the active one now, or there is no link: nothing to undo.

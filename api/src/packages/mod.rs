@@ -8,6 +8,7 @@ pub mod fsck;
 pub mod jobs;
 pub mod names;
 pub mod routes;
+pub mod s3;
 pub mod settings;
 pub mod streams;
 pub mod transfer;

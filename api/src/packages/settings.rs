@@ -33,22 +33,97 @@ impl PackagesSettings {
 }
 
 /// `[artifacts]`: where packages' bytes are kept and how large one may be.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactsSettings {
-    /// `file://<dir>` (a relative dir is read from the working directory). Unset: the old
-    /// name `executor.storage_dir`, else `data/artifacts`.
+    /// `file://<dir>` (a relative dir is read from the working directory) or
+    /// `s3://bucket[/prefix]`. Unset: the old name `executor.storage_dir`, else
+    /// `data/artifacts`.
     pub url: Option<String>,
     /// The largest artifact, uploaded or downloaded. Unset: the old name
     /// `executor.max_download_bytes`, else 1 GiB.
     pub max_bytes: Option<u64>,
+    /// With `s3://`: the S3-compatible server (`https://minio.internal:9000`); unset: AWS.
+    /// The keys come from the secret store: `s3_access_key_id`, `s3_secret_access_key`.
+    pub s3_endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub s3_region: String,
+    /// Allow an `http://` endpoint (a server on loopback or a private network).
+    #[serde(default)]
+    pub s3_allow_http: bool,
+}
+
+impl Default for ArtifactsSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_bytes: None,
+            s3_endpoint: None,
+            s3_region: default_region(),
+            s3_allow_http: false,
+        }
+    }
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
 }
 
 /// Where artifacts are when nothing says otherwise.
 pub const DEFAULT_ARTIFACTS_DIR: &str = "data/artifacts";
 
+/// Where `[artifacts]` puts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactLocation {
+    Dir(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
 impl ArtifactsSettings {
-    /// The artifacts' directory, from `artifacts.url` or its old name.
+    /// Where artifacts are, from `artifacts.url` or its old name.
+    pub fn location(&self, executor: &ExecutorSettings) -> Result<ArtifactLocation, SettingsError> {
+        if let Some(rest) = self.url.as_deref().and_then(|u| u.strip_prefix("s3://")) {
+            if executor.storage_dir.is_some() {
+                return Err(SettingsError::new(
+                    "artifacts.url",
+                    "is set together with its old name executor.storage_dir: keep one",
+                ));
+            }
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid = (3..=63).contains(&bucket.len())
+                && bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
+            if !valid {
+                return Err(SettingsError::new(
+                    "artifacts.url",
+                    format!("`{bucket}` is not an S3 bucket name (3-63 of a-z 0-9 . -)"),
+                ));
+            }
+            if let Some(endpoint) = &self.s3_endpoint {
+                let http = endpoint.starts_with("http://");
+                if !(http || endpoint.starts_with("https://")) {
+                    return Err(SettingsError::new(
+                        "artifacts.s3_endpoint",
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                if http && !self.s3_allow_http {
+                    return Err(SettingsError::new(
+                        "artifacts.s3_endpoint",
+                        "is http://: set artifacts.s3_allow_http = true to allow it",
+                    ));
+                }
+            }
+            return Ok(ArtifactLocation::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        self.dir(executor).map(ArtifactLocation::Dir)
+    }
+
+    /// The artifacts' directory, from a `file://` `artifacts.url` or its old name.
     pub fn dir(&self, executor: &ExecutorSettings) -> Result<PathBuf, SettingsError> {
         match (&self.url, &executor.storage_dir) {
             (Some(_), Some(_)) => Err(SettingsError::new(
@@ -59,9 +134,11 @@ impl ArtifactsSettings {
                 let dir = url.strip_prefix("file://").ok_or_else(|| {
                     SettingsError::new(
                         "artifacts.url",
-                        format!("`{url}` is not file://<directory>"),
+                        format!("`{url}` is not file://<directory> or s3://<bucket>[/prefix]"),
                     )
                 })?;
+                // `file://localhost/x` names `/x`, as RFC 8089 says.
+                let dir = dir.strip_prefix("localhost/").map_or(dir, |_| &dir[9..]);
                 if dir.is_empty() {
                     return Err(SettingsError::new(
                         "artifacts.url",
@@ -95,7 +172,7 @@ impl ArtifactsSettings {
     }
 
     pub fn validate(&self, executor: &ExecutorSettings) -> Result<(), SettingsError> {
-        self.dir(executor)?;
+        self.location(executor)?;
         self.max_bytes(executor)?;
         Ok(())
     }

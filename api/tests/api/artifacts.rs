@@ -17,29 +17,66 @@ fn sha(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-fn artifacts_dir(app: &TestApp) -> PathBuf {
-    PathBuf::from(
-        app.settings
-            .artifacts
-            .url
-            .as_deref()
-            .and_then(|u| u.strip_prefix("file://"))
-            .expect("the tests' artifacts are files"),
-    )
-}
-
-/// The files kept for a package (none when its directory is absent).
+/// What the test's storage keeps of a package: its directory's entries on the filesystem
+/// (`artifact`, `artifact.part-…`), or on the S3 server (s3s-fs keeps a bucket as a directory,
+/// `DEPOT_TEST_S3_ROOT`): `artifact` and `staging/…`.
 fn files_of(app: &TestApp, id: Uuid) -> Vec<String> {
-    let dir = artifacts_dir(app).join("packages").join(id.to_string());
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let url = app.settings.artifacts.url.as_deref().unwrap_or_default();
+    let dir = if let Some(dir) = url.strip_prefix("file://") {
+        PathBuf::from(dir)
+    } else if let Some(rest) = url.strip_prefix("s3://") {
+        PathBuf::from(std::env::var("DEPOT_TEST_S3_ROOT").expect("DEPOT_TEST_S3_ROOT")).join(rest)
+    } else {
+        panic!("the tests' artifacts are files or on the test S3 server: {url}")
+    };
+    let list = |dir: PathBuf| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let dir = dir.join("packages").join(id.to_string());
+    let mut names = Vec::new();
+    for name in list(dir.clone()) {
+        if name == "staging" {
+            names.extend(
+                list(dir.join("staging"))
+                    .into_iter()
+                    .map(|n| format!("staging/{n}")),
+            );
+        } else {
+            names.push(name);
+        }
+    }
     names.sort();
     names
+}
+
+/// `files_of` once it settles on `want` (object storage removes staged objects in the
+/// background), at most 5 s.
+async fn settled(app: &TestApp, id: Uuid, want: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while files_of(app, id) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kept {:?}, expected {want:?}",
+            files_of(app, id)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Artifacts on the S3-compatible server scripts/s3.sh starts, under a prefix of the test's own.
+pub fn on_s3(s: &mut depot_api::settings::Settings) {
+    let endpoint = std::env::var("DEPOT_TEST_S3_URL")
+        .expect("DEPOT_TEST_S3_URL must be set: scripts/test.sh starts an S3-compatible server");
+    let bucket = std::env::var("DEPOT_TEST_S3_BUCKET").unwrap_or_else(|_| "depot-test".into());
+    s.artifacts.url = Some(format!("s3://{bucket}/{}", Uuid::now_v7().simple()));
+    s.artifacts.s3_endpoint = Some(endpoint);
+    s.artifacts.s3_allow_http = true;
 }
 
 async fn package(depot: &Client, name: &str, declared: Option<&[u8]>) -> Uuid {
@@ -62,7 +99,25 @@ fn header_of<'a>(res: &'a reqwest::Response, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn an_uploaded_artifact_is_verified_kept_and_served_back_with_ranges_and_conditions() {
-    let app = spawn_app().await;
+    served_back(spawn_app().await).await;
+}
+
+/// Upload, serve and refuse on S3-compatible object storage, the same as on the filesystem.
+#[tokio::test]
+#[ignore = "needs an S3-compatible server; run with --include-ignored (scripts/test.sh starts one)"]
+async fn object_storage_keeps_serves_and_refuses_artifacts_as_the_filesystem_does() {
+    served_back(spawn_app_with(on_s3).await).await;
+    checked(
+        spawn_app_with(|s| {
+            on_s3(s);
+            s.artifacts.max_bytes = Some(BYTES.len() as u64);
+        })
+        .await,
+    )
+    .await;
+}
+
+async fn served_back(app: TestApp) {
     let depot = app.depot().with_api_key(app.writer_key().await);
     let id = package(&depot, "served", Some(BYTES)).await;
 
@@ -85,7 +140,7 @@ async fn an_uploaded_artifact_is_verified_kept_and_served_back_with_ranges_and_c
         depot.get_package(id).await.unwrap().body.status,
         PackageStatus::Downloaded
     );
-    assert_eq!(files_of(&app, id), vec!["artifact"]);
+    settled(&app, id, &["artifact"]).await;
 
     // The whole artifact.
     let etag = format!("\"{}\"", sha256_hex(BYTES));
@@ -241,22 +296,22 @@ async fn an_uploaded_artifact_is_verified_kept_and_served_back_with_ranges_and_c
 
 #[tokio::test]
 async fn an_upload_that_does_not_check_out_keeps_nothing_and_names_what_did_not_match() {
-    let app = spawn_app_with(|s| s.artifacts.max_bytes = Some(BYTES.len() as u64)).await;
+    checked(spawn_app_with(|s| s.artifacts.max_bytes = Some(BYTES.len() as u64)).await).await;
+}
+
+async fn checked(app: TestApp) {
     let depot = app.depot().with_api_key(app.writer_key().await);
     let id = package(&depot, "checked", Some(BYTES)).await;
-    let unchanged = |app: &TestApp, depot: Client, id: Uuid| {
-        let files = files_of(app, id);
-        async move {
-            let p = depot.get_package(id).await.unwrap().body;
-            assert_eq!(p.status, PackageStatus::Created);
-            assert_eq!(
-                p.sha256.as_deref(),
-                Some(&*sha256_hex(BYTES)),
-                "declared stays"
-            );
-            assert_api_problem(depot.artifact(id, &[]).await, 404, "artifact_missing");
-            assert_eq!(files, Vec::<String>::new(), "nothing is kept");
-        }
+    let unchanged = async |app: &TestApp, depot: Client, id: Uuid| {
+        let p = depot.get_package(id).await.unwrap().body;
+        assert_eq!(p.status, PackageStatus::Created);
+        assert_eq!(
+            p.sha256.as_deref(),
+            Some(&*sha256_hex(BYTES)),
+            "declared stays"
+        );
+        assert_api_problem(depot.artifact(id, &[]).await, 404, "artifact_missing");
+        settled(app, id, &[]).await;
     };
 
     let mut other = BYTES.to_vec();
@@ -368,7 +423,10 @@ async fn an_upload_that_does_not_check_out_keeps_nothing_and_names_what_did_not_
         .await
         .unwrap();
     assert_eq!(ok.body.status, PackageStatus::Downloaded);
-    assert_eq!(files_of(&app, id), vec!["artifact"]);
+    settled(&app, id, &["artifact"]).await;
+    // Deleting the version removes what the storage keeps of it.
+    depot.delete_package(id, None).await.unwrap();
+    settled(&app, id, &[]).await;
 }
 
 /// A client that goes away mid-body: nothing is kept, the package is as it was.
