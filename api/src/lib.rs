@@ -15,3 +15,10 @@ pub mod passwords;
 pub mod settings;
 pub mod startup;
 pub mod worker;
+
+/// Makes ring the process's rustls provider. The HTTP clients on reqwest 0.13 (object_store's,
+/// the OTLP exporter's) take the process's provider and fail without one; Depot's other TLS
+/// (sqlx, lapin, reqwest 0.12) uses ring already. Idempotent: a provider already installed stays.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -55,6 +55,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    depot_api::install_tls_provider();
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     // A client of a running Depot: needs no server settings.

@@ -62,6 +62,7 @@ fn tracer_provider(service: &str) -> Result<SdkTracerProvider, String> {
             ));
         }
     };
+    crate::install_tls_provider();
     // The endpoint, headers and timeout come from the standard OTEL_EXPORTER_OTLP_* variables.
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()

@@ -55,9 +55,7 @@ fn is_not_found(e: &object_store::Error) -> bool {
 impl S3Artifacts {
     pub fn new(config: S3Config) -> Result<Self, String> {
         use secrecy::ExposeSecret;
-        // object_store's HTTP client takes the process's rustls provider: ring, as everywhere
-        // else in Depot (an error only says one was installed already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_tls_provider();
         let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
