@@ -88,6 +88,7 @@ impl PendingArtifact for FsPending {
     }
 }
 
+/// Lower-case hex, as sha256 digests are kept.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

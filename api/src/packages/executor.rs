@@ -11,6 +11,7 @@
 //! agree with the database ([`Executor::sync_active`]); `depot fsck` reports (and with
 //! `--repair` fixes) whatever still drifts.
 
+use super::artifacts::hex;
 use crate::http::egress::{Egress, EgressClient, EgressError, redact, refusal};
 use async_trait::async_trait;
 use depot_packages::artifacts::{ArtifactError, ArtifactStore, Staged};
@@ -439,10 +440,6 @@ impl HttpExecutor {
             _ => Ok(()),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[async_trait]

@@ -192,7 +192,8 @@ async fn artifacts(
         let id = file.parse::<Uuid>().ok();
         // A directory written to lately may be a package registered after the list was read
         // (a push registers and uploads within a second): only an old one is an orphan.
-        if id.is_none_or(|id| !by_id.contains_key(&id)) && stale(&dir).await {
+        let orphan = id.is_none_or(|id| !by_id.contains_key(&id));
+        if orphan && stale(&dir).await {
             report
                 .drift
                 .push(Drift::OrphanDirectory { dir: dir.clone() });
@@ -202,7 +203,7 @@ async fn artifacts(
             }
             continue;
         }
-        if id.is_none_or(|id| !by_id.contains_key(&id)) {
+        if orphan {
             continue;
         }
         for (name, path) in entries(&dir).await? {

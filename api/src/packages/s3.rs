@@ -9,6 +9,7 @@
 //! adapter's one gap against the filesystem's link(2) (a download whose lease ran out racing
 //! an upload of the same version within it).
 
+use super::artifacts::hex;
 use async_trait::async_trait;
 use depot_packages::artifacts::{
     ArtifactError, ArtifactStore, ByteStream, PendingArtifact, Staged, StoredArtifact,
@@ -311,8 +312,4 @@ impl ArtifactStore for S3Artifacts {
             format!("s3://{}/{}", self.bucket, self.prefix)
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -198,3 +198,26 @@ pub(super) fn unexpected(msg: String) -> RepoError {
 pub(super) fn not_finished() -> Expr {
     Expr::col(operation::Column::FinishedAt).is_null()
 }
+
+/// The operation pending or running on package `id`, if any (read through `conn`, a
+/// transaction that holds the package where the caller needs that).
+pub(super) async fn busy_with(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<BusyWith>, RepoError> {
+    let Some(op) = operation::Entity::find()
+        .filter(operation::Column::PackageId.eq(id))
+        .filter(not_finished())
+        .one(conn)
+        .await
+        .map_err(repo_err)?
+    else {
+        return Ok(None);
+    };
+    let op = operation_of(op)?;
+    Ok(Some(BusyWith {
+        id: op.id,
+        kind: op.kind,
+        status: op.status,
+    }))
+}

@@ -190,20 +190,8 @@ impl PackageRepository for SeaOrmPackageRepository {
             if frozen && row.sealed_at.is_some() {
                 return Err(UpdateError::Frozen);
             }
-            if frozen
-                && let Some(op) = operation::Entity::find()
-                    .filter(operation::Column::PackageId.eq(id))
-                    .filter(not_finished())
-                    .one(&txn)
-                    .await
-                    .map_err(repo_err)?
-            {
-                let op = operation_of(op)?;
-                return Err(UpdateError::Busy(BusyWith {
-                    id: op.id,
-                    kind: op.kind,
-                    status: op.status,
-                }));
+            if frozen && let Some(op) = busy_with(&txn, id).await? {
+                return Err(UpdateError::Busy(op));
             }
             return Err(UpdateError::StaleRevision);
         }
@@ -273,19 +261,8 @@ impl PackageRepository for SeaOrmPackageRepository {
         if row.yanked_at.is_some() {
             return Err(AttachError::Yanked);
         }
-        if let Some(op) = operation::Entity::find()
-            .filter(operation::Column::PackageId.eq(id))
-            .filter(not_finished())
-            .one(&txn)
-            .await
-            .map_err(repo_err)?
-        {
-            let op = operation_of(op)?;
-            return Err(AttachError::Busy(BusyWith {
-                id: op.id,
-                kind: op.kind,
-                status: op.status,
-            }));
+        if let Some(op) = busy_with(&txn, id).await? {
+            return Err(AttachError::Busy(op));
         }
         let updated = package::Entity::update_many()
             .col_expr(
@@ -348,19 +325,8 @@ impl PackageRepository for SeaOrmPackageRepository {
     #[tracing::instrument(skip_all)]
     async fn delete(&self, id: Uuid, expected_revision: Option<i64>) -> Result<(), DeleteError> {
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
-        let active = operation::Entity::find()
-            .filter(operation::Column::PackageId.eq(id))
-            .filter(not_finished())
-            .one(&txn)
-            .await
-            .map_err(repo_err)?;
-        if let Some(op) = active {
-            let op = operation_of(op)?;
-            return Err(DeleteError::Busy(BusyWith {
-                id: op.id,
-                kind: op.kind,
-                status: op.status,
-            }));
+        if let Some(op) = busy_with(&txn, id).await? {
+            return Err(DeleteError::Busy(op));
         }
         let row = package::Entity::find_by_id(id)
             .one(&txn)
