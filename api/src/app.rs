@@ -28,6 +28,7 @@ pub fn route_table() -> Vec<Route> {
         packages::routes::routes(),
         packages::names::routes(),
         packages::transfer::routes(),
+        packages::signatures::routes(),
     ]
     .concat()
 }
@@ -165,6 +166,16 @@ mod tests {
             ("GET", "/api/v1/packages/{id}", Scope(PackagesRead)),
             ("PATCH", "/api/v1/packages/{id}", Scope(PackagesWrite)),
             ("DELETE", "/api/v1/packages/{id}", Scope(PackagesWrite)),
+            (
+                "PUT",
+                "/api/v1/packages/{id}/signature",
+                Scope(PackagesWrite),
+            ),
+            (
+                "GET",
+                "/api/v1/packages/{id}/signature",
+                Scope(PackagesRead),
+            ),
             (
                 "POST",
                 "/api/v1/packages/{id}/download",

@@ -373,6 +373,7 @@ pub fn executor(
                     artifacts: adapters.artifacts.clone(),
                     links: adapters.artifacts_dir.clone(),
                     packages: package_ports(adapters).0,
+                    trust: trust(settings)?,
                 },
                 std::time::Duration::from_secs(x.http_timeout_seconds),
                 max_artifact_bytes(settings),
@@ -402,8 +403,25 @@ pub fn operation_runner(
         .with_lease(settings.operations.lease())
         .with_names(Arc::new(SeaOrmPackageRepository::new(adapters.db.clone())))
         .with_artifacts(adapters.artifacts.clone())
-        .with_keep_versions(settings.packages.keep_versions),
+        .with_keep_versions(settings.packages.keep_versions)
+        .with_signatures(depot_packages::runner::SignatureGate {
+            trust: trust(settings)?,
+            artifacts: adapters.artifacts.clone(),
+            packages: package_ports(adapters).0,
+        }),
     ))
+}
+
+/// The keys trusted for signatures (`packages.trusted_keys`, `packages.require_signatures`).
+pub fn trust(settings: &Settings) -> Result<Arc<depot_packages::signature::Trust>, StartupError> {
+    settings
+        .packages
+        .trust()
+        .map(Arc::new)
+        .map_err(|e| StartupError {
+            key: "packages.trusted_keys",
+            message: e.to_string(),
+        })
 }
 
 /// The admin secret from the secret store; when none is configured, a strong one is generated
@@ -471,7 +489,8 @@ pub async fn services(settings: &Settings, adapters: &Adapters) -> Result<Servic
                 .unwrap_or(depot_packages::service::DEFAULT_LEASE),
         )
         .with_artifacts(adapters.artifacts.clone(), max_artifact_bytes(settings))
-        .with_keep_versions(settings.packages.keep_versions),
+        .with_keep_versions(settings.packages.keep_versions)
+        .with_trust(trust(settings)?),
     );
     let relay = Arc::new(OutboxRelay::new(
         packages_repo,

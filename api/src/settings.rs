@@ -354,6 +354,7 @@ impl Settings {
                     .with_list_parse_key("server.trusted_proxies")
                     .with_list_parse_key("egress.allowed_networks")
                     .with_list_parse_key("egress.allowed_hosts")
+                    .with_list_parse_key("packages.trusted_keys")
                     .with_list_parse_key("oidc.scopes")
                     .with_list_parse_key("oidc.allowed_endpoint_hosts"),
             );

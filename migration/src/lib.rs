@@ -16,6 +16,7 @@ mod m20261201_000009_sealed_packages;
 mod m20261202_000010_one_active_version;
 mod m20261203_000011_name_operations;
 mod m20261204_000012_active_versions;
+mod m20261205_000013_signatures;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_one_active_version::Migration),
             Box::new(m20261203_000011_name_operations::Migration),
             Box::new(m20261204_000012_active_versions::Migration),
+            Box::new(m20261205_000013_signatures::Migration),
         ]
     }
 }

@@ -38,6 +38,9 @@ pub enum PackagesCommand {
         sha256: Option<String>,
         #[arg(long)]
         size_bytes: Option<i64>,
+        /// Where a download fetches the detached minisign signature from.
+        #[arg(long)]
+        signature_url: Option<String>,
     },
     /// List packages.
     List {
@@ -92,6 +95,10 @@ pub enum PackagesCommand {
         version: String,
         #[arg(long)]
         description: Option<String>,
+        /// A detached minisign signature of FILE (`minisign -S -m FILE` writes FILE.minisig),
+        /// sent before the bytes so that they are checked against it as they are uploaded.
+        #[arg(long)]
+        signature: Option<std::path::PathBuf>,
     },
     /// Download the active version of NAME (or NAME@VERSION) into FILE (default: the name the
     /// server suggests, `name-version`), verifying its SHA-256 before the file is kept.
@@ -252,6 +259,7 @@ pub fn run(args: PackagesArgs) -> ExitCode {
                 source_url,
                 sha256,
                 size_bytes,
+                signature_url,
             } => {
                 let p = client
                     .create_package(&CreatePackageRequest {
@@ -261,6 +269,7 @@ pub fn run(args: PackagesArgs) -> ExitCode {
                         source_url,
                         sha256,
                         size_bytes,
+                        signature_url,
                     })
                     .await
                     .map_err(explain)?;
@@ -338,10 +347,20 @@ pub fn run(args: PackagesArgs) -> ExitCode {
                 name,
                 version,
                 description,
+                signature,
             } => {
-                let p =
-                    crate::cli::transfer::push(&client, &file, name, version, description, explain)
-                        .await?;
+                let p = crate::cli::transfer::push(
+                    &client,
+                    &file,
+                    crate::cli::transfer::Push {
+                        name,
+                        version,
+                        description,
+                        signature,
+                    },
+                    explain,
+                )
+                .await?;
                 pretty(&p);
                 Ok(true)
             }

@@ -72,14 +72,36 @@ async fn find(client: &Client, name: &str, version: &str) -> Result<Option<Packa
 
 /// Registers `name` `version` with the file's digest (or takes the version registered by an
 /// earlier push that did not finish) and uploads the file.
+/// What `depot packages push` registers FILE as.
+pub struct Push {
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    /// A `.minisig` file of FILE.
+    pub signature: Option<std::path::PathBuf>,
+}
+
 pub async fn push(
     client: &Client,
     file: &Path,
-    name: String,
-    version: String,
-    description: Option<String>,
+    push: Push,
     explain: impl Fn(Error) -> String,
 ) -> Result<PackageView, String> {
+    let Push {
+        name,
+        version,
+        description,
+        signature,
+    } = push;
+    // Read first: a missing signature file stops the push before anything is registered.
+    let signature = match &signature {
+        Some(path) => Some(
+            tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let (sha256, size) = digest_of(file).await?;
     let created = client
         .create_package(&CreatePackageRequest {
@@ -111,6 +133,13 @@ pub async fn push(
         }
         Err(e) => return Err(explain(e)),
     };
+    // The signature goes first: the server checks the bytes against it as they arrive.
+    if let Some(text) = &signature {
+        client
+            .put_signature(package.id, text)
+            .await
+            .map_err(&explain)?;
+    }
     let progress = bar(Some(size), "push");
     let reader = tokio::fs::File::open(file)
         .await

@@ -1,7 +1,8 @@
 //! The `http` executor: downloads a package's `source_url` into the artifact store, streaming,
 //! verifying `size_bytes` and `sha256` (and recording both when the package left them unset);
 //! activation points `active/<name>` at the version's directory and deactivation removes that
-//! link. Every step is idempotent, so a worker that crashed mid-way can simply run it again.
+//! link. A signature the package carries (or its `signature_url` serves) is checked as the
+//! download streams, against the keys trusted for its name. Every step is idempotent, so a worker that crashed mid-way can simply run it again.
 //!
 //! Layout (the filesystem adapter's, [`super::artifacts::FsArtifacts`]):
 //! `<storage>/packages/<package id>/artifact` and `<storage>/active/<link name>`, a
@@ -16,8 +17,12 @@ use crate::http::egress::{Egress, EgressClient, EgressError, redact, refusal};
 use async_trait::async_trait;
 use depot_packages::artifacts::{ArtifactError, ArtifactStore, Staged};
 use depot_packages::executor::{ExecError, Executor, Progress};
+use depot_packages::model::PackageSignature;
 use depot_packages::model::VerifiedArtifact;
 use depot_packages::ports::PackageRepository;
+use depot_packages::signature::{
+    MAX_SIGNATURE_BYTES, Signature, SignatureCheck, Trust, TrustedKey,
+};
 use depot_packages::{OperationKind, Package};
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -34,6 +39,8 @@ pub struct Storage {
     pub links: Option<PathBuf>,
     /// Where a download records the sha256 and size it verified.
     pub packages: Arc<dyn PackageRepository>,
+    /// The keys a download checks a package's signature against.
+    pub trust: Arc<Trust>,
 }
 
 pub struct HttpExecutor {
@@ -41,6 +48,7 @@ pub struct HttpExecutor {
     storage: Option<PathBuf>,
     artifacts: Arc<dyn ArtifactStore>,
     packages: Arc<dyn PackageRepository>,
+    trust: Arc<Trust>,
     max_bytes: u64,
     /// Held while a name's link is synced with the database: one sync at a time, each reading
     /// the database inside it, so the last one leaves the last committed state.
@@ -84,7 +92,8 @@ async fn stage_borrowed(
     id: uuid::Uuid,
     body: impl Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send,
     max_bytes: u64,
-) -> Result<Staged, ArtifactError> {
+    signed: Option<&(Signature, TrustedKey)>,
+) -> (Result<Staged, ArtifactError>, Option<SignatureCheck>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let forward = async move {
         futures::pin_mut!(body);
@@ -95,9 +104,24 @@ async fn stage_borrowed(
             }
         }
     };
-    let received = Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let received: depot_packages::artifacts::ByteStream =
+        Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    // A signature is checked as the bytes go by, with their hash.
+    let (received, check) = match signed {
+        Some((signature, key)) => {
+            let (body, check) = Trust::verifying(key, signature, received);
+            (body, Some(check))
+        }
+        None => (received, None),
+    };
     // The forwarding stops with the store (past the limit, say), not at the source's next chunk.
-    crate::packages::transfer::drive_until(store.stage(id, received, max_bytes), forward).await
+    let staged =
+        crate::packages::transfer::drive_until(store.stage(id, received, max_bytes), forward).await;
+    (staged, check)
+}
+
+fn signature_invalid(e: impl std::fmt::Display) -> ExecError {
+    failed("signature_invalid", e.to_string())
 }
 
 fn io_retryable(what: &str, e: std::io::Error) -> ExecError {
@@ -176,6 +200,7 @@ impl HttpExecutor {
             storage,
             artifacts: store.artifacts,
             packages: store.packages,
+            trust: store.trust,
             max_bytes,
             syncing: tokio::sync::Mutex::new(()),
         })
@@ -259,7 +284,22 @@ impl HttpExecutor {
             .source_url
             .as_deref()
             .ok_or_else(|| failed("no_source_url", "the package has no source_url to download"))?;
+        let signed = self.signature_of(p).await?;
         if self.verified(p).await? {
+            // Already in place (a redelivery after a crash): its signature is checked there.
+            if let Some((signature, _)) = &signed {
+                let body = self
+                    .artifacts
+                    .open(p.id, None)
+                    .await
+                    .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
+                    .ok_or_else(unreachable_source)?;
+                self.trust
+                    .verify(&p.name, signature, body)
+                    .await
+                    .map_err(signature_invalid)?;
+                self.record(p, signed.as_ref(), None).await?;
+            }
             return Ok(());
         }
         // Bytes in place that are not the declared ones (a crash mid-write of an older layout,
@@ -350,7 +390,14 @@ impl HttpExecutor {
             })
         };
         // `progress` is borrowed by the stream: it is driven to its end here, not spawned.
-        let staged = stage_borrowed(&*self.artifacts, p.id, body, self.max_bytes).await;
+        let (staged, check) = stage_borrowed(
+            &*self.artifacts,
+            p.id,
+            body,
+            self.max_bytes,
+            signed.as_ref(),
+        )
+        .await;
         let staged = match staged {
             Ok(staged) => staged,
             Err(ArtifactError::TooLarge { limit }) => {
@@ -381,9 +428,14 @@ impl HttpExecutor {
                 "the artifact's sha256 is not the declared one",
             ));
         }
+        if let Some(check) = check {
+            // The staged bytes go when this refuses them.
+            check.finish().await.map_err(signature_invalid)?;
+        }
         let artifact = VerifiedArtifact {
             sha256: staged.sha256.clone(),
             size: staged.size as i64,
+            signature: None,
         };
         // Never over bytes already there: when this download's lease ran out, an upload may
         // have given the version its artifact meanwhile, and that one stays.
@@ -404,13 +456,100 @@ impl HttpExecutor {
             Err(e) => return Err(ExecError::Retryable(format!("storing the artifact: {e}"))),
         }
         // What was verified becomes what the package says it is (when it did not say).
-        if p.sha256.is_none() || p.size_bytes.is_none() {
+        self.record(p, signed.as_ref(), Some(artifact)).await
+    }
+
+    /// Records what a download verified: the hash and size where the package did not declare
+    /// them, and the signature that verified (fetched, or the one it held) with when.
+    async fn record(
+        &self,
+        p: &Package,
+        signed: Option<&(Signature, TrustedKey)>,
+        artifact: Option<VerifiedArtifact>,
+    ) -> Result<(), ExecError> {
+        let mut artifact = artifact.unwrap_or_else(|| VerifiedArtifact {
+            sha256: p.sha256.clone().unwrap_or_default(),
+            size: p.size_bytes.unwrap_or_default(),
+            signature: None,
+        });
+        artifact.signature = signed.map(|(signature, _)| PackageSignature {
+            text: signature.text().to_owned(),
+            verified_at: Some(chrono::Utc::now()),
+        });
+        if p.sha256.is_none() || p.size_bytes.is_none() || artifact.signature.is_some() {
             self.packages
                 .record_artifact(p.id, &artifact, chrono::Utc::now())
                 .await
                 .map_err(|e| ExecError::Retryable(format!("recording the artifact: {e}")))?;
         }
         Ok(())
+    }
+
+    /// The signature a download checks, with the trusted key that made it: the one the package
+    /// holds, else the one `signature_url` serves (fetched through the egress policy, at most
+    /// `MAX_SIGNATURE_BYTES`); `None` when it has neither. A signature that does not parse or
+    /// is by no key trusted for the name fails the download `signature_invalid`.
+    async fn signature_of(
+        &self,
+        p: &Package,
+    ) -> Result<Option<(Signature, TrustedKey)>, ExecError> {
+        let text = match (&p.signature, &p.signature_url) {
+            (Some(held), _) => held.text.clone(),
+            (None, Some(url)) => self.fetch_signature(p, url).await?,
+            (None, None) => return Ok(None),
+        };
+        let signature = Signature::parse(&text).map_err(signature_invalid)?;
+        let key = self
+            .trust
+            .signer(&p.name, &signature)
+            .map_err(signature_invalid)?
+            .clone();
+        Ok(Some((signature, key)))
+    }
+
+    /// The text `signature_url` serves. As for the artifact, what the remote said goes to the
+    /// log only; the operation's error is a fixed sentence.
+    async fn fetch_signature(&self, p: &Package, url: &str) -> Result<String, ExecError> {
+        let site = redact(url);
+        let refused = || {
+            failed(
+                "signature_invalid",
+                "the signature_url did not hand over a minisign signature",
+            )
+        };
+        let request = self
+            .client
+            .request(reqwest::Method::GET, url)
+            .map_err(|e| forbidden(&site, &e))?;
+        let response = request.send().await.map_err(|e| match refusal(&e) {
+            Some(EgressError::TooManyRedirects(_)) | None => {
+                tracing::warn!(package_id = %p.id, source = %site, error = %e.without_url(), "fetching the signature failed");
+                unreachable_source()
+            }
+            Some(refused) => forbidden(&site, refused),
+        })?;
+        let status = response.status();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            tracing::warn!(package_id = %p.id, source = %site, %status, "the signature_url answered a temporary error");
+            return Err(unreachable_source());
+        }
+        if !status.is_success() {
+            tracing::warn!(package_id = %p.id, source = %site, %status, "the signature_url refused");
+            return Err(refused());
+        }
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| {
+                tracing::warn!(package_id = %p.id, source = %site, error = %e.without_url(), "fetching the signature was interrupted");
+                unreachable_source()
+            })?;
+            if body.len() + chunk.len() > MAX_SIGNATURE_BYTES {
+                return Err(refused());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        String::from_utf8(body).map_err(|_| refused())
     }
 
     async fn activate(&self, p: &Package) -> Result<(), ExecError> {

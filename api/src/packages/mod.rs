@@ -10,6 +10,7 @@ pub mod names;
 pub mod routes;
 pub mod s3;
 pub mod settings;
+pub mod signatures;
 pub mod streams;
 pub mod transfer;
 

@@ -98,6 +98,12 @@ pub fn package_view(p: Package) -> PackageView {
         yanked: p.yanked.is_some(),
         yanked_reason: p.yanked.as_ref().map(|y| y.reason.clone()),
         yanked_at: p.yanked.as_ref().map(|y| y.at),
+        signature_url: p.signature_url,
+        signature: p.signature.map(|s| wire::SignatureView {
+            key_id: s.key_id().unwrap_or_default(),
+            verified: s.verified_at.is_some(),
+            verified_at: s.verified_at,
+        }),
         created_at: p.created_at,
         updated_at: p.updated_at,
     }
@@ -197,6 +203,7 @@ pub async fn create(
                 source_url: Some(b.source_url),
                 sha256: Some(b.sha256),
                 size_bytes: Some(b.size_bytes),
+                signature_url: Some(b.signature_url),
             },
         )
         .await?;
@@ -295,7 +302,7 @@ pub async fn get(
 #[utoipa::path(patch, path = "/api/v1/packages/{id}", tag = "packages",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), request_body = PatchPackageRequest,
     responses((status = 200, description = "Updated", body = PackageView),
-        (status = 409, description = "Another package has this name and version; or `field_frozen`: name, version, source_url, sha256 and size_bytes freeze once the package has left `created`; or `operation_in_progress` for those fields while an operation runs"),
+        (status = 409, description = "Another package has this name and version; or `field_frozen`: name, version, source_url, sha256, size_bytes and signature_url freeze once the package has left `created`; or `operation_in_progress` for those fields while an operation runs"),
         (status = 412, description = "Stale If-Match"),
         (status = 422, description = "Invalid fields (status cannot be set)")))]
 pub async fn patch(
@@ -318,6 +325,7 @@ pub async fn patch(
                 source_url: b.source_url,
                 sha256: b.sha256,
                 size_bytes: b.size_bytes,
+                signature_url: b.signature_url,
             },
             if_match(&req)?,
         )

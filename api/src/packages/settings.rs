@@ -15,10 +15,44 @@ pub struct PackagesSettings {
     /// left alone). 0 keeps all. An hourly
     /// pass prunes the names past it; `POST /package-names/{name}/prune` prunes one now.
     pub keep_versions: u32,
+    /// Activation refuses an artifact without a signature that verifies by a key trusted for
+    /// its name (the operation fails `signature_invalid`).
+    #[serde(default)]
+    pub require_signatures: bool,
+    /// Minisign public keys trusted for signatures: `"<key>"` (every name) or
+    /// `"<key> <pattern> …"` (names matching one of the glob patterns, `acme-*`), the key the
+    /// base64 line of a `minisign.pub` file.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 impl PackagesSettings {
+    /// The trusted keys, parsed, and whether activation requires a signature.
+    pub fn trust(&self) -> Result<depot_packages::signature::Trust, SettingsError> {
+        let keys = self
+            .trusted_keys
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                depot_packages::signature::TrustedKey::parse(entry).map_err(|e| {
+                    SettingsError::new("packages.trusted_keys", format!("entry {}: {e}", i + 1))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.require_signatures && keys.is_empty() {
+            return Err(SettingsError::new(
+                "packages.require_signatures",
+                "is on but packages.trusted_keys is empty: no activation could succeed",
+            ));
+        }
+        Ok(depot_packages::signature::Trust::new(
+            keys,
+            self.require_signatures,
+        ))
+    }
+
     pub fn validate(&self) -> Result<(), SettingsError> {
+        self.trust()?;
         if self.keep_versions > depot_packages::names::MAX_KEEP {
             return Err(SettingsError::new(
                 "packages.keep_versions",

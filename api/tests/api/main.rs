@@ -19,4 +19,5 @@ mod oidc;
 mod packages;
 mod passwords;
 mod scaled;
+mod signatures;
 mod tracing;

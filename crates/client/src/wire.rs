@@ -194,8 +194,30 @@ pub struct PackageView {
     pub yanked_reason: Option<String>,
     #[serde(default)]
     pub yanked_at: Option<DateTime<Utc>>,
+    /// Where a download fetches the detached signature from, beside `source_url`.
+    #[serde(default)]
+    pub signature_url: Option<String>,
+    /// The detached minisign signature the package carries (`GET …/signature` reads it), or
+    /// `null`.
+    #[serde(default)]
+    pub signature: Option<SignatureView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A package's signature: which key made it, and whether and when it verified against the
+/// artifact by a key trusted for the name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SignatureView {
+    /// The minisign key id the signature names (16 hex digits, as `minisign -V` prints it).
+    #[cfg_attr(feature = "openapi", schema(example = "E7620F1842B4E81F"))]
+    pub key_id: String,
+    /// It verified against the artifact's bytes by that key, trusted for the name, at
+    /// `verified_at` (an upload, a download, the signature's upload, or an activation that
+    /// required it). `false`: not checked yet (no artifact), or it no longer verifies.
+    pub verified: bool,
+    pub verified_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /packages/{id}/yank`.
@@ -389,6 +411,17 @@ pub struct CreatePackageRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub size_bytes: Option<i64>,
+    /// Where a download fetches the detached minisign signature (`.minisig`) from, beside
+    /// `source_url` (same rules as `source_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2000,
+            pattern = "^\\s*[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:[0-9]{1,4})?([/?#][!-~]*)?\\s*$"
+        )
+    )]
+    pub signature_url: Option<String>,
 }
 
 impl CreatePackageRequest {
@@ -452,6 +485,13 @@ pub struct PatchPackageRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>, minimum = 0))]
     pub size_bytes: Option<Option<i64>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 2000, pattern = "^\\s*[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:[0-9]{1,4})?([/?#][!-~]*)?\\s*$"))]
+    pub signature_url: Option<Option<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -212,6 +212,36 @@ impl<R: PackageRepository + 'static> PackageRepository for Cached<R> {
         r
     }
 
+    async fn set_signature(
+        &self,
+        id: Uuid,
+        expected_revision: i64,
+        signature: &crate::model::PackageSignature,
+        now: DateTime<Utc>,
+    ) -> Result<Package, crate::ports::AttachError> {
+        let r = self
+            .inner
+            .set_signature(id, expected_revision, signature, now)
+            .await;
+        self.cache.written(Some(id));
+        r
+    }
+
+    async fn record_verification(
+        &self,
+        id: Uuid,
+        text: &str,
+        verified_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let r = self
+            .inner
+            .record_verification(id, text, verified_at, now)
+            .await;
+        self.cache.written(Some(id));
+        r
+    }
+
     async fn set_yank(
         &self,
         id: Uuid,
@@ -435,6 +465,24 @@ mod tests {
             _: Option<&crate::model::Yank>,
             _: DateTime<Utc>,
         ) -> Result<Package, RepoError> {
+            unimplemented!("not used by these tests")
+        }
+        async fn set_signature(
+            &self,
+            _: Uuid,
+            _: i64,
+            _: &crate::model::PackageSignature,
+            _: DateTime<Utc>,
+        ) -> Result<Package, crate::ports::AttachError> {
+            unimplemented!("not used by these tests")
+        }
+        async fn record_verification(
+            &self,
+            _: Uuid,
+            _: &str,
+            _: Option<DateTime<Utc>>,
+            _: DateTime<Utc>,
+        ) -> Result<(), RepoError> {
             unimplemented!("not used by these tests")
         }
         async fn attach_artifact(

@@ -197,6 +197,9 @@ impl PackageRepository for InMemoryPackages {
         if let Some(v) = &f.source_url {
             p.source_url = v.clone();
         }
+        if let Some(v) = &f.signature_url {
+            p.signature_url = v.clone();
+        }
         if let Some(v) = &f.sha256 {
             p.sha256 = v.clone();
         }
@@ -244,6 +247,9 @@ impl PackageRepository for InMemoryPackages {
         p.status = PackageStatus::Downloaded;
         p.sha256 = Some(artifact.sha256.clone());
         p.size_bytes = Some(artifact.size);
+        if let Some(signature) = &artifact.signature {
+            p.signature = Some(signature.clone());
+        }
         p.sealed_at = p.sealed_at.or(Some(now));
         p.revision += 1;
         p.updated_at = now;
@@ -258,9 +264,60 @@ impl PackageRepository for InMemoryPackages {
     ) -> Result<(), RepoError> {
         let mut s = self.state.lock().unwrap();
         let p = s.packages.get_mut(&id).ok_or(RepoError::NotFound)?;
-        if p.status == PackageStatus::Created && (p.sha256.is_none() || p.size_bytes.is_none()) {
+        if p.status == PackageStatus::Created
+            && (p.sha256.is_none() || p.size_bytes.is_none() || artifact.signature.is_some())
+        {
             p.sha256.get_or_insert_with(|| artifact.sha256.clone());
             p.size_bytes.get_or_insert(artifact.size);
+            if let Some(signature) = &artifact.signature {
+                p.signature = Some(signature.clone());
+            }
+            p.revision += 1;
+            p.updated_at = now;
+        }
+        Ok(())
+    }
+
+    async fn set_signature(
+        &self,
+        id: Uuid,
+        expected_revision: i64,
+        signature: &crate::model::PackageSignature,
+        now: DateTime<Utc>,
+    ) -> Result<Package, AttachError> {
+        let mut s = self.state.lock().unwrap();
+        let p = s.packages.get(&id).ok_or(AttachError::NotFound)?;
+        if p.revision != expected_revision {
+            return Err(AttachError::StaleRevision);
+        }
+        if p.status == PackageStatus::Active {
+            return Err(AttachError::WrongStatus(p.status));
+        }
+        if let Some(op) = s.busy_with(id) {
+            return Err(AttachError::Busy(BusyWith {
+                id: op.id,
+                kind: op.kind,
+                status: op.status,
+            }));
+        }
+        let p = s.packages.get_mut(&id).expect("checked");
+        p.signature = Some(signature.clone());
+        p.revision += 1;
+        p.updated_at = now;
+        Ok(p.clone())
+    }
+
+    async fn record_verification(
+        &self,
+        id: Uuid,
+        text: &str,
+        verified_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let mut s = self.state.lock().unwrap();
+        let p = s.packages.get_mut(&id).ok_or(RepoError::NotFound)?;
+        if let Some(signature) = p.signature.as_mut().filter(|sig| sig.text == text) {
+            signature.verified_at = verified_at;
             p.revision += 1;
             p.updated_at = now;
         }

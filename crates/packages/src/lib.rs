@@ -15,6 +15,7 @@ pub mod publish;
 pub mod relay;
 pub mod runner;
 pub mod service;
+pub mod signature;
 pub mod version;
 pub mod watch;
 

@@ -172,11 +172,16 @@ pub struct Package {
     /// registered before owners existed, which only `packages:admin` manages.
     pub owner: Option<Owner>,
     /// When the package first left Created: from then on its verified fields (`name`,
-    /// `version`, `source_url`, `sha256`, `size_bytes`) are frozen, even if it returns there.
+    /// `version`, `source_url`, `sha256`, `size_bytes`, `signature_url`) are frozen, even if
+    /// it returns there.
     pub sealed_at: Option<DateTime<Utc>>,
     /// Withdrawn by its owner: not downloaded or activated anew, skipped by `latest` and
     /// rollback, still readable.
     pub yanked: Option<Yank>,
+    /// A detached minisign signature over the artifact, uploaded or fetched.
+    pub signature: Option<PackageSignature>,
+    /// Where a download fetches the signature from, beside `source_url` (a verified field).
+    pub signature_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub revision: i64,
@@ -197,6 +202,8 @@ impl Package {
             owner: None,
             sealed_at: None,
             yanked: None,
+            signature: None,
+            signature_url: None,
             created_at: now,
             updated_at: now,
             revision: 1,
@@ -225,11 +232,29 @@ pub struct Operation {
     pub package_name: Option<String>,
 }
 
-/// An artifact's SHA-256 (lower-case hex) and size, as computed from its bytes.
+/// An artifact's SHA-256 (lower-case hex) and size, as computed from its bytes, and the
+/// signature it verified against as it streamed, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedArtifact {
     pub sha256: String,
     pub size: i64,
+    /// The signature that verified these bytes (its text, and when), recorded with them.
+    pub signature: Option<PackageSignature>,
+}
+
+/// A package's detached signature and when it last verified by a trusted key (`None`: not
+/// yet checked against bytes, or it no longer verifies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageSignature {
+    pub text: String,
+    pub verified_at: Option<DateTime<Utc>>,
+}
+
+impl PackageSignature {
+    /// The id of the key that made it (16 hex digits, as minisign prints it).
+    pub fn key_id(&self) -> Option<String> {
+        crate::signature::key_id_of(&self.text)
+    }
 }
 
 /// Why and when a version was yanked.
@@ -334,6 +359,7 @@ pub struct PackageFields {
     pub source_url: Option<Option<String>>,
     pub sha256: Option<Option<String>>,
     pub size_bytes: Option<Option<i64>>,
+    pub signature_url: Option<Option<String>>,
     /// With `name`: the owner the package takes under its new name (that name's owner, or the
     /// caller's for a new name), which the adapter checks as it claims the name. Set by the
     /// service, never by a client.
@@ -380,6 +406,7 @@ impl PackageFields {
             ("source_url", self.source_url.is_some()),
             ("sha256", self.sha256.is_some()),
             ("size_bytes", self.size_bytes.is_some()),
+            ("signature_url", self.signature_url.is_some()),
         ]
         .into_iter()
         .filter_map(|(field, given)| given.then_some(field))
@@ -396,6 +423,38 @@ pub struct PackageInput {
     pub source_url: Option<Option<String>>,
     pub sha256: Option<Option<String>>,
     pub size_bytes: Option<Option<i64>>,
+    pub signature_url: Option<Option<String>>,
+}
+
+/// An http(s) URL without credentials, or an error naming `field`.
+fn download_url(raw: String, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    let too_long = raw.chars().count() > MAX_URL_CHARS;
+    let u = raw.trim().to_owned();
+    match url::Url::parse(&u) {
+        // Credentials in a URL end up in logs and in every reader's hands.
+        Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            errors.push(FieldError {
+                field: field.into(),
+                message: "must not carry credentials (user:pass@)".into(),
+            });
+            None
+        }
+        Ok(parsed)
+            if matches!(parsed.scheme(), "http" | "https")
+                && parsed.host().is_some()
+                && !too_long
+                && u.len() <= MAX_URL_CHARS =>
+        {
+            Some(parsed.to_string())
+        }
+        _ => {
+            errors.push(FieldError {
+                field: field.into(),
+                message: "must be an http or https URL".into(),
+            });
+            None
+        }
+    }
 }
 
 impl PackageInput {
@@ -455,37 +514,9 @@ impl PackageInput {
                 (!d.is_empty()).then_some(d)
             })
         });
-        out.source_url = self.source_url.map(|u| {
-            u.and_then(|u| {
-                let too_long = u.chars().count() > MAX_URL_CHARS;
-                let u = u.trim().to_owned();
-                match url::Url::parse(&u) {
-                    // Credentials in a URL end up in logs and in every reader's hands.
-                    Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-                        errors.push(FieldError {
-                            field: "source_url".into(),
-                            message: "must not carry credentials (user:pass@)".into(),
-                        });
-                        None
-                    }
-                    Ok(parsed)
-                        if matches!(parsed.scheme(), "http" | "https")
-                            && parsed.host().is_some()
-                            && !too_long
-                            && u.len() <= MAX_URL_CHARS =>
-                    {
-                        Some(parsed.to_string())
-                    }
-                    _ => {
-                        errors.push(FieldError {
-                            field: "source_url".into(),
-                            message: "must be an http or https URL".into(),
-                        });
-                        None
-                    }
-                }
-            })
-        });
+        out.source_url = self
+            .source_url
+            .map(|u| u.and_then(|u| download_url(u, "source_url", &mut errors)));
         out.sha256 = self.sha256.map(|h| {
             h.and_then(|h| {
                 let h = h.trim().to_ascii_lowercase();
@@ -513,6 +544,9 @@ impl PackageInput {
                 }
             })
         });
+        out.signature_url = self
+            .signature_url
+            .map(|u| u.and_then(|u| download_url(u, "signature_url", &mut errors)));
         match ValidationError::from_errors(errors) {
             Some(e) => Err(e),
             None => Ok(out),

@@ -226,11 +226,33 @@ pub trait PackageRepository: Send + Sync {
         place: crate::artifacts::Placement<'_>,
     ) -> Result<Package, AttachError>;
     /// What a download verified: `sha256` and `size_bytes` are set where the package left them
-    /// unset, while it is Created (its download running, so nobody can change them meanwhile).
+    /// unset, and the signature it verified against (fetched from `signature_url`, or the one
+    /// it held) with when, while it is Created (its download running, so nobody can change
+    /// them meanwhile).
     async fn record_artifact(
         &self,
         id: Uuid,
         artifact: &crate::model::VerifiedArtifact,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError>;
+    /// Gives the package `signature` (replacing one it had), in one transaction that holds
+    /// it, conditional on its being at `expected_revision`, Created or Downloaded (not Active:
+    /// the version in use keeps what it was activated with) and with no operation pending or
+    /// running. Errors: `NotFound`, `StaleRevision`, `WrongStatus`, `Busy`, `Store`.
+    async fn set_signature(
+        &self,
+        id: Uuid,
+        expected_revision: i64,
+        signature: &crate::model::PackageSignature,
+        now: DateTime<Utc>,
+    ) -> Result<Package, AttachError>;
+    /// Records when the package's signature, if it is still `text`, last verified (`None`: it
+    /// no longer does).
+    async fn record_verification(
+        &self,
+        id: Uuid,
+        text: &str,
+        verified_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError>;
     /// Yanks the package (`Some`) or takes the yank back (`None`); returns it as it now is.

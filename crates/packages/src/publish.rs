@@ -3,9 +3,10 @@
 //! transaction that makes it Downloaded; a download reads it back.
 
 use crate::artifacts::{ArtifactError, ArtifactStore, ByteStream, StoredArtifact};
-use crate::model::{Package, PackageStatus, VerifiedArtifact};
+use crate::model::{Package, PackageSignature, PackageStatus, VerifiedArtifact};
 use crate::ports::{AttachError, OperationFilter};
 use crate::service::{PackageError, not_owner, repo};
+use crate::signature::{Signature, SignatureError, Trust};
 use crate::{OperationStatus, PackageService};
 use depot_core::{PageRequest, Permission, Principal, ValidationError};
 use std::sync::Arc;
@@ -45,6 +46,40 @@ fn yanked() -> PackageError {
     conflict(
         "yanked",
         "this version is yanked: it takes no artifact (unyank it, or use another version)".into(),
+    )
+}
+
+/// A 422 naming `signature`.
+fn signature_refused(e: SignatureError) -> PackageError {
+    let mut v = ValidationError { errors: vec![] };
+    v.push("signature", e.to_string());
+    PackageError::Validation(v)
+}
+
+trait Hint {
+    fn with_hint(self, hint: &str) -> Self;
+}
+
+impl Hint for PackageError {
+    /// Adds `hint` to the message of a validation error.
+    fn with_hint(mut self, hint: &str) -> Self {
+        if let PackageError::Validation(v) = &mut self {
+            for e in &mut v.errors {
+                e.message = format!("{}; {hint}", e.message);
+            }
+        }
+        self
+    }
+}
+
+fn active_keeps_its_signature(p: &Package) -> PackageError {
+    conflict(
+        "invalid_transition",
+        format!(
+            "{} {} is active: the version in use keeps the signature it was activated with \
+             (deactivate it first)",
+            p.name, p.version
+        ),
     )
 }
 
@@ -92,6 +127,12 @@ impl PackageService {
         if package.yanked.is_some() {
             return Err(yanked());
         }
+        self.not_busy(id).await?;
+        Ok(package)
+    }
+
+    /// `operation_in_progress` while an operation is pending or running on the package.
+    async fn not_busy(&self, id: Uuid) -> Result<(), PackageError> {
         for status in [OperationStatus::Pending, OperationStatus::Running] {
             let busy = self
                 .operations
@@ -116,7 +157,106 @@ impl PackageService {
                 ));
             }
         }
-        Ok(package)
+        Ok(())
+    }
+
+    /// The signature a package holds, parsed, and the trusted key that made it: a 422 naming
+    /// `signature` when it is not by a key trusted for the name (any more).
+    fn signed_by<'t>(
+        trust: &'t Trust,
+        package: &Package,
+    ) -> Result<Option<(Signature, &'t crate::signature::TrustedKey)>, PackageError> {
+        let Some(held) = &package.signature else {
+            return Ok(None);
+        };
+        let signature = Signature::parse(&held.text).map_err(signature_refused)?;
+        let key = trust.signer(&package.name, &signature).map_err(|e| {
+            signature_refused(e).with_hint(
+                "upload a signature by a trusted key (PUT /api/v1/packages/{id}/signature)",
+            )
+        })?;
+        Ok(Some((signature, key)))
+    }
+
+    /// Gives the package a detached minisign signature over its artifact (`text`, the
+    /// `.minisig` file). The signature must be by a key trusted for the package's name; when
+    /// the package holds its artifact already, the signature must verify against those bytes
+    /// (read back from storage) and is recorded as verified. A package in Created keeps it
+    /// and checks it when its bytes arrive (an upload or a download is refused when they do
+    /// not verify). The active version keeps the signature it was activated with.
+    #[tracing::instrument(skip_all, fields(package_id = %id))]
+    pub async fn sign(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        text: &str,
+        if_match: Option<i64>,
+    ) -> Result<Package, PackageError> {
+        let package = self.get(id).await?;
+        if !principal.manages(package.owner.as_ref(), Permission::PackagesAdmin) {
+            return Err(not_owner(&package.name));
+        }
+        if if_match.is_some_and(|r| r != package.revision) {
+            return Err(PackageError::PreconditionFailed);
+        }
+        if package.status == PackageStatus::Active {
+            return Err(active_keeps_its_signature(&package));
+        }
+        self.not_busy(id).await?;
+        let signature = Signature::parse(text).map_err(signature_refused)?;
+        let key = self
+            .trust
+            .signer(&package.name, &signature)
+            .map_err(signature_refused)?;
+        let verified_at = if package.status == PackageStatus::Downloaded {
+            let body = self.open_artifact(&package, None).await?;
+            match self.trust.verify(&package.name, &signature, body).await {
+                Ok(_) => Some(self.clock.now()),
+                Err(SignatureError::Unreadable) => {
+                    return Err(PackageError::ArtifactMissing(format!(
+                        "{} {}'s artifact could not be read back to check the signature",
+                        package.name, package.version
+                    )));
+                }
+                Err(e) => return Err(signature_refused(e)),
+            }
+        } else {
+            None
+        };
+        let stored = PackageSignature {
+            text: signature.text().to_owned(),
+            verified_at,
+        };
+        let signed = self
+            .packages
+            .set_signature(id, package.revision, &stored, self.clock.now())
+            .await
+            .map_err(|e| match e {
+                AttachError::NotFound => PackageError::NotFound("no package with this id"),
+                AttachError::StaleRevision if if_match.is_some() => {
+                    PackageError::PreconditionFailed
+                }
+                AttachError::StaleRevision => conflict(
+                    "package_changed",
+                    "the package changed while its signature was checked; read it and send \
+                     the signature again"
+                        .into(),
+                ),
+                AttachError::WrongStatus(_) => active_keeps_its_signature(&package),
+                e @ AttachError::Busy(_) => conflict("operation_in_progress", e.to_string()),
+                AttachError::Yanked | AttachError::Place(_) => {
+                    unreachable!("a signature is not refused for these")
+                }
+                AttachError::Store(e) => repo(e, "no package with this id"),
+            })?;
+        tracing::info!(
+            package_id = %id,
+            key_id = %key.key_id(),
+            verified = verified_at.is_some(),
+            actor = %principal.actor(),
+            "signature recorded"
+        );
+        Ok(signed)
     }
 
     /// Uploads the package's artifact: `body` streams into the store (never whole in memory),
@@ -134,11 +274,32 @@ impl PackageService {
     ) -> Result<Package, PackageError> {
         let package = self.check_upload(principal, id, claims.if_match).await?;
         let store = self.store()?;
+        // A signature the package holds is checked as the body streams, with its hash.
+        let signed = Self::signed_by(&self.trust, &package)?;
+        let (body, check) = match &signed {
+            Some((signature, key)) => {
+                let (body, check) = Trust::verifying(key, signature, body);
+                (body, Some(check))
+            }
+            None => (body, None),
+        };
         let staged = store
             .stage(id, body, self.max_artifact_bytes)
             .await
             .map_err(artifact_error)?;
         let mut mismatch = ValidationError { errors: vec![] };
+        let mut signature = None;
+        if let (Some(check), Some((held, _))) = (check, &signed) {
+            match check.finish().await {
+                Ok(_) => {
+                    signature = Some(PackageSignature {
+                        text: held.text().to_owned(),
+                        verified_at: Some(self.clock.now()),
+                    });
+                }
+                Err(e) => mismatch.push("signature", e.to_string()),
+            }
+        }
         if let Some(size) = package.size_bytes
             && size as u64 != staged.size
         {
@@ -180,6 +341,7 @@ impl PackageService {
         let artifact = VerifiedArtifact {
             sha256: staged.sha256.clone(),
             size: staged.size as i64,
+            signature,
         };
         // On a task of its own: a client that hangs up once the bytes are moving into place
         // must not cancel the transaction between the rename and the commit.
@@ -461,5 +623,72 @@ mod tests {
             matches!(missing, Err(PackageError::ArtifactMissing(_))),
             "{missing:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_signature_must_be_trusted_and_verify_against_the_bytes_it_travels_with() {
+        use crate::signature::TrustedKey;
+        use crate::signature::tests::TestSigner;
+        let signer = TestSigner::new();
+        let stranger = TestSigner::new();
+        let (store, svc) = service();
+        let files = Arc::new(InMemoryArtifacts::default());
+        let trust = Trust::new(vec![TrustedKey::parse(&signer.public()).unwrap()], true);
+        let svc = svc
+            .with_artifacts(files.clone(), 16)
+            .with_trust(Arc::new(trust));
+        let admin = Principal::admin();
+        let p = create(&svc, None).await;
+        let field = |r: Result<Package, PackageError>| match r {
+            Err(PackageError::Validation(v)) => {
+                format!("{}: {}", v.errors[0].field, v.errors[0].message)
+            }
+            other => panic!("{other:?}"),
+        };
+        // Not a signature; a signature by a key nobody trusts.
+        assert!(field(svc.sign(&admin, p.id, "hello", None).await).starts_with("signature:"));
+        let untrusted = field(svc.sign(&admin, p.id, &stranger.sign(b"hello"), None).await);
+        assert!(untrusted.contains("not trusted"), "{untrusted}");
+        // Kept unverified while there are no bytes; the bytes must then be the signed ones.
+        let signed = svc
+            .sign(&admin, p.id, &signer.sign(b"hello"), None)
+            .await
+            .unwrap();
+        let held = signed.signature.clone().unwrap();
+        assert_eq!(held.verified_at, None);
+        let wrong = field(
+            svc.upload(&admin, p.id, body(b"jello"), &UploadClaims::default())
+                .await,
+        );
+        assert!(wrong.contains("does not verify"), "{wrong}");
+        assert!(files.files.lock().unwrap().is_empty());
+        let done = svc
+            .upload(&admin, p.id, body(b"hello"), &UploadClaims::default())
+            .await
+            .unwrap();
+        assert!(done.signature.as_ref().unwrap().verified_at.is_some());
+        assert_eq!(
+            done.signature.as_ref().unwrap().key_id(),
+            Some(signer_key(&signer))
+        );
+        // A Downloaded package's new signature is checked against its stored bytes.
+        let other = field(svc.sign(&admin, p.id, &signer.sign(b"other"), None).await);
+        assert!(other.contains("does not verify"), "{other}");
+        let again = svc
+            .sign(&admin, p.id, &signer.sign(b"hello"), None)
+            .await
+            .unwrap();
+        assert!(again.signature.unwrap().verified_at.is_some());
+        let now = crate::ports::PackageRepository::get(&*store, p.id)
+            .await
+            .unwrap();
+        assert_eq!(now.revision, again.revision);
+    }
+
+    fn signer_key(signer: &crate::signature::tests::TestSigner) -> String {
+        crate::signature::TrustedKey::parse(&signer.public())
+            .unwrap()
+            .key_id()
+            .to_owned()
     }
 }

@@ -50,6 +50,72 @@ pub struct OperationRunner {
     artifacts: Arc<dyn ArtifactFiles>,
     /// The `keep` of a retention prune whose message lost it (re-queued after a restart).
     keep_versions: u32,
+    /// With `packages.require_signatures`: what an activation checks first.
+    signatures: Option<SignatureGate>,
+}
+
+/// An activation's signature check (`packages.require_signatures`): the package carries a
+/// signature by a key trusted for its name, and it verifies against the bytes in storage, read
+/// back as they are now (so bytes changed in storage since they were checked are caught).
+pub struct SignatureGate {
+    pub trust: Arc<crate::signature::Trust>,
+    pub artifacts: Arc<dyn crate::artifacts::ArtifactStore>,
+    /// Where the outcome is recorded (the package view's `signature.verified_at`).
+    pub packages: Arc<dyn crate::ports::PackageRepository>,
+}
+
+fn signature_invalid(detail: impl Into<String>) -> ExecError {
+    ExecError::Failed {
+        code: "signature_invalid".into(),
+        detail: detail.into(),
+    }
+}
+
+impl SignatureGate {
+    async fn check(
+        &self,
+        package: &crate::model::Package,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ExecError> {
+        use crate::signature::{Signature, SignatureError};
+        if !self.trust.required {
+            return Ok(());
+        }
+        let Some(held) = &package.signature else {
+            return Err(signature_invalid(SignatureError::Missing.to_string()));
+        };
+        let signature =
+            Signature::parse(&held.text).map_err(|e| signature_invalid(e.to_string()))?;
+        let body = self
+            .artifacts
+            .open(package.id, None)
+            .await
+            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
+            .ok_or_else(|| ExecError::Failed {
+                code: "artifact_missing".into(),
+                detail: "the downloaded artifact is not in storage; download it again".into(),
+            })?;
+        let outcome = self.trust.verify(&package.name, &signature, body).await;
+        let verified_at = match &outcome {
+            Ok(_) => Some(now),
+            Err(SignatureError::Unreadable) => {
+                return Err(ExecError::Retryable(
+                    "the artifact could not be read back to check its signature".into(),
+                ));
+            }
+            Err(_) => None,
+        };
+        if let Err(e) = self
+            .packages
+            .record_verification(package.id, &held.text, verified_at, now)
+            .await
+        {
+            tracing::warn!(error = %e, "recording the signature check failed");
+        }
+        outcome
+            .map(|_| ())
+            .map_err(|e| signature_invalid(e.to_string()))
+    }
 }
 
 /// Writes progress to the operation, at most every 100 ms (and always the first report).
@@ -103,7 +169,14 @@ impl OperationRunner {
             names: None,
             artifacts: Arc::new(NoFiles),
             keep_versions: 0,
+            signatures: None,
         }
+    }
+
+    /// Activations check signatures through `gate` (when it requires them).
+    pub fn with_signatures(mut self, gate: SignatureGate) -> Self {
+        self.signatures = Some(gate);
+        self
     }
 
     /// A prune removes the files of the versions it pruned from `artifacts`.
@@ -297,8 +370,16 @@ impl OperationRunner {
                 }
             }
         };
+        let work = async {
+            if op.kind == crate::model::OperationKind::Activate
+                && let Some(gate) = &self.signatures
+            {
+                gate.check(&package, self.clock.now()).await?;
+            }
+            self.executor.execute(op.kind, &package, &progress).await
+        };
         let executed = tokio::select! {
-            r = self.executor.execute(op.kind, &package, &progress) => r,
+            r = work => r,
             never = heartbeat => never,
         };
         let outcome = match executed {

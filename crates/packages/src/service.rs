@@ -113,6 +113,8 @@ pub struct PackageService {
     pub(crate) max_artifact_bytes: u64,
     /// `packages.keep_versions`: how many versions a prune keeps (0: retention is off).
     pub(crate) keep_versions: u32,
+    /// The keys trusted for signatures (`packages.trusted_keys`).
+    pub(crate) trust: Arc<crate::signature::Trust>,
 }
 
 /// `artifacts.max_bytes` unless configured: 1 GiB.
@@ -139,7 +141,14 @@ impl PackageService {
             store: None,
             max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
             keep_versions: 0,
+            trust: Arc::default(),
         }
+    }
+
+    /// Signatures are checked against `trust`'s keys.
+    pub fn with_trust(mut self, trust: Arc<crate::signature::Trust>) -> Self {
+        self.trust = trust;
+        self
     }
 
     /// Artifacts are uploaded to and served from `store`, up to `max_bytes` each; deleting a
@@ -210,6 +219,7 @@ impl PackageService {
             source_url: fields.source_url.flatten(),
             sha256: fields.sha256.flatten(),
             size_bytes: fields.size_bytes.flatten(),
+            signature_url: fields.signature_url.flatten(),
             owner,
             ..Package::created(name, fields.version.expect("required"), now)
         };
@@ -271,6 +281,9 @@ impl PackageService {
         }
         if fields.size_bytes == Some(current.size_bytes) {
             fields.size_bytes = None;
+        }
+        if fields.signature_url.as_ref() == Some(&current.signature_url) {
+            fields.signature_url = None;
         }
         // Which of them are frozen (sealed package, or an operation under way) the adapter
         // decides in the update itself: `Frozen` and `Busy` below.

@@ -44,6 +44,29 @@ impl Client {
         self.send(Self::if_match(req, options.if_match)).await
     }
 
+    /// `PUT /api/v1/packages/{id}/signature`: gives the package a detached minisign signature
+    /// (the text of a `.minisig` file); answers with the package.
+    pub async fn put_signature(&self, id: Uuid, minisig: &str) -> Result<PackageView, Error> {
+        self.call(
+            self.request(Method::PUT, &format!("/api/v1/packages/{id}/signature"))
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(minisig.to_owned()),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/packages/{id}/signature`: the `.minisig` text the package carries.
+    pub async fn signature(&self, id: Uuid) -> Result<String, Error> {
+        let response = self
+            .raw(
+                Method::GET,
+                &format!("/api/v1/packages/{id}/signature"),
+                &[],
+            )
+            .await?;
+        response.text().await.map_err(Error::from)
+    }
+
     /// `GET /api/v1/packages/{id}/artifact` with the caller's `headers` (`Range`, `If-None-Match`,
     /// `If-Range`): the answer with its body unread, to stream ([`reqwest::Response::bytes_stream`])
     /// or read whole. Any 2xx or 304 is returned; other answers are an [`Error::Api`].

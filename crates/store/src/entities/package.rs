@@ -22,6 +22,12 @@ pub struct Model {
     pub sealed_at: Option<DateTimeUtc>,
     pub yanked_at: Option<DateTimeUtc>,
     pub yanked_reason: Option<String>,
+    /// The text of a detached minisign signature over the artifact.
+    pub signature: Option<String>,
+    /// When the signature last verified by a trusted key.
+    pub signature_verified_at: Option<DateTimeUtc>,
+    /// Where a download fetches the signature from, beside `source_url`.
+    pub signature_url: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -31,7 +31,7 @@ use crate::keyset::{newest_first, page_by_id};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use depot_core::{Cursor, Owner, OwnerKind, Page, PageRequest, RepoError};
-use depot_packages::model::{PackageFields, VerifiedArtifact};
+use depot_packages::model::{PackageFields, PackageSignature, VerifiedArtifact};
 use depot_packages::ports::{
     AttachError, BusyWith, CancelError, Claimed, DeleteError, InsertError, OperationFilter,
     OperationRepository, OutboxMessage, OutboxRepository, Outcome, PackageFilter,

@@ -168,6 +168,9 @@ impl PackageRepository for SeaOrmPackageRepository {
         if let Some(v) = f.size_bytes {
             update = update.col_expr(package::Column::SizeBytes, Expr::value(v));
         }
+        if let Some(v) = &f.signature_url {
+            update = update.col_expr(package::Column::SignatureUrl, Expr::value(v.clone()));
+        }
         // (name, version) is the only unique key an update can change.
         let result = update.exec(&txn).await.map_err(|e| {
             if is_unique_violation(&e) {
@@ -278,6 +281,7 @@ impl PackageRepository for SeaOrmPackageRepository {
                 package::Column::SealedAt,
                 Expr::col(package::Column::SealedAt).if_null(now),
             )
+            .signed(artifact.signature.as_ref())
             .changed(now)
             .filter(package::Column::Id.eq(id))
             .filter(package::Column::Revision.eq(expected_revision))
@@ -293,13 +297,80 @@ impl PackageRepository for SeaOrmPackageRepository {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn set_signature(
+        &self,
+        id: Uuid,
+        expected_revision: i64,
+        signature: &PackageSignature,
+        now: DateTime<Utc>,
+    ) -> Result<Package, AttachError> {
+        let backend = self.db.get_database_backend();
+        let txn = begin_write(&self.db).await.map_err(repo_err)?;
+        // Held until the commit, as an upload holds it (see `attach_artifact`).
+        let mut find = package::Entity::find_by_id(id);
+        if backend == DatabaseBackend::Postgres {
+            find = find.lock(LockType::Update);
+        }
+        let row = find
+            .one(&txn)
+            .await
+            .map_err(repo_err)?
+            .ok_or(AttachError::NotFound)?;
+        if row.revision != expected_revision {
+            return Err(AttachError::StaleRevision);
+        }
+        let status = PackageStatus::parse(&row.status)
+            .ok_or_else(|| repo_err(sea_orm::DbErr::Custom("unknown package status".into())))?;
+        if status == PackageStatus::Active {
+            return Err(AttachError::WrongStatus(status));
+        }
+        if let Some(op) = busy_with(&txn, id).await? {
+            return Err(AttachError::Busy(op));
+        }
+        let updated = package::Entity::update_many()
+            .signed(Some(signature))
+            .changed(now)
+            .filter(package::Column::Id.eq(id))
+            .filter(package::Column::Revision.eq(expected_revision))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(repo_err)?
+            .pop()
+            .ok_or(AttachError::StaleRevision)?;
+        txn.commit().await.map_err(repo_err)?;
+        Ok(package_of(updated)?)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_verification(
+        &self,
+        id: Uuid,
+        text: &str,
+        verified_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        package::Entity::update_many()
+            .col_expr(
+                package::Column::SignatureVerifiedAt,
+                Expr::value(verified_at),
+            )
+            .changed(now)
+            .filter(package::Column::Id.eq(id))
+            .filter(package::Column::Signature.eq(text))
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn record_artifact(
         &self,
         id: Uuid,
         artifact: &VerifiedArtifact,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
-        package::Entity::update_many()
+        let mut update = package::Entity::update_many()
             .col_expr(
                 package::Column::Sha256,
                 Expr::col(package::Column::Sha256).if_null(artifact.sha256.clone()),
@@ -308,17 +379,19 @@ impl PackageRepository for SeaOrmPackageRepository {
                 package::Column::SizeBytes,
                 Expr::col(package::Column::SizeBytes).if_null(artifact.size),
             )
+            .signed(artifact.signature.as_ref())
             .changed(now)
             .filter(package::Column::Id.eq(id))
-            .filter(package::Column::Status.eq(PackageStatus::Created.as_str()))
-            .filter(
+            .filter(package::Column::Status.eq(PackageStatus::Created.as_str()));
+        if artifact.signature.is_none() {
+            // Nothing to write when both were declared.
+            update = update.filter(
                 Condition::any()
                     .add(package::Column::Sha256.is_null())
                     .add(package::Column::SizeBytes.is_null()),
-            )
-            .exec(&self.db)
-            .await
-            .map_err(repo_err)?;
+            );
+        }
+        update.exec(&self.db).await.map_err(repo_err)?;
         Ok(())
     }
 

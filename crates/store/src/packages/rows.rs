@@ -19,6 +19,13 @@ pub(super) fn package_of(m: package::Model) -> Result<Package, RepoError> {
             reason: m.yanked_reason.unwrap_or_default(),
             at,
         }),
+        signature: m
+            .signature
+            .map(|text| depot_packages::model::PackageSignature {
+                text,
+                verified_at: m.signature_verified_at,
+            }),
+        signature_url: m.signature_url,
         created_at: m.created_at,
         updated_at: m.updated_at,
         revision: m.revision,
@@ -90,6 +97,9 @@ pub(super) fn package_model(p: &Package) -> package::ActiveModel {
         sealed_at: Set(p.sealed_at),
         yanked_at: Set(p.yanked.as_ref().map(|y| y.at)),
         yanked_reason: Set(p.yanked.as_ref().map(|y| y.reason.clone())),
+        signature: Set(p.signature.as_ref().map(|s| s.text.clone())),
+        signature_verified_at: Set(p.signature.as_ref().and_then(|s| s.verified_at)),
+        signature_url: Set(p.signature_url.clone()),
     }
 }
 
@@ -177,6 +187,8 @@ pub(super) fn starts_with(
 /// An update of packages that counts as a change of each row: its revision and `updated_at`.
 pub(super) trait Changed {
     fn changed(self, now: DateTime<Utc>) -> Self;
+    /// Sets the signature's columns when there is one (nothing otherwise).
+    fn signed(self, signature: Option<&PackageSignature>) -> Self;
 }
 
 impl Changed for sea_orm::UpdateMany<package::Entity> {
@@ -186,5 +198,17 @@ impl Changed for sea_orm::UpdateMany<package::Entity> {
             Expr::col(package::Column::Revision).add(1),
         )
         .col_expr(package::Column::UpdatedAt, Expr::value(now))
+    }
+
+    fn signed(self, signature: Option<&PackageSignature>) -> Self {
+        match signature {
+            Some(s) => self
+                .col_expr(package::Column::Signature, Expr::value(s.text.clone()))
+                .col_expr(
+                    package::Column::SignatureVerifiedAt,
+                    Expr::value(s.verified_at),
+                ),
+            None => self,
+        }
     }
 }

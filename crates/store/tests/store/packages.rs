@@ -752,3 +752,70 @@ impl depot_packages::ports::ArtifactFiles for Removed {
         Ok(())
     }
 }
+
+/// A signature is kept with its verification time, refused on the active version and while an
+/// operation runs, and a recorded verification applies only to the signature it checked.
+#[tokio::test]
+async fn a_signature_is_kept_and_its_verification_recorded_for_that_signature_only() {
+    use depot_packages::model::PackageSignature;
+    use depot_packages::ports::AttachError;
+    let db = migrated_db().await;
+    let repo = SeaOrmPackageRepository::new(db.db.clone());
+    let now = Utc::now();
+    let p = Package {
+        signature_url: Some("https://example.com/p.tgz.minisig".into()),
+        ..Package::created("signed".into(), "1.0".into(), now)
+    };
+    repo.insert(&p).await.unwrap();
+    assert_eq!(
+        PackageRepository::get(&repo, p.id)
+            .await
+            .unwrap()
+            .signature_url
+            .as_deref(),
+        Some("https://example.com/p.tgz.minisig")
+    );
+    let sig = PackageSignature {
+        text: "first".into(),
+        verified_at: None,
+    };
+    assert!(matches!(
+        repo.set_signature(p.id, p.revision + 1, &sig, now).await,
+        Err(AttachError::StaleRevision)
+    ));
+    let signed = repo
+        .set_signature(p.id, p.revision, &sig, now)
+        .await
+        .unwrap();
+    assert_eq!(signed.signature.as_ref(), Some(&sig));
+    assert_eq!(signed.revision, p.revision + 1);
+    // A check of another text (replaced meanwhile) records nothing.
+    let at = now + chrono::Duration::seconds(1);
+    repo.record_verification(p.id, "other", Some(at), at)
+        .await
+        .unwrap();
+    assert_eq!(
+        PackageRepository::get(&repo, p.id).await.unwrap().signature,
+        Some(sig.clone())
+    );
+    repo.record_verification(p.id, "first", Some(at), at)
+        .await
+        .unwrap();
+    let verified = PackageRepository::get(&repo, p.id)
+        .await
+        .unwrap()
+        .signature
+        .unwrap();
+    assert_eq!(
+        verified.verified_at.map(|t| t.timestamp_millis()),
+        Some(at.timestamp_millis())
+    );
+    // Busy while an operation is pending.
+    let op = Operation::pending(OperationKind::Download, p.id, now);
+    repo.start(&op, &message_for(&op)).await.unwrap();
+    let current = PackageRepository::get(&repo, p.id).await.unwrap();
+    assert!(matches!(
+        repo.set_signature(p.id, current.revision, &sig, now).await,
+        Err(AttachError::Busy(_))
+    ));
+}
