@@ -24,9 +24,10 @@ migrate:        ## Apply migrations to the configured database (DATABASE_URL or 
 	cargo run --locked -p depot-api --bin depot -- migrate up
 
 bench:          ## Release build driven by wrk: requests/s and p50/p99 per endpoint vs /health/live,
-                ## then lifecycle throughput embedded and on PostgreSQL + RabbitMQ
+                ## then lifecycle throughput embedded and on PostgreSQL + RabbitMQ, then artifacts vs nginx
 	bash scripts/bench.sh
 	bash scripts/bench-scaled.sh
+	bash scripts/bench-artifacts.sh
 
 cluster:        ## The scaled topology without Docker: nginx, 2 API processes, 2 workers (PostgreSQL + RabbitMQ)
 	CLUSTER_PROFILE=release CLUSTER_PORT=8080 bash scripts/cluster.sh run

@@ -21,7 +21,7 @@ use depot_packages::model::PackageSignature;
 use depot_packages::model::VerifiedArtifact;
 use depot_packages::ports::PackageRepository;
 use depot_packages::signature::{
-    MAX_SIGNATURE_BYTES, Signature, SignatureCheck, Trust, TrustedKey,
+    MAX_SIGNATURE_BYTES, Signature, SignatureCheck, SignatureError, Trust, TrustedKey,
 };
 use depot_packages::{OperationKind, Package};
 use futures::{Stream, StreamExt};
@@ -288,17 +288,44 @@ impl HttpExecutor {
         if self.verified(p).await? {
             // Already in place (a redelivery after a crash): its signature is checked there.
             if let Some((signature, _)) = &signed {
+                let storage = |e: ArtifactError| {
+                    ExecError::Retryable(format!("reading the artifact store: {e}"))
+                };
                 let body = self
                     .artifacts
                     .open(p.id, None)
                     .await
-                    .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
+                    .map_err(storage)?
                     .ok_or_else(unreachable_source)?;
-                self.trust
-                    .verify(&p.name, signature, body)
+                match self.trust.verify(&p.name, signature, body).await {
+                    Ok(_) => {}
+                    Err(SignatureError::Unreadable) => {
+                        return Err(ExecError::Retryable(
+                            "the stored artifact could not be read back to check its signature"
+                                .into(),
+                        ));
+                    }
+                    Err(e) => {
+                        // Bytes that do not verify are not kept, as on the first delivery.
+                        self.artifacts.remove(p.id).await.map_err(|e| {
+                            ExecError::Retryable(format!("clearing the artifact store: {e}"))
+                        })?;
+                        return Err(signature_invalid(e));
+                    }
+                }
+                let size = self
+                    .artifacts
+                    .head(p.id)
                     .await
-                    .map_err(signature_invalid)?;
-                self.record(p, signed.as_ref(), None).await?;
+                    .map_err(storage)?
+                    .map(|s| s.size as i64)
+                    .ok_or_else(unreachable_source)?;
+                let artifact = VerifiedArtifact {
+                    sha256: p.sha256.clone().unwrap_or_default(),
+                    size,
+                    signature: None,
+                };
+                self.record(p, signed.as_ref(), artifact).await?;
             }
             return Ok(());
         }
@@ -456,7 +483,7 @@ impl HttpExecutor {
             Err(e) => return Err(ExecError::Retryable(format!("storing the artifact: {e}"))),
         }
         // What was verified becomes what the package says it is (when it did not say).
-        self.record(p, signed.as_ref(), Some(artifact)).await
+        self.record(p, signed.as_ref(), artifact).await
     }
 
     /// Records what a download verified: the hash and size where the package did not declare
@@ -465,13 +492,8 @@ impl HttpExecutor {
         &self,
         p: &Package,
         signed: Option<&(Signature, TrustedKey)>,
-        artifact: Option<VerifiedArtifact>,
+        mut artifact: VerifiedArtifact,
     ) -> Result<(), ExecError> {
-        let mut artifact = artifact.unwrap_or_else(|| VerifiedArtifact {
-            sha256: p.sha256.clone().unwrap_or_default(),
-            size: p.size_bytes.unwrap_or_default(),
-            signature: None,
-        });
         artifact.signature = signed.map(|(signature, _)| PackageSignature {
             text: signature.text().to_owned(),
             verified_at: Some(chrono::Utc::now()),
@@ -493,17 +515,30 @@ impl HttpExecutor {
         &self,
         p: &Package,
     ) -> Result<Option<(Signature, TrustedKey)>, ExecError> {
-        let text = match (&p.signature, &p.signature_url) {
-            (Some(held), _) => held.text.clone(),
-            (None, Some(url)) => self.fetch_signature(p, url).await?,
+        let (text, fetched) = match (&p.signature, &p.signature_url) {
+            (Some(held), _) => (held.text.clone(), false),
+            (None, Some(url)) => (self.fetch_signature(p, url).await?, true),
             (None, None) => return Ok(None),
         };
-        let signature = Signature::parse(&text).map_err(signature_invalid)?;
-        let key = self
-            .trust
-            .signer(&p.name, &signature)
-            .map_err(signature_invalid)?
-            .clone();
+        // What a remote served is described by a fixed sentence, never echoed (not even the
+        // key id it names).
+        let refused = |e: SignatureError| {
+            if fetched {
+                tracing::warn!(package_id = %p.id, error = %e, "the signature_url's signature was refused");
+                failed(
+                    "signature_invalid",
+                    "the signature_url did not hand over a minisign signature by a key trusted \
+                     for this name",
+                )
+            } else {
+                signature_invalid(e)
+            }
+        };
+        let signature = Signature::parse(&text).map_err(refused)?;
+        let key = match self.trust.signer(&p.name, &signature) {
+            Ok(key) => key.clone(),
+            Err(e) => return Err(refused(e)),
+        };
         Ok(Some((signature, key)))
     }
 
@@ -517,16 +552,27 @@ impl HttpExecutor {
                 "the signature_url did not hand over a minisign signature",
             )
         };
+        let forbidden = |reason: &dyn std::fmt::Display| {
+            tracing::warn!(source = %site, %reason, "fetching the signature refused by the egress policy");
+            failed(
+                "destination_forbidden",
+                "the signature_url's destination is not allowed by the egress policy",
+            )
+        };
         let request = self
             .client
             .request(reqwest::Method::GET, url)
-            .map_err(|e| forbidden(&site, &e))?;
+            .map_err(|e| forbidden(&e))?;
         let response = request.send().await.map_err(|e| match refusal(&e) {
-            Some(EgressError::TooManyRedirects(_)) | None => {
+            Some(EgressError::TooManyRedirects(_)) => {
+                tracing::warn!(package_id = %p.id, source = %site, error = %e.without_url(), "fetching the signature failed");
+                refused()
+            }
+            None => {
                 tracing::warn!(package_id = %p.id, source = %site, error = %e.without_url(), "fetching the signature failed");
                 unreachable_source()
             }
-            Some(refused) => forbidden(&site, refused),
+            Some(reason) => forbidden(reason),
         })?;
         let status = response.status();
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {

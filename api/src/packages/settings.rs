@@ -39,6 +39,18 @@ impl PackagesSettings {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        for (i, key) in keys.iter().enumerate() {
+            if keys[..i].iter().any(|k| k.key_id() == key.key_id()) {
+                return Err(SettingsError::new(
+                    "packages.trusted_keys",
+                    format!(
+                        "entry {}: key {} is listed twice: list it once with all its name patterns",
+                        i + 1,
+                        key.key_id()
+                    ),
+                ));
+            }
+        }
         if self.require_signatures && keys.is_empty() {
             return Err(SettingsError::new(
                 "packages.require_signatures",

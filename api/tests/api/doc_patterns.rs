@@ -52,6 +52,7 @@ fn package(field: &str, v: &str) -> bool {
         "version" => input.version = Some(v),
         "description" => input.description = Some(Some(v)),
         "source_url" => input.source_url = Some(Some(v)),
+        "signature_url" => input.signature_url = Some(Some(v)),
         "sha256" => input.sha256 = Some(Some(v)),
         _ => unreachable!(),
     }
@@ -76,6 +77,7 @@ fn cases(doc: &Value) -> Vec<(String, Check, bool)> {
         out.push((p("description"), |v| package("description", v), true));
         out.push((p("sha256"), |v| package("sha256", v), true));
         out.push((p("source_url"), |v| package("source_url", v), false));
+        out.push((p("signature_url"), |v| package("signature_url", v), false));
     }
     out.push((
         "/components/schemas/YankRequest/properties/reason".into(),

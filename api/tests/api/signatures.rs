@@ -367,3 +367,52 @@ fn dir_has_artifact(root: &std::path::Path, id: Uuid) -> bool {
         .join("artifact")
         .exists()
 }
+
+/// A download redelivered after a crash finds the bytes already in place: their signature is
+/// checked there, what verified is recorded with the stored size (the package declared none),
+/// and bytes that do not verify go.
+#[tokio::test]
+async fn a_redelivered_download_checks_the_bytes_already_in_place() {
+    let signer = Signer::new();
+    let (base, _) = signed_server(&signer);
+    let storage = tempfile::tempdir().unwrap();
+    let (key, dir) = (signer.public(), storage.path().to_owned());
+    let app = spawn_app_with(move |s| {
+        s.executor.kind = depot_api::settings::ExecutorKind::Http;
+        s.packages.trusted_keys = vec![key];
+        s.artifacts.url = Some(format!("file://{}", dir.display()));
+    })
+    .await;
+    let depot = app.depot_with_key(&app.writer_key().await);
+    let bytes = crate::http_executor::ARTIFACT;
+    for (version, sig, verifies) in [
+        ("1.0.0", "a.tgz.minisig", true),
+        ("1.0.1", "wrong.minisig", false),
+    ] {
+        let p = depot
+            .create_package(&CreatePackageRequest {
+                source_url: Some(format!("{base}/a.tgz")),
+                signature_url: Some(format!("{base}/{sig}")),
+                sha256: Some(crate::http_executor::sha256_hex(bytes)),
+                ..CreatePackageRequest::new("redelivered", version)
+            })
+            .await
+            .unwrap();
+        // What the crashed delivery left: the bytes in place, nothing recorded.
+        let place = storage.path().join("packages").join(p.id.to_string());
+        std::fs::create_dir_all(&place).unwrap();
+        std::fs::write(place.join("artifact"), bytes).unwrap();
+        let op = depot.start(p.id, OperationKind::Download).await.unwrap();
+        let op = wait_final(&depot, op.id).await;
+        let view = depot.get_package(p.id).await.unwrap().body;
+        if verifies {
+            assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
+            assert_eq!(view.size_bytes, Some(bytes.len() as i64));
+            assert!(view.signature.unwrap().verified);
+        } else {
+            assert_eq!(op.error.unwrap().code, "signature_invalid");
+            assert_eq!(view.status, PackageStatus::Created);
+            assert!(!dir_has_artifact(storage.path(), p.id), "the bytes went");
+        }
+    }
+}

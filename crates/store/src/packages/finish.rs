@@ -459,6 +459,11 @@ pub(super) async fn finish_prune(
             .to_owned();
         package::Entity::update_many()
             .col_expr(package::Column::Status, Expr::value("created"))
+            // Its bytes go: a signature verified against them is no longer verified.
+            .col_expr(
+                package::Column::SignatureVerifiedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
             .col_expr(
                 package::Column::Revision,
                 Expr::col(package::Column::Revision).add(1),

@@ -147,6 +147,10 @@ pub async fn reset_missing_artifacts(
             package::Column::Status,
             Expr::value(PackageStatus::Created.as_str()),
         )
+        .col_expr(
+            package::Column::SignatureVerifiedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .changed(now)
         .filter(any_of(
             backend,
