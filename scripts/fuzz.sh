@@ -127,6 +127,14 @@ def before_call(context, case, kwargs):
         and case.method.upper() != "GET"
     ):
         params["id"] = _DECOY_ID
+    # 5. Stateful links fill `{id}` from an operation's `package_id`, which is null for a
+    #    name-level operation (a prune): the path then says "None", which is no UUID and no
+    #    value the schema allows. Such a link names no package: it gets a random id instead
+    #    (a schema-valid request for a package that does not exist, answered 404).
+    if params:
+        for name, value in list(params.items()):
+            if value is None or value == "None":
+                params[name] = str(uuid.uuid4())
     # 2. An Idempotency-Key may not be reused for a different request (422); the generator
     #    repeats the same UUIDs across cases, so every well-formed key gets a fresh one.
     headers = case.headers
