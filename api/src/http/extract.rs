@@ -28,6 +28,28 @@ fn field_name(path: String) -> String {
     }
 }
 
+/// A 415 (with `detail`) when the request names a Content-Type whose essence is none of
+/// `accepted` (compared without case); a request that names none passes.
+pub fn content_type_in(req: &HttpRequest, accepted: &[&str], detail: &str) -> Result<(), ApiError> {
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = ct
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    if accepted.iter().any(|a| essence.eq_ignore_ascii_case(a)) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            detail: detail.into(),
+        })
+    }
+}
+
 /// A JSON body, deserialised with field-naming errors.
 #[derive(Debug)]
 pub struct Json<T>(pub T);

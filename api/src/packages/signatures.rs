@@ -5,10 +5,10 @@
 use crate::http::auth::Auth;
 use crate::http::collection::if_match;
 use crate::http::error::ApiError;
+use crate::http::extract::content_type_in;
 use crate::http::routes::{Access, Route};
 use crate::packages::PackagesRoom;
 use crate::packages::routes::package_response;
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use depot_core::{Permission, ValidationError};
 use depot_packages::signature::MAX_SIGNATURE_BYTES;
@@ -42,21 +42,11 @@ pub async fn sign(
     id: web::Path<Uuid>,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let essence = ct
-            .to_str()
-            .unwrap_or_default()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if !matches!(essence.as_str(), "text/plain" | "application/octet-stream") {
-            return Err(ApiError::UnsupportedMediaType {
-                detail: "a signature is sent as text/plain (the .minisig file)".into(),
-            });
-        }
-    }
+    content_type_in(
+        &req,
+        &["text/plain", "application/octet-stream"],
+        "a signature is sent as text/plain (the .minisig file)",
+    )?;
     let if_match = if_match(&req)?;
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {

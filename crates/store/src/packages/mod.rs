@@ -43,7 +43,8 @@ use depot_packages::{
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LockType, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    DatabaseTransaction, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -220,4 +221,31 @@ pub(super) async fn busy_with(
         kind: op.kind,
         status: op.status,
     }))
+}
+
+/// Package `id` read in `txn` and held until the commit, with its status, when its revision is
+/// `expected_revision`. A start of an operation (which holds its package KEY SHARE until it
+/// commits) either committed before, and the caller's `busy_with` sees it, or waits for this
+/// transaction and then finds the package as it left it. (On SQLite the write transaction
+/// excludes every other writer.)
+pub(super) async fn held_row(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+    expected_revision: i64,
+) -> Result<(package::Model, PackageStatus), AttachError> {
+    let mut find = package::Entity::find_by_id(id);
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        find = find.lock(LockType::Update);
+    }
+    let row = find
+        .one(txn)
+        .await
+        .map_err(repo_err)?
+        .ok_or(AttachError::NotFound)?;
+    if row.revision != expected_revision {
+        return Err(AttachError::StaleRevision);
+    }
+    let status = PackageStatus::parse(&row.status)
+        .ok_or_else(|| repo_err(sea_orm::DbErr::Custom("unknown package status".into())))?;
+    Ok((row, status))
 }

@@ -238,26 +238,8 @@ impl PackageRepository for SeaOrmPackageRepository {
         now: DateTime<Utc>,
         place: depot_packages::artifacts::Placement<'_>,
     ) -> Result<Package, AttachError> {
-        let backend = self.db.get_database_backend();
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
-        // Held until the commit: a start of an operation (which holds its package KEY SHARE
-        // until it commits) either committed before, and is seen below, or waits for this one
-        // and then finds the package Downloaded. (On SQLite the write transaction excludes
-        // every other writer.)
-        let mut find = package::Entity::find_by_id(id);
-        if backend == DatabaseBackend::Postgres {
-            find = find.lock(LockType::Update);
-        }
-        let row = find
-            .one(&txn)
-            .await
-            .map_err(repo_err)?
-            .ok_or(AttachError::NotFound)?;
-        if row.revision != expected_revision {
-            return Err(AttachError::StaleRevision);
-        }
-        let status = PackageStatus::parse(&row.status)
-            .ok_or_else(|| repo_err(sea_orm::DbErr::Custom("unknown package status".into())))?;
+        let (row, status) = held_row(&txn, id, expected_revision).await?;
         if status != PackageStatus::Created {
             return Err(AttachError::WrongStatus(status));
         }
@@ -304,23 +286,8 @@ impl PackageRepository for SeaOrmPackageRepository {
         signature: &PackageSignature,
         now: DateTime<Utc>,
     ) -> Result<Package, AttachError> {
-        let backend = self.db.get_database_backend();
         let txn = begin_write(&self.db).await.map_err(repo_err)?;
-        // Held until the commit, as an upload holds it (see `attach_artifact`).
-        let mut find = package::Entity::find_by_id(id);
-        if backend == DatabaseBackend::Postgres {
-            find = find.lock(LockType::Update);
-        }
-        let row = find
-            .one(&txn)
-            .await
-            .map_err(repo_err)?
-            .ok_or(AttachError::NotFound)?;
-        if row.revision != expected_revision {
-            return Err(AttachError::StaleRevision);
-        }
-        let status = PackageStatus::parse(&row.status)
-            .ok_or_else(|| repo_err(sea_orm::DbErr::Custom("unknown package status".into())))?;
+        let (_, status) = held_row(&txn, id, expected_revision).await?;
         if status == PackageStatus::Active {
             return Err(AttachError::WrongStatus(status));
         }
