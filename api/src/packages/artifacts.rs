@@ -2,15 +2,17 @@
 //! file://<dir>`): `<dir>/packages/<package id>/artifact`, staged beside it as
 //! `artifact.part-<uuid>` and renamed into place, so a reader sees the old file or the new one.
 
+use super::file_body;
 use async_trait::async_trait;
 use depot_packages::artifacts::{
-    ArtifactError, ArtifactStore, ByteStream, PendingArtifact, Staged, StoredArtifact,
+    ArtifactError, ArtifactStore, ByteStream, OpenedArtifact, PendingArtifact, Staged,
+    StoredArtifact,
 };
 use depot_packages::ports::ArtifactFiles;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 /// Bytes read from or written to a file at a time.
@@ -163,35 +165,17 @@ impl ArtifactStore for FsArtifacts {
         }
     }
 
-    async fn open(
-        &self,
-        package_id: Uuid,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<Option<ByteStream>, ArtifactError> {
-        let mut file = match tokio::fs::File::open(self.file(package_id)).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(ArtifactError::storage(e)),
-        };
-        let stream = match range {
-            Some(r) => {
-                file.seek(std::io::SeekFrom::Start(r.start))
-                    .await
-                    .map_err(ArtifactError::storage)?;
-                use tokio::io::AsyncReadExt;
-                tokio_util::io::ReaderStream::with_capacity(
-                    file.take(r.end.saturating_sub(r.start)),
-                    CHUNK,
-                )
-                .boxed()
-            }
-            None => tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed(),
-        };
-        Ok(Some(stream))
-    }
-
-    fn local_file(&self, package_id: Uuid) -> Option<PathBuf> {
-        Some(self.file(package_id))
+    async fn open(&self, package_id: Uuid) -> Result<Option<OpenedArtifact>, ArtifactError> {
+        // From the page cache when it holds the file, else one trip to the blocking pool opens
+        // it (and reads a small one whole).
+        let path = self.file(package_id);
+        if let Some(opened) = file_body::open_cached(&path) {
+            return opened.map_err(ArtifactError::storage);
+        }
+        tokio::task::spawn_blocking(move || file_body::open(&path))
+            .await
+            .map_err(ArtifactError::storage)?
+            .map_err(ArtifactError::storage)
     }
 
     fn describe(&self) -> String {
@@ -209,7 +193,12 @@ mod tests {
     }
 
     async fn read(store: &FsArtifacts, id: Uuid, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
-        let mut stream = store.open(id, range).await.unwrap().expect("an artifact");
+        let mut stream = store
+            .open(id)
+            .await
+            .unwrap()
+            .expect("an artifact")
+            .read(range);
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk.unwrap());
@@ -303,7 +292,7 @@ mod tests {
         assert_eq!(files(&store, id), vec!["artifact"]);
         store.remove(id).await.unwrap();
         assert_eq!(store.head(id).await.unwrap(), None);
-        assert!(store.open(id, None).await.unwrap().is_none());
+        assert!(store.open(id).await.unwrap().is_none());
         store.remove(id).await.unwrap();
     }
 }

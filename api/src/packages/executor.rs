@@ -15,7 +15,7 @@
 use super::artifacts::hex;
 use crate::http::egress::{Egress, EgressClient, EgressError, redact, refusal};
 use async_trait::async_trait;
-use depot_packages::artifacts::{ArtifactError, ArtifactStore, Staged};
+use depot_packages::artifacts::{ArtifactError, ArtifactStore, OpenedArtifact, Staged};
 use depot_packages::executor::{ExecError, Executor, Progress};
 use depot_packages::model::PackageSignature;
 use depot_packages::model::VerifiedArtifact;
@@ -244,9 +244,10 @@ impl HttpExecutor {
     async fn stored_sha256(&self, id: uuid::Uuid) -> Result<Option<String>, ExecError> {
         let Some(mut bytes) = self
             .artifacts
-            .open(id, None)
+            .open(id)
             .await
             .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
+            .map(OpenedArtifact::whole)
         else {
             return Ok(None);
         };
@@ -293,10 +294,11 @@ impl HttpExecutor {
                 };
                 let body = self
                     .artifacts
-                    .open(p.id, None)
+                    .open(p.id)
                     .await
                     .map_err(storage)?
-                    .ok_or_else(unreachable_source)?;
+                    .ok_or_else(unreachable_source)?
+                    .whole();
                 match self.trust.verify(&p.name, signature, body).await {
                     Ok(_) => {}
                     Err(SignatureError::Unreadable) => {

@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod executor;
+mod file_body;
 pub mod fsck;
 pub mod jobs;
 pub mod names;

@@ -12,7 +12,8 @@
 use super::artifacts::hex;
 use async_trait::async_trait;
 use depot_packages::artifacts::{
-    ArtifactError, ArtifactStore, ByteStream, PendingArtifact, Staged, StoredArtifact,
+    ArtifactError, ArtifactStore, ByteStream, OpenedArtifact, PendingArtifact, ReadArtifact,
+    Staged, StoredArtifact,
 };
 use depot_packages::ports::ArtifactFiles;
 use futures::StreamExt;
@@ -281,28 +282,17 @@ impl ArtifactStore for S3Artifacts {
         }
     }
 
-    async fn open(
-        &self,
-        package_id: Uuid,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<Option<ByteStream>, ArtifactError> {
-        let options = GetOptions {
-            range: range.map(GetRange::Bounded),
-            ..Default::default()
+    async fn open(&self, package_id: Uuid) -> Result<Option<OpenedArtifact>, ArtifactError> {
+        let Some(stored) = self.head(package_id).await? else {
+            return Ok(None);
         };
-        match self
-            .store
-            .get_opts(&self.artifact(package_id), options)
-            .await
-        {
-            Ok(got) => Ok(Some(
-                got.into_stream()
-                    .map(|chunk| chunk.map_err(std::io::Error::other))
-                    .boxed(),
-            )),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(storage(e)),
-        }
+        Ok(Some(OpenedArtifact::new(
+            stored.size,
+            ObjectReader {
+                store: self.store.clone(),
+                key: self.artifact(package_id),
+            },
+        )))
     }
 
     fn describe(&self) -> String {
@@ -311,5 +301,33 @@ impl ArtifactStore for S3Artifacts {
         } else {
             format!("s3://{}/{}", self.bucket, self.prefix)
         }
+    }
+}
+
+/// Reads an object when its bytes are asked for: one ranged GET.
+struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    key: Key,
+}
+
+impl ReadArtifact for ObjectReader {
+    fn read(self: Box<Self>, range: std::ops::Range<u64>) -> ByteStream {
+        if range.is_empty() {
+            return futures::stream::empty().boxed();
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        futures::stream::once(async move { self.store.get_opts(&self.key, options).await })
+            .map(|got| match got {
+                Ok(got) => got
+                    .into_stream()
+                    .map(|chunk| chunk.map_err(std::io::Error::other))
+                    .boxed(),
+                Err(e) => futures::stream::iter([Err(std::io::Error::other(e))]).boxed(),
+            })
+            .flatten()
+            .boxed()
     }
 }

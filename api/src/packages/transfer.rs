@@ -15,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use depot_core::{Permission, ValidationError};
 use depot_packages::Package;
-use depot_packages::artifacts::StoredArtifact;
+use depot_packages::artifacts::OpenedArtifact;
 use depot_packages::publish::UploadClaims;
 use futures::StreamExt;
 use uuid::Uuid;
@@ -198,12 +198,11 @@ fn disposition(p: &Package) -> String {
 /// The answer to a `GET` (or, with `head`, a `HEAD`) of a package's artifact.
 async fn serve(
     req: &HttpRequest,
-    state: &PackagesRoom,
     package: Package,
-    stored: StoredArtifact,
+    opened: OpenedArtifact,
     head: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let size = stored.size;
+    let size = opened.size;
     let etag = package.sha256.as_deref().map(|s| format!("\"{s}\""));
     let digest = package.sha256.as_deref().and_then(digest_field);
     let mut builder = HttpResponse::Ok();
@@ -260,11 +259,7 @@ async fn serve(
             futures::stream::empty::<Result<web::Bytes, std::io::Error>>(),
         )));
     }
-    let body = state
-        .packages
-        .open_artifact(&package, range.clone())
-        .await?;
-    Ok(builder.body(SizedStream::new(length, body)))
+    Ok(builder.body(SizedStream::new(length, opened.read(range))))
 }
 
 #[utoipa::path(put, path = "/api/v1/packages/{id}/artifact", tag = "packages",
@@ -289,15 +284,11 @@ pub async fn upload(
     id: web::Path<Uuid>,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or_default();
-        let essence = ct.split(';').next().unwrap_or_default().trim();
-        if !essence.eq_ignore_ascii_case("application/octet-stream") {
-            return Err(ApiError::UnsupportedMediaType {
-                detail: "an artifact is sent as application/octet-stream".into(),
-            });
-        }
-    }
+    crate::http::extract::content_type_in(
+        &req,
+        &["application/octet-stream"],
+        "an artifact is sent as application/octet-stream",
+    )?;
     let content_digest = match req.headers().get(CONTENT_DIGEST) {
         None => None,
         Some(v) => parse_content_digest(
@@ -411,8 +402,8 @@ pub async fn download(
     state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let (package, stored) = state.packages.artifact(*id).await?;
-    serve(&req, &state, package, stored, false).await
+    let (package, opened) = state.packages.artifact(*id).await?;
+    serve(&req, package, opened, false).await
 }
 
 #[utoipa::path(head, path = "/api/v1/packages/{id}/artifact", tag = "packages",
@@ -424,8 +415,8 @@ pub async fn download_head(
     state: web::Data<PackagesRoom>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let (package, stored) = state.packages.artifact(*id).await?;
-    serve(&req, &state, package, stored, true).await
+    let (package, opened) = state.packages.artifact(*id).await?;
+    serve(&req, package, opened, true).await
 }
 
 #[utoipa::path(get, path = "/api/v1/package-names/{name}/active/artifact", tag = "package-names",
@@ -466,9 +457,9 @@ async fn active_answer(
     name: &str,
     head: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let (package, stored) = state.packages.active_artifact(name).await?;
+    let (package, opened) = state.packages.active_artifact(name).await?;
     let id = package.id;
-    let mut answer = serve(req, state, package, stored, head).await?;
+    let mut answer = serve(req, package, opened, head).await?;
     let headers = answer.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/packages/{id}/artifact")) {

@@ -49,6 +49,47 @@ pub struct StoredArtifact {
     pub size: u64,
 }
 
+/// Reads an opened artifact's bytes (what an adapter puts in an [`OpenedArtifact`]).
+pub trait ReadArtifact: Send {
+    /// The bytes of `range` (start inclusive, end exclusive, within the size).
+    fn read(self: Box<Self>, range: std::ops::Range<u64>) -> ByteStream;
+}
+
+/// An artifact opened for reading: its size now, its bytes (all or a range) when asked. One
+/// look-up serves both, where a `head` and then an `open` would take two.
+pub struct OpenedArtifact {
+    pub size: u64,
+    reader: Box<dyn ReadArtifact>,
+}
+
+impl std::fmt::Debug for OpenedArtifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedArtifact")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenedArtifact {
+    pub fn new(size: u64, reader: impl ReadArtifact + 'static) -> Self {
+        Self {
+            size,
+            reader: Box::new(reader),
+        }
+    }
+
+    /// The bytes of `range` (checked against the size by the caller), or all of them.
+    pub fn read(self, range: Option<std::ops::Range<u64>>) -> ByteStream {
+        let range = range.unwrap_or(0..self.size);
+        self.reader.read(range)
+    }
+
+    /// All of the bytes.
+    pub fn whole(self) -> ByteStream {
+        self.read(None)
+    }
+}
+
 /// Bytes written to storage, not yet the package's artifact.
 pub struct Staged {
     /// Lower-case hex SHA-256 of what was written.
@@ -111,19 +152,9 @@ pub trait ArtifactStore: ArtifactFiles {
     ) -> Result<Staged, ArtifactError>;
     /// The package's artifact, if it holds one.
     async fn head(&self, package_id: Uuid) -> Result<Option<StoredArtifact>, ArtifactError>;
-    /// The artifact's bytes, or those of `range` (start inclusive, end exclusive, within the
-    /// size); `None` when the package holds none.
-    async fn open(
-        &self,
-        package_id: Uuid,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<Option<ByteStream>, ArtifactError>;
-    /// The artifact as a local file, when the adapter keeps it as one (the HTTP layer can then
-    /// hand the file to the kernel instead of copying it through user space).
-    fn local_file(&self, package_id: Uuid) -> Option<std::path::PathBuf> {
-        let _ = package_id;
-        None
-    }
+    /// The artifact, opened: its size, and its bytes when read; `None` when the package holds
+    /// none.
+    async fn open(&self, package_id: Uuid) -> Result<Option<OpenedArtifact>, ArtifactError>;
     /// Where the artifacts are, for logs and `depot fsck` (`file:///…`, `s3://bucket/prefix`).
     fn describe(&self) -> String;
 }

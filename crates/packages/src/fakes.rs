@@ -879,19 +879,23 @@ impl crate::artifacts::ArtifactStore for InMemoryArtifacts {
     async fn open(
         &self,
         package_id: Uuid,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<Option<crate::artifacts::ByteStream>, crate::artifacts::ArtifactError> {
-        use futures::StreamExt;
+    ) -> Result<Option<crate::artifacts::OpenedArtifact>, crate::artifacts::ArtifactError> {
+        /// The bytes, held.
+        struct Held(bytes::Bytes);
+        impl crate::artifacts::ReadArtifact for Held {
+            fn read(self: Box<Self>, r: std::ops::Range<u64>) -> crate::artifacts::ByteStream {
+                use futures::StreamExt;
+                let part = self.0.slice(r.start as usize..r.end as usize);
+                futures::stream::iter([Ok(part)]).boxed()
+            }
+        }
         let Some(bytes) = self.files.lock().unwrap().get(&package_id).cloned() else {
             return Ok(None);
         };
-        let part = match range {
-            Some(r) => bytes[r.start as usize..r.end as usize].to_vec(),
-            None => bytes,
-        };
-        Ok(Some(
-            futures::stream::iter([Ok(bytes::Bytes::from(part))]).boxed(),
-        ))
+        Ok(Some(crate::artifacts::OpenedArtifact::new(
+            bytes.len() as u64,
+            Held(bytes::Bytes::from(bytes)),
+        )))
     }
 
     fn describe(&self) -> String {

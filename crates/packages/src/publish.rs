@@ -2,7 +2,7 @@
 //! the package declares (and the request's digest), and becomes the package's artifact in the
 //! transaction that makes it Downloaded; a download reads it back.
 
-use crate::artifacts::{ArtifactError, ArtifactStore, ByteStream, StoredArtifact};
+use crate::artifacts::{ArtifactError, ArtifactStore, ByteStream, OpenedArtifact};
 use crate::model::{Package, PackageSignature, PackageStatus, VerifiedArtifact};
 use crate::ports::{AttachError, OperationFilter};
 use crate::service::{PackageError, not_owner, repo};
@@ -83,6 +83,49 @@ fn active_keeps_its_signature(p: &Package) -> PackageError {
     )
 }
 
+/// What a refused `attach_artifact` or `set_signature` was attaching.
+#[derive(Clone, Copy)]
+enum Attaching {
+    Artifact,
+    Signature,
+}
+
+/// The answer to a store's refusal to attach an artifact or a signature to package `p`, read
+/// at `if_match` when the client sent one.
+fn attach_refused(
+    e: AttachError,
+    p: &Package,
+    if_match: Option<i64>,
+    what: Attaching,
+) -> PackageError {
+    match e {
+        AttachError::NotFound => PackageError::NotFound("no package with this id"),
+        AttachError::StaleRevision if if_match.is_some() => PackageError::PreconditionFailed,
+        // Changed meanwhile (another upload won, say).
+        AttachError::StaleRevision => conflict(
+            "package_changed",
+            match what {
+                Attaching::Artifact => {
+                    "the package changed while the body was being sent; read it and upload again"
+                }
+                Attaching::Signature => {
+                    "the package changed while its signature was checked; read it and send \
+                     the signature again"
+                }
+            }
+            .into(),
+        ),
+        AttachError::WrongStatus(status) => match what {
+            Attaching::Artifact => not_created(p, status),
+            Attaching::Signature => active_keeps_its_signature(p),
+        },
+        AttachError::Yanked => yanked(),
+        e @ AttachError::Busy(_) => conflict("operation_in_progress", e.to_string()),
+        AttachError::Place(e) => artifact_error(e),
+        AttachError::Store(e) => repo(e, "no package with this id"),
+    }
+}
+
 fn artifact_error(e: ArtifactError) -> PackageError {
     match e {
         ArtifactError::TooLarge { limit } => PackageError::TooLarge { limit },
@@ -114,13 +157,7 @@ impl PackageService {
         id: Uuid,
         if_match: Option<i64>,
     ) -> Result<Package, PackageError> {
-        let package = self.get(id).await?;
-        if !principal.manages(package.owner.as_ref(), Permission::PackagesAdmin) {
-            return Err(not_owner(&package.name));
-        }
-        if if_match.is_some_and(|r| r != package.revision) {
-            return Err(PackageError::PreconditionFailed);
-        }
+        let package = self.managed_at(principal, id, if_match).await?;
         if package.status != PackageStatus::Created {
             return Err(not_created(&package, package.status));
         }
@@ -128,6 +165,24 @@ impl PackageService {
             return Err(yanked());
         }
         self.not_busy(id).await?;
+        Ok(package)
+    }
+
+    /// Package `id`, when `principal` manages its name (the owner or `packages:admin`) and it
+    /// is at revision `if_match` when one is given.
+    async fn managed_at(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        if_match: Option<i64>,
+    ) -> Result<Package, PackageError> {
+        let package = self.get(id).await?;
+        if !principal.manages(package.owner.as_ref(), Permission::PackagesAdmin) {
+            return Err(not_owner(&package.name));
+        }
+        if if_match.is_some_and(|r| r != package.revision) {
+            return Err(PackageError::PreconditionFailed);
+        }
         Ok(package)
     }
 
@@ -192,13 +247,7 @@ impl PackageService {
         text: &str,
         if_match: Option<i64>,
     ) -> Result<Package, PackageError> {
-        let package = self.get(id).await?;
-        if !principal.manages(package.owner.as_ref(), Permission::PackagesAdmin) {
-            return Err(not_owner(&package.name));
-        }
-        if if_match.is_some_and(|r| r != package.revision) {
-            return Err(PackageError::PreconditionFailed);
-        }
+        let package = self.managed_at(principal, id, if_match).await?;
         if package.status == PackageStatus::Active {
             return Err(active_keeps_its_signature(&package));
         }
@@ -208,8 +257,16 @@ impl PackageService {
             .trust
             .signer(&package.name, &signature)
             .map_err(signature_refused)?;
+        // The same signature again, already checked against these bytes (or waiting for
+        // them): nothing to read back or write.
+        if let Some(held) = &package.signature
+            && held.text == signature.text()
+            && (held.verified_at.is_some() || package.status == PackageStatus::Created)
+        {
+            return Ok(package);
+        }
         let verified_at = if package.status == PackageStatus::Downloaded {
-            let body = self.open_artifact(&package, None).await?;
+            let body = self.open_artifact(&package).await?.whole();
             match self.trust.verify(&package.name, &signature, body).await {
                 Ok(_) => Some(self.clock.now()),
                 Err(SignatureError::Unreadable) => {
@@ -231,24 +288,7 @@ impl PackageService {
             .packages
             .set_signature(id, package.revision, &stored, self.clock.now())
             .await
-            .map_err(|e| match e {
-                AttachError::NotFound => PackageError::NotFound("no package with this id"),
-                AttachError::StaleRevision if if_match.is_some() => {
-                    PackageError::PreconditionFailed
-                }
-                AttachError::StaleRevision => conflict(
-                    "package_changed",
-                    "the package changed while its signature was checked; read it and send \
-                     the signature again"
-                        .into(),
-                ),
-                AttachError::WrongStatus(_) => active_keeps_its_signature(&package),
-                e @ AttachError::Busy(_) => conflict("operation_in_progress", e.to_string()),
-                AttachError::Yanked | AttachError::Place(_) => {
-                    unreachable!("a signature is not refused for these")
-                }
-                AttachError::Store(e) => repo(e, "no package with this id"),
-            })?;
+            .map_err(|e| attach_refused(e, &package, if_match, Attaching::Signature))?;
         tracing::info!(
             package_id = %id,
             key_id = %key.key_id(),
@@ -354,23 +394,8 @@ impl PackageService {
         })
         .await
         .map_err(|e| PackageError::Repo(depot_core::RepoError::Unexpected(Box::new(e))))?;
-        let attached = attached.map_err(|e| match e {
-            AttachError::NotFound => PackageError::NotFound("no package with this id"),
-            // Changed while the body was being sent (another upload won, say).
-            AttachError::StaleRevision if claims.if_match.is_some() => {
-                PackageError::PreconditionFailed
-            }
-            AttachError::StaleRevision => conflict(
-                "package_changed",
-                "the package changed while the body was being sent; read it and upload again"
-                    .into(),
-            ),
-            AttachError::WrongStatus(status) => not_created(&package, status),
-            AttachError::Yanked => yanked(),
-            e @ AttachError::Busy(_) => conflict("operation_in_progress", e.to_string()),
-            AttachError::Place(e) => artifact_error(e),
-            AttachError::Store(e) => repo(e, "no package with this id"),
-        })?;
+        let attached = attached
+            .map_err(|e| attach_refused(e, &package, claims.if_match, Attaching::Artifact))?;
         tracing::info!(
             package_id = %id,
             size = artifact.size,
@@ -383,7 +408,7 @@ impl PackageService {
 
     /// The package and its stored artifact, when it holds one (Downloaded or Active, and the
     /// bytes are there): `ArtifactMissing` otherwise.
-    pub async fn artifact(&self, id: Uuid) -> Result<(Package, StoredArtifact), PackageError> {
+    pub async fn artifact(&self, id: Uuid) -> Result<(Package, OpenedArtifact), PackageError> {
         let package = self.get(id).await?;
         self.artifact_of(package).await
     }
@@ -392,7 +417,7 @@ impl PackageService {
     pub async fn active_artifact(
         &self,
         name: &str,
-    ) -> Result<(Package, StoredArtifact), PackageError> {
+    ) -> Result<(Package, OpenedArtifact), PackageError> {
         let active = self
             .names
             .active_version(name)
@@ -407,7 +432,7 @@ impl PackageService {
     async fn artifact_of(
         &self,
         package: Package,
-    ) -> Result<(Package, StoredArtifact), PackageError> {
+    ) -> Result<(Package, OpenedArtifact), PackageError> {
         let missing = |p: &Package| {
             PackageError::ArtifactMissing(format!(
                 "{} {} holds no artifact (it is {}); upload or download it first",
@@ -419,14 +444,14 @@ impl PackageService {
         if package.status == PackageStatus::Created {
             return Err(missing(&package));
         }
-        let stored = self
+        let opened = self
             .store()?
-            .head(package.id)
+            .open(package.id)
             .await
             .map_err(PackageError::Storage)?;
-        match stored {
-            Some(stored) if package.size_bytes.is_none_or(|s| s as u64 == stored.size) => {
-                Ok((package, stored))
+        match opened {
+            Some(opened) if package.size_bytes.is_none_or(|s| s as u64 == opened.size) => {
+                Ok((package, opened))
             }
             other => {
                 // The database and the storage disagree: `depot fsck` reports and repairs it.
@@ -441,14 +466,10 @@ impl PackageService {
         }
     }
 
-    /// The artifact's bytes, or `range`'s (checked against its size by the caller).
-    pub async fn open_artifact(
-        &self,
-        package: &Package,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<ByteStream, PackageError> {
+    /// The artifact, opened for reading.
+    async fn open_artifact(&self, package: &Package) -> Result<OpenedArtifact, PackageError> {
         self.store()?
-            .open(package.id, range)
+            .open(package.id)
             .await
             .map_err(PackageError::Storage)?
             .ok_or_else(|| {

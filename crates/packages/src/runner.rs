@@ -88,13 +88,14 @@ impl SignatureGate {
             Signature::parse(&held.text).map_err(|e| signature_invalid(e.to_string()))?;
         let body = self
             .artifacts
-            .open(package.id, None)
+            .open(package.id)
             .await
             .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
             .ok_or_else(|| ExecError::Failed {
                 code: "artifact_missing".into(),
                 detail: "the downloaded artifact is not in storage; download it again".into(),
-            })?;
+            })?
+            .whole();
         let outcome = self.trust.verify(&package.name, &signature, body).await;
         let verified_at = match &outcome {
             Ok(_) => Some(now),
