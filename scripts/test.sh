@@ -4,7 +4,8 @@
 #      the RabbitMQ adapter's tests on the real broker),
 #   2. the store adapters' tests (crates/store/tests) and the API tests again on PostgreSQL (a
 #      fresh database per test), the API tests also on RabbitMQ (unique queues) and the
-#      artifact tests also on S3-compatible object storage (s3s-fs on loopback, scripts/s3.sh).
+#      artifact tests also on S3-compatible object storage (s3s-fs on loopback, scripts/s3.sh),
+#      on PostgreSQL and on SQLite.
 # PostgreSQL and RabbitMQ must be reachable; this fails loudly when they are not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +30,6 @@ DEPOT_TEST_POSTGRES_URL="$DEPOT_PG_URL" \
   cargo test --locked -p depot-store --test store -- --include-ignored
 DEPOT_TEST_POSTGRES_URL="$DEPOT_PG_URL" DEPOT_TEST_AMQP_URL="$DEPOT_AMQP_URL" \
   cargo test --locked -p depot-api --test api -- --include-ignored
+# The object-storage API test on SQLite too (the run above has it on PostgreSQL).
+DEPOT_TEST_POSTGRES_URL= DEPOT_TEST_AMQP_URL= \
+  cargo test --locked -p depot-api --test api -- --ignored object_storage_
