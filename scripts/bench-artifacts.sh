@@ -6,11 +6,13 @@
 # S3-compatible server (s3s-fs on loopback, scripts/s3.sh). Throughput below its target is
 # reported (BELOW); memory past its bound, a non-2xx answer or a panic fail the run.
 #
-#   BENCH_SECONDS=10 BENCH_CONNECTIONS=16 BENCH_SKIP_BUILD=1 bash scripts/bench-artifacts.sh
+#   BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_CONNECTIONS=16 BENCH_SKIP_BUILD=1 bash scripts/bench-artifacts.sh
+#   BENCH_BIN=/path/to/another/depot (a build to compare; implies BENCH_SKIP_BUILD)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECONDS_PER=${BENCH_SECONDS:-10}
+SECONDS_PER=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-16}
 THREADS=${BENCH_THREADS:-2}
 BIG_MIB=${BENCH_BIG_MIB:-1024}
@@ -27,8 +29,12 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO systemctl disable --now nginx >/dev/null 2>&1 || $SUDO service nginx stop >/dev/null 2>&1 || true
 fi
 
-[ -n "${BENCH_SKIP_BUILD:-}" ] || cargo build --release --locked -p depot-api --bin depot
-BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/depot"
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  [ -n "${BENCH_SKIP_BUILD:-}" ] || cargo build --release --locked -p depot-api --bin depot
+  BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/depot"
+fi
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -90,7 +96,7 @@ throughput() { # url [header]
 
 kib() { awk "/^$1:/ {print \$2}" "/proc/$2/status"; }
 
-echo "artifacts bench: wrk -t$THREADS -c$CONNS -d${SECONDS_PER}s, release build, $(nproc) cores, nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///')"
+echo "artifacts bench: wrk -t$THREADS -c$CONNS -d${SECONDS_PER}s x $ROUNDS rounds, release build, $(nproc) cores, nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///')"
 head -c 65536 /dev/urandom >"$WORK/small.bin"
 head -c $((16 * 1048576)) /dev/urandom >"$WORK/medium.bin"
 head -c $((BIG_MIB * 1048576)) /dev/urandom >"$WORK/big.bin"
@@ -147,17 +153,27 @@ for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$NGINX_PORT/$s
 
 printf '\n%-26s %12s %10s %12s %10s\n' "GET artifact" "req/s" "MiB/s" "nginx MiB/s" "vs nginx"
 FAIL=0
+# Depot and nginx alternate, ROUNDS times each (the machine's speed drifts within a run); the
+# figures are each side's median, the ratio the median of the rounds' ratios.
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 row() { # label depot-url nginx-url target%
-  local d n ratio
-  d=$(throughput "$2" "X-API-Key: $KEY")
-  n=$(throughput "$3")
-  read -r drps dmib dbad <<<"$d"
-  read -r _ nmib nbad <<<"$n"
-  ratio=$(awk -v a="$dmib" -v b="$nmib" 'BEGIN { printf "%.0f", 100 * a / b }')
+  local d n ratio drps=() dmib=() nmib=() ratios=() bad=0
+  for _ in $(seq 1 "$ROUNDS"); do
+    d=$(throughput "$2" "X-API-Key: $KEY")
+    n=$(throughput "$3")
+    read -r r m b <<<"$d"
+    drps+=("$r") dmib+=("$m") bad=$((bad + b))
+    read -r _ m b <<<"$n"
+    nmib+=("$m") bad=$((bad + b))
+    ratios+=("$(awk -v a="${dmib[-1]}" -v b="$m" 'BEGIN { printf "%.1f", 100 * a / b }')")
+  done
+  ratio=$(printf '%s\n' "${ratios[@]}" | median | awk '{printf "%.0f", $1}')
   local verdict=ok
   [ "$ratio" -ge "$4" ] || verdict=BELOW
-  printf '%-26s %12.0f %10.1f %12.1f %9s%% (target %s%%: %s)\n' "$1" "$drps" "$dmib" "$nmib" "$ratio" "$4" "$verdict"
-  if [ "$dbad" != 0 ] || [ "$nbad" != 0 ]; then echo "FAIL: non-2xx answers ($dbad from Depot, $nbad from nginx)"; FAIL=1; fi
+  printf '%-26s %12.0f %10.1f %12.1f %9s%% (target %s%%: %s; rounds %s)\n' "$1" \
+    "$(printf '%s\n' "${drps[@]}" | median)" "$(printf '%s\n' "${dmib[@]}" | median)" \
+    "$(printf '%s\n' "${nmib[@]}" | median)" "$ratio" "$4" "$verdict" "$(IFS=/; echo "${ratios[*]}")"
+  if [ "$bad" != 0 ]; then echo "FAIL: $bad non-2xx answers"; FAIL=1; fi
 }
 row "64 KiB (filesystem)" "$BASE/api/v1/packages/$small/artifact" "http://127.0.0.1:$NGINX_PORT/$small/artifact" 70
 row "16 MiB (filesystem)" "$BASE/api/v1/packages/$medium/artifact" "http://127.0.0.1:$NGINX_PORT/$medium/artifact" 80
