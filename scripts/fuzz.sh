@@ -189,7 +189,7 @@ expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5x
 include-name = "GET /api/v1/passwords"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422", "429"]
 
-# GET /api/v1/packages: sorting or filtering by version needs `name`, and `version` is a cargo
+# GET /api/v1/packages: sorting or filtering by version needs "name", and "version" is a cargo
 # version requirement, a grammar no pattern states exactly; both answer 422 naming the field,
 # as the parameters' descriptions say. Only for this operation, a schema-valid request may get
 # that 422.
@@ -197,8 +197,8 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422",
 include-name = "GET /api/v1/packages"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "422", "429", "5xx"]
 
-# POST /api/v1/package-names/{name}/prune: `keep` is optional in the schema, and required while
-# retention is off (packages.keep_versions = 0, as here): a 422 naming `keep`, as its
+# POST /api/v1/package-names/{name}/prune: "keep" is optional in the schema, and required while
+# retention is off (packages.keep_versions = 0, as here): a 422 naming "keep", as its
 # description says. Only for this operation, a schema-valid request may get that 422.
 [[operations]]
 include-name = "POST /api/v1/package-names/{name}/prune"
@@ -214,7 +214,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403",
 
 # PUT /api/v1/packages/{id}/signature: the body is a minisign signature by a key trusted for the
 # name (none is configured here), which no schema can state: a generated string answers 422
-# naming `signature`, one past 4096 bytes 413, as the operation documents. Only for this
+# naming "signature", one past 4096 bytes 413, as the operation documents. Only for this
 # operation, a schema-valid request may get those.
 [[operations]]
 include-name = "PUT /api/v1/packages/{id}/signature"

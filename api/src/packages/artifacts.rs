@@ -198,7 +198,9 @@ mod tests {
             .await
             .unwrap()
             .expect("an artifact")
-            .read(range);
+            .read(range)
+            .await
+            .unwrap();
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk.unwrap());

@@ -15,7 +15,7 @@
 use super::artifacts::hex;
 use crate::http::egress::{Egress, EgressClient, EgressError, redact, refusal};
 use async_trait::async_trait;
-use depot_packages::artifacts::{ArtifactError, ArtifactStore, OpenedArtifact, Staged};
+use depot_packages::artifacts::{ArtifactError, ArtifactStore, Staged};
 use depot_packages::executor::{ExecError, Executor, Progress};
 use depot_packages::model::PackageSignature;
 use depot_packages::model::VerifiedArtifact;
@@ -242,15 +242,12 @@ impl HttpExecutor {
     /// The SHA-256 of the artifact the store holds for `id` (read through, hashed as it
     /// streams), if it holds one that reads to its end.
     async fn stored_sha256(&self, id: uuid::Uuid) -> Result<Option<String>, ExecError> {
-        let Some(mut bytes) = self
-            .artifacts
-            .open(id)
-            .await
-            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
-            .map(OpenedArtifact::whole)
-        else {
+        let storage =
+            |e: ArtifactError| ExecError::Retryable(format!("reading the artifact store: {e}"));
+        let Some(opened) = self.artifacts.open(id).await.map_err(storage)? else {
             return Ok(None);
         };
+        let mut bytes = opened.whole().await.map_err(storage)?;
         let mut hasher = Sha256::new();
         while let Some(chunk) = bytes.next().await {
             match chunk {
@@ -298,7 +295,9 @@ impl HttpExecutor {
                     .await
                     .map_err(storage)?
                     .ok_or_else(unreachable_source)?
-                    .whole();
+                    .whole()
+                    .await
+                    .map_err(storage)?;
                 match self.trust.verify(&p.name, signature, body).await {
                     Ok(_) => {}
                     Err(SignatureError::Unreadable) => {

@@ -9,7 +9,7 @@
 //! for 64 KiB, where mapping and unmapping cost more than the copy.)
 
 use bytes::{Bytes, BytesMut};
-use depot_packages::artifacts::{ByteStream, OpenedArtifact, ReadArtifact};
+use depot_packages::artifacts::{ArtifactError, ByteStream, OpenedArtifact, ReadArtifact};
 use futures::{StreamExt, TryStreamExt};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -17,11 +17,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Bytes read at a time: what a transfer holds per connection at most, beside the HTTP
-/// layer's own buffer.
-const WINDOW: u64 = 4 * 1024 * 1024;
-/// Artifacts up to this size are read whole when opened.
-const EAGER: u64 = 1024 * 1024;
+/// Bytes read at a time: a transfer holds about two of these per connection at most (the
+/// window whose last slice the HTTP layer still holds, and the next), beside that layer's own
+/// buffer.
+const WINDOW: u64 = 1024 * 1024;
+/// Artifacts up to this size are read whole when opened (a HEAD or a 304 reads them too:
+/// a copy from the page cache, or one read of the disk on the blocking pool).
+const EAGER: u64 = 256 * 1024;
 /// The slices a window is handed on in: about what the HTTP layer writes at a time.
 const SLICE: usize = 64 * 1024;
 
@@ -48,13 +50,14 @@ fn cached_window(file: &std::fs::File, at: u64, len: u64) -> Option<Bytes> {
             Ok(0) => return None, // shorter than its size: the blocking read reports it
             Ok(n) => done += n,
             Err(Errno::INTR) => {}
-            Err(Errno::AGAIN) => return None,
-            Err(_) => {
-                // EOPNOTSUPP, ENOSYS, EINVAL: not here. Anything else, the blocking read
-                // meets and reports.
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
+                // Not on this kernel or file system.
                 NOWAIT.store(false, Ordering::Relaxed);
                 return None;
             }
+            // EAGAIN: not all in the cache. Anything else (EIO, say) is this file's, and the
+            // blocking read meets and reports it.
+            Err(_) => return None,
         }
     }
     Some(buf.freeze())
@@ -88,17 +91,20 @@ pub fn open_cached(path: &Path) -> Option<std::io::Result<Option<OpenedArtifact>
     if !NOWAIT.load(Ordering::Relaxed) {
         return None;
     }
+    // NONBLOCK: whatever sits at the path (a FIFO planted there, say) opens without waiting;
+    // it is then refused below, as not a regular file.
     let fd = match openat2(
         CWD,
         path,
-        OFlags::RDONLY | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),
         ResolveFlags::CACHED,
     ) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Some(Ok(None)),
         Err(Errno::AGAIN | Errno::INTR) => return None,
-        Err(Errno::NOSYS | Errno::INVAL) => {
+        // EPERM: a seccomp filter (older container runtimes') that refuses openat2.
+        Err(Errno::NOSYS | Errno::INVAL | Errno::PERM) => {
             NOWAIT.store(false, Ordering::Relaxed);
             return None;
         }
@@ -166,8 +172,15 @@ struct FileReader {
     nowait: bool,
 }
 
+#[async_trait::async_trait]
 impl ReadArtifact for FileReader {
-    fn read(self: Box<Self>, range: Range<u64>) -> ByteStream {
+    async fn read(self: Box<Self>, range: Range<u64>) -> Result<ByteStream, ArtifactError> {
+        Ok(self.stream(range))
+    }
+}
+
+impl FileReader {
+    fn stream(self, range: Range<u64>) -> ByteStream {
         if let Some(whole) = self.whole {
             let part = whole.slice(range.start as usize..range.end as usize);
             return futures::stream::iter(slices(part).map(Ok)).boxed();
@@ -258,7 +271,7 @@ mod tests {
                 for (way, o) in opened.into_iter().enumerate() {
                     let o = o.expect("the file is there");
                     assert_eq!(o.size, len, "{name}, way {way}");
-                    let (got, largest) = collect(o.read(range.clone())).await;
+                    let (got, largest) = collect(o.read(range.clone()).await.unwrap()).await;
                     assert!(got == want, "{name} {range:?}, way {way}: other bytes");
                     assert!(largest <= SLICE, "{name}: a slice of {largest} bytes");
                 }
@@ -291,7 +304,7 @@ mod tests {
                 .unwrap()
                 .set_len(WINDOW)
                 .unwrap();
-            let mut body = opened.read(None);
+            let mut body = opened.read(None).await.unwrap();
             let mut read = 0u64;
             let mut failed = false;
             while let Some(chunk) = futures::StreamExt::next(&mut body).await {

@@ -283,14 +283,22 @@ impl ArtifactStore for S3Artifacts {
     }
 
     async fn open(&self, package_id: Uuid) -> Result<Option<OpenedArtifact>, ArtifactError> {
-        let Some(stored) = self.head(package_id).await? else {
-            return Ok(None);
+        let key = self.artifact(package_id);
+        let head = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let meta = match self.store.get_opts(&key, head).await {
+            Ok(got) => got.meta,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(storage(e)),
         };
         Ok(Some(OpenedArtifact::new(
-            stored.size,
+            meta.size,
             ObjectReader {
                 store: self.store.clone(),
-                key: self.artifact(package_id),
+                key,
+                e_tag: meta.e_tag,
             },
         )))
     }
@@ -304,30 +312,36 @@ impl ArtifactStore for S3Artifacts {
     }
 }
 
-/// Reads an object when its bytes are asked for: one ranged GET.
+/// Reads an object when its bytes are asked for: one ranged GET of the very object the HEAD
+/// saw (`If-Match` its ETag), so a replaced object is never served under the old one's size.
 struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     key: Key,
+    e_tag: Option<String>,
 }
 
+#[async_trait]
 impl ReadArtifact for ObjectReader {
-    fn read(self: Box<Self>, range: std::ops::Range<u64>) -> ByteStream {
+    async fn read(
+        self: Box<Self>,
+        range: std::ops::Range<u64>,
+    ) -> Result<ByteStream, ArtifactError> {
         if range.is_empty() {
-            return futures::stream::empty().boxed();
+            return Ok(futures::stream::empty().boxed());
         }
         let options = GetOptions {
             range: Some(GetRange::Bounded(range)),
+            if_match: self.e_tag,
             ..Default::default()
         };
-        futures::stream::once(async move { self.store.get_opts(&self.key, options).await })
-            .map(|got| match got {
-                Ok(got) => got
-                    .into_stream()
-                    .map(|chunk| chunk.map_err(std::io::Error::other))
-                    .boxed(),
-                Err(e) => futures::stream::iter([Err(std::io::Error::other(e))]).boxed(),
-            })
-            .flatten()
-            .boxed()
+        let got = self
+            .store
+            .get_opts(&self.key, options)
+            .await
+            .map_err(storage)?;
+        Ok(got
+            .into_stream()
+            .map(|chunk| chunk.map_err(std::io::Error::other))
+            .boxed())
     }
 }

@@ -259,7 +259,11 @@ async fn serve(
             futures::stream::empty::<Result<web::Bytes, std::io::Error>>(),
         )));
     }
-    Ok(builder.body(SizedStream::new(length, opened.read(range))))
+    let body = opened
+        .read(range)
+        .await
+        .map_err(depot_packages::PackageError::Storage)?;
+    Ok(builder.body(SizedStream::new(length, body)))
 }
 
 #[utoipa::path(put, path = "/api/v1/packages/{id}/artifact", tag = "packages",

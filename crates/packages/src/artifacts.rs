@@ -50,9 +50,15 @@ pub struct StoredArtifact {
 }
 
 /// Reads an opened artifact's bytes (what an adapter puts in an [`OpenedArtifact`]).
+#[async_trait]
 pub trait ReadArtifact: Send {
-    /// The bytes of `range` (start inclusive, end exclusive, within the size).
-    fn read(self: Box<Self>, range: std::ops::Range<u64>) -> ByteStream;
+    /// The bytes of `range` (start inclusive, end exclusive, within the size): an error the
+    /// storage answers before the first byte (the bytes went, or changed, since the opening)
+    /// comes here, before an HTTP answer is committed to a status.
+    async fn read(
+        self: Box<Self>,
+        range: std::ops::Range<u64>,
+    ) -> Result<ByteStream, ArtifactError>;
 }
 
 /// An artifact opened for reading: its size now, its bytes (all or a range) when asked. One
@@ -78,15 +84,22 @@ impl OpenedArtifact {
         }
     }
 
-    /// The bytes of `range` (checked against the size by the caller), or all of them.
-    pub fn read(self, range: Option<std::ops::Range<u64>>) -> ByteStream {
-        let range = range.unwrap_or(0..self.size);
-        self.reader.read(range)
+    /// The bytes of `range` (checked against the size by the caller: a range past it is
+    /// cut to it), or all of them.
+    pub async fn read(
+        self,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<ByteStream, ArtifactError> {
+        let range = match range {
+            Some(r) => r.start.min(self.size)..r.end.min(self.size),
+            None => 0..self.size,
+        };
+        self.reader.read(range).await
     }
 
     /// All of the bytes.
-    pub fn whole(self) -> ByteStream {
-        self.read(None)
+    pub async fn whole(self) -> Result<ByteStream, ArtifactError> {
+        self.read(None).await
     }
 }
 

@@ -882,11 +882,15 @@ impl crate::artifacts::ArtifactStore for InMemoryArtifacts {
     ) -> Result<Option<crate::artifacts::OpenedArtifact>, crate::artifacts::ArtifactError> {
         /// The bytes, held.
         struct Held(bytes::Bytes);
+        #[async_trait::async_trait]
         impl crate::artifacts::ReadArtifact for Held {
-            fn read(self: Box<Self>, r: std::ops::Range<u64>) -> crate::artifacts::ByteStream {
+            async fn read(
+                self: Box<Self>,
+                r: std::ops::Range<u64>,
+            ) -> Result<crate::artifacts::ByteStream, crate::artifacts::ArtifactError> {
                 use futures::StreamExt;
                 let part = self.0.slice(r.start as usize..r.end as usize);
-                futures::stream::iter([Ok(part)]).boxed()
+                Ok(futures::stream::iter([Ok(part)]).boxed())
             }
         }
         let Some(bytes) = self.files.lock().unwrap().get(&package_id).cloned() else {

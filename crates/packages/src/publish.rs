@@ -266,7 +266,12 @@ impl PackageService {
             return Ok(package);
         }
         let verified_at = if package.status == PackageStatus::Downloaded {
-            let body = self.open_artifact(&package).await?.whole();
+            let body = self
+                .open_artifact(&package)
+                .await?
+                .whole()
+                .await
+                .map_err(PackageError::Storage)?;
             match self.trust.verify(&package.name, &signature, body).await {
                 Ok(_) => Some(self.clock.now()),
                 Err(SignatureError::Unreadable) => {

@@ -95,7 +95,9 @@ impl SignatureGate {
                 code: "artifact_missing".into(),
                 detail: "the downloaded artifact is not in storage; download it again".into(),
             })?
-            .whole();
+            .whole()
+            .await
+            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?;
         let outcome = self.trust.verify(&package.name, &signature, body).await;
         let verified_at = match &outcome {
             Ok(_) => Some(now),
