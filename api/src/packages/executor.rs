@@ -242,8 +242,7 @@ impl HttpExecutor {
     /// The SHA-256 of the artifact the store holds for `id` (read through, hashed as it
     /// streams), if it holds one that reads to its end.
     async fn stored_sha256(&self, id: uuid::Uuid) -> Result<Option<String>, ExecError> {
-        let storage =
-            |e: ArtifactError| ExecError::Retryable(format!("reading the artifact store: {e}"));
+        let storage = ExecError::store_unreadable;
         let Some(opened) = self.artifacts.open(id).await.map_err(storage)? else {
             return Ok(None);
         };
@@ -264,7 +263,7 @@ impl HttpExecutor {
             .artifacts
             .head(p.id)
             .await
-            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?;
+            .map_err(ExecError::store_unreadable)?;
         let Some(stored) = stored else {
             return Ok(false);
         };
@@ -286,9 +285,7 @@ impl HttpExecutor {
         if self.verified(p).await? {
             // Already in place (a redelivery after a crash): its signature is checked there.
             if let Some((signature, _)) = &signed {
-                let storage = |e: ArtifactError| {
-                    ExecError::Retryable(format!("reading the artifact store: {e}"))
-                };
+                let storage = ExecError::store_unreadable;
                 let body = self
                     .artifacts
                     .open(p.id)
@@ -336,7 +333,7 @@ impl HttpExecutor {
             .artifacts
             .head(p.id)
             .await
-            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?;
+            .map_err(ExecError::store_unreadable)?;
         if held.is_some() {
             self.artifacts
                 .remove(p.id)
@@ -604,7 +601,7 @@ impl HttpExecutor {
             .artifacts
             .head(p.id)
             .await
-            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?;
+            .map_err(ExecError::store_unreadable)?;
         if held.is_none() {
             return Err(failed(
                 "artifact_missing",

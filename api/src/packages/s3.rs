@@ -263,23 +263,11 @@ impl ArtifactStore for S3Artifacts {
     }
 
     async fn head(&self, package_id: Uuid) -> Result<Option<StoredArtifact>, ArtifactError> {
-        match self
-            .store
-            .get_opts(
-                &self.artifact(package_id),
-                GetOptions {
-                    head: true,
-                    ..Default::default()
-                },
-            )
-            .await
-        {
-            Ok(got) => Ok(Some(StoredArtifact {
-                size: got.meta.size,
-            })),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(storage(e)),
-        }
+        // Opening an object is its HEAD; the GET waits for a read.
+        Ok(self
+            .open(package_id)
+            .await?
+            .map(|o| StoredArtifact { size: o.size }))
     }
 
     async fn open(&self, package_id: Uuid) -> Result<Option<OpenedArtifact>, ArtifactError> {

@@ -28,6 +28,13 @@ pub enum ExecError {
     Retryable(String),
 }
 
+impl ExecError {
+    /// The artifact store could not be read (a retry may find it back).
+    pub fn store_unreadable(e: crate::artifacts::ArtifactError) -> Self {
+        Self::Retryable(format!("reading the artifact store: {e}"))
+    }
+}
+
 /// The version of a name that is active now, read when the executor is ready to act on it.
 pub type ActiveNow<'a> =
     futures::future::BoxFuture<'a, Result<Option<Package>, depot_core::RepoError>>;

@@ -90,14 +90,14 @@ impl SignatureGate {
             .artifacts
             .open(package.id)
             .await
-            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?
+            .map_err(ExecError::store_unreadable)?
             .ok_or_else(|| ExecError::Failed {
                 code: "artifact_missing".into(),
                 detail: "the downloaded artifact is not in storage; download it again".into(),
             })?
             .whole()
             .await
-            .map_err(|e| ExecError::Retryable(format!("reading the artifact store: {e}")))?;
+            .map_err(ExecError::store_unreadable)?;
         let outcome = self.trust.verify(&package.name, &signature, body).await;
         let verified_at = match &outcome {
             Ok(_) => Some(now),
