@@ -1,5 +1,5 @@
 # Depot developer targets. `make run` and `make test` are the README's two commands.
-.PHONY: run test lint fmt fuzz coverage migrate bench cluster cluster-test build release clean docker-build docker-up docker-test docker-down docker-check locust
+.PHONY: run test lint fmt fuzz coverage migrate bench cluster cluster-test build release clean docker-build docker-up docker-test docker-down docker-check docker-smoke docker-standins locust
 
 run:            ## Start Depot with no external services (SQLite file, in-process queue)
 	cargo run --release --locked -p depot-api --bin depot -- serve
@@ -46,6 +46,12 @@ docker-test:    ## The test suite inside compose, against its PostgreSQL and Rab
 
 docker-down:
 	bash scripts/docker.sh down
+
+docker-smoke:   ## Image + compose stack on a real engine: lifecycle, keys, uid/no shell/read-only, health, teardown
+	bash scripts/docker-smoke.sh
+
+docker-standins: ## The local stand-in bases (Debian's packages) for an engine that reaches no registry
+	bash scripts/docker-standins.sh
 
 docker-check:   ## Without a Docker engine: hadolint, compose file parsed and cross-checked, digests pinned
 	bash scripts/docker-check.sh
