@@ -64,6 +64,8 @@ ensure_compose() {
 # ones when the registry answers and the stand-ins otherwise. Exports the variables the
 # Dockerfile's ARGs and the compose file read.
 ensure_bases() {
+  # Once per run: `up` builds (which chose already) and then starts.
+  [ -n "${DEPOT_BASES_CHOSEN:-}" ] && return 0
   local mode=${DEPOT_BASES:-auto}
   if [ "$mode" = auto ]; then
     local probe
@@ -87,4 +89,12 @@ ensure_bases() {
       ;;
     *) die "DEPOT_BASES must be auto, official or standin (got $mode)" ;;
   esac
+  export DEPOT_BASES_CHOSEN=$mode
+}
+
+# The toolchain image, for builds that compile in the image: the official one is pulled by the
+# build; the stand-in is built here (it copies this machine's toolchain).
+ensure_toolchain_image() {
+  ensure_bases
+  if [ -n "${DEPOT_RUST_IMAGE:-}" ]; then bash scripts/docker-standins.sh rust; fi
 }

@@ -54,7 +54,7 @@ build() {
   if [ "${1:-}" = --prebuilt ]; then prebuilt=${2:?--prebuilt needs the path of a depot binary}; fi
   ensure_bases
   # The in-image build needs the toolchain image; a prebuilt binary does not.
-  if [ -z "$prebuilt" ] && [ -n "${DEPOT_RUST_IMAGE:-}" ]; then bash scripts/docker-standins.sh rust; fi
+  [ -n "$prebuilt" ] || ensure_toolchain_image
   base_args
   if [ -n "$prebuilt" ]; then
     [ -x "$prebuilt" ] || die "$prebuilt is not an executable"
@@ -100,8 +100,7 @@ case "$ACTION" in
     ;;
   test)
     prepare
-    ensure_bases
-    [ -n "${DEPOT_RUST_IMAGE:-}" ] && bash scripts/docker-standins.sh rust
+    ensure_toolchain_image
     base_args
     docker_build -f docker/Dockerfile --target test "${BASE_ARGS[@]}" -t "${DEPOT_TEST_IMAGE:-depot-test:local}" .
     "${COMPOSE[@]}" --profile test run --rm test
